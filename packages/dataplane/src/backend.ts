@@ -1,0 +1,126 @@
+/**
+ * The two hot-path backends of the data plane: batched AEAD and batched UDP.
+ *
+ * The protocol logic (framing, replay window, routing, compression, counters)
+ * is TypeScript and runs once per batch over shared buffers; these backends do
+ * the per-packet heavy lifting. Two implementations exist behind the same
+ * interfaces:
+ *   - `backend-native.ts`: C addon (OpenSSL EVP contexts cached per key,
+ *     recvmmsg/sendmmsg on a dual-stack socket, uv_poll on the event loop);
+ *   - `backend-js.ts`: pure JavaScript (`createCipheriv`, `dgram`), the
+ *     portable fallback and the anchor the benchmarks compare against.
+ *
+ * Buffer ownership: every batch handed to a handler is borrowed: its
+ * buffers are valid only until the handler returns.
+ */
+
+/** Wire value of the per-pair cipher (as carried in the native calls). */
+export const CipherId = {
+  AES_256_GCM: 0,
+  CHACHA20_POLY1305: 1,
+} as const;
+/** A value of {@link CipherId}. */
+export type CipherIdValue = (typeof CipherId)[keyof typeof CipherId];
+
+/** Bytes of the data-plane header, the AEAD associated data (see ARCHITECTURE.md). */
+export const HEADER_LEN = 20;
+/** Bytes of the AEAD tag appended after the ciphertext. */
+export const TAG_LEN = 16;
+/** Offset of the 12-byte nonce (epoch ‖ counter) inside the header. */
+export const NONCE_OFFSET = 8;
+
+/**
+ * Batched AEAD over packets laid out in place in one buffer.
+ *
+ * Layout of packet `i`: the 20-byte header at `buf[offs[i]]` (associated
+ * data; its bytes 8..20 are the nonce), then the payload. Keys live inside
+ * the backend behind integer handles so no key is passed per packet.
+ */
+export interface CryptoBackend {
+  /**
+   * Creates a context for one key and returns its handle (an integer > 0).
+   * The key is copied; the caller should wipe its own copy when done.
+   * Throws on a key of the wrong length (32 bytes for both ciphers).
+   */
+  createKey(cipher: CipherIdValue, key: Buffer): number;
+  /** Erases and frees a key. Unknown or already destroyed handles are ignored. */
+  destroyKey(handle: number): void;
+  /**
+   * Encrypts in place: for `i < count`, the payload of `lens[i]` bytes at
+   * `offs[i] + HEADER_LEN` is replaced by its ciphertext and the 16-byte tag
+   * is written right after it, so the datagram is
+   * `buf[offs[i] .. offs[i] + HEADER_LEN + lens[i] + TAG_LEN]`.
+   * The caller guarantees that room exists.
+   */
+  sealBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array): void;
+  /**
+   * Authenticates and decrypts in place: for `i < count`, the datagram of
+   * `lens[i]` bytes (header + ciphertext + tag) at `offs[i]`. Sets `ok[i]` to
+   * 1 when authentic (the plaintext then replaces the ciphertext, length
+   * `lens[i] - HEADER_LEN - TAG_LEN`), 0 otherwise (contents unspecified).
+   * A handle of 0 or a datagram shorter than header + tag yields 0.
+   */
+  openBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array): void;
+}
+
+/**
+ * A batch of received datagrams. Borrowed: valid only until the handler returns.
+ * Datagram `i` is `buffer[offsets[i] .. offsets[i] + lengths[i]]`, with at
+ * least `headroom` writable bytes before it inside its slot. Its source
+ * address is `sources[i * SOURCE_LEN ..]`: 16 bytes of IPv6 address (IPv4
+ * as v4-mapped `::ffff:a.b.c.d`) then the port, big endian.
+ */
+export interface DatagramBatch {
+  count: number;
+  buffer: Buffer;
+  offsets: Int32Array;
+  lengths: Int32Array;
+  sources: Buffer;
+}
+
+/** Bytes per source address in {@link DatagramBatch.sources}. */
+export const SOURCE_LEN = 18;
+
+/** Options of {@link UdpBackend.open}. */
+export interface UdpOpenOptions {
+  /** UDP port to bind (0 = kernel-chosen). */
+  port: number;
+  /** Numeric address to bind; default `::` (dual stack, IPv4 as v4-mapped). */
+  bindAddress?: string;
+  /** Datagrams read per wake-up at most (default 64). */
+  batchSize?: number;
+  /** Bytes per receive slot, headroom included (default 2048). */
+  slotSize?: number;
+  /** Free bytes kept in front of each received datagram (default 64). */
+  headroom?: number;
+}
+
+/** A bound UDP socket that receives and sends in batches. */
+export interface BatchUdpSocket {
+  /** The bound port (useful when 0 was asked). */
+  readonly port: number;
+  /**
+   * Sets endpoint `slot` (0 ≤ slot < 65536) to a numeric IPv4 or IPv6
+   * address and port; sends name endpoints by slot so no address is
+   * marshalled per packet. Throws on a non-numeric address.
+   */
+  setEndpoint(slot: number, host: string, port: number): void;
+  /** Forgets endpoint `slot`; sends to it are counted as failed. */
+  clearEndpoint(slot: number): void;
+  /** Starts delivering received datagrams to `handler`, one call per batch. */
+  onDatagrams(handler: (batch: DatagramBatch) => void): void;
+  /**
+   * Sends `count` datagrams: datagram `i` is `buf[offs[i] .. offs[i]+lens[i]]`
+   * to endpoint `slots[i]`. Never blocks; returns how many were handed to
+   * the kernel (the rest were dropped, e.g. socket buffer full).
+   */
+  sendBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, slots: Int32Array): number;
+  /** Stops receiving and closes the socket. Idempotent. */
+  close(): void;
+}
+
+/** Factory for batched UDP sockets. */
+export interface UdpBackend {
+  /** Binds a socket. Throws a DataplaneError (`ERR_DP_BIND`) when the port is taken. */
+  open(options: UdpOpenOptions): BatchUdpSocket;
+}
