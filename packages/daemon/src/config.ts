@@ -1,0 +1,425 @@
+/**
+ * The `cluevpn.conf` file: ClueVPN's `key=value` form.
+ *
+ * 1. locate: `-c FILE`, or `-n NET` → `<confdir>/NET/cluevpn.conf`, or
+ *    `<confdir>/cluevpn.conf` (`confdir` = `$CLUEVPN_CONFDIR` or `/etc/cluevpn`)
+ * 2. read the file; one `key=value` per line, `#` comment lines and blank
+ *    lines ignored, spaces around the key and value trimmed
+ * 3. check each line: known key, value of the right type, no duplicate of a
+ *    non-repeatable key (`bnlpubkey` repeats)
+ * 4. check the whole: required keys, combinations (`logfile` ⇔ `logmethod=file`)
+ * 5. fill defaults and resolve relative paths against the file's directory
+ *
+ * Every problem is a `ConfigError` naming the file, the line and the key.
+ * Nothing falls back to a default when a value is wrong.
+ */
+import { readFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { ConfigError } from './errors.js';
+
+/** One `algo:bits-or-level:preference` item of `cryptalgos` / `compalgos`. */
+export interface AlgoPreference {
+  /** Algorithm name, e.g. `aes-256-gcm`, `chacha20-poly1305`, `none`, `lz4`. */
+  algo: string;
+  /** Key bits for a cipher, compression level for a compressor. */
+  param: number;
+  /** Preference weight (0–1000); the pair sums both sides' weights. */
+  preference: number;
+}
+
+/** Where the log goes. */
+export type LogMethod = 'stderr' | 'syslog' | 'file';
+
+/**
+ * The typed configuration. Paths are absolute. Optional fields are
+ * `undefined` when the key is absent and has no default.
+ */
+export interface DaemonConfig {
+  /** Absolute path of the config file that was read. */
+  file: string;
+  /** Its directory: the base of relative paths. */
+  dir: string;
+  /** Network name: `-n NET`, else derived from the file's location (see `locateConfig`). */
+  netname: string;
+  /** This node's name; must equal its certificate CN and its BNL record. Required. */
+  name: string;
+  /** TUN device name. Default: the network name (must be a valid interface name). */
+  devname: string;
+  /** PEM certificate of this node (signed by the VPN CA). Required. */
+  cert: string;
+  /** PEM private key of this node. Required. */
+  privkey: string;
+  /** PEM certificate of the VPN CA. Required. */
+  cacert: string;
+  /** UDP (data) and TCP (control) port. Default 3406. */
+  port: number;
+  /** Files holding the BNL signing public keys (one or more; repeat the key). Required. */
+  bnlpubkey: string[];
+  /** The BNL signing private key: read by the `bnl` tool only, never by the daemon. Optional. */
+  bnlprivkey: string | undefined;
+  /** The signed node list file. Default `bnl` in the config directory. */
+  bnl: string;
+  /** SQLite state database (send epochs, negotiated keys). Default `state.db` in the config directory. */
+  statedb: string;
+  /** Log level 0–7 (syslog severities: 0 emerg … 7 debug). Default 5 (notice). */
+  loglevel: number;
+  /** `stderr` | `syslog` | `file`. Default `stderr`. */
+  logmethod: LogMethod;
+  /** Log file, required with (and only with) `logmethod=file`. */
+  logfile: string | undefined;
+  /** Command run once after start-up (through `/bin/sh -c`; data in the environment). */
+  upcmd: string | undefined;
+  /** Command run once before the device is closed. */
+  downcmd: string | undefined;
+  /** Command run for each of this node's own subnets. */
+  mysubnetupcmd: string | undefined;
+  /** Command run for each peer subnet that becomes reachable. */
+  subnetupcmd: string | undefined;
+  /** Command run for each peer subnet that goes away. */
+  subnetdowncmd: string | undefined;
+  /** Cipher preferences. Default `aes-256-gcm:256:20 chacha20-poly1305:256:10`. */
+  cryptalgos: AlgoPreference[];
+  /** Compression preferences. Default `none:0:10 lz4:1:5`. */
+  compalgos: AlgoPreference[];
+  /** Required OU in peer certificates, if set. */
+  restrictouname: string | undefined;
+  /** Never use IPv6 endpoints. Default no. */
+  disableipv6: boolean;
+  /** Prefer IPv6 endpoints when a node has both. Default no. */
+  preferipv6: boolean;
+  /** Inner MTU of the TUN device. Default 1420; at least 1280 unless `disableipv6`. */
+  mtu: number;
+  /** Rekey interval in milliseconds (`rekey=120s`). Default 120 s, at least 10 s. */
+  rekeyMs: number;
+  /** Base BNL pull interval in milliseconds (jittered ±25 %). Default 90 s, at least 1 s. */
+  pullintervalMs: number;
+  /** User to switch to after set-up. Default: stay root. */
+  user: string | undefined;
+  /** Group to switch to after set-up. Default: the user's primary group. */
+  group: string | undefined;
+  /** Local control socket. Default `<rundir>/NETNAME.sock`. */
+  controlsocket: string;
+  /** Pidfile. Default `<rundir>/NETNAME.pid`. */
+  pidfile: string;
+}
+
+/** Default data/control port, as in the original ClueVPN. */
+export const DEFAULT_PORT = 3406;
+/** Default inner MTU (1500 − 20 IPv4 − 8 UDP − 36 overhead, rounded down). */
+export const DEFAULT_MTU = 1420;
+
+/** Environment the config module reads: only these two variables, for tests and packagers. */
+export interface ConfigEnv {
+  /** Base directory of config files. Default `/etc/cluevpn`. */
+  CLUEVPN_CONFDIR?: string | undefined;
+  /** Base directory of sockets and pidfiles. Default `/run/cluevpn`. */
+  CLUEVPN_RUNDIR?: string | undefined;
+}
+
+/** How the daemon (and every command that talks to it) finds its config. */
+export interface ConfigTarget {
+  /** `-c FILE` (wins over `netname`). */
+  configFile?: string | undefined;
+  /** `-n NET`. */
+  netname?: string | undefined;
+}
+
+/** Base directory of config files: `$CLUEVPN_CONFDIR` or `/etc/cluevpn`. */
+export function confDir(env: ConfigEnv = process.env): string {
+  return resolve(env.CLUEVPN_CONFDIR || '/etc/cluevpn');
+}
+
+/** Base directory of control sockets and pidfiles: `$CLUEVPN_RUNDIR` or `/run/cluevpn`. */
+export function runDir(env: ConfigEnv = process.env): string {
+  return resolve(env.CLUEVPN_RUNDIR || '/run/cluevpn');
+}
+
+const NETNAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
+
+/**
+ * Resolves the config file and the network name.
+ *
+ * - `-c FILE`: that file; the network name is `-n` if given, else the name of
+ *   the file's directory (`/etc/cluevpn/office/cluevpn.conf` → `office`), or
+ *   `cluevpn` when the file lies directly in the config base directory.
+ * - `-n NET`: `<confdir>/NET/cluevpn.conf`, network name `NET`.
+ * - neither: `<confdir>/cluevpn.conf`, network name `cluevpn`.
+ *
+ * Throws `ConfigError` `ERR_CONFIG_BAD_VALUE` for an invalid network name.
+ */
+export function locateConfig(target: ConfigTarget, env: ConfigEnv = process.env): { file: string; netname: string } {
+  const base = confDir(env);
+  if (target.netname !== undefined && !NETNAME_RE.test(target.netname)) {
+    throw new ConfigError('ERR_CONFIG_BAD_VALUE', { file: '-n' }, `invalid network name '${target.netname}' (letters, digits, _ . -)`);
+  }
+  if (target.configFile !== undefined) {
+    const file = resolve(target.configFile);
+    if (target.netname !== undefined) return { file, netname: target.netname };
+    const dir = dirname(file);
+    const derived = dir === base ? 'cluevpn' : basename(dir);
+    return { file, netname: NETNAME_RE.test(derived) ? derived : 'cluevpn' };
+  }
+  if (target.netname !== undefined) return { file: resolve(base, target.netname, 'cluevpn.conf'), netname: target.netname };
+  return { file: resolve(base, 'cluevpn.conf'), netname: 'cluevpn' };
+}
+
+// ---------------------------------------------------------------- value parsers
+
+type Parser<T> = (raw: string) => T; // throws a plain Error whose message says what is wrong
+
+const bad = (what: string): never => {
+  throw new Error(what);
+};
+
+const parseIntIn = (min: number, max: number): Parser<number> => (raw) => {
+  if (!/^\d+$/.test(raw)) bad(`'${raw}' is not a whole number`);
+  const n = Number(raw);
+  if (n < min || n > max) bad(`${n} is out of range ${min}–${max}`);
+  return n;
+};
+
+const parseBool: Parser<boolean> = (raw) => {
+  const v = raw.toLowerCase();
+  if (['yes', 'true', 'on', '1'].includes(v)) return true;
+  if (['no', 'false', 'off', '0'].includes(v)) return false;
+  return bad(`'${raw}' is not yes/no`);
+};
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, '': 1000 };
+const parseDuration = (minMs: number, maxMs: number): Parser<number> => (raw) => {
+  const m = /^(\d+)(ms|s|m|h|)$/.exec(raw);
+  if (!m) return bad(`'${raw}' is not a duration (e.g. 90, 90s, 2m, 500ms)`);
+  const ms = Number(m[1]) * DURATION_UNITS[m[2]!]!;
+  if (ms < minMs || ms > maxMs) bad(`${raw} is out of range ${minMs / 1000}s–${maxMs / 1000}s`);
+  return ms;
+};
+
+const parseName: Parser<string> = (raw) =>
+  /^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/.test(raw) ? raw : bad(`'${raw}' is not a valid node name (letters, digits, _ -; at most 64)`);
+
+const IFNAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+const parseIfname: Parser<string> = (raw) =>
+  IFNAME_RE.test(raw) ? raw : bad(`'${raw}' is not a valid interface name (at most 15 of letters, digits, _ . -)`);
+
+const parseText: Parser<string> = (raw) => (raw.length > 0 ? raw : bad('empty value'));
+
+const parseAccount: Parser<string> = (raw) =>
+  /^([a-z_][a-z0-9_-]{0,31}\$?|\d+)$/i.test(raw) ? raw : bad(`'${raw}' is not a user/group name or number`);
+
+const parseLogMethod: Parser<LogMethod> = (raw) =>
+  raw === 'stderr' || raw === 'syslog' || raw === 'file' ? raw : bad(`'${raw}' is not one of stderr, syslog, file`);
+
+/** Known ciphers and the key bits each takes. */
+export const CIPHERS: Readonly<Record<string, number>> = { 'aes-256-gcm': 256, 'chacha20-poly1305': 256 };
+/** Known compressors and their level range. */
+export const COMPRESSORS: Readonly<Record<string, readonly [number, number]>> = { none: [0, 0], lz4: [0, 12] };
+
+const parseAlgoList = (kind: 'cipher' | 'compressor'): Parser<AlgoPreference[]> => (raw) => {
+  const items = raw.split(/\s+/).filter((s) => s.length > 0);
+  if (items.length === 0) bad('empty list');
+  const seen = new Set<string>();
+  return items.map((item) => {
+    const m = /^([a-z0-9-]+):(\d+):(\d+)$/.exec(item);
+    if (!m) return bad(`'${item}' is not algo:${kind === 'cipher' ? 'keybits' : 'level'}:preference`);
+    const [, algo, p, pref] = m as unknown as [string, string, string, string];
+    const param = Number(p);
+    const preference = Number(pref);
+    if (kind === 'cipher') {
+      const bits = CIPHERS[algo];
+      if (bits === undefined) bad(`unknown cipher '${algo}' (known: ${Object.keys(CIPHERS).join(', ')})`);
+      if (param !== bits) bad(`${algo} takes ${bits}-bit keys, not ${param}`);
+    } else {
+      const range = COMPRESSORS[algo];
+      if (range === undefined) return bad(`unknown compressor '${algo}' (known: ${Object.keys(COMPRESSORS).join(', ')})`);
+      if (param < range[0] || param > range[1]) bad(`${algo} level ${param} is out of range ${range[0]}–${range[1]}`);
+    }
+    if (preference > 1000) bad(`preference ${preference} is out of range 0–1000`);
+    if (seen.has(algo)) bad(`${algo} is listed twice`);
+    seen.add(algo);
+    return { algo, param, preference };
+  });
+};
+
+// ---------------------------------------------------------------- the key table
+
+type KeyKind = 'path' | 'value';
+interface KeySpec {
+  kind: KeyKind;
+  parse: Parser<unknown>;
+  repeatable?: boolean;
+}
+
+const KEYS: Readonly<Record<string, KeySpec>> = {
+  name: { kind: 'value', parse: parseName },
+  devname: { kind: 'value', parse: parseIfname },
+  cert: { kind: 'path', parse: parseText },
+  privkey: { kind: 'path', parse: parseText },
+  cacert: { kind: 'path', parse: parseText },
+  port: { kind: 'value', parse: parseIntIn(1, 65535) },
+  bnlpubkey: { kind: 'path', parse: parseText, repeatable: true },
+  bnlprivkey: { kind: 'path', parse: parseText },
+  bnl: { kind: 'path', parse: parseText },
+  statedb: { kind: 'path', parse: parseText },
+  loglevel: { kind: 'value', parse: parseIntIn(0, 7) },
+  logmethod: { kind: 'value', parse: parseLogMethod },
+  logfile: { kind: 'path', parse: parseText },
+  upcmd: { kind: 'value', parse: parseText },
+  downcmd: { kind: 'value', parse: parseText },
+  mysubnetupcmd: { kind: 'value', parse: parseText },
+  subnetupcmd: { kind: 'value', parse: parseText },
+  subnetdowncmd: { kind: 'value', parse: parseText },
+  cryptalgos: { kind: 'value', parse: parseAlgoList('cipher') },
+  compalgos: { kind: 'value', parse: parseAlgoList('compressor') },
+  restrictouname: { kind: 'value', parse: parseText },
+  disableipv6: { kind: 'value', parse: parseBool },
+  preferipv6: { kind: 'value', parse: parseBool },
+  mtu: { kind: 'value', parse: parseIntIn(576, 65535) },
+  rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
+  pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
+  user: { kind: 'value', parse: parseAccount },
+  group: { kind: 'value', parse: parseAccount },
+  controlsocket: { kind: 'path', parse: parseText },
+  pidfile: { kind: 'path', parse: parseText },
+};
+
+/** Every key the config file accepts. */
+export const CONFIG_KEYS: readonly string[] = Object.keys(KEYS);
+
+const REQUIRED = ['name', 'cert', 'privkey', 'cacert', 'bnlpubkey'] as const;
+
+/** Options of `parseConfig`. */
+export interface ParseConfigOptions {
+  /** Absolute path of the file the text came from (for messages and relative paths). */
+  file: string;
+  /** Network name (see `locateConfig`). */
+  netname: string;
+  /** Environment for the run directory default. */
+  env?: ConfigEnv;
+}
+
+/**
+ * Parses config text. Pure: reads no file. Throws `ConfigError` on the first
+ * problem (codes `ERR_CONFIG_SYNTAX`, `_UNKNOWN_KEY`, `_BAD_VALUE`,
+ * `_DUPLICATE_KEY`, `_MISSING_KEY`).
+ */
+export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfig {
+  const { file, netname } = opts;
+  const dir = dirname(file);
+  const values = new Map<string, { value: unknown; line: number }[]>();
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const lineNo = i + 1;
+    const trimmed = lines[i]!.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const eq = trimmed.indexOf('=');
+    if (eq <= 0) {
+      throw new ConfigError('ERR_CONFIG_SYNTAX', { file, line: lineNo }, `expected key=value, got '${trimmed.slice(0, 40)}'`);
+    }
+    const key = trimmed.slice(0, eq).trim().toLowerCase();
+    const raw = trimmed.slice(eq + 1).trim();
+    const spec = KEYS[key];
+    if (spec === undefined) throw new ConfigError('ERR_CONFIG_UNKNOWN_KEY', { file, line: lineNo, key }, 'unknown key');
+    const previous = values.get(key);
+    if (previous !== undefined && !spec.repeatable) {
+      throw new ConfigError('ERR_CONFIG_DUPLICATE_KEY', { file, line: lineNo, key }, `already set on line ${previous[0]!.line}`);
+    }
+    let value: unknown;
+    try {
+      value = spec.parse(raw);
+    } catch (err) {
+      throw new ConfigError('ERR_CONFIG_BAD_VALUE', { file, line: lineNo, key }, (err as Error).message, { cause: err });
+    }
+    if (spec.kind === 'path') value = isAbsolute(value as string) ? value : resolve(dir, value as string);
+    if (previous === undefined) values.set(key, [{ value, line: lineNo }]);
+    else previous.push({ value, line: lineNo });
+  }
+
+  for (const key of REQUIRED) {
+    if (!values.has(key)) throw new ConfigError('ERR_CONFIG_MISSING_KEY', { file, key }, 'required key is missing');
+  }
+  const one = <T>(key: string): T | undefined => values.get(key)?.[0]?.value as T | undefined;
+  const lineOf = (key: string): number | undefined => values.get(key)?.[0]?.line;
+
+  const logmethod = one<LogMethod>('logmethod') ?? 'stderr';
+  const logfile = one<string>('logfile');
+  if (logmethod === 'file' && logfile === undefined) {
+    throw new ConfigError('ERR_CONFIG_MISSING_KEY', { file, line: lineOf('logmethod'), key: 'logfile' }, 'required with logmethod=file');
+  }
+  if (logmethod !== 'file' && logfile !== undefined) {
+    throw new ConfigError('ERR_CONFIG_BAD_VALUE', { file, line: lineOf('logfile'), key: 'logfile' }, `only used with logmethod=file (logmethod is ${logmethod})`);
+  }
+  const disableipv6 = one<boolean>('disableipv6') ?? false;
+  const preferipv6 = one<boolean>('preferipv6') ?? false;
+  if (disableipv6 && preferipv6) {
+    throw new ConfigError('ERR_CONFIG_BAD_VALUE', { file, line: lineOf('preferipv6'), key: 'preferipv6' }, 'contradicts disableipv6=yes');
+  }
+  const mtu = one<number>('mtu') ?? DEFAULT_MTU;
+  if (!disableipv6 && mtu < 1280) {
+    throw new ConfigError('ERR_CONFIG_BAD_VALUE', { file, line: lineOf('mtu'), key: 'mtu' }, `${mtu} is below 1280, the IPv6 minimum (set disableipv6=yes for a smaller MTU)`);
+  }
+  let devname = one<string>('devname');
+  if (devname === undefined) {
+    if (!IFNAME_RE.test(netname)) {
+      throw new ConfigError('ERR_CONFIG_MISSING_KEY', { file, key: 'devname' }, `required: the network name '${netname}' is not a valid interface name`);
+    }
+    devname = netname;
+  }
+  const rd = runDir(opts.env);
+  return {
+    file,
+    dir,
+    netname,
+    name: one<string>('name')!,
+    devname,
+    cert: one<string>('cert')!,
+    privkey: one<string>('privkey')!,
+    cacert: one<string>('cacert')!,
+    port: one<number>('port') ?? DEFAULT_PORT,
+    bnlpubkey: values.get('bnlpubkey')!.map((v) => v.value as string),
+    bnlprivkey: one<string>('bnlprivkey'),
+    bnl: one<string>('bnl') ?? resolve(dir, 'bnl'),
+    statedb: one<string>('statedb') ?? resolve(dir, 'state.db'),
+    loglevel: one<number>('loglevel') ?? 5,
+    logmethod,
+    logfile,
+    upcmd: one<string>('upcmd'),
+    downcmd: one<string>('downcmd'),
+    mysubnetupcmd: one<string>('mysubnetupcmd'),
+    subnetupcmd: one<string>('subnetupcmd'),
+    subnetdowncmd: one<string>('subnetdowncmd'),
+    cryptalgos: one<AlgoPreference[]>('cryptalgos') ?? [
+      { algo: 'aes-256-gcm', param: 256, preference: 20 },
+      { algo: 'chacha20-poly1305', param: 256, preference: 10 },
+    ],
+    compalgos: one<AlgoPreference[]>('compalgos') ?? [
+      { algo: 'none', param: 0, preference: 10 },
+      { algo: 'lz4', param: 1, preference: 5 },
+    ],
+    restrictouname: one<string>('restrictouname'),
+    disableipv6,
+    preferipv6,
+    mtu,
+    rekeyMs: one<number>('rekey') ?? 120_000,
+    pullintervalMs: one<number>('pullinterval') ?? 90_000,
+    user: one<string>('user'),
+    group: one<string>('group'),
+    controlsocket: one<string>('controlsocket') ?? resolve(rd, `${netname}.sock`),
+    pidfile: one<string>('pidfile') ?? resolve(rd, `${netname}.pid`),
+  };
+}
+
+/**
+ * Locates, reads and parses the config (`locateConfig` then `parseConfig`).
+ * An unreadable file is `ERR_CONFIG_READ`.
+ */
+export function loadConfig(target: ConfigTarget, env: ConfigEnv = process.env): DaemonConfig {
+  const { file, netname } = locateConfig(target, env);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new ConfigError('ERR_CONFIG_READ', { file }, `cannot read config file (${code})`, { cause: err });
+  }
+  return parseConfig(text, { file, netname, env });
+}

@@ -1,0 +1,182 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CONFIG_KEYS, loadConfig, locateConfig, parseConfig } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+
+const MINIMAL = ['name=alpha', 'cert=alpha.crt', 'privkey=alpha.key', 'cacert=/etc/ca.crt', 'bnlpubkey=bnl1.pub'].join('\n');
+const FILE = '/etc/cluevpn/office/cluevpn.conf';
+const parse = (text: string) => parseConfig(text, { file: FILE, netname: 'office', env: { CLUEVPN_RUNDIR: '/run/x' } });
+
+function expectConfigError(text: string, code: string, line: number | undefined, key: string | undefined): ConfigError {
+  try {
+    parse(text);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    assert.equal(err.line, line);
+    assert.equal(err.key, key);
+    assert.equal(err.file, FILE);
+    // the message starts with file:line: key: so an operator sees where
+    const loc = line === undefined ? FILE : `${FILE}:${line}`;
+    const prefix = key === undefined ? `${loc}: ` : `${loc}: ${key}: `;
+    assert.ok(err.message.startsWith(prefix), err.message);
+    return err;
+  }
+  assert.fail(`expected ${code}`);
+}
+
+test('minimal config gets documented defaults and resolved paths', () => {
+  const c = parse(`# comment\n\n  ${MINIMAL.replace('\n', '\n   ')}\n`);
+  assert.equal(c.name, 'alpha');
+  assert.equal(c.cert, '/etc/cluevpn/office/alpha.crt');
+  assert.equal(c.cacert, '/etc/ca.crt');
+  assert.deepEqual(c.bnlpubkey, ['/etc/cluevpn/office/bnl1.pub']);
+  assert.equal(c.port, 3406);
+  assert.equal(c.mtu, 1420);
+  assert.equal(c.loglevel, 5);
+  assert.equal(c.logmethod, 'stderr');
+  assert.equal(c.devname, 'office');
+  assert.equal(c.bnl, '/etc/cluevpn/office/bnl');
+  assert.equal(c.statedb, '/etc/cluevpn/office/state.db');
+  assert.equal(c.pullintervalMs, 90_000);
+  assert.equal(c.rekeyMs, 120_000);
+  assert.equal(c.controlsocket, '/run/x/office.sock');
+  assert.equal(c.pidfile, '/run/x/office.pid');
+  assert.equal(c.user, undefined);
+  assert.equal(c.disableipv6, false);
+  assert.deepEqual(c.cryptalgos.map((a) => a.algo), ['aes-256-gcm', 'chacha20-poly1305']);
+});
+
+test('every key parses to a typed value', () => {
+  const text = [
+    MINIMAL,
+    'devname = cvpn0',
+    'port=4000',
+    'bnlpubkey=/keys/bnl2.pub',
+    'bnlprivkey=bnl.key',
+    'bnl=nodes.bnl',
+    'statedb=/var/lib/cluevpn/state.db',
+    'loglevel=7',
+    'logmethod=file',
+    'logfile=log/cluevpnd.log',
+    'upcmd=/etc/cluevpn/up "$TUNDEV"',
+    'downcmd=ip link set $INTERFACE down',
+    'mysubnetupcmd=echo my $SUBNET',
+    'subnetupcmd=echo up $SUBNET',
+    'subnetdowncmd=echo down $SUBNET',
+    'cryptalgos=chacha20-poly1305:256:30 aes-256-gcm:256:5',
+    'compalgos=lz4:9:7 none:0:1',
+    'restrictouname=Cluenet',
+    'disableipv6=yes',
+    'preferipv6=no',
+    'mtu=1200',
+    'rekey=2m',
+    'pullinterval=1500ms',
+    'user=nobody',
+    'group=65534',
+    'controlsocket=ctl.sock',
+    'pidfile=/tmp/x.pid',
+  ].join('\n');
+  const c = parse(text);
+  assert.equal(c.devname, 'cvpn0');
+  assert.equal(c.port, 4000);
+  assert.deepEqual(c.bnlpubkey, ['/etc/cluevpn/office/bnl1.pub', '/keys/bnl2.pub']);
+  assert.equal(c.bnlprivkey, '/etc/cluevpn/office/bnl.key');
+  assert.equal(c.bnl, '/etc/cluevpn/office/nodes.bnl');
+  assert.equal(c.statedb, '/var/lib/cluevpn/state.db');
+  assert.equal(c.loglevel, 7);
+  assert.equal(c.logmethod, 'file');
+  assert.equal(c.logfile, '/etc/cluevpn/office/log/cluevpnd.log');
+  assert.equal(c.upcmd, '/etc/cluevpn/up "$TUNDEV"');
+  assert.equal(c.subnetdowncmd, 'echo down $SUBNET');
+  assert.deepEqual(c.cryptalgos, [
+    { algo: 'chacha20-poly1305', param: 256, preference: 30 },
+    { algo: 'aes-256-gcm', param: 256, preference: 5 },
+  ]);
+  assert.deepEqual(c.compalgos, [
+    { algo: 'lz4', param: 9, preference: 7 },
+    { algo: 'none', param: 0, preference: 1 },
+  ]);
+  assert.equal(c.restrictouname, 'Cluenet');
+  assert.equal(c.disableipv6, true);
+  assert.equal(c.preferipv6, false);
+  assert.equal(c.mtu, 1200);
+  assert.equal(c.rekeyMs, 120_000);
+  assert.equal(c.pullintervalMs, 1500);
+  assert.equal(c.user, 'nobody');
+  assert.equal(c.group, '65534');
+  assert.equal(c.controlsocket, '/etc/cluevpn/office/ctl.sock');
+  assert.equal(c.pidfile, '/tmp/x.pid');
+  // the test above sets every key the parser knows
+  for (const key of CONFIG_KEYS) assert.ok(text.includes(`\n${key}`) || text.startsWith(key) || text.includes(`${key}=`), key);
+});
+
+test('errors name file, line and key with a stable code', () => {
+  expectConfigError(`${MINIMAL}\nfrobnicate=1`, 'ERR_CONFIG_UNKNOWN_KEY', 6, 'frobnicate');
+  expectConfigError(`${MINIMAL}\nport=70000`, 'ERR_CONFIG_BAD_VALUE', 6, 'port');
+  expectConfigError(`${MINIMAL}\nport=12ab`, 'ERR_CONFIG_BAD_VALUE', 6, 'port');
+  expectConfigError(`${MINIMAL}\nloglevel=8`, 'ERR_CONFIG_BAD_VALUE', 6, 'loglevel');
+  expectConfigError(`${MINIMAL}\nlogmethod=journal`, 'ERR_CONFIG_BAD_VALUE', 6, 'logmethod');
+  expectConfigError(`${MINIMAL}\ndisableipv6=maybe`, 'ERR_CONFIG_BAD_VALUE', 6, 'disableipv6');
+  expectConfigError(`${MINIMAL}\ncryptalgos=aescbc:128:20`, 'ERR_CONFIG_BAD_VALUE', 6, 'cryptalgos');
+  expectConfigError(`${MINIMAL}\ncryptalgos=aes-256-gcm:128:20`, 'ERR_CONFIG_BAD_VALUE', 6, 'cryptalgos');
+  expectConfigError(`${MINIMAL}\ncompalgos=zlib:6:2`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
+  expectConfigError(`${MINIMAL}\ncompalgos=lz4:1:2 lz4:2:3`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
+  expectConfigError(`${MINIMAL}\nrekey=1s`, 'ERR_CONFIG_BAD_VALUE', 6, 'rekey');
+  expectConfigError(`${MINIMAL}\npullinterval=soon`, 'ERR_CONFIG_BAD_VALUE', 6, 'pullinterval');
+  expectConfigError(`${MINIMAL}\nmtu=1000`, 'ERR_CONFIG_BAD_VALUE', 6, 'mtu');
+  expectConfigError(`${MINIMAL}\ndevname=this-name-is-too-long`, 'ERR_CONFIG_BAD_VALUE', 6, 'devname');
+  expectConfigError(`${MINIMAL}\nuser=bad user`, 'ERR_CONFIG_BAD_VALUE', 6, 'user');
+  expectConfigError(`${MINIMAL}\nupcmd=`, 'ERR_CONFIG_BAD_VALUE', 6, 'upcmd');
+  expectConfigError(`${MINIMAL}\n\nport=1\n#x\nport=2`, 'ERR_CONFIG_DUPLICATE_KEY', 9, 'port');
+  expectConfigError(`${MINIMAL}\nname=beta`, 'ERR_CONFIG_DUPLICATE_KEY', 6, 'name');
+  expectConfigError(`${MINIMAL}\ndisableipv6=yes\npreferipv6=yes`, 'ERR_CONFIG_BAD_VALUE', 7, 'preferipv6');
+  expectConfigError(`${MINIMAL}\nlogfile=x.log`, 'ERR_CONFIG_BAD_VALUE', 6, 'logfile');
+  expectConfigError(`${MINIMAL}\nlogmethod=file`, 'ERR_CONFIG_MISSING_KEY', 6, 'logfile');
+  expectConfigError(MINIMAL.replace('name=alpha', '# no name'), 'ERR_CONFIG_MISSING_KEY', undefined, 'name');
+  expectConfigError(MINIMAL.replace('bnlpubkey=bnl1.pub', ''), 'ERR_CONFIG_MISSING_KEY', undefined, 'bnlpubkey');
+  expectConfigError(`${MINIMAL}\njust some words`, 'ERR_CONFIG_SYNTAX', 6, undefined);
+});
+
+test('a low MTU is fine with IPv6 disabled', () => {
+  assert.equal(parse(`${MINIMAL}\nmtu=1000\ndisableipv6=yes`).mtu, 1000);
+});
+
+test('devname defaults to the network name only when it is a valid interface name', () => {
+  try {
+    parseConfig(MINIMAL, { file: '/x/cluevpn.conf', netname: 'a-very-long-network-name', env: {} });
+    assert.fail('expected an error');
+  } catch (err) {
+    assert.equal((err as ConfigError).code, 'ERR_CONFIG_MISSING_KEY');
+    assert.equal((err as ConfigError).key, 'devname');
+  }
+});
+
+test('locateConfig: -c, -n and the default, with an overridable base directory', () => {
+  const env = { CLUEVPN_CONFDIR: '/cfg' };
+  assert.deepEqual(locateConfig({}, env), { file: '/cfg/cluevpn.conf', netname: 'cluevpn' });
+  assert.deepEqual(locateConfig({ netname: 'office' }, env), { file: '/cfg/office/cluevpn.conf', netname: 'office' });
+  assert.deepEqual(locateConfig({ configFile: '/cfg/lab/cluevpn.conf' }, env), { file: '/cfg/lab/cluevpn.conf', netname: 'lab' });
+  assert.deepEqual(locateConfig({ configFile: '/cfg/cluevpn.conf' }, env), { file: '/cfg/cluevpn.conf', netname: 'cluevpn' });
+  assert.deepEqual(locateConfig({ configFile: '/tmp/n1/c.conf', netname: 'x' }, env), { file: '/tmp/n1/c.conf', netname: 'x' });
+  assert.deepEqual(locateConfig({}, {}), { file: '/etc/cluevpn/cluevpn.conf', netname: 'cluevpn' });
+  assert.throws(() => locateConfig({ netname: '../etc' }, env), (e: ConfigError) => e.code === 'ERR_CONFIG_BAD_VALUE');
+});
+
+test('loadConfig reads -n NET under CLUEVPN_CONFDIR; a missing file is ERR_CONFIG_READ', () => {
+  const base = mkdtempSync(join(tmpdir(), 'dmn-conf-'));
+  try {
+    mkdirSync(join(base, 'net1'));
+    writeFileSync(join(base, 'net1', 'cluevpn.conf'), MINIMAL);
+    const c = loadConfig({ netname: 'net1' }, { CLUEVPN_CONFDIR: base, CLUEVPN_RUNDIR: join(base, 'run') });
+    assert.equal(c.file, join(base, 'net1', 'cluevpn.conf'));
+    assert.equal(c.cert, join(base, 'net1', 'alpha.crt'));
+    assert.equal(c.controlsocket, join(base, 'run', 'net1.sock'));
+    assert.throws(() => loadConfig({ netname: 'nope' }, { CLUEVPN_CONFDIR: base }), (e: ConfigError) => e.code === 'ERR_CONFIG_READ' && e.file === join(base, 'nope', 'cluevpn.conf'));
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+});
