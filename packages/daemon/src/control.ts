@@ -1,0 +1,297 @@
+/**
+ * The local control socket: a unix stream socket, mode 0600 (root only),
+ * speaking JSON lines, protocol version 1.
+ *
+ * ```
+ * request  {"v":1,"id":7,"cmd":"status"}
+ *          {"v":1,"id":8,"cmd":"set-log-level","level":7}
+ * response {"v":1,"id":7,"ok":true,"result":{…}}
+ *          {"v":1,"id":8,"ok":false,"error":{"code":"ERR_CONTROL_BAD_REQUEST","message":"…"}}
+ * ```
+ *
+ * Commands: `status`, `peers`, `bnl-status`, `set-log-level` (`level` 0–7),
+ * `reload-and-push`. One request per line, answered in order on the same
+ * connection; `id` is echoed. A request with another `v` gets
+ * `ERR_CONTROL_VERSION` (the answer carries the server's `v`). A line over
+ * 64 KiB or not JSON gets `ERR_CONTROL_PROTOCOL` and the connection closes.
+ *
+ * 1. prepare the path: create its directory (0755), refuse a non-socket
+ *    file, refuse a socket a live daemon answers on, remove a stale one
+ * 2. listen with umask 0177, then chmod 0600
+ * 3. per line: parse → check version → dispatch to the handler → answer
+ * 4. close: stop listening, end connections, remove the socket if it is
+ *    still the one we created (same inode)
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ControlServerError, DaemonError } from './errors.js';
+import type { Logger } from './logging.js';
+
+/** Protocol version spoken by this server. */
+export const CONTROL_PROTOCOL_VERSION = 1;
+/** Longest accepted request line, in bytes. */
+export const CONTROL_MAX_LINE = 64 * 1024;
+
+/** Drop counters of one peer, by reason (names from the data plane). */
+export type DropCounts = Record<string, number>;
+
+/** One peer as `status` and `peers` report it. Times are milliseconds ago, `null` when never. */
+export interface PeerStatus {
+  name: string;
+  id: number;
+  /** Current data endpoint `host:port` (`[v6]:port`), `null` when none is known. */
+  endpoint: string | null;
+  /** `up` (keys installed and traffic within 3 minutes), `keyed` (keys, no recent traffic), `negotiating`, `idle` (no keys). */
+  state: 'up' | 'keyed' | 'negotiating' | 'idle';
+  /** Negotiated cipher, e.g. `aes-256-gcm`; `null` before negotiation. */
+  cipher: string | null;
+  /** Negotiated compression, e.g. `lz4:1` or `none`; `null` before negotiation. */
+  compression: string | null;
+  /** Age of the current keys. */
+  keyAgeMs: number | null;
+  /** Since the last authenticated packet from this peer. */
+  lastRxMs: number | null;
+  /** Since the last negotiation with this peer completed (in this process or restored from state). */
+  lastNegotiationMs: number | null;
+  /** Whether the current keys were restored from the state store at start (no renegotiation). */
+  restored: boolean;
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  drops: DropCounts;
+  /** The BNL serial this peer holds, as learned from pulls and pushes; `null` when unknown. */
+  bnlSerial: number | null;
+  subnets: string[];
+}
+
+/** The answer to `status`. */
+export interface StatusReport {
+  name: string;
+  id: number;
+  netname: string;
+  pid: number;
+  version: string;
+  uptimeMs: number;
+  device: string;
+  port: number;
+  logLevel: number;
+  bnl: BnlStatusReport;
+  peers: PeerStatus[];
+  /** Drops not attributable to a peer (unknown receiver index, bad header…). */
+  drops: DropCounts;
+}
+
+/** The answer to `bnl-status`. */
+export interface BnlStatusReport {
+  serial: number;
+  /** Signing time, ISO 8601, when the format carries one. */
+  signedAt: string | null;
+  nodes: number;
+  path: string;
+  /** Per peer name: the serial it holds (`null` unknown). */
+  peers: Record<string, number | null>;
+}
+
+/** The answer to `reload-and-push`. */
+export interface ReloadResult {
+  /** The serial in force after the reload. */
+  serial: number;
+  /** Whether the file on disk was newer and was applied. */
+  applied: boolean;
+  /** Peers the list was pushed to (0 when nothing was newer). */
+  pushedTo: number;
+}
+
+/** What the daemon does for each command. A thrown `DaemonError` becomes an error answer with its code. */
+export interface ControlHandlers {
+  status(): StatusReport | Promise<StatusReport>;
+  peers(): PeerStatus[] | Promise<PeerStatus[]>;
+  bnlStatus(): BnlStatusReport | Promise<BnlStatusReport>;
+  /** Returns the previous level. */
+  setLogLevel(level: number): { level: number; previous: number };
+  reloadAndPush(): Promise<ReloadResult>;
+}
+
+/** A listening control server. */
+export interface ControlServer {
+  readonly path: string;
+  /** Stops listening, ends every connection and removes the socket file. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options of `startControlServer`. */
+export interface ControlServerOptions {
+  path: string;
+  handlers: ControlHandlers;
+  logger: Logger;
+  /** Idle connections are closed after this long; default 30 s. */
+  idleTimeoutMs?: number;
+}
+
+/** Resolves true when something accepts connections on `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolveAnswer) => {
+    const s = createConnection(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolveAnswer(true);
+    });
+    s.once('error', () => resolveAnswer(false));
+  });
+}
+
+/**
+ * Step 1: makes `path` free for a new socket, or throws
+ * `ERR_CONTROL_NOT_SOCKET` (something else lives there) /
+ * `ERR_CONTROL_IN_USE` (a live daemon answers on it).
+ */
+export async function prepareSocketPath(path: string): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!st.isSocket()) {
+    throw new ControlServerError('ERR_CONTROL_NOT_SOCKET', `${path} exists and is not a socket; refusing to remove it`);
+  }
+  if (await answers(path)) {
+    throw new ControlServerError('ERR_CONTROL_IN_USE', `a daemon already answers on ${path}`);
+  }
+  unlinkSync(path);
+}
+
+/** Starts the control server (steps 1–4 above). */
+export async function startControlServer(opts: ControlServerOptions): Promise<ControlServer> {
+  const { path, handlers } = opts;
+  const log = opts.logger;
+  await prepareSocketPath(path);
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((sock) => serveConnection(sock, handlers, log, opts.idleTimeoutMs ?? 30_000, sockets));
+  server.maxConnections = 32;
+  const oldUmask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolveListen, rejectListen) => {
+      server.once('error', rejectListen);
+      server.listen(path, () => {
+        server.off('error', rejectListen);
+        resolveListen();
+      });
+    });
+  } finally {
+    process.umask(oldUmask);
+  }
+  chmodSync(path, 0o600);
+  const ino = statSync(path).ino;
+  server.on('error', (err) => log.error('control socket error', { err, path }));
+  let closed: Promise<void> | undefined;
+  return {
+    path,
+    close() {
+      closed ??= new Promise<void>((resolveClose) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolveClose());
+        try {
+          if (statSync(path).ino === ino) unlinkSync(path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('cannot remove control socket', { err, path });
+        }
+      });
+      return closed;
+    },
+  };
+}
+
+function serveConnection(sock: Socket, handlers: ControlHandlers, log: Logger, idleMs: number, sockets: Set<Socket>): void {
+  sockets.add(sock);
+  sock.setEncoding('utf8');
+  sock.setTimeout(idleMs, () => sock.destroy());
+  sock.on('close', () => sockets.delete(sock));
+  sock.on('error', (err) => log.debug('control connection error', { err }));
+  let buf = '';
+  let queue: Promise<void> = Promise.resolve();
+  const tooLong = (): void => {
+    const err = { code: 'ERR_CONTROL_PROTOCOL', message: `request line over ${CONTROL_MAX_LINE} bytes` };
+    buf = '';
+    sock.removeAllListeners('data');
+    // after the answers already queued
+    queue = queue.then(() => void sock.end(`${JSON.stringify({ v: CONTROL_PROTOCOL_VERSION, id: null, ok: false, error: err })}\n`));
+  };
+  sock.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim() === '') continue;
+      if (Buffer.byteLength(line) > CONTROL_MAX_LINE) {
+        tooLong();
+        return;
+      }
+      // Answer in order: each request waits for the previous answer.
+      queue = queue.then(() => answer(line, handlers, log).then((out) => void (sock.writable && sock.write(`${JSON.stringify(out)}\n`))));
+    }
+    if (Buffer.byteLength(buf) > CONTROL_MAX_LINE) tooLong();
+  });
+}
+
+type Answer =
+  | { v: number; id: unknown; ok: true; result: unknown }
+  | { v: number; id: unknown; ok: false; error: { code: string; message: string } };
+
+/**
+ * Step 3 for one line: parse, check the version, dispatch. Never throws:
+ * every failure becomes an error answer. Exported for tests.
+ */
+export async function answer(line: string, handlers: ControlHandlers, log: Logger): Promise<Answer> {
+  const v = CONTROL_PROTOCOL_VERSION;
+  let req: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(line);
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
+    req = parsed as Record<string, unknown>;
+  } catch (err) {
+    return { v, id: null, ok: false, error: { code: 'ERR_CONTROL_PROTOCOL', message: `request is not a JSON object: ${(err as Error).message}` } };
+  }
+  const id = typeof req.id === 'number' || typeof req.id === 'string' ? req.id : null;
+  const fail = (code: string, message: string): Answer => ({ v, id, ok: false, error: { code, message } });
+  if (req.v !== v) return fail('ERR_CONTROL_VERSION', `protocol version ${JSON.stringify(req.v)} not supported; this daemon speaks ${v}`);
+  const cmd = req.cmd;
+  try {
+    let result: unknown;
+    switch (cmd) {
+      case 'status':
+        result = await handlers.status();
+        break;
+      case 'peers':
+        result = await handlers.peers();
+        break;
+      case 'bnl-status':
+        result = await handlers.bnlStatus();
+        break;
+      case 'set-log-level': {
+        const level = req.level;
+        if (typeof level !== 'number' || !Number.isInteger(level) || level < 0 || level > 7) {
+          return fail('ERR_CONTROL_BAD_REQUEST', 'level must be an integer 0–7');
+        }
+        result = handlers.setLogLevel(level);
+        break;
+      }
+      case 'reload-and-push':
+        result = await handlers.reloadAndPush();
+        break;
+      default:
+        return fail('ERR_CONTROL_UNKNOWN_COMMAND', `unknown command ${JSON.stringify(cmd)}`);
+    }
+    log.debug('control request', { request: String(cmd) });
+    return { v, id, ok: true, result };
+  } catch (err) {
+    const code = err instanceof DaemonError ? err.code : 'ERR_CONTROL_FAILED';
+    log.warn('control request failed', { request: String(cmd), err });
+    return fail(code, (err as Error).message ?? String(err));
+  }
+}
