@@ -1,0 +1,707 @@
+/*
+ * Batched UDP on one socket.
+ *
+ * Receive pipeline (on the event loop thread, driven by uv_poll):
+ *   1. the socket becomes readable;
+ *   2. recvmmsg() fills up to `batch` slots of the preallocated slab
+ *      (slot i at i * slotSize, datagram at + headroom) and their sources;
+ *   3. truncated datagrams (larger than a slot) are dropped and counted;
+ *   4. offsets/lengths/sources are written into typed arrays JavaScript
+ *      already holds, and JavaScript is called once with the count;
+ *   5. repeat while full batches keep coming, at most MAX_ROUNDS times per
+ *      wake-up, so other handles of the loop get their turn.
+ * The slab and the arrays are borrowed by JavaScript: valid only until the
+ * callback returns (the next batch overwrites them).
+ *
+ * Send: sendmmsg() over (offset, length, endpoint slot) triples; the
+ * destination addresses live in a C table filled by setEndpoint, so no
+ * address is marshalled per packet.
+ */
+#include "addon.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define MAX_ROUNDS 8          /* batches per wake-up before yielding to the loop */
+#define SEND_CHUNK 128        /* datagrams per sendmmsg call */
+#define MAX_BATCH 1024        /* UIO_MAXIOV */
+#define MAX_SLOT (1 << 17)    /* bytes per slot, headroom included */
+#define MAX_ENDPOINTS 65536
+#define SOCK_BUF (4 << 20)    /* SO_RCVBUF / SO_SNDBUF asked for */
+
+typedef struct {
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+  } addr;
+  socklen_t len; /* 0 = unset */
+} endpoint;
+
+typedef struct {
+  napi_env env;
+  int fd;
+  int family;
+  uint16_t port;
+  int closed;
+  int in_callback;
+  int release_self; /* close() ran inside the callback: drop self_ref afterwards */
+  int want_ref;
+
+  uv_poll_t *poll;
+  napi_async_context actx;
+  napi_async_cleanup_hook_handle cleanup;
+
+  uint32_t batch, slot_size, headroom;
+  uint8_t *slab;
+  int32_t *offsets, *lengths;
+  uint8_t *sources;
+  napi_ref self_ref, cb_ref;
+
+  struct mmsghdr *rmsgs;
+  struct iovec *riov;
+  struct sockaddr_storage *rnames;
+  struct mmsghdr smsgs[SEND_CHUNK];
+  struct iovec siov[SEND_CHUNK];
+
+  endpoint *eps;
+  uint32_t eps_cap;
+
+  /* Counters (read with stats()). */
+  double rx_datagrams, rx_batches, rx_truncated, rx_errors, cb_exceptions;
+  double tx_datagrams, tx_no_endpoint, tx_errors, tx_dropped_full;
+} udp_sock;
+
+
+static void free_poll_cb(uv_handle_t *h) { free(h); }
+
+static void close_poll_after_cleanup(uv_handle_t *h) {
+  napi_async_cleanup_hook_handle ch = h->data;
+  free(h);
+  napi_remove_async_cleanup_hook(ch);
+}
+
+/* Stops polling and closes the fd; leaves napi references alone. */
+static void stop_io(udp_sock *s) {
+  if (s->poll != NULL) {
+    uv_poll_stop(s->poll);
+    s->poll->data = NULL;
+    uv_close((uv_handle_t *)s->poll, free_poll_cb);
+    s->poll = NULL;
+  }
+  if (s->fd >= 0) {
+    close(s->fd);
+    s->fd = -1;
+  }
+}
+
+/* Environment teardown (process or worker exit) with the socket still open. */
+static void async_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
+  udp_sock *s = arg;
+  s->cleanup = NULL;
+  s->closed = 1;
+  if (s->poll != NULL) {
+    uv_poll_t *p = s->poll;
+    uv_poll_stop(p);
+    p->data = handle;
+    s->poll = NULL;
+    uv_close((uv_handle_t *)p, close_poll_after_cleanup);
+  } else {
+    napi_remove_async_cleanup_hook(handle);
+  }
+  if (s->fd >= 0) {
+    close(s->fd);
+    s->fd = -1;
+  }
+}
+
+static void do_close(udp_sock *s) {
+  if (s->closed) return;
+  s->closed = 1;
+  stop_io(s);
+  if (s->cleanup != NULL) {
+    napi_remove_async_cleanup_hook(s->cleanup);
+    s->cleanup = NULL;
+  }
+  if (s->cb_ref != NULL) {
+    napi_delete_reference(s->env, s->cb_ref);
+    s->cb_ref = NULL;
+  }
+  if (s->actx != NULL) {
+    napi_async_destroy(s->env, s->actx);
+    s->actx = NULL;
+  }
+  /* The object no longer needs to outlive its JS references. If we are
+   * inside the receive callback, on_readable still uses `s`: defer. */
+  if (s->in_callback) s->release_self = 1;
+  else if (s->self_ref != NULL) {
+    napi_delete_reference(s->env, s->self_ref);
+    s->self_ref = NULL;
+  }
+}
+
+static void finalize(napi_env env, void *data, void *hint) {
+  udp_sock *s = data;
+  if (!s->closed) {
+    /* Only reachable at environment teardown: self_ref keeps open sockets alive. */
+    stop_io(s);
+    s->closed = 1;
+  }
+  if (s->self_ref != NULL) napi_delete_reference(env, s->self_ref);
+  free(s->rmsgs);
+  free(s->riov);
+  free(s->rnames);
+  free(s->eps);
+  free(s);
+}
+
+static void write_source(uint8_t *dst, const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    memset(dst, 0, 10);
+    dst[10] = dst[11] = 0xff;
+    memcpy(dst + 12, &a->sin_addr, 4);
+    memcpy(dst + 16, &a->sin_port, 2);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    memcpy(dst, &a->sin6_addr, 16);
+    memcpy(dst + 16, &a->sin6_port, 2);
+  } else {
+    memset(dst, 0, DP_SOURCE_LEN);
+  }
+}
+
+/* One recvmmsg. Returns the raw count (-1: nothing more now); *delivered gets
+ * the number of datagrams written to the arrays. */
+static int recv_round(udp_sock *s, int *delivered) {
+  for (uint32_t i = 0; i < s->batch; i++) {
+    s->rmsgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+    s->rmsgs[i].msg_hdr.msg_flags = 0;
+  }
+  int n;
+  do {
+    n = recvmmsg(s->fd, s->rmsgs, s->batch, MSG_DONTWAIT, NULL);
+  } while (n < 0 && errno == EINTR);
+  *delivered = 0;
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) s->rx_errors++;
+    return -1;
+  }
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    if (s->rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      s->rx_truncated++;
+      continue;
+    }
+    s->offsets[k] = (int32_t)((uint32_t)i * s->slot_size + s->headroom);
+    s->lengths[k] = (int32_t)s->rmsgs[i].msg_len;
+    write_source(s->sources + (size_t)k * DP_SOURCE_LEN, &s->rnames[i]);
+    k++;
+  }
+  *delivered = k;
+  return n;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  udp_sock *s = h->data;
+  if (s == NULL || s->closed) return;
+  if (status < 0) {
+    s->rx_errors++;
+    return;
+  }
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  s->in_callback = 1;
+  for (int round = 0; round < MAX_ROUNDS && !s->closed; round++) {
+    int k;
+    int n = recv_round(s, &k);
+    if (n < 0) break;
+    if (k > 0 && s->cb_ref != NULL) {
+      napi_value cb, recv, argv[1], result;
+      s->rx_datagrams += k;
+      s->rx_batches++;
+      if (napi_get_reference_value(env, s->cb_ref, &cb) == napi_ok && cb != NULL &&
+          napi_get_undefined(env, &recv) == napi_ok && napi_create_int32(env, k, &argv[0]) == napi_ok) {
+        napi_status st = napi_make_callback(env, s->actx, recv, cb, 1, argv, &result);
+        if (st != napi_ok) {
+          bool pending = false;
+          napi_is_exception_pending(env, &pending);
+          if (pending) {
+            napi_value exc;
+            napi_get_and_clear_last_exception(env, &exc);
+          }
+          s->cb_exceptions++;
+        }
+      }
+    }
+    if ((uint32_t)n < s->batch) break;
+  }
+  s->in_callback = 0;
+  napi_close_handle_scope(env, scope);
+  if (s->release_self && s->self_ref != NULL) {
+    s->release_self = 0;
+    napi_ref r = s->self_ref;
+    s->self_ref = NULL;
+    napi_delete_reference(env, r); /* may let the finalizer free `s` later: do not touch it after */
+  }
+}
+
+static udp_sock *unwrap_this(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  napi_value self;
+  void *p = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok || napi_unwrap(env, self, &p) != napi_ok || p == NULL) {
+    dp_throw(env, "ERR_DP_NATIVE", 0, "not a UdpSocket");
+    return NULL;
+  }
+  return p;
+}
+
+static int parse_host(udp_sock *s, const char *host, uint16_t port, endpoint *ep) {
+  char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+  size_t n = strlen(host);
+  if (n == 0 || n >= sizeof buf) return 0;
+  memcpy(buf, host, n + 1);
+  memset(ep, 0, sizeof *ep);
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, buf, &a4) == 1) {
+    if (s->family == AF_INET) {
+      ep->addr.v4.sin_family = AF_INET;
+      ep->addr.v4.sin_addr = a4;
+      ep->addr.v4.sin_port = htons(port);
+      ep->len = sizeof ep->addr.v4;
+    } else {
+      ep->addr.v6.sin6_family = AF_INET6;
+      ep->addr.v6.sin6_addr.s6_addr[10] = ep->addr.v6.sin6_addr.s6_addr[11] = 0xff;
+      memcpy(&ep->addr.v6.sin6_addr.s6_addr[12], &a4, 4);
+      ep->addr.v6.sin6_port = htons(port);
+      ep->len = sizeof ep->addr.v6;
+    }
+    return 1;
+  }
+  uint32_t scope = 0;
+  char *pct = strchr(buf, '%');
+  if (pct != NULL) {
+    *pct = '\0';
+    const char *z = pct + 1;
+    char *end;
+    unsigned long v = strtoul(z, &end, 10);
+    if (*z != '\0' && *end == '\0') scope = (uint32_t)v;
+    else if ((scope = if_nametoindex(z)) == 0) return 0;
+  }
+  if (inet_pton(AF_INET6, buf, &a6) != 1) return 0;
+  if (s->family == AF_INET6) {
+    ep->addr.v6.sin6_family = AF_INET6;
+    ep->addr.v6.sin6_addr = a6;
+    ep->addr.v6.sin6_port = htons(port);
+    ep->addr.v6.sin6_scope_id = scope;
+    ep->len = sizeof ep->addr.v6;
+    return 1;
+  }
+  /* IPv4 socket: only a v4-mapped IPv6 address is reachable. */
+  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+    ep->addr.v4.sin_family = AF_INET;
+    memcpy(&ep->addr.v4.sin_addr, &a6.s6_addr[12], 4);
+    ep->addr.v4.sin_port = htons(port);
+    ep->len = sizeof ep->addr.v4;
+    return 1;
+  }
+  return -1;
+}
+
+/* new UdpSocket(bindAddress: string|null, port, batchSize, slotSize, headroom) */
+static napi_value ctor(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], self;
+  if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok || argc < 5)
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "UdpSocket(bindAddress, port, batchSize, slotSize, headroom)");
+  int32_t port, batch, slot, headroom;
+  if (!dp_get_int(env, argv[1], &port) || !dp_get_int(env, argv[2], &batch) || !dp_get_int(env, argv[3], &slot) ||
+      !dp_get_int(env, argv[4], &headroom))
+    return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: port, batchSize, slotSize and headroom must be numbers");
+  if (port < 0 || port > 65535) return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: port %d out of range", port);
+  if (batch < 1 || batch > MAX_BATCH) return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: batchSize %d not in 1..%d", batch, MAX_BATCH);
+  if (slot < 64 || slot > MAX_SLOT) return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: slotSize %d not in 64..%d", slot, MAX_SLOT);
+  if (headroom < 0 || headroom > slot - 64)
+    return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: headroom %d must leave at least 64 bytes of slot %d", headroom, slot);
+
+  /* Bind address: null/undefined = "::" dual stack. */
+  char host[INET6_ADDRSTRLEN + 1] = "";
+  napi_valuetype t;
+  napi_typeof(env, argv[0], &t);
+  if (t == napi_string) {
+    size_t n = 0;
+    if (napi_get_value_string_utf8(env, argv[0], host, sizeof host, &n) != napi_ok || n >= sizeof host - 1)
+      return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: bindAddress is not a numeric IP address");
+  } else if (t != napi_null && t != napi_undefined) {
+    return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: bindAddress must be a string");
+  }
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+  } addr;
+  socklen_t alen;
+  memset(&addr, 0, sizeof addr);
+  int family;
+  int any6 = host[0] == '\0';
+  if (!any6 && inet_pton(AF_INET, host, &addr.v4.sin_addr) == 1) {
+    family = AF_INET;
+    addr.v4.sin_family = AF_INET;
+    addr.v4.sin_port = htons((uint16_t)port);
+    alen = sizeof addr.v4;
+  } else if (any6 || inet_pton(AF_INET6, host, &addr.v6.sin6_addr) == 1) {
+    family = AF_INET6;
+    addr.v6.sin6_family = AF_INET6;
+    if (any6) addr.v6.sin6_addr = in6addr_any;
+    addr.v6.sin6_port = htons((uint16_t)port);
+    alen = sizeof addr.v6;
+  } else {
+    return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: bindAddress '%s' is not a numeric IP address", host);
+  }
+
+  int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0 && family == AF_INET6 && any6 && errno == EAFNOSUPPORT) {
+    /* No IPv6 in this kernel/namespace: fall back to IPv4 any. */
+    family = AF_INET;
+    memset(&addr, 0, sizeof addr);
+    addr.v4.sin_family = AF_INET;
+    addr.v4.sin_port = htons((uint16_t)port);
+    alen = sizeof addr.v4;
+    fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  }
+  if (fd < 0) return dp_throw(env, "ERR_DP_NATIVE", errno, "UdpSocket: socket()");
+  int zero = 0, big = SOCK_BUF;
+  if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
+    int e = errno;
+    close(fd);
+    return dp_throw(env, "ERR_DP_NATIVE", e, "UdpSocket: IPV6_V6ONLY=0");
+  }
+  /* Large buffers absorb bursts; FORCE works as root past rmem_max. Best effort. */
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  if (bind(fd, &addr.sa, alen) != 0) {
+    int e = errno;
+    close(fd);
+    return dp_throw(env, "ERR_DP_BIND", e, "UdpSocket: bind to [%s]:%d", any6 ? "::" : host, port);
+  }
+  struct sockaddr_storage bound;
+  socklen_t blen = sizeof bound;
+  if (getsockname(fd, (struct sockaddr *)&bound, &blen) != 0) {
+    int e = errno;
+    close(fd);
+    return dp_throw(env, "ERR_DP_NATIVE", e, "UdpSocket: getsockname");
+  }
+  uint16_t bport = family == AF_INET ? ntohs(((struct sockaddr_in *)&bound)->sin_port)
+                                     : ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+
+  udp_sock *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    close(fd);
+    return dp_throw(env, "ERR_DP_NATIVE", ENOMEM, "UdpSocket");
+  }
+  s->env = env;
+  s->fd = fd;
+  s->family = family;
+  s->port = bport;
+  s->want_ref = 1;
+  s->batch = (uint32_t)batch;
+  s->slot_size = (uint32_t)slot;
+  s->headroom = (uint32_t)headroom;
+  s->rmsgs = calloc((size_t)batch, sizeof *s->rmsgs);
+  s->riov = calloc((size_t)batch, sizeof *s->riov);
+  s->rnames = calloc((size_t)batch, sizeof *s->rnames);
+
+  napi_value jslab, jab_off, jab_len, joff, jlen, jsrc, jport;
+  void *p;
+  int ok = s->rmsgs != NULL && s->riov != NULL && s->rnames != NULL &&
+           napi_create_buffer(env, (size_t)batch * (size_t)slot, &p, &jslab) == napi_ok;
+  if (ok) s->slab = p;
+  ok = ok && napi_create_arraybuffer(env, (size_t)batch * 4, &p, &jab_off) == napi_ok &&
+       napi_create_typedarray(env, napi_int32_array, (size_t)batch, jab_off, 0, &joff) == napi_ok;
+  if (ok) s->offsets = p;
+  ok = ok && napi_create_arraybuffer(env, (size_t)batch * 4, &p, &jab_len) == napi_ok &&
+       napi_create_typedarray(env, napi_int32_array, (size_t)batch, jab_len, 0, &jlen) == napi_ok;
+  if (ok) s->lengths = p;
+  ok = ok && napi_create_buffer(env, (size_t)batch * DP_SOURCE_LEN, &p, &jsrc) == napi_ok;
+  if (ok) s->sources = p;
+  if (!ok) {
+    close(fd);
+    free(s->rmsgs);
+    free(s->riov);
+    free(s->rnames);
+    free(s);
+    return dp_throw(env, "ERR_DP_NATIVE", ENOMEM, "UdpSocket: buffers");
+  }
+  memset(s->slab, 0, (size_t)batch * (size_t)slot);
+  memset(s->sources, 0, (size_t)batch * DP_SOURCE_LEN);
+  for (int32_t i = 0; i < batch; i++) {
+    s->riov[i].iov_base = s->slab + (size_t)i * (size_t)slot + (size_t)headroom;
+    s->riov[i].iov_len = (size_t)(slot - headroom);
+    s->rmsgs[i].msg_hdr.msg_iov = &s->riov[i];
+    s->rmsgs[i].msg_hdr.msg_iovlen = 1;
+    s->rmsgs[i].msg_hdr.msg_name = &s->rnames[i];
+    s->rmsgs[i].msg_hdr.msg_namelen = sizeof s->rnames[i];
+  }
+  napi_create_uint32(env, bport, &jport);
+  /* The arrays are properties of `this`, so they live as long as the object. */
+  napi_property_descriptor props[] = {
+      {"buffer", NULL, NULL, NULL, NULL, jslab, napi_enumerable, NULL},
+      {"offsets", NULL, NULL, NULL, NULL, joff, napi_enumerable, NULL},
+      {"lengths", NULL, NULL, NULL, NULL, jlen, napi_enumerable, NULL},
+      {"sources", NULL, NULL, NULL, NULL, jsrc, napi_enumerable, NULL},
+      {"port", NULL, NULL, NULL, NULL, jport, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, self, 5, props) != napi_ok || napi_wrap(env, self, s, finalize, NULL, NULL) != napi_ok) {
+    close(fd);
+    free(s->rmsgs);
+    free(s->riov);
+    free(s->rnames);
+    free(s);
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "UdpSocket: wrap");
+  }
+  /* Open sockets stay alive while open (like dgram), even if JS drops them. */
+  napi_create_reference(env, self, 1, &s->self_ref);
+  napi_add_async_cleanup_hook(env, async_cleanup, s, &s->cleanup);
+  return self;
+}
+
+/* start(callback(count)) */
+static napi_value m_start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  if (s->closed) return dp_throw(env, "ERR_DP_CLOSED", 0, "start: socket closed");
+  napi_valuetype t;
+  if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_function)
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "start: a function expected");
+  if (s->cb_ref != NULL) napi_delete_reference(env, s->cb_ref);
+  s->cb_ref = NULL;
+  if (napi_create_reference(env, argv[0], 1, &s->cb_ref) != napi_ok) return dp_throw(env, "ERR_DP_NATIVE", 0, "start: reference");
+  if (s->actx == NULL) {
+    napi_value name;
+    napi_create_string_utf8(env, "cluevpn:dataplane:udp", NAPI_AUTO_LENGTH, &name);
+    if (napi_async_init(env, NULL, name, &s->actx) != napi_ok) return dp_throw(env, "ERR_DP_NATIVE", 0, "start: async context");
+  }
+  if (s->poll == NULL) {
+    uv_loop_t *loop;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) return dp_throw(env, "ERR_DP_NATIVE", 0, "start: no event loop");
+    uv_poll_t *p = malloc(sizeof *p);
+    if (p == NULL) return dp_throw(env, "ERR_DP_NATIVE", ENOMEM, "start");
+    int r = uv_poll_init(loop, p, s->fd);
+    if (r != 0) {
+      free(p);
+      return dp_throw(env, "ERR_DP_NATIVE", -r, "start: uv_poll_init");
+    }
+    p->data = s;
+    r = uv_poll_start(p, UV_READABLE, on_readable);
+    if (r != 0) {
+      uv_close((uv_handle_t *)p, free_poll_cb);
+      return dp_throw(env, "ERR_DP_NATIVE", -r, "start: uv_poll_start");
+    }
+    if (!s->want_ref) uv_unref((uv_handle_t *)p);
+    s->poll = p;
+  }
+  return NULL;
+}
+
+/* setEndpoint(slot, host, port) */
+static napi_value m_set_endpoint(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  if (s->closed) return dp_throw(env, "ERR_DP_CLOSED", 0, "setEndpoint: socket closed");
+  int32_t slot, port;
+  char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
+  size_t n = 0;
+  napi_valuetype t = napi_undefined;
+  if (argc < 3 || !dp_get_int(env, argv[0], &slot) || !dp_get_int(env, argv[2], &port) ||
+      napi_typeof(env, argv[1], &t) != napi_ok || t != napi_string)
+    return dp_throw(env, "ERR_DP_CONFIG", 0, "setEndpoint(slot: number, host: string, port: number)");
+  if (slot < 0 || slot >= MAX_ENDPOINTS) return dp_throw(env, "ERR_DP_CONFIG", 0, "setEndpoint: slot %d not in 0..65535", slot);
+  if (port < 1 || port > 65535) return dp_throw(env, "ERR_DP_CONFIG", 0, "setEndpoint: port %d not in 1..65535", port);
+  if (napi_get_value_string_utf8(env, argv[1], host, sizeof host, &n) != napi_ok || n >= sizeof host - 1)
+    return dp_throw(env, "ERR_DP_CONFIG", 0, "setEndpoint: host is not a numeric IP address");
+  endpoint ep;
+  int r = parse_host(s, host, (uint16_t)port, &ep);
+  if (r == 0) return dp_throw(env, "ERR_DP_CONFIG", 0, "setEndpoint: '%s' is not a numeric IP address", host);
+  if (r < 0) return dp_throw(env, "ERR_DP_CONFIG", 0, "setEndpoint: '%s' is IPv6 but the socket is IPv4", host);
+  if ((uint32_t)slot >= s->eps_cap) {
+    uint32_t ncap = s->eps_cap == 0 ? 64 : s->eps_cap;
+    while (ncap <= (uint32_t)slot) ncap *= 2;
+    if (ncap > MAX_ENDPOINTS) ncap = MAX_ENDPOINTS;
+    endpoint *ne = realloc(s->eps, (size_t)ncap * sizeof *ne);
+    if (ne == NULL) return dp_throw(env, "ERR_DP_NATIVE", ENOMEM, "setEndpoint");
+    memset(ne + s->eps_cap, 0, (size_t)(ncap - s->eps_cap) * sizeof *ne);
+    s->eps = ne;
+    s->eps_cap = ncap;
+  }
+  s->eps[slot] = ep;
+  return NULL;
+}
+
+/* clearEndpoint(slot) */
+static napi_value m_clear_endpoint(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  int32_t slot;
+  if (argc < 1 || !dp_get_int(env, argv[0], &slot) || slot < 0 || slot >= MAX_ENDPOINTS)
+    return dp_throw(env, "ERR_DP_CONFIG", 0, "clearEndpoint: slot must be in 0..65535");
+  if ((uint32_t)slot < s->eps_cap) memset(&s->eps[slot], 0, sizeof s->eps[slot]);
+  return NULL;
+}
+
+/* sendBatch(buf, count, offs, lens, slots) -> datagrams handed to the kernel */
+static napi_value m_send_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  if (s->closed) return dp_throw(env, "ERR_DP_CLOSED", 0, "sendBatch: socket closed");
+  uint8_t *buf;
+  size_t blen, no, nl, ns;
+  int32_t count, *offs, *lens, *slots;
+  if (argc < 5 || !dp_get_u8(env, argv[0], &buf, &blen) || !dp_get_int(env, argv[1], &count) ||
+      !dp_get_i32(env, argv[2], &offs, &no) || !dp_get_i32(env, argv[3], &lens, &nl) || !dp_get_i32(env, argv[4], &slots, &ns))
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "sendBatch(Uint8Array, number, Int32Array, Int32Array, Int32Array)");
+  if (count < 0 || (size_t)count > no || (size_t)count > nl || (size_t)count > ns)
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "sendBatch: count %d outside the arrays", count);
+  for (int32_t i = 0; i < count; i++) {
+    int64_t off = offs[i], len = lens[i];
+    if (off < 0 || len < 0 || off + len > (int64_t)blen)
+      return dp_throw(env, "ERR_DP_NATIVE", 0, "sendBatch: datagram %d (offset %d, length %d) outside the buffer of %zu bytes",
+                      i, offs[i], lens[i], blen);
+    if (slots[i] < 0 || slots[i] >= MAX_ENDPOINTS)
+      return dp_throw(env, "ERR_DP_NATIVE", 0, "sendBatch: datagram %d has endpoint slot %d outside 0..65535", i, slots[i]);
+  }
+  int32_t sent = 0, i = 0;
+  int full = 0;
+  while (i < count && !full) {
+    /* Build one chunk of messages, skipping unset endpoints. */
+    int m = 0;
+    for (; i < count && m < SEND_CHUNK; i++) {
+      int32_t off = offs[i], len = lens[i], slot = slots[i];
+      if (off < 0 || len < 0 || (int64_t)off + len > (int64_t)blen) { /* aliasing guard */
+        s->tx_errors++;
+        continue;
+      }
+      if ((uint32_t)slot >= s->eps_cap || s->eps[slot].len == 0) {
+        s->tx_no_endpoint++;
+        continue;
+      }
+      s->siov[m].iov_base = buf + off;
+      s->siov[m].iov_len = (size_t)len;
+      memset(&s->smsgs[m], 0, sizeof s->smsgs[m]);
+      s->smsgs[m].msg_hdr.msg_name = &s->eps[slot].addr;
+      s->smsgs[m].msg_hdr.msg_namelen = s->eps[slot].len;
+      s->smsgs[m].msg_hdr.msg_iov = &s->siov[m];
+      s->smsgs[m].msg_hdr.msg_iovlen = 1;
+      m++;
+    }
+    int k = 0;
+    while (k < m) {
+      int r = sendmmsg(s->fd, s->smsgs + k, (unsigned)(m - k), MSG_DONTWAIT);
+      if (r > 0) {
+        k += r;
+        sent += r;
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+        s->tx_dropped_full += (double)(m - k) + (count - i);
+        full = 1;
+        break;
+      }
+      s->tx_errors++; /* e.g. EMSGSIZE, ENETUNREACH, EACCES: drop this one, go on */
+      k++;
+    }
+  }
+  s->tx_datagrams += sent;
+  napi_value out;
+  napi_create_int32(env, sent, &out);
+  return out;
+}
+
+static napi_value m_close(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  udp_sock *s = unwrap_this(env, info, &argc, NULL);
+  if (s == NULL) return NULL;
+  do_close(s);
+  return NULL;
+}
+
+static napi_value set_ref(napi_env env, napi_callback_info info, int on) {
+  size_t argc = 0;
+  udp_sock *s = unwrap_this(env, info, &argc, NULL);
+  if (s == NULL) return NULL;
+  s->want_ref = on;
+  if (s->poll != NULL) {
+    if (on) uv_ref((uv_handle_t *)s->poll);
+    else uv_unref((uv_handle_t *)s->poll);
+  }
+  return NULL;
+}
+static napi_value m_ref(napi_env env, napi_callback_info info) { return set_ref(env, info, 1); }
+static napi_value m_unref(napi_env env, napi_callback_info info) { return set_ref(env, info, 0); }
+
+static int put_num(napi_env env, napi_value obj, const char *k, double v) {
+  napi_value n;
+  return napi_create_double(env, v, &n) == napi_ok && napi_set_named_property(env, obj, k, n) == napi_ok;
+}
+
+static napi_value m_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  udp_sock *s = unwrap_this(env, info, &argc, NULL);
+  if (s == NULL) return NULL;
+  napi_value o;
+  napi_create_object(env, &o);
+  put_num(env, o, "rxDatagrams", s->rx_datagrams);
+  put_num(env, o, "rxBatches", s->rx_batches);
+  put_num(env, o, "rxTruncated", s->rx_truncated);
+  put_num(env, o, "rxErrors", s->rx_errors);
+  put_num(env, o, "handlerExceptions", s->cb_exceptions);
+  put_num(env, o, "txDatagrams", s->tx_datagrams);
+  put_num(env, o, "txNoEndpoint", s->tx_no_endpoint);
+  put_num(env, o, "txErrors", s->tx_errors);
+  put_num(env, o, "txDroppedFull", s->tx_dropped_full);
+  return o;
+}
+
+static napi_value m_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  udp_sock *s = unwrap_this(env, info, &argc, NULL);
+  if (s == NULL) return NULL;
+  napi_value out;
+  napi_create_int32(env, s->fd, &out);
+  return out;
+}
+
+napi_status dp_udp_init(napi_env env, napi_value exports) {
+  napi_property_descriptor methods[] = {
+      {"start", NULL, m_start, NULL, NULL, NULL, napi_default_method, NULL},
+      {"setEndpoint", NULL, m_set_endpoint, NULL, NULL, NULL, napi_default_method, NULL},
+      {"clearEndpoint", NULL, m_clear_endpoint, NULL, NULL, NULL, napi_default_method, NULL},
+      {"sendBatch", NULL, m_send_batch, NULL, NULL, NULL, napi_default_method, NULL},
+      {"close", NULL, m_close, NULL, NULL, NULL, napi_default_method, NULL},
+      {"ref", NULL, m_ref, NULL, NULL, NULL, napi_default_method, NULL},
+      {"unref", NULL, m_unref, NULL, NULL, NULL, napi_default_method, NULL},
+      {"stats", NULL, m_stats, NULL, NULL, NULL, napi_default_method, NULL},
+      {"fd", NULL, m_fd, NULL, NULL, NULL, napi_default_method, NULL},
+  };
+  napi_value cls;
+  napi_status st = napi_define_class(env, "UdpSocket", NAPI_AUTO_LENGTH, ctor, NULL, sizeof methods / sizeof methods[0], methods, &cls);
+  if (st != napi_ok) return st;
+  return napi_set_named_property(env, exports, "UdpSocket", cls);
+}
