@@ -1,0 +1,149 @@
+/**
+ * End-to-end tests of the namespace lab itself (scripts/netns-lab and
+ * test/lib/lab.ts): the foundation every other end-to-end test stands on.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { createLab, listNamespaces, NETNS_LAB, requireLab, type Lab } from './lib/lab.js';
+import { waitFor } from './lib/wait-for.js';
+import { parsePing } from './lib/ping.js';
+
+test('hosts ping each other over IPv4 and IPv6; no forwarding, lo up', async (t) => {
+  if (!requireLab(t)) return;
+  const lab = await createLab({ hosts: 3 });
+  t.after(() => lab.destroy());
+  assert.equal(lab.hosts.length, 3);
+  assert.deepEqual(
+    lab.hosts.map((h) => [h.name, h.ns, h.ipv4, h.ipv6]),
+    [1, 2, 3].map((i) => [`h${i}`, `${lab.prefix}-h${i}`, `192.0.2.${i}`, `2001:db8::${i}`]),
+  );
+  for (const a of lab.hosts) {
+    for (const b of lab.hosts) {
+      if (a === b) continue;
+      const v4 = await lab.ping(a, b.ipv4, { count: 1 });
+      const v6 = await lab.ping(a, b.ipv6, { count: 1 });
+      assert.equal(v4.received, 1, `${a.name} -> ${b.ipv4}`);
+      assert.equal(v6.received, 1, `${a.name} -> ${b.ipv6}`);
+    }
+  }
+  const fwd = await lab.exec('h1', 'cat', ['/proc/sys/net/ipv4/ip_forward', '/proc/sys/net/ipv6/conf/all/forwarding']);
+  assert.equal(fwd.stdout, '0\n0\n');
+  const lo = await lab.ping('h2', '127.0.0.1', { count: 1 });
+  assert.equal(lo.received, 1);
+  // The switch is a bridge in the lab's own namespace, with one port per host.
+  const ports = spawnSync('ip', ['-n', `${lab.prefix}-sw`, '-o', 'link', 'show', 'master', 'br0'], { encoding: 'utf8' }).stdout;
+  assert.deepEqual([...ports.matchAll(/^\d+: (p\d+)@/gm)].map((m) => m[1]).sort(), ['p1', 'p2', 'p3']);
+});
+
+test('two labs side by side do not collide, and down leaves nothing', async (t) => {
+  if (!requireLab(t)) return;
+  const labs: Lab[] = [];
+  t.after(async () => {
+    for (const l of labs) await l.destroy();
+  });
+  const [a, b] = await Promise.all([createLab({ hosts: 2 }), createLab({ hosts: 2 })]);
+  labs.push(a, b);
+  assert.notEqual(a.prefix, b.prefix);
+  // Same addresses in both labs, each reachable within its own lab.
+  assert.equal((await a.ping('h1', '192.0.2.2', { count: 1 })).received, 1);
+  assert.equal((await b.ping('h2', '192.0.2.1', { count: 1 })).received, 1);
+  // A process in lab b is killed by destroy().
+  const sleeper = b.spawn('h1', 'sleep', ['60']);
+  assert.ok(sleeper.running());
+  assert.deepEqual(listNamespaces(a.prefix).sort(), [`${a.prefix}-h1`, `${a.prefix}-h2`, `${a.prefix}-sw`]);
+
+  await b.destroy();
+  assert.deepEqual(listNamespaces(b.prefix), []);
+  assert.equal(sleeper.running(), false);
+  // Lab a is untouched by b's teardown.
+  assert.equal((await a.ping('h2', '2001:db8::1', { count: 1 })).received, 1);
+  await a.destroy();
+  assert.deepEqual(listNamespaces(a.prefix), []);
+  await assert.rejects(a.exec('h1', 'true'), { code: 'ERR_LAB_DESTROYED' });
+  // down is idempotent.
+  assert.equal(spawnSync(NETNS_LAB, ['down', a.prefix]).status, 0);
+});
+
+test('down after a partial set-up removes everything; a used prefix is refused', async (t) => {
+  if (!requireLab(t)) return;
+  const lab = await createLab({ hosts: 1 });
+  t.after(() => lab.destroy());
+  // Same prefix again: refused with exit 3, the running lab stays intact.
+  const again = spawnSync(NETNS_LAB, ['up', lab.prefix, '2'], { encoding: 'utf8' });
+  assert.equal(again.status, 3);
+  assert.equal(listNamespaces(lab.prefix).length, 2);
+  // A set-up that fails half way (bad impairment) removes what it built.
+  const partial = `${lab.prefix}p`;
+  t.after(() => {
+    spawnSync(NETNS_LAB, ['down', partial]);
+  });
+  spawnSync('ip', ['netns', 'add', `${partial}-h7`]); // a stray leftover of a crashed run
+  const bad = spawnSync(NETNS_LAB, ['up', partial, '2', '--impair', 'h2:loss=5%'], { encoding: 'utf8' });
+  assert.equal(bad.status, 3, bad.stderr); // leftover makes the prefix "in use"
+  assert.equal(spawnSync(NETNS_LAB, ['down', partial]).status, 0);
+  assert.deepEqual(listNamespaces(partial), []);
+  const bad2 = spawnSync(NETNS_LAB, ['up', partial, '2', '--impair', 'h2:delay=10ms'], { encoding: 'utf8' });
+  assert.equal(bad2.status, 2);
+  assert.deepEqual(listNamespaces(partial), []);
+  // Interrupted in the middle of a large set-up: cleaned up by the trap.
+  const int = spawnSync('timeout', ['-s', 'TERM', '0.3', NETNS_LAB, 'up', partial, '60'], { encoding: 'utf8' });
+  assert.notEqual(int.status, 0);
+  await waitFor(() => listNamespaces(partial).length === 0, { timeoutMs: 5000, description: 'interrupted lab removed' });
+});
+
+test('impairment: 50% loss is measurable, the other direction and other hosts unaffected', async (t) => {
+  if (!requireLab(t)) return;
+  const lab = await createLab({ hosts: 3, impair: { h2: { lossPercent: 50 } } });
+  t.after(() => lab.destroy());
+  const lossy = await lab.ping('h1', lab.hosts[1].ipv4, { count: 40, intervalS: 0.01, timeoutS: 1 });
+  const lossy6 = await lab.ping('h1', lab.hosts[1].ipv6, { count: 40, intervalS: 0.01, timeoutS: 1 });
+  const clean = await lab.ping('h1', lab.hosts[2].ipv4, { count: 40, intervalS: 0.01, timeoutS: 1 });
+  // With p = 0.5 and 40 packets, loss outside 15%..85% has probability < 1e-5.
+  assert.ok(lossy.lossPercent >= 15 && lossy.lossPercent <= 85, `IPv4 loss ${lossy.lossPercent}%`);
+  assert.ok(lossy6.lossPercent >= 15 && lossy6.lossPercent <= 85, `IPv6 loss ${lossy6.lossPercent}%`);
+  assert.equal(clean.lossPercent, 0);
+});
+
+test('impairment: rate limit caps throughput', async (t) => {
+  if (!requireLab(t)) return;
+  const lab = await createLab({ hosts: 2, impair: { h2: { rate: '8mbit' } } });
+  t.after(() => lab.destroy());
+  // 1 MB through a nominal 8 Mbit/s link takes about 1 s; unlimited it is ~instant.
+  const sinkJs = `
+const net = require('node:net');
+const srv = net.createServer((c) => { let n = 0; c.on('data', (b) => { n += b.length; });
+  c.on('end', () => { console.log('got ' + n); c.end('k'); srv.close(); }); });
+srv.listen(5001, '192.0.2.2', () => console.log('ready'));`;
+  const sink = lab.spawn('h2', process.execPath, ['-e', sinkJs]);
+  await sink.waitForOutput(/ready/);
+  const sendJs = `
+const net = require('node:net'); const t = process.hrtime.bigint();
+const s = net.connect(5001, '192.0.2.2', () => s.end(Buffer.alloc(1000000, 120)));
+s.on('data', () => { console.log((Number(process.hrtime.bigint() - t) / 1e9).toFixed(3)); s.destroy(); });`;
+  const r = await lab.exec('h1', process.execPath, ['-e', sendJs], { timeoutMs: 20_000 });
+  const seconds = Number(r.stdout.trim());
+  await sink.waitForOutput(/got 1000000/);
+  assert.ok(seconds > 0.6 && seconds < 5, `1 MB took ${seconds} s at 8 Mbit/s`);
+  // The other direction is limited too (switch port toward h2 and h2's egress).
+  const q = await lab.exec('h2', 'tc', ['qdisc', 'show', 'dev', 'eth0']);
+  assert.match(q.stdout, /tbf .*rate 8Mbit/);
+});
+
+test('parsePing reads iputils output', () => {
+  const out = `PING 192.0.2.2 (192.0.2.2) 56(84) bytes of data.
+64 bytes from 192.0.2.2: icmp_seq=1 ttl=64 time=0.051 ms
+64 bytes from 192.0.2.2: icmp_seq=3 ttl=64 time=0.102 ms
+
+--- 192.0.2.2 ping statistics ---
+3 packets transmitted, 2 received, 33.3333% packet loss, time 2030ms
+rtt min/avg/max/mdev = 0.051/0.076/0.102/0.025 ms
+`;
+  const r = parsePing(out);
+  assert.equal(r.transmitted, 3);
+  assert.equal(r.received, 2);
+  assert.ok(Math.abs(r.lossPercent - 100 / 3) < 1e-9);
+  assert.deepEqual(r.rttsMs, [0.051, 0.102]);
+  assert.equal(r.avgMs, 0.076);
+  assert.throws(() => parsePing('ping: unknown host'));
+});

@@ -1,0 +1,303 @@
+/**
+ * Typed wrapper over `scripts/netns-lab` for end-to-end tests.
+ *
+ * ```ts
+ * test('pings', async (t) => {
+ *   if (!requireLab(t)) return;
+ *   const lab = await createLab({ hosts: 2 });
+ *   t.after(() => lab.destroy());
+ *   const r = await lab.ping('h1', lab.hosts[1].ipv4);
+ * });
+ * ```
+ *
+ * Every lab gets a unique prefix (namespaces `PREFIX-h1..hN`, `PREFIX-sw`),
+ * so labs in parallel test files never collide. A lab that is not destroyed
+ * is torn down when the test process exits or gets SIGINT/SIGTERM/SIGHUP.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LabExecError, TestLibError, type ExecResult } from './errors.js';
+import { parsePing, type PingResult } from './ping.js';
+import { runCommand, spawnTracked, type SpawnTrackedOptions, type TrackedProcess } from './process.js';
+
+export type { ExecResult } from './errors.js';
+export type { PingResult } from './ping.js';
+
+/** One host of a lab. */
+export interface LabHost {
+  /** `h1`, `h2`, … */
+  name: string;
+  /** 1-based index; the host's underlay addresses end in it. */
+  index: number;
+  /** Network namespace name (`PREFIX-hI`). */
+  ns: string;
+  /** Underlay IPv4 address (192.0.2.I, /24), without prefix length. */
+  ipv4: string;
+  /** Underlay IPv6 address (2001:db8::I in hex, /64), without prefix length. */
+  ipv6: string;
+}
+
+/** A host given by object, name (`'h2'`) or 1-based index. */
+export type HostRef = LabHost | string | number;
+
+/** Impairment of one host's link (see `scripts/netns-lab`). */
+export interface LabImpairment {
+  /** Percentage of packets the host receives that are dropped (0..100). */
+  lossPercent?: number;
+  /** tbf rate limit in both directions, as tc understands it (`'10mbit'`). */
+  rate?: string;
+}
+
+/** Options for {@link createLab}. */
+export interface CreateLabOptions {
+  /** Namespace prefix; default `lab` + 5 random characters. 1-20 chars [a-z0-9-]. */
+  prefix?: string;
+  /** Number of hosts (1..250). */
+  hosts: number;
+  /** Impairment per host name (`{ h2: { lossPercent: 20 } }`). */
+  impair?: Record<string, LabImpairment>;
+}
+
+/** Options for {@link Lab.exec}. */
+export interface LabExecOptions {
+  /** Kill the command after this long (default 30000 ms). */
+  timeoutMs?: number;
+  input?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  /** Reject with `ERR_LAB_EXEC` on a non-zero exit (default true). */
+  check?: boolean;
+}
+
+/** Options for {@link Lab.ping}. */
+export interface LabPingOptions {
+  count?: number;
+  /** Payload size in bytes (ping -s), default 56. */
+  size?: number;
+  /** Seconds between packets (default 0.2). */
+  intervalS?: number;
+  /** Seconds to wait for each reply (default 1). */
+  timeoutS?: number;
+}
+
+/** A running lab. */
+export interface Lab {
+  readonly prefix: string;
+  readonly hosts: readonly LabHost[];
+  /** Looks up a host; throws `ERR_LAB_HOST` for an unknown one. */
+  host(ref: HostRef): LabHost;
+  /**
+   * Runs `cmd args` inside a host's namespace and resolves with its result.
+   * Rejects with {@link LabExecError} (`ERR_LAB_EXEC`) on a non-zero exit
+   * unless `check: false`.
+   */
+  exec(host: HostRef, cmd: string, args?: readonly string[], opts?: LabExecOptions): Promise<ExecResult>;
+  /** Starts a long-running process in a host; killed by `destroy()` at the latest. */
+  spawn(host: HostRef, cmd: string, args?: readonly string[], opts?: SpawnTrackedOptions): TrackedProcess;
+  /**
+   * Pings `target` from `from`; resolves with the parsed statistics whether
+   * or not replies came back (rejects only when ping itself fails).
+   */
+  ping(from: HostRef, target: string, opts?: LabPingOptions): Promise<PingResult>;
+  /** Stops every spawned process, then removes the lab. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/** Path of `scripts/netns-lab`, found by walking up from this file. */
+export const NETNS_LAB: string = findScript();
+
+function findScript(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'scripts', 'netns-lab');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  return join(process.cwd(), 'scripts', 'netns-lab');
+}
+
+/** Labs not yet destroyed, torn down synchronously on process exit. */
+const liveLabs = new Map<string, { procs: Set<TrackedProcess> }>();
+let hooksInstalled = false;
+
+function teardownAllSync(): void {
+  for (const [prefix, state] of liveLabs) {
+    for (const p of state.procs) {
+      if (!p.running()) continue;
+      try {
+        process.kill(p.pid, 'SIGKILL');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    }
+    const r = spawnSync(NETNS_LAB, ['down', prefix], { stdio: ['ignore', 'ignore', 'pipe'] });
+    if (r.status !== 0) process.stderr.write(`lab: teardown of ${prefix} failed: ${r.stderr?.toString() ?? ''}\n`);
+  }
+  liveLabs.clear();
+}
+
+function installHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on('exit', teardownAllSync);
+  for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+    process.once(sig, () => {
+      teardownAllSync();
+      process.exit(code);
+    });
+  }
+}
+
+/**
+ * Why end-to-end lab tests cannot run here, or null when they can: needs
+ * root, `ip netns`, `/dev/net/tun`, `ping` and `scripts/netns-lab`.
+ */
+export function labSkipReason(): string | null {
+  if (process.platform !== 'linux') return 'network namespaces need Linux';
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (network namespaces)';
+  const ipNetns = spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+  if (ipNetns.error || ipNetns.status !== 0) return '`ip netns` unavailable (install iproute2)';
+  try {
+    accessSync('/dev/net/tun', constants.R_OK | constants.W_OK);
+  } catch (err) {
+    return `/dev/net/tun unavailable (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+  }
+  const ping = spawnSync('ping', ['-V'], { stdio: 'ignore' });
+  if (ping.error) return '`ping` not found (install iputils-ping)';
+  if (!existsSync(NETNS_LAB)) return `${NETNS_LAB} not found`;
+  return null;
+}
+
+/**
+ * For node:test: skips the test with a clear reason and returns false when
+ * the lab cannot run here; returns true otherwise. Use as
+ * `if (!requireLab(t)) return;`.
+ */
+export function requireLab(t: { skip(message?: string): void }): boolean {
+  const reason = labSkipReason();
+  if (reason === null) return true;
+  t.skip(`end-to-end lab test skipped: ${reason}`);
+  return false;
+}
+
+/** A fresh random prefix: `lab` + 5 characters [a-z0-9]. */
+export function randomLabPrefix(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  let s = 'lab';
+  for (const b of randomBytes(5)) s += alphabet[b % alphabet.length];
+  return s;
+}
+
+function impairSpec(host: string, i: LabImpairment): string {
+  const parts: string[] = [];
+  if (i.lossPercent !== undefined) parts.push(`loss=${i.lossPercent}%`);
+  if (i.rate !== undefined) parts.push(`rate=${i.rate}`);
+  return `${host}:${parts.join(',')}`;
+}
+
+/**
+ * Creates a lab of `opts.hosts` hosts (see `scripts/netns-lab`). Rejects with
+ * `ERR_LAB_SETUP` when the script fails (it removes what it built itself).
+ * The caller must `destroy()` the lab; process exit does it otherwise.
+ */
+export async function createLab(opts: CreateLabOptions): Promise<Lab> {
+  installHooks();
+  const prefix = opts.prefix ?? randomLabPrefix();
+  const args = ['up', prefix, String(opts.hosts)];
+  for (const [host, imp] of Object.entries(opts.impair ?? {})) args.push('--impair', impairSpec(host, imp));
+  const state = { procs: new Set<TrackedProcess>() };
+  liveLabs.set(prefix, state);
+  const up = await runCommand(NETNS_LAB, args, { timeoutMs: 60_000 });
+  if (up.code !== 0) {
+    liveLabs.delete(prefix);
+    throw new TestLibError('ERR_LAB_SETUP', `netns-lab up ${prefix} failed (exit ${up.code}): ${up.stderr.trim()}`);
+  }
+  const hosts: LabHost[] = up.stdout
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [name, ns, ipv4, ipv6] = line.split(' ');
+      if (!name || !ns || !ipv4 || !ipv6) throw new TestLibError('ERR_LAB_SETUP', `unexpected netns-lab output: ${line}`);
+      return { name, index: Number(name.slice(1)), ns, ipv4, ipv6 };
+    });
+  let destroyed = false;
+
+  const host = (ref: HostRef): LabHost => {
+    const h =
+      typeof ref === 'number'
+        ? hosts[ref - 1]
+        : typeof ref === 'string'
+          ? hosts.find((x) => x.name === ref || x.ns === ref)
+          : hosts.find((x) => x.ns === ref.ns);
+    if (!h) throw new TestLibError('ERR_LAB_HOST', `no host ${typeof ref === 'object' ? ref.ns : String(ref)} in lab ${prefix}`);
+    return h;
+  };
+  const alive = (): void => {
+    if (destroyed) throw new TestLibError('ERR_LAB_DESTROYED', `lab ${prefix} was destroyed`);
+  };
+
+  const lab: Lab = {
+    prefix,
+    hosts,
+    host,
+    async exec(ref, cmd, cmdArgs = [], eopts = {}) {
+      alive();
+      const h = host(ref);
+      const runOpts: Parameters<typeof runCommand>[2] = { label: `${h.name}: ${cmd}`, timeoutMs: eopts.timeoutMs ?? 30_000 };
+      if (eopts.input !== undefined) runOpts.input = eopts.input;
+      if (eopts.env !== undefined) runOpts.env = eopts.env;
+      const r = await runCommand('ip', ['netns', 'exec', h.ns, cmd, ...cmdArgs], runOpts);
+      if ((eopts.check ?? true) && r.code !== 0) {
+        throw new LabExecError(
+          `${h.name}: ${cmd} ${cmdArgs.join(' ')} exited ${r.code ?? r.signal}: ${r.stderr.trim().slice(-2000)}`,
+          r,
+        );
+      }
+      return r;
+    },
+    spawn(ref, cmd, cmdArgs = [], sopts = {}) {
+      alive();
+      const h = host(ref);
+      // `ip netns exec` execs the command, so the pid is the command's own.
+      const p = spawnTracked('ip', ['netns', 'exec', h.ns, cmd, ...cmdArgs], { label: `${h.name}: ${cmd}`, ...sopts });
+      state.procs.add(p);
+      void p.exited.then(
+        () => state.procs.delete(p),
+        () => state.procs.delete(p),
+      );
+      return p;
+    },
+    async ping(from, target, popts = {}) {
+      const count = popts.count ?? 3;
+      const args = ['-n', '-c', String(count), '-i', String(popts.intervalS ?? 0.2), '-W', String(popts.timeoutS ?? 1)];
+      if (popts.size !== undefined) args.push('-s', String(popts.size));
+      args.push(target);
+      const r = await lab.exec(from, 'ping', args, { check: false, timeoutMs: 10_000 + count * 2000 });
+      // iputils: 0 = replies, 1 = no reply, 2 = error.
+      if (r.code !== 0 && r.code !== 1) {
+        throw new LabExecError(`ping ${target} from ${host(from).name} failed: ${r.stderr.trim()}`, r);
+      }
+      return parsePing(r.stdout);
+    },
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      await Promise.all([...state.procs].map((p) => p.stop('SIGTERM', 1000)));
+      const r = await runCommand(NETNS_LAB, ['down', prefix], { timeoutMs: 30_000 });
+      liveLabs.delete(prefix);
+      if (r.code !== 0) throw new TestLibError('ERR_LAB_SETUP', `netns-lab down ${prefix} failed: ${r.stderr.trim()}`);
+    },
+  };
+  return lab;
+}
+
+/** Namespaces currently on the machine whose names start with `prefix-`. */
+export function listNamespaces(prefix: string): string[] {
+  const out = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((n) => n.startsWith(`${prefix}-`));
+}
