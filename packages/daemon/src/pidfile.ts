@@ -1,0 +1,56 @@
+/**
+ * The pidfile: written atomically at start, removed at exit if it still
+ * names this process. A pidfile naming a live process is refused (another
+ * daemon runs for this network); one naming a dead process is replaced.
+ */
+import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { writeFileAtomic } from './atomic-file.js';
+import { PidfileError } from './errors.js';
+
+/** The pid in `path` if that process is alive, else `null` (missing file, garbage, dead pid). */
+export function livePid(path: string): number | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  const pid = Number(text.trim());
+  if (!Number.isInteger(pid) || pid <= 1) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+  }
+}
+
+/**
+ * Writes `pid` (default this process) to `path`. Throws `ERR_PIDFILE_IN_USE`
+ * when the file names another live process, `ERR_PIDFILE_WRITE` when it
+ * cannot be written.
+ */
+export function writePidfile(path: string, pid = process.pid): void {
+  const other = livePid(path);
+  if (other !== null && other !== pid) throw new PidfileError('ERR_PIDFILE_IN_USE', `${path} names running process ${other}; is another cluevpnd running for this network?`);
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    writeFileAtomic(path, `${pid}\n`, 0o644);
+  } catch (err) {
+    throw new PidfileError('ERR_PIDFILE_WRITE', `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+}
+
+/** Removes `path` if it names `pid` (default this process). Returns whether it removed it. Never throws. */
+export function removePidfile(path: string, pid = process.pid): boolean {
+  try {
+    if (readFileSync(path, 'utf8').trim() !== String(pid)) return false;
+    unlinkSync(path);
+    return true;
+  } catch {
+    // missing or unreadable: nothing of ours to remove
+    return false;
+  }
+}
