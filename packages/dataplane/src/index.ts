@@ -1,1 +1,35 @@
-export {};
+/**
+ * @cluevpn/dataplane: the encrypted, replay-protected, optionally
+ * compressed UDP data plane between mesh nodes. The whole public surface.
+ */
+export { createDataplane, DEFAULT_MTU, DEFAULT_PORT } from './dataplane.js';
+export type { Dataplane, DataplaneOptions, DataplaneStats, PeerConfig, PeerStats, SessionStats } from './dataplane.js';
+export type { DataplaneEvents, DataplaneLogger, RekeyReason } from './events.js';
+export type { DataplaneLimits, DataplaneTun } from './context.js';
+export { DEFAULT_LIMITS } from './context.js';
+export type { CipherName, CompressionParams, SessionParams } from './peer-table.js';
+export { DataplaneError } from './errors.js';
+export type { DataplaneErrorCode } from './errors.js';
+export { DropReason, dropReasonName } from './drop-reasons.js';
+export type { DropReasonName, DropReasonValue } from './drop-reasons.js';
+export {
+  COUNTER_MAX,
+  Flags,
+  HEADER_LEN,
+  MessageType,
+  OVERHEAD,
+  PROTOCOL_VERSION,
+  TAG_LEN,
+  decodeHeader,
+  encodeHeader,
+  messageTypeName,
+} from './framing.js';
+export type { Header, MessageTypeValue } from './framing.js';
+export { REPLAY_WINDOW_SIZE, ReplayWindow } from './replay-window.js';
+export { PrefixTable, contains } from './routing-table.js';
+export { parsePrefix } from './ip-address.js';
+export type { Prefix } from './ip-address.js';
+export type { BatchUdpSocket, CryptoBackend, DatagramBatch, UdpBackend, UdpOpenOptions } from './backend.js';
+export { CipherId, SOURCE_LEN } from './backend.js';
+export { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
+export { nativeAvailable, nativeCryptoBackend, nativeUdpBackend } from './backend-native.js';

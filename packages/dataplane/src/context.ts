@@ -1,0 +1,74 @@
+/**
+ * The state both pipelines share: tables, backends, limits, counters.
+ * Built once by `createDataplane`; the pipelines hold it by reference.
+ */
+import type { BatchUdpSocket, CryptoBackend } from './backend.js';
+import type { Lz4Codec } from './compression.js';
+import type { DropReasonValue } from './drop-reasons.js';
+import type { EventDispatcher } from './events.js';
+import type { IcmpResponder } from './icmp.js';
+import type { Peer, PeerTable } from './peer-table.js';
+import type { PrefixTable } from './routing-table.js';
+
+/** The part of `@cluevpn/tun`'s `TunDevice` the data plane uses (structural). */
+export interface DataplaneTun {
+  readonly mtu: number;
+  /** Free bytes before each packet in its read slot (in-place framing needs ≥ 20). */
+  readonly headroom: number;
+  /** Bytes per read slot. */
+  readonly slotSize: number;
+  onPackets(handler: ((batch: { count: number; buffer: Buffer; offsets: Int32Array; lengths: Int32Array }) => void) | null): void;
+  writeBatch(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+}
+
+/** Counter limits, timers and rates (implementation constants; tests shrink them). */
+export interface DataplaneLimits {
+  /** Counter after which `onRekeyNeeded(…, 'counter-soft-limit')` fires once per session. Default 2^47. */
+  rekeyAfterMessages: number;
+  /** Counter the sender never reaches: packets are dropped ('counter-limit'). Default 2^48, at most 2^53 - 1. */
+  rejectAfterMessages: number;
+  /** A replaced session still receives this long unless retired earlier (ms, default 120 000; 0 = until `retireSession`). */
+  sessionOverlapMs: number;
+  /** Minimum interval between rate-limited events of one peer (ms, default 1000). */
+  eventIntervalMs: number;
+  /** Auth failures within `eventIntervalMs` that make a burst (default 8). */
+  authFailureBurst: number;
+  /** ICMP no-route replies per second (default 10) and burst (default 20). */
+  icmpPerSecond: number;
+  icmpBurst: number;
+}
+
+/** Defaults of {@link DataplaneLimits}. */
+export const DEFAULT_LIMITS: Readonly<DataplaneLimits> = {
+  rekeyAfterMessages: 2 ** 47,
+  rejectAfterMessages: 2 ** 48,
+  sessionOverlapMs: 120_000,
+  eventIntervalMs: 1000,
+  authFailureBurst: 8,
+  icmpPerSecond: 10,
+  icmpBurst: 20,
+};
+
+/** Shared state of the send and receive pipelines. */
+export interface PipelineContext {
+  readonly peers: PeerTable;
+  readonly crypto: CryptoBackend;
+  readonly socket: BatchUdpSocket;
+  readonly tun: DataplaneTun;
+  /** Inner MTU: largest IP packet carried. */
+  readonly mtu: number;
+  readonly limits: DataplaneLimits;
+  readonly events: EventDispatcher;
+  readonly codec: Lz4Codec;
+  readonly icmp: IcmpResponder;
+  /** Global drop counters by reason. */
+  readonly drops: Float64Array;
+  /** When non-empty, TUN packets must come from these subnets. */
+  readonly localSubnets: PrefixTable;
+}
+
+/** Counts a drop globally and, when known, for the peer. */
+export function countDrop(ctx: PipelineContext, peer: Peer | null, reason: DropReasonValue): void {
+  ctx.drops[reason]++;
+  if (peer !== null) peer.drops[reason]++;
+}

@@ -1,0 +1,338 @@
+/**
+ * `createDataplane`: wires the backends, tables and pipelines of one data
+ * plane and exposes the control surface the daemon drives.
+ *
+ * Buffer ownership at the hand-offs:
+ *   - TUN → send pipeline: the TUN's read batch is borrowed for the
+ *     handler call and rewritten in place (header, tag) before `sealBatch`
+ *     and `sendBatch`, which both return before the handler does.
+ *   - UDP → receive pipeline: the socket's batch is borrowed for the
+ *     handler call and decrypted in place; `writeBatch` copies it into the
+ *     kernel before the handler returns.
+ *   - Keys passed to `installSession` are copied into the crypto backend
+ *     and not retained; the caller should wipe its copies.
+ */
+import type { CryptoBackend, UdpBackend, BatchUdpSocket } from './backend.js';
+import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend, nativeUnavailableReason } from './backend-native.js';
+import { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
+import { Lz4Codec } from './compression.js';
+import { DEFAULT_LIMITS, type DataplaneLimits, type DataplaneTun, type PipelineContext } from './context.js';
+import { DROP_REASON_COUNT, dropTableToRecord, type DropReasonName } from './drop-reasons.js';
+import { DataplaneError } from './errors.js';
+import { EventDispatcher, silentLogger, type DataplaneEvents, type DataplaneLogger } from './events.js';
+import { COUNTER_MAX, OVERHEAD } from './framing.js';
+import { IcmpResponder } from './icmp.js';
+import { PeerCounter, PeerTable, parseSubnets, type CipherName, type SessionParams } from './peer-table.js';
+import { ReceivePipeline } from './receive.js';
+import { PrefixTable } from './routing-table.js';
+import { SendPipeline } from './send.js';
+
+/** Default UDP port of the data plane (specification). */
+export const DEFAULT_PORT = 3406;
+/** Default inner MTU: 1500 - IPv6 (40) - UDP (8) - overhead (36) rounded down (specification). */
+export const DEFAULT_MTU = 1420;
+
+/** Options of {@link createDataplane}. */
+export interface DataplaneOptions {
+  /** An open TUN device (`@cluevpn/tun`'s TunDevice or its memory fake). Not owned: close it yourself after `close()`. */
+  tun: DataplaneTun;
+  /** UDP port (default 3406; 0 = kernel-chosen, see {@link Dataplane.port}). */
+  port?: number;
+  /** Numeric address to bind (default `::`, dual stack). */
+  bindAddress?: string;
+  /** Inner MTU (default: the TUN's MTU). Larger packets are dropped ('oversize'). */
+  mtu?: number;
+  /** `'native'` (C batches; the default when built) or `'js'` (dgram + createCipheriv). */
+  backend?: 'native' | 'js';
+  /** Injected backends (tests, benchmarks); overrides `backend`. */
+  backends?: { crypto: CryptoBackend; udp: UdpBackend; name?: string };
+  /** Datagrams read per socket wake-up (default 64). */
+  batchSize?: number;
+  logger?: DataplaneLogger;
+  events?: DataplaneEvents;
+  /** Overrides of {@link DEFAULT_LIMITS}. */
+  limits?: Partial<DataplaneLimits>;
+}
+
+/** A peer as given to `addPeer`. */
+export interface PeerConfig {
+  /** Stable id (the node's id in the node list); events name peers by it. */
+  id: string;
+  /** Display name for stats (default: the id). */
+  name?: string;
+  /** CIDRs routed to this peer and accepted as inner sources from it. */
+  subnets: readonly string[];
+  /** Numeric UDP endpoint, if known. */
+  endpoint?: { host: string; port: number };
+}
+
+/** Session info in stats (never keys). */
+export interface SessionStats {
+  localIndex: number;
+  remoteIndex: number;
+  cipher: CipherName;
+  compression: { algo: 'none' | 'lz4'; level: number };
+  primary: boolean;
+  txEpoch: number;
+  /** Next counter to be sent. */
+  txCounter: number;
+  rxEpochFloor: number;
+  /** Newest authenticated epoch, null before the first packet. */
+  rxEpoch: number | null;
+  /** Newest authenticated counter in `rxEpoch`. */
+  rxCounter: number;
+  installedAtMs: number;
+}
+
+/** Per-peer stats. */
+export interface PeerStats {
+  id: string;
+  name: string;
+  endpoint: { host: string; port: number } | null;
+  subnets: string[];
+  txPackets: number;
+  /** Inner (IP packet) bytes, before compression. */
+  txBytes: number;
+  rxPackets: number;
+  rxBytes: number;
+  /** Wall-clock ms of the last authenticated datagram, null if never. */
+  lastRxMs: number | null;
+  authFailures: number;
+  drops: Partial<Record<DropReasonName, number>>;
+  sessions: SessionStats[];
+}
+
+/** The whole stats snapshot (JSON-serialisable). */
+export interface DataplaneStats {
+  backend: string;
+  port: number;
+  mtu: number;
+  /** Whether packets are framed inside the TUN's slots without a copy. */
+  zeroCopy: boolean;
+  /** Drops by reason, all peers and unattributed ones together (zero counts left out). */
+  drops: Partial<Record<DropReasonName, number>>;
+  icmp: { sent: number; rateLimited: number };
+  eventErrors: number;
+  peers: PeerStats[];
+}
+
+/** The data plane's control surface. Methods throw `DataplaneError` (`ERR_DP_*`) on bad input; `ERR_DP_CLOSED` after close. */
+export interface Dataplane {
+  /** The bound UDP port. */
+  readonly port: number;
+  /** Which backend runs: 'native', 'js' or the injected name. */
+  readonly backend: string;
+  /** Adds a peer (`ERR_DP_PEER` if the id exists, `ERR_DP_CONFIG` on bad subnets/endpoint). */
+  addPeer(peer: PeerConfig): void;
+  /** Changes name, subnets and/or endpoint of a peer; sessions stay. */
+  updatePeer(id: string, changes: { name?: string; subnets?: readonly string[]; endpoint?: { host: string; port: number } }): void;
+  /** Removes a peer, its routes, sessions and keys. */
+  removePeer(id: string): void;
+  /** Sets a peer's UDP endpoint (numeric host). */
+  setEndpoint(id: string, host: string, port: number): void;
+  /** Installs a session (see `SessionParams`); it becomes the primary for sending at once. */
+  installSession(peerId: string, params: SessionParams): void;
+  /** Retires the session with our `localIndex` (keys destroyed). `ERR_DP_PEER` if the peer has no such session. */
+  retireSession(peerId: string, localIndex: number): void;
+  /** When non-empty, packets read from the TUN must have a source in these subnets ('bad-source'). */
+  setLocalSubnets(cidrs: readonly string[]): void;
+  /** Sends an authenticated keepalive; false (counted) when it cannot. */
+  sendKeepalive(peerId: string): boolean;
+  /** A snapshot of the counters (allocates; not for the hot path). */
+  stats(): DataplaneStats;
+  /** Stops both pipelines, closes the socket and destroys every key. Idempotent. Does not close the TUN. */
+  close(): void;
+}
+
+function checkLimits(l: DataplaneLimits): void {
+  const ok = (n: number): boolean => typeof n === 'number' && Number.isFinite(n) && n >= 0;
+  for (const [k, v] of Object.entries(l)) {
+    if (!ok(v)) throw new DataplaneError('ERR_DP_CONFIG', `limits.${k} must be a finite number ≥ 0`);
+  }
+  if (!Number.isInteger(l.rejectAfterMessages) || l.rejectAfterMessages > COUNTER_MAX) {
+    throw new DataplaneError('ERR_DP_CONFIG', 'limits.rejectAfterMessages must be an integer ≤ 2^53 - 1');
+  }
+  if (l.rekeyAfterMessages > l.rejectAfterMessages) {
+    throw new DataplaneError('ERR_DP_CONFIG', 'limits.rekeyAfterMessages must not exceed rejectAfterMessages');
+  }
+  if (l.authFailureBurst < 1) throw new DataplaneError('ERR_DP_CONFIG', 'limits.authFailureBurst must be ≥ 1');
+}
+
+function pickBackends(o: DataplaneOptions): { crypto: CryptoBackend; udp: UdpBackend; name: string } {
+  if (o.backends !== undefined) return { crypto: o.backends.crypto, udp: o.backends.udp, name: o.backends.name ?? 'custom' };
+  const want = o.backend ?? (nativeAvailable() ? 'native' : 'js');
+  if (want === 'js') return { crypto: jsCryptoBackend(), udp: jsUdpBackend(), name: 'js' };
+  if (want === 'native') {
+    if (!nativeAvailable()) {
+      throw new DataplaneError('ERR_DP_NATIVE', `native backend unavailable: ${nativeUnavailableReason() ?? 'unknown reason'}`);
+    }
+    return { crypto: nativeCryptoBackend(), udp: nativeUdpBackend(), name: 'native' };
+  }
+  throw new DataplaneError('ERR_DP_CONFIG', `backend must be 'native' or 'js', got ${JSON.stringify(want)}`);
+}
+
+/**
+ * Creates a data plane over an open TUN device: binds the UDP socket
+ * (`ERR_DP_BIND` when taken), starts both pipelines and returns the control
+ * surface. Asynchronous because the JavaScript backend binds
+ * asynchronously. Configuration errors reject with `ERR_DP_CONFIG`.
+ */
+export async function createDataplane(options: DataplaneOptions): Promise<Dataplane> {
+  if (options === null || typeof options !== 'object') throw new DataplaneError('ERR_DP_CONFIG', 'options must be an object');
+  const tun = options.tun;
+  if (tun === null || typeof tun !== 'object' || typeof tun.onPackets !== 'function' || typeof tun.writeBatch !== 'function') {
+    throw new DataplaneError('ERR_DP_CONFIG', 'options.tun must be an open TunDevice');
+  }
+  const mtu = options.mtu ?? tun.mtu;
+  if (!Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new DataplaneError('ERR_DP_CONFIG', `mtu must be 576..9000, got ${String(mtu)}`);
+  const port = options.port ?? DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DataplaneError('ERR_DP_CONFIG', `port must be 0..65535, got ${String(port)}`);
+  const batchSize = options.batchSize ?? 64;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1024) throw new DataplaneError('ERR_DP_CONFIG', 'batchSize must be 1..1024');
+  const limits: DataplaneLimits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
+  checkLimits(limits);
+  const logger = options.logger ?? silentLogger;
+  const backends = pickBackends(options);
+
+  const headroom = 64;
+  const slotSize = Math.max(2048, (headroom + OVERHEAD + mtu + 63) & ~63);
+  const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom });
+  const ready = (socket as { ready?: Promise<void> }).ready;
+  if (ready !== undefined) await ready;
+
+  const events = new EventDispatcher(options.events ?? {}, logger, limits.eventIntervalMs, limits.authFailureBurst);
+  const peers = new PeerTable(
+    backends.crypto,
+    limits.sessionOverlapMs,
+    (slot, host, p) => socket.setEndpoint(slot, host, p),
+    (slot) => socket.clearEndpoint(slot),
+  );
+  const ctx: PipelineContext = {
+    peers,
+    crypto: backends.crypto,
+    socket,
+    tun,
+    mtu,
+    limits,
+    events,
+    codec: new Lz4Codec(mtu),
+    icmp: new IcmpResponder(limits.icmpPerSecond, limits.icmpBurst),
+    drops: new Float64Array(DROP_REASON_COUNT),
+    localSubnets: new PrefixTable(),
+  };
+  const send = new SendPipeline(ctx);
+  const receive = new ReceivePipeline(ctx);
+  let closed = false;
+  const live = (): void => {
+    if (closed) throw new DataplaneError('ERR_DP_CLOSED', 'the data plane is closed');
+  };
+  // Bound once: the pipelines' handlers are not closures per packet.
+  socket.onDatagrams((b) => receive.onDatagrams(b));
+  tun.onPackets((b) => send.onTunBatch(b));
+  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy });
+
+  const dp: Dataplane = {
+    get port() {
+      return socket.port;
+    },
+    backend: backends.name,
+    addPeer(p: PeerConfig): void {
+      live();
+      if (p === null || typeof p !== 'object') throw new DataplaneError('ERR_DP_CONFIG', 'peer must be an object');
+      peers.add(p.id, p.name ?? p.id, p.subnets, p.endpoint);
+    },
+    updatePeer(id, changes): void {
+      live();
+      const peer = peers.get(id);
+      const prefixes = changes.subnets === undefined ? undefined : parseSubnets(changes.subnets);
+      if (prefixes !== undefined) peers.setSubnets(peer, prefixes);
+      if (changes.endpoint !== undefined) peers.setEndpoint(peer, changes.endpoint.host, changes.endpoint.port);
+      if (typeof changes.name === 'string' && changes.name !== '') peer.name = changes.name;
+    },
+    removePeer(id: string): void {
+      live();
+      peers.remove(id);
+    },
+    setEndpoint(id: string, host: string, p: number): void {
+      live();
+      peers.setEndpoint(peers.get(id), host, p);
+    },
+    installSession(peerId: string, params: SessionParams): void {
+      live();
+      peers.install(peers.get(peerId), params, Date.now());
+    },
+    retireSession(peerId: string, localIndex: number): void {
+      live();
+      const peer = peers.get(peerId);
+      const s = peer.sessions.find((x) => x.localIndex === localIndex);
+      if (s === undefined) throw new DataplaneError('ERR_DP_PEER', `peer ${peerId} has no session with localIndex ${localIndex}`);
+      peers.retire(s);
+    },
+    setLocalSubnets(cidrs: readonly string[]): void {
+      live();
+      const prefixes = parseSubnets(cidrs);
+      ctx.localSubnets.clear();
+      for (const p of prefixes) ctx.localSubnets.insert(p, 0);
+    },
+    sendKeepalive(peerId: string): boolean {
+      live();
+      return send.sendKeepalive(peers.get(peerId));
+    },
+    stats(): DataplaneStats {
+      const out: PeerStats[] = [];
+      for (const peer of peers.byId.values()) {
+        const c = peer.counters;
+        out.push({
+          id: peer.id,
+          name: peer.name,
+          endpoint: peer.hasEndpoint ? { host: peer.endpointHost, port: peer.endpointPort } : null,
+          subnets: peer.subnets.map((s) => s.text),
+          txPackets: c[PeerCounter.TX_PACKETS],
+          txBytes: c[PeerCounter.TX_BYTES],
+          rxPackets: c[PeerCounter.RX_PACKETS],
+          rxBytes: c[PeerCounter.RX_BYTES],
+          lastRxMs: c[PeerCounter.LAST_RX_MS] === 0 ? null : c[PeerCounter.LAST_RX_MS],
+          authFailures: c[PeerCounter.AUTH_FAILURES],
+          drops: dropTableToRecord(peer.drops),
+          sessions: peer.sessions.map((s) => ({
+            localIndex: s.localIndex,
+            remoteIndex: s.remoteIndex,
+            cipher: s.cipher,
+            compression: { algo: s.compressAlgo === 1 ? ('lz4' as const) : ('none' as const), level: s.compressLevel },
+            primary: peer.primary === s,
+            txEpoch: s.txEpoch,
+            txCounter: s.txCounter,
+            rxEpochFloor: s.rxEpochFloor,
+            rxEpoch: s.rxEpoch < 0 ? null : s.rxEpoch,
+            rxCounter: s.window.newest,
+            installedAtMs: s.installedAtMs,
+          })),
+        });
+      }
+      return {
+        backend: backends.name,
+        port: closed ? 0 : socket.port,
+        mtu,
+        zeroCopy: send.zeroCopy,
+        drops: dropTableToRecord(ctx.drops),
+        icmp: { sent: ctx.icmp.sent, rateLimited: ctx.icmp.rateLimited },
+        eventErrors: events.errors,
+        peers: out,
+      };
+    },
+    close(): void {
+      if (closed) return;
+      closed = true;
+      try {
+        tun.onPackets(null);
+      } catch (err) {
+        // A TUN closed before us has no handler to clear: nothing to undo.
+        logger.debug('dataplane close: tun already closed', { err: String(err) });
+      }
+      socket.close();
+      peers.retireAll();
+      logger.info('dataplane stopped', {});
+    },
+  };
+  return dp;
+}

@@ -1,0 +1,192 @@
+/**
+ * Framing: the 20-byte data-plane header, encoded and decoded in place.
+ *
+ * ```
+ *  0               1               2               3
+ *  0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7 0 1 2 3 4 5 6 7
+ * +-------+-------+---------------+-------------------------------+
+ * |version| type  |     flags     |        reserved (zero)        |  0
+ * +-------+-------+---------------+-------------------------------+
+ * |                  receiver index (u32, big endian)             |  4
+ * +---------------------------------------------------------------+
+ * |                  send epoch (u32, big endian)                 |  8
+ * +---------------------------------------------------------------+
+ * |                  counter (u64, big endian)                    | 12
+ * |                                                               |
+ * +---------------------------------------------------------------+
+ * |  ciphertext (the IP packet, LZ4-compressed if flag bit 0)  ...| 20
+ * +---------------------------------------------------------------+
+ * |                  AEAD tag (16 bytes)                          |
+ * +---------------------------------------------------------------+
+ * ```
+ *
+ * The whole header is the AEAD associated data; bytes 8..20 (epoch ‖
+ * counter) are the 96-bit nonce. Version lives in the high nibble of byte 0,
+ * type in the low nibble.
+ *
+ * Counters are JavaScript numbers. The wire carries 64 bits, but this
+ * implementation never sends a counter above {@link COUNTER_MAX}
+ * (2^53 - 1, exact in a double) and treats a larger one on receive as
+ * malformed: the sender rekeys long before (default limit 2^48, see
+ * `DEFAULT_LIMITS` in `session.ts`), so no allocation-free hot path ever
+ * needs a bigint.
+ */
+
+import { HEADER_LEN, NONCE_OFFSET, TAG_LEN } from './backend.js';
+import { DropReason, type DropReasonValue } from './drop-reasons.js';
+
+// ---- specification ------------------------------------------------------
+
+/** Protocol version carried in every header (specification). */
+export const PROTOCOL_VERSION = 1;
+
+/** Message types (specification): the low nibble of byte 0. */
+export const MessageType = {
+  /** An IP packet (possibly compressed) follows. */
+  DATA: 1,
+  /** Empty payload; keeps NAT bindings and proves liveness. */
+  KEEPALIVE: 2,
+} as const;
+/** A value of {@link MessageType}. */
+export type MessageTypeValue = (typeof MessageType)[keyof typeof MessageType];
+/** Names of {@link MessageType} values, for logs and stats. */
+export const messageTypeName: Readonly<Record<MessageTypeValue, string>> = {
+  1: 'data',
+  2: 'keepalive',
+};
+
+/** Header flag bits (specification): byte 1. */
+export const Flags = {
+  /** The payload is one LZ4 block. */
+  COMPRESSED: 0x01,
+} as const;
+/** Names of {@link Flags} bits, for logs. */
+export const flagName: Readonly<Record<number, string>> = { 1: 'compressed' };
+/** Every flag bit that has a meaning; any other bit set is malformed. */
+export const KNOWN_FLAGS = Flags.COMPRESSED;
+
+/** Byte offsets of the header fields (specification). */
+export const HeaderOffset = {
+  VERSION_TYPE: 0,
+  FLAGS: 1,
+  RESERVED: 2,
+  RECEIVER_INDEX: 4,
+  EPOCH: 8,
+  COUNTER: 12,
+  PAYLOAD: 20,
+} as const;
+
+/** Largest counter this implementation sends or accepts: 2^53 - 1. */
+export const COUNTER_MAX = Number.MAX_SAFE_INTEGER;
+/** Bytes added to every packet on the wire (header + tag). */
+export const OVERHEAD = HEADER_LEN + TAG_LEN;
+
+export { HEADER_LEN, TAG_LEN, NONCE_OFFSET };
+
+const TWO_32 = 0x1_0000_0000;
+/** Highest value of the counter's upper 32 bits that keeps it ≤ 2^53 - 1. */
+const COUNTER_HIGH_MAX = 0x1f_ffff;
+
+/**
+ * Writes a header at `buf[off .. off + 20]`. The caller guarantees the
+ * room, `0 ≤ counter ≤ COUNTER_MAX` and 32-bit `receiverIndex`/`epoch`.
+ * Allocates nothing.
+ */
+export function encodeHeader(
+  buf: Buffer,
+  off: number,
+  type: MessageTypeValue,
+  flags: number,
+  receiverIndex: number,
+  epoch: number,
+  counter: number,
+): void {
+  buf[off] = (PROTOCOL_VERSION << 4) | type;
+  buf[off + 1] = flags;
+  buf[off + 2] = 0;
+  buf[off + 3] = 0;
+  buf.writeUInt32BE(receiverIndex >>> 0, off + 4);
+  buf.writeUInt32BE(epoch >>> 0, off + 8);
+  buf.writeUInt32BE(Math.floor(counter / TWO_32), off + 12);
+  buf.writeUInt32BE(counter >>> 0, off + 16);
+}
+
+/**
+ * Validates the fixed part of a received datagram `buf[off .. off + len]`
+ * without reading any key material: length, version, type, flags, reserved
+ * bits, counter range and the payload bound `maxPayload` (the inner MTU).
+ * Returns {@link DropReason.NONE} when the header is well formed, else the
+ * reason to drop. Allocates nothing.
+ */
+export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: number): DropReasonValue {
+  if (len < HEADER_LEN) return DropReason.TRUNCATED;
+  const vt = buf[off];
+  if (vt >>> 4 !== PROTOCOL_VERSION) return DropReason.BAD_VERSION;
+  const type = vt & 0x0f;
+  if (type !== MessageType.DATA && type !== MessageType.KEEPALIVE) return DropReason.BAD_TYPE;
+  const flags = buf[off + 1];
+  if ((flags & ~KNOWN_FLAGS) !== 0 || buf[off + 2] !== 0 || buf[off + 3] !== 0) return DropReason.BAD_FLAGS;
+  if (len < OVERHEAD) return DropReason.TRUNCATED;
+  const payload = len - OVERHEAD;
+  if (type === MessageType.KEEPALIVE) {
+    if (flags !== 0) return DropReason.BAD_FLAGS;
+    if (payload !== 0) return DropReason.MALFORMED;
+  } else {
+    if (payload === 0) return DropReason.TRUNCATED;
+    if (payload > maxPayload) return DropReason.OVERSIZE;
+  }
+  if (buf.readUInt32BE(off + 12) > COUNTER_HIGH_MAX) return DropReason.BAD_COUNTER;
+  return DropReason.NONE;
+}
+
+/** Message type of a header that passed {@link checkHeader}. */
+export function readType(buf: Buffer, off: number): number {
+  return buf[off] & 0x0f;
+}
+/** Flags byte of a header. */
+export function readFlags(buf: Buffer, off: number): number {
+  return buf[off + 1];
+}
+/** Receiver index of a header. */
+export function readReceiverIndex(buf: Buffer, off: number): number {
+  return buf.readUInt32BE(off + 4);
+}
+/** Send epoch of a header. */
+export function readEpoch(buf: Buffer, off: number): number {
+  return buf.readUInt32BE(off + 8);
+}
+/**
+ * Counter of a header as a number. Exact only for headers that passed
+ * {@link checkHeader} (upper bits bounded so the value is ≤ 2^53 - 1).
+ */
+export function readCounter(buf: Buffer, off: number): number {
+  return buf.readUInt32BE(off + 12) * TWO_32 + buf.readUInt32BE(off + 16);
+}
+
+/** The decoded fields of a header (tools and tests; the hot path reads fields directly). */
+export interface Header {
+  version: number;
+  type: number;
+  flags: number;
+  receiverIndex: number;
+  epoch: number;
+  /** As a bigint so that tools can show any 64-bit value. */
+  counter: bigint;
+}
+
+/**
+ * Decodes the 20 header bytes at `buf[off]` without validating them (use
+ * {@link checkHeader} for that). Throws a RangeError when fewer than 20
+ * bytes are available.
+ */
+export function decodeHeader(buf: Buffer, off = 0): Header {
+  if (off < 0 || buf.length - off < HEADER_LEN) throw new RangeError('header needs 20 bytes');
+  return {
+    version: buf[off] >>> 4,
+    type: buf[off] & 0x0f,
+    flags: buf[off + 1],
+    receiverIndex: buf.readUInt32BE(off + 4),
+    epoch: buf.readUInt32BE(off + 8),
+    counter: buf.readBigUInt64BE(off + 12),
+  };
+}

@@ -1,0 +1,322 @@
+/**
+ * Peers and their sessions: who owns which subnets, where they are, which
+ * keys send to them and which receiver indexes accept from them.
+ *
+ * Per peer, sessions form a short list, newest first. The newest installed
+ * one is the *primary*: every packet to the peer is sealed with it. Older
+ * ones only receive, until `retire()` (called by the daemon once the peer
+ * is known to use the new keys) or automatically `overlapMs` after they
+ * stopped being primary (default 120 s), or at once when a peer would hold
+ * more than {@link MAX_SESSIONS_PER_PEER}.
+ *
+ * Key material lives in the crypto backend behind handles; a session's
+ * handles are destroyed when it is retired or its peer removed. Keys are
+ * never kept in JavaScript objects here (the caller's buffers are not
+ * retained) and never appear in stats.
+ */
+import { CipherId, type CipherIdValue, type CryptoBackend } from './backend.js';
+import { CompressionAlgo } from './compression.js';
+import { DROP_REASON_COUNT } from './drop-reasons.js';
+import { DataplaneError } from './errors.js';
+import { ENDPOINT_KEY_LEN, encodeEndpoint, parsePrefix, type Prefix } from './ip-address.js';
+import { ReplayWindow } from './replay-window.js';
+import { PrefixTable } from './routing-table.js';
+
+/** Most sessions one peer keeps at a time (primary + overlapping older ones). */
+export const MAX_SESSIONS_PER_PEER = 3;
+/** Highest peer slot (slots double as UDP endpoint slots: 0..65535). */
+export const MAX_PEERS = 65536;
+
+/** Cipher names accepted by `installSession`. */
+export type CipherName = 'aes-256-gcm' | 'chacha20-poly1305';
+/** Compression settings of a session. */
+export interface CompressionParams {
+  algo: 'none' | 'lz4';
+  /** LZ4: 0 = fast, 1..12 = HC level. Ignored for 'none'. */
+  level: number;
+}
+
+/** Parameters of {@link PeerTable.install}, as produced by the negotiation. */
+export interface SessionParams {
+  /** Our receiver index for this session: random u32, unique among live sessions. */
+  localIndex: number;
+  /** The peer's receiver index, written into every packet we send. */
+  remoteIndex: number;
+  cipher: CipherName;
+  /** 32 bytes: seals our packets. Copied into the backend; wipe your copy. */
+  txKey: Buffer;
+  /** 32 bytes: opens the peer's packets. Copied into the backend; wipe your copy. */
+  rxKey: Buffer;
+  /** Our send epoch (persisted and incremented by the caller before use). */
+  txEpoch: number;
+  /** Packets from epochs below this are dropped as 'old-epoch'. */
+  rxEpochFloor: number;
+  compression: CompressionParams;
+}
+
+/** Per-peer counter slots (Float64Array indexes). */
+export const PeerCounter = {
+  TX_PACKETS: 0,
+  TX_BYTES: 1,
+  RX_PACKETS: 2,
+  RX_BYTES: 3,
+  /** Wall-clock ms of the last authenticated datagram (0 = never). */
+  LAST_RX_MS: 4,
+  AUTH_FAILURES: 5,
+} as const;
+const PEER_COUNTER_COUNT = 6;
+
+/** One set of keys with a peer. Hot-path state; mutate only through the pipelines. */
+export class Session {
+  readonly peer: Peer;
+  readonly localIndex: number;
+  readonly remoteIndex: number;
+  readonly cipher: CipherName;
+  readonly txEpoch: number;
+  readonly rxEpochFloor: number;
+  readonly compressAlgo: number;
+  readonly compressLevel: number;
+  readonly installedAtMs: number;
+  txHandle: number;
+  rxHandle: number;
+  /** Next counter to send. */
+  txCounter = 0;
+  /** Newest authenticated receive epoch, -1 before the first packet. */
+  rxEpoch = -1;
+  readonly window = new ReplayWindow();
+  /** The soft-limit rekey request was made for this session. */
+  softRekeyAsked = false;
+  retireTimer: NodeJS.Timeout | null = null;
+  retired = false;
+
+  constructor(peer: Peer, p: SessionParams, txHandle: number, rxHandle: number, nowMs: number) {
+    this.peer = peer;
+    this.localIndex = p.localIndex;
+    this.remoteIndex = p.remoteIndex;
+    this.cipher = p.cipher;
+    this.txEpoch = p.txEpoch;
+    this.rxEpochFloor = p.rxEpochFloor;
+    this.compressAlgo = p.compression.algo === 'lz4' ? CompressionAlgo.LZ4 : CompressionAlgo.NONE;
+    this.compressLevel = p.compression.level;
+    this.txHandle = txHandle;
+    this.rxHandle = rxHandle;
+    this.installedAtMs = nowMs;
+  }
+}
+
+/** A peer: identity, subnets, endpoint, sessions, counters. */
+export class Peer {
+  readonly id: string;
+  name: string;
+  /** Index into the peer array; also the UDP backend's endpoint slot. */
+  readonly slot: number;
+  subnets: Prefix[] = [];
+  /** The peer's subnets, for the spoof check on receive. */
+  readonly subnetSet = new PrefixTable();
+  /** Endpoint in `DatagramBatch.sources` layout, valid when `hasEndpoint`. */
+  readonly endpointKey = Buffer.alloc(ENDPOINT_KEY_LEN);
+  hasEndpoint = false;
+  endpointHost = '';
+  endpointPort = 0;
+  /** Primary (sending) session or null. */
+  primary: Session | null = null;
+  /** Live sessions, newest first (includes the primary). */
+  readonly sessions: Session[] = [];
+  readonly counters = new Float64Array(PEER_COUNTER_COUNT);
+  readonly drops = new Float64Array(DROP_REASON_COUNT);
+  // rate-limit state of the events (monotonic ms; -Infinity = never)
+  lastNoSessionEventMs = -Infinity;
+  lastRekeyEventMs = -Infinity;
+  lastAuthEventMs = -Infinity;
+  authWindowStartMs = -Infinity;
+  authFailuresInWindow = 0;
+
+  constructor(id: string, name: string, slot: number) {
+    this.id = id;
+    this.name = name;
+    this.slot = slot;
+  }
+}
+
+/** Parses and validates a subnet list (throws `ERR_DP_CONFIG`). */
+export function parseSubnets(subnets: readonly string[]): Prefix[] {
+  if (!Array.isArray(subnets)) throw new DataplaneError('ERR_DP_CONFIG', 'subnets must be an array of CIDR strings');
+  return subnets.map((s) => parsePrefix(s));
+}
+
+function cipherId(c: CipherName): CipherIdValue {
+  if (c === 'aes-256-gcm') return CipherId.AES_256_GCM;
+  if (c === 'chacha20-poly1305') return CipherId.CHACHA20_POLY1305;
+  throw new DataplaneError('ERR_DP_CONFIG', `cipher must be 'aes-256-gcm' or 'chacha20-poly1305', got ${JSON.stringify(c)}`);
+}
+
+function isU32(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
+}
+
+/**
+ * All peers and sessions of one data plane plus the routing table mapping
+ * subnets to peer slots. Control-path methods allocate and throw
+ * `DataplaneError`; lookups used by the pipelines do not.
+ */
+export class PeerTable {
+  /** Peer by slot (undefined = free). */
+  readonly bySlot: Array<Peer | undefined> = [];
+  readonly byId = new Map<string, Peer>();
+  /** Live session by our receiver index. */
+  readonly byIndex = new Map<number, Session>();
+  /** Destination prefix → peer slot. */
+  readonly routes = new PrefixTable();
+  private readonly freeSlots: number[] = [];
+  /** Bumped whenever a session is retired, so a pipeline can tell that a handle it collected died. */
+  generation = 0;
+
+  constructor(
+    private readonly crypto: CryptoBackend,
+    private readonly overlapMs: number,
+    private readonly onEndpointSet: (slot: number, host: string, port: number) => void,
+    private readonly onEndpointCleared: (slot: number) => void,
+  ) {}
+
+  /** Adds a peer; throws `ERR_DP_PEER` when the id exists, `ERR_DP_CONFIG` on bad input. */
+  add(id: string, name: string, subnets: readonly string[], endpoint?: { host: string; port: number }): Peer {
+    if (typeof id !== 'string' || id === '') throw new DataplaneError('ERR_DP_CONFIG', 'peer id must be a non-empty string');
+    if (this.byId.has(id)) throw new DataplaneError('ERR_DP_PEER', `peer ${id} already exists`);
+    const prefixes = parseSubnets(subnets);
+    if (endpoint !== undefined) encodeEndpoint(endpoint.host, endpoint.port, Buffer.alloc(ENDPOINT_KEY_LEN)); // validate first
+    const slot = this.freeSlots.length > 0 ? (this.freeSlots.pop() as number) : this.bySlot.length;
+    if (slot >= MAX_PEERS) throw new DataplaneError('ERR_DP_CONFIG', `at most ${MAX_PEERS} peers`);
+    const peer = new Peer(id, typeof name === 'string' && name !== '' ? name : id, slot);
+    this.bySlot[slot] = peer;
+    this.byId.set(id, peer);
+    this.setSubnets(peer, prefixes);
+    if (endpoint !== undefined) this.setEndpoint(peer, endpoint.host, endpoint.port);
+    return peer;
+  }
+
+  /** The peer with `id`, or throws `ERR_DP_PEER`. */
+  get(id: string): Peer {
+    const p = this.byId.get(id);
+    if (p === undefined) throw new DataplaneError('ERR_DP_PEER', `no peer ${String(id)}`);
+    return p;
+  }
+
+  /** Replaces a peer's subnets (routes and spoof set). */
+  setSubnets(peer: Peer, prefixes: Prefix[]): void {
+    this.routes.removeValue(peer.slot);
+    peer.subnetSet.clear();
+    for (const p of prefixes) {
+      const prev = this.routes.insert(p, peer.slot);
+      if (prev >= 0 && prev !== peer.slot) {
+        // Restore and refuse: two peers claiming one exact prefix is a configuration error.
+        this.routes.insert(p, prev);
+        this.routes.removeValue(peer.slot);
+        for (const q of peer.subnets) this.routes.insert(q, peer.slot);
+        for (const q of peer.subnets) peer.subnetSet.insert(q, 0);
+        throw new DataplaneError('ERR_DP_CONFIG', `subnet ${p.text} already belongs to peer ${this.bySlot[prev]?.id ?? prev}`);
+      }
+      peer.subnetSet.insert(p, 0);
+    }
+    peer.subnets = prefixes;
+  }
+
+  /** Sets the UDP endpoint (numeric host). Throws `ERR_DP_CONFIG`. */
+  setEndpoint(peer: Peer, host: string, port: number): void {
+    encodeEndpoint(host, port, peer.endpointKey, 0);
+    this.onEndpointSet(peer.slot, host, port);
+    peer.hasEndpoint = true;
+    peer.endpointHost = host;
+    peer.endpointPort = port;
+  }
+
+  /** Removes a peer, its routes, sessions and keys. Throws `ERR_DP_PEER` if unknown. */
+  remove(id: string): void {
+    const peer = this.get(id);
+    while (peer.sessions.length > 0) this.retire(peer.sessions[peer.sessions.length - 1]);
+    this.routes.removeValue(peer.slot);
+    this.onEndpointCleared(peer.slot);
+    this.byId.delete(id);
+    this.bySlot[peer.slot] = undefined;
+    this.freeSlots.push(peer.slot);
+  }
+
+  /**
+   * Installs a session and makes it the peer's primary. Validates every
+   * field (`ERR_DP_CONFIG`, `ERR_DP_KEY`); on error nothing changes.
+   */
+  install(peer: Peer, p: SessionParams, nowMs: number): Session {
+    if (p === null || typeof p !== 'object') throw new DataplaneError('ERR_DP_CONFIG', 'session parameters must be an object');
+    if (!isU32(p.localIndex)) throw new DataplaneError('ERR_DP_CONFIG', 'localIndex must be a u32');
+    if (!isU32(p.remoteIndex)) throw new DataplaneError('ERR_DP_CONFIG', 'remoteIndex must be a u32');
+    if (!isU32(p.txEpoch)) throw new DataplaneError('ERR_DP_CONFIG', 'txEpoch must be a u32');
+    if (!isU32(p.rxEpochFloor)) throw new DataplaneError('ERR_DP_CONFIG', 'rxEpochFloor must be a u32');
+    if (this.byIndex.has(p.localIndex)) {
+      throw new DataplaneError('ERR_DP_CONFIG', `localIndex ${p.localIndex} is already used by a live session`);
+    }
+    const cid = cipherId(p.cipher);
+    const c = p.compression;
+    if (c === null || typeof c !== 'object' || (c.algo !== 'none' && c.algo !== 'lz4')) {
+      throw new DataplaneError('ERR_DP_CONFIG', "compression.algo must be 'none' or 'lz4'");
+    }
+    if (c.algo === 'lz4' && !(Number.isInteger(c.level) && c.level >= 0 && c.level <= 12)) {
+      throw new DataplaneError('ERR_DP_CONFIG', 'compression.level must be 0..12 for lz4');
+    }
+    if (!Buffer.isBuffer(p.txKey) || p.txKey.length !== 32 || !Buffer.isBuffer(p.rxKey) || p.rxKey.length !== 32) {
+      throw new DataplaneError('ERR_DP_KEY', 'txKey and rxKey must be 32-byte Buffers');
+    }
+    let tx = 0;
+    let rx = 0;
+    try {
+      tx = this.crypto.createKey(cid, p.txKey);
+      rx = this.crypto.createKey(cid, p.rxKey);
+    } catch (err) {
+      if (tx !== 0) this.crypto.destroyKey(tx);
+      throw new DataplaneError('ERR_DP_KEY', 'the crypto backend refused the key', { cause: err });
+    }
+    const s = new Session(peer, p, tx, rx, nowMs);
+    const previous = peer.primary;
+    peer.sessions.unshift(s);
+    peer.primary = s;
+    this.byIndex.set(s.localIndex, s);
+    while (peer.sessions.length > MAX_SESSIONS_PER_PEER) this.retire(peer.sessions[peer.sessions.length - 1]);
+    if (previous !== null && !previous.retired && this.overlapMs > 0 && Number.isFinite(this.overlapMs)) {
+      previous.retireTimer = setTimeout(() => {
+        previous.retireTimer = null;
+        if (!previous.retired) this.retire(previous);
+      }, this.overlapMs);
+      previous.retireTimer.unref();
+    }
+    return s;
+  }
+
+  /**
+   * Retires a session: it neither sends nor receives any more and its keys
+   * are destroyed. When it was the primary, the next newest becomes primary
+   * (or none). Idempotent.
+   */
+  retire(s: Session): void {
+    if (s.retired) return;
+    s.retired = true;
+    this.generation++;
+    if (s.retireTimer !== null) {
+      clearTimeout(s.retireTimer);
+      s.retireTimer = null;
+    }
+    const peer = s.peer;
+    const i = peer.sessions.indexOf(s);
+    if (i >= 0) peer.sessions.splice(i, 1);
+    if (peer.primary === s) peer.primary = peer.sessions.length > 0 ? peer.sessions[0] : null;
+    if (this.byIndex.get(s.localIndex) === s) this.byIndex.delete(s.localIndex);
+    this.crypto.destroyKey(s.txHandle);
+    this.crypto.destroyKey(s.rxHandle);
+    s.txHandle = 0;
+    s.rxHandle = 0;
+  }
+
+  /** Retires every session of every peer (close). */
+  retireAll(): void {
+    for (const peer of this.byId.values()) {
+      while (peer.sessions.length > 0) this.retire(peer.sessions[0]);
+    }
+  }
+}

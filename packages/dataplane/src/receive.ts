@@ -1,0 +1,258 @@
+/**
+ * Receive pipeline: datagrams from the UDP socket → IP packets into the TUN.
+ *
+ * 1. UDP batch in (borrowed: valid until this handler returns; decrypted in
+ *    place, so the socket's slab holds plaintext afterwards).
+ * 2. Check the header without keys: length, version, type, flags, reserved,
+ *    counter range, payload ≤ MTU ('truncated', 'bad-version', 'bad-type',
+ *    'bad-flags', 'malformed', 'oversize', 'bad-counter').
+ * 3. Find the session by receiver index ('unknown-index').
+ * 4. Epoch below the session's floor or its newest epoch: 'old-epoch'.
+ * 5. Replay `check` in the current epoch (no state change): 'replayed'.
+ * 6. One `openBatch` for everything that passed.
+ * 7. Per datagram: not authentic → 'auth-failed' (+ burst event). Authentic:
+ *    a newer epoch resets the window and raises `onRxEpoch`; replay
+ *    `update` (catches duplicates within the batch); last-rx time.
+ * 8. Roaming: the newest authentic packet from a new source address moves
+ *    the peer's endpoint (`onEndpointChange`).
+ * 9. Keepalive: done. Data: decompress when flagged (bounded by the MTU:
+ *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
+ * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
+ *     and a source inside the peer's subnets ('spoofed').
+ * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
+ *     the socket's slab and one for the decompressed ones.
+ *
+ * Nothing is allocated per packet (event handlers aside, which are rate-
+ * limited or rare).
+ */
+import { HEADER_LEN, SOURCE_LEN, type DatagramBatch } from './backend.js';
+import { DecompressError } from './compression.js';
+import { countDrop, type PipelineContext } from './context.js';
+import { DropReason } from './drop-reasons.js';
+import { Flags, MessageType, OVERHEAD, checkHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
+import { decodeEndpoint } from './ip-address.js';
+import { PeerCounter, type Peer, type Session } from './peer-table.js';
+import { IpOffset, contains } from './routing-table.js';
+
+/** The receive pipeline of one data plane. */
+export class ReceivePipeline {
+  private readonly ctx: PipelineContext;
+  private cap = 0;
+  private offs = new Int32Array(0);
+  private lens = new Int32Array(0);
+  private handles = new Int32Array(0);
+  private ok = new Uint8Array(0);
+  private source = new Int32Array(0);
+  private counters = new Float64Array(0);
+  private epochs = new Float64Array(0);
+  private sessions: Array<Session | null> = [];
+  private plainOffs = new Int32Array(0);
+  private plainLens = new Int32Array(0);
+  private decArena: Buffer = Buffer.alloc(0);
+  private decViews: Buffer[] = [];
+  private decOffs = new Int32Array(0);
+  private decLens = new Int32Array(0);
+  private readonly decSlot: number;
+  /** The last exception from a TUN write (diagnostics). */
+  lastTunError: unknown = undefined;
+
+  constructor(ctx: PipelineContext) {
+    this.ctx = ctx;
+    this.decSlot = (ctx.mtu + 63) & ~63;
+    this.grow(64);
+  }
+
+  private grow(n: number): void {
+    if (n <= this.cap) return;
+    const cap = Math.max(n, this.cap * 2);
+    this.cap = cap;
+    this.offs = new Int32Array(cap);
+    this.lens = new Int32Array(cap);
+    this.handles = new Int32Array(cap);
+    this.ok = new Uint8Array(cap);
+    this.source = new Int32Array(cap);
+    this.counters = new Float64Array(cap);
+    this.epochs = new Float64Array(cap);
+    this.sessions = new Array<Session | null>(cap).fill(null);
+    this.plainOffs = new Int32Array(cap);
+    this.plainLens = new Int32Array(cap);
+    this.decArena = Buffer.alloc(cap * this.decSlot);
+    this.decViews = [];
+    // Views of exactly `mtu` bytes: the LZ4 decoder's output bound.
+    for (let i = 0; i < cap; i++) this.decViews.push(this.decArena.subarray(i * this.decSlot, i * this.decSlot + this.ctx.mtu));
+    this.decOffs = new Int32Array(cap);
+    this.decLens = new Int32Array(cap);
+    for (let i = 0; i < cap; i++) this.decOffs[i] = i * this.decSlot;
+  }
+
+  /** Processes one UDP batch (steps 1–11). Never throws for any datagram content. */
+  onDatagrams(batch: DatagramBatch): void {
+    const ctx = this.ctx;
+    const count = batch.count;
+    if (count > this.cap) this.grow(count);
+    const buf = batch.buffer;
+    const mtu = ctx.mtu;
+    const byIndex = ctx.peers.byIndex;
+    let n = 0;
+    // 2–5: checks before any key is used
+    for (let i = 0; i < count; i++) {
+      const off = batch.offsets[i];
+      const len = batch.lengths[i];
+      const r = checkHeader(buf, off, len, mtu);
+      if (r !== DropReason.NONE) {
+        countDrop(ctx, null, r);
+        continue;
+      }
+      const s = byIndex.get(readReceiverIndex(buf, off));
+      if (s === undefined) {
+        countDrop(ctx, null, DropReason.UNKNOWN_INDEX);
+        continue;
+      }
+      const epoch = readEpoch(buf, off);
+      const counter = readCounter(buf, off);
+      if (epoch < s.rxEpochFloor || epoch < s.rxEpoch) {
+        countDrop(ctx, s.peer, DropReason.OLD_EPOCH);
+        continue;
+      }
+      if (epoch === s.rxEpoch && !s.window.check(counter)) {
+        countDrop(ctx, s.peer, DropReason.REPLAYED);
+        continue;
+      }
+      this.offs[n] = off;
+      this.lens[n] = len;
+      this.handles[n] = s.rxHandle;
+      this.sessions[n] = s;
+      this.source[n] = i;
+      this.counters[n] = counter;
+      this.epochs[n] = epoch;
+      n++;
+    }
+    if (n === 0) return;
+    // 6: one AEAD call
+    ctx.crypto.openBatch(buf, n, this.offs, this.lens, this.handles, this.ok);
+    const now = performance.now();
+    const wall = Date.now();
+    let nPlain = 0;
+    let nDec = 0;
+    for (let j = 0; j < n; j++) {
+      const s = this.sessions[j] as Session;
+      this.sessions[j] = null;
+      const peer = s.peer;
+      // 7: verdict, epoch, replay
+      if (this.ok[j] !== 1) {
+        countDrop(ctx, peer, DropReason.AUTH_FAILED);
+        peer.counters[PeerCounter.AUTH_FAILURES]++;
+        ctx.events.authFailure(peer, now);
+        continue;
+      }
+      if (s.retired) {
+        countDrop(ctx, peer, DropReason.UNKNOWN_INDEX);
+        continue;
+      }
+      const epoch = this.epochs[j];
+      const counter = this.counters[j];
+      let newest: boolean;
+      let epochAdvanced = false;
+      if (epoch > s.rxEpoch) {
+        s.rxEpoch = epoch;
+        s.window.reset();
+        epochAdvanced = true;
+        newest = true;
+      } else if (epoch < s.rxEpoch) {
+        countDrop(ctx, peer, DropReason.OLD_EPOCH);
+        continue;
+      } else newest = counter > s.window.newest;
+      if (!s.window.update(counter)) {
+        countDrop(ctx, peer, DropReason.REPLAYED);
+        continue;
+      }
+      peer.counters[PeerCounter.LAST_RX_MS] = wall;
+      if (epochAdvanced) ctx.events.rxEpoch(peer, s.localIndex, epoch);
+      // 8: roaming
+      if (newest) this.roam(peer, batch.sources, this.source[j] * SOURCE_LEN);
+      // 9: payload
+      const off = this.offs[j];
+      if (readType(buf, off) === MessageType.KEEPALIVE) continue;
+      const pOff = off + HEADER_LEN;
+      const plen = this.lens[j] - OVERHEAD;
+      if ((readFlags(buf, off) & Flags.COMPRESSED) !== 0) {
+        const out = this.decViews[nDec];
+        const m = ctx.codec.decompress(buf, pOff, plen, out);
+        if (m < 0) {
+          countDrop(ctx, peer, m === DecompressError.BOMB ? DropReason.DECOMPRESS_BOMB : DropReason.DECOMPRESS_FAILED);
+          continue;
+        }
+        // 10: inner checks
+        const dOff = this.decOffs[nDec];
+        if (!this.innerOk(peer, this.decArena, dOff, m)) continue;
+        this.decLens[nDec++] = m;
+        peer.counters[PeerCounter.RX_PACKETS]++;
+        peer.counters[PeerCounter.RX_BYTES] += m;
+      } else {
+        if (!this.innerOk(peer, buf, pOff, plen)) continue;
+        this.plainOffs[nPlain] = pOff;
+        this.plainLens[nPlain++] = plen;
+        peer.counters[PeerCounter.RX_PACKETS]++;
+        peer.counters[PeerCounter.RX_BYTES] += plen;
+      }
+    }
+    // 11: into the TUN
+    if (nPlain > 0) this.writeTun(buf, this.plainOffs, this.plainLens, nPlain);
+    if (nDec > 0) this.writeTun(this.decArena, this.decOffs, this.decLens, nDec);
+  }
+
+  /** Step 10 for one packet: IP well-formedness and the spoof check. Counts the drop. */
+  private innerOk(peer: Peer, b: Buffer, off: number, len: number): boolean {
+    const v = b[off] >>> 4;
+    if (v === 4 && len >= 20) {
+      const total = (b[off + 2] << 8) | b[off + 3];
+      if ((b[off] & 0x0f) < 5 || total < 20 || total > len) {
+        countDrop(this.ctx, peer, DropReason.NOT_IP);
+        return false;
+      }
+      if (!contains(peer.subnetSet, b, off + IpOffset.V4_SRC, 4)) {
+        countDrop(this.ctx, peer, DropReason.SPOOFED);
+        return false;
+      }
+      return true;
+    }
+    if (v === 6 && len >= 40) {
+      if (40 + ((b[off + 4] << 8) | b[off + 5]) > len) {
+        countDrop(this.ctx, peer, DropReason.NOT_IP);
+        return false;
+      }
+      if (!contains(peer.subnetSet, b, off + IpOffset.V6_SRC, 6)) {
+        countDrop(this.ctx, peer, DropReason.SPOOFED);
+        return false;
+      }
+      return true;
+    }
+    countDrop(this.ctx, peer, DropReason.NOT_IP);
+    return false;
+  }
+
+  /** Step 8: moves the peer's endpoint to the datagram's source when it differs. */
+  private roam(peer: Peer, sources: Buffer, so: number): void {
+    if (peer.hasEndpoint && sources.compare(peer.endpointKey, 0, SOURCE_LEN, so, so + SOURCE_LEN) === 0) return;
+    const { host, port } = decodeEndpoint(sources, so);
+    if (port === 0) return;
+    try {
+      this.ctx.peers.setEndpoint(peer, host, port);
+    } catch (err) {
+      // A source the socket reported but we cannot address (should not happen): keep the old endpoint.
+      this.ctx.events.endpointError(peer, err);
+      return;
+    }
+    this.ctx.events.endpointChange(peer, host, port);
+  }
+
+  private writeTun(b: Buffer, offs: Int32Array, lens: Int32Array, n: number): void {
+    try {
+      this.ctx.tun.writeBatch(b, offs, lens, n);
+    } catch (err) {
+      // The device was closed under us (shutdown race): count, never throw into the socket reader.
+      this.ctx.drops[DropReason.TUN_WRITE_FAILED] += n;
+      this.lastTunError = err;
+    }
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * Send pipeline: IP packets read from the TUN device → encrypted datagrams.
+ *
+ * 1. TUN batch in (borrowed: valid until this handler returns).
+ * 2. Parse the IP version and length; drop 'not-ip' / 'oversize'.
+ * 3. Optional source check against the local subnets ('bad-source').
+ * 4. Longest-prefix match of the destination to a peer; no match: drop
+ *    'no-route' and queue an ICMP/ICMPv6 unreachable (rate-limited).
+ * 5. Peer without a session: drop 'no-session', `onNoSession` (rate-limited);
+ *    without an endpoint: drop 'no-endpoint'.
+ * 6. Take the session's counter; at `rejectAfterMessages` drop
+ *    'counter-limit' and ask `onRekeyNeeded`; at `rekeyAfterMessages` ask
+ *    once ('counter-soft-limit') and keep sending.
+ * 7. Place the payload: in place in the TUN slot when its headroom and
+ *    tailroom fit header and tag, else copied into the send arena.
+ * 8. Compress (LZ4, per session) when it shrinks the packet; set the flag.
+ * 9. Write the header in front of the payload.
+ * 10. One `sealBatch` for the whole batch, one `sendBatch`; per-peer tx
+ *     counters for what the socket took, 'send-failed' for the rest.
+ * 11. One TUN `writeBatch` for the queued ICMP replies.
+ *
+ * Nothing here allocates per packet: all arrays are sized at construction
+ * (and grown, rarely, when a batch is larger than any before).
+ */
+import { HEADER_LEN, TAG_LEN } from './backend.js';
+import { CompressionAlgo } from './compression.js';
+import { countDrop, type PipelineContext } from './context.js';
+import { DropReason } from './drop-reasons.js';
+import { Flags, MessageType, OVERHEAD, encodeHeader } from './framing.js';
+import { IcmpConst } from './icmp.js';
+import { PeerCounter, type Peer, type Session } from './peer-table.js';
+import { IpOffset, contains } from './routing-table.js';
+
+/** The per-batch TUN input (structurally `@cluevpn/tun`'s PacketBatch). */
+export interface TunBatch {
+  count: number;
+  buffer: Buffer;
+  offsets: Int32Array;
+  lengths: Int32Array;
+}
+
+/** Bytes per slot of the send arena and the ICMP arena (implementation). */
+const ICMP_SLOT = IcmpConst.V6_MAX_REPLY;
+
+/** The send pipeline of one data plane. */
+export class SendPipeline {
+  private readonly ctx: PipelineContext;
+  private readonly inPlace: boolean;
+  private readonly arenaSlot: number;
+  private cap = 0;
+  private arena: Buffer = Buffer.alloc(0);
+  private offs = new Int32Array(0);
+  private payloadLens = new Int32Array(0);
+  private wireLens = new Int32Array(0);
+  private innerLens = new Int32Array(0);
+  private handles = new Int32Array(0);
+  private slots = new Int32Array(0);
+  private sessions: Array<Session | null> = [];
+  private icmpArena: Buffer = Buffer.alloc(0);
+  private icmpOffs = new Int32Array(0);
+  private icmpLens = new Int32Array(0);
+  private readonly keepalive = Buffer.alloc(HEADER_LEN + TAG_LEN);
+  private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1) };
+
+  constructor(ctx: PipelineContext) {
+    this.ctx = ctx;
+    const t = ctx.tun;
+    this.inPlace = t.headroom >= HEADER_LEN && t.slotSize - t.headroom - ctx.mtu >= TAG_LEN;
+    this.arenaSlot = (HEADER_LEN + ctx.mtu + TAG_LEN + 63) & ~63;
+    this.grow(64);
+  }
+
+  /** True when packets are framed inside the TUN's own slots (no copy). */
+  get zeroCopy(): boolean {
+    return this.inPlace;
+  }
+
+  private grow(n: number): void {
+    if (n <= this.cap) return;
+    const cap = Math.max(n, this.cap * 2);
+    this.cap = cap;
+    if (!this.inPlace) this.arena = Buffer.alloc(cap * this.arenaSlot);
+    this.offs = new Int32Array(cap);
+    this.payloadLens = new Int32Array(cap);
+    this.wireLens = new Int32Array(cap);
+    this.innerLens = new Int32Array(cap);
+    this.handles = new Int32Array(cap);
+    this.slots = new Int32Array(cap);
+    this.sessions = new Array<Session | null>(cap).fill(null);
+    this.icmpArena = Buffer.alloc(cap * ICMP_SLOT);
+    this.icmpOffs = new Int32Array(cap);
+    this.icmpLens = new Int32Array(cap);
+    for (let i = 0; i < cap; i++) this.icmpOffs[i] = i * ICMP_SLOT;
+  }
+
+  /**
+   * Processes one TUN batch (steps 1–11). The batch is borrowed: it is
+   * rewritten in place (header and tag around each packet) and must not be
+   * used by the caller afterwards; nothing is retained after return.
+   */
+  onTunBatch(batch: TunBatch): void {
+    const ctx = this.ctx;
+    const count = batch.count;
+    if (count > this.cap) this.grow(count);
+    const buf = batch.buffer;
+    const out = this.inPlace ? buf : this.arena;
+    const mtu = ctx.mtu;
+    const routes = ctx.peers.routes;
+    const bySlot = ctx.peers.bySlot;
+    const local = ctx.localSubnets;
+    const checkLocal = local.size > 0;
+    const limits = ctx.limits;
+    const generation = ctx.peers.generation;
+    const now = performance.now();
+    let n = 0;
+    let nIcmp = 0;
+    for (let i = 0; i < count; i++) {
+      const off = batch.offsets[i];
+      const len = batch.lengths[i];
+      // 2. IP version and length
+      const v = len > 0 ? buf[off] >>> 4 : 0;
+      let family: 4 | 6;
+      let dstOff: number;
+      let srcOff: number;
+      if (v === 4 && len >= 20) {
+        family = 4;
+        dstOff = off + IpOffset.V4_DST;
+        srcOff = off + IpOffset.V4_SRC;
+      } else if (v === 6 && len >= 40) {
+        family = 6;
+        dstOff = off + IpOffset.V6_DST;
+        srcOff = off + IpOffset.V6_SRC;
+      } else {
+        countDrop(ctx, null, DropReason.NOT_IP);
+        continue;
+      }
+      if (len > mtu) {
+        countDrop(ctx, null, DropReason.OVERSIZE);
+        continue;
+      }
+      // 3. local source
+      if (checkLocal && !contains(local, buf, srcOff, family)) {
+        countDrop(ctx, null, DropReason.BAD_SOURCE);
+        continue;
+      }
+      // 4. route
+      const slot = routes.lookup(buf, dstOff, family);
+      const peer: Peer | undefined = slot >= 0 ? bySlot[slot] : undefined;
+      if (peer === undefined) {
+        countDrop(ctx, null, DropReason.NO_ROUTE);
+        const l = ctx.icmp.build(buf, off, len, this.icmpArena, this.icmpOffs[nIcmp], now);
+        if (l > 0) this.icmpLens[nIcmp++] = l;
+        continue;
+      }
+      // 5. session and endpoint
+      const s = peer.primary;
+      if (s === null) {
+        countDrop(ctx, peer, DropReason.NO_SESSION);
+        ctx.events.noSession(peer, now);
+        continue;
+      }
+      if (!peer.hasEndpoint) {
+        countDrop(ctx, peer, DropReason.NO_ENDPOINT);
+        continue;
+      }
+      // 6. counter
+      const counter = s.txCounter;
+      if (counter >= limits.rejectAfterMessages) {
+        countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
+        ctx.events.rekeyNeeded(peer, 'counter-limit', now);
+        continue;
+      }
+      s.txCounter = counter + 1;
+      if (counter >= limits.rekeyAfterMessages && !s.softRekeyAsked) {
+        s.softRekeyAsked = true;
+        ctx.events.rekeyNeeded(peer, 'counter-soft-limit', now);
+      }
+      // 7. placement
+      let payloadOff: number;
+      if (this.inPlace) payloadOff = off;
+      else {
+        payloadOff = n * this.arenaSlot + HEADER_LEN;
+        buf.copy(out, payloadOff, off, off + len);
+      }
+      // 8. compression
+      let flags = 0;
+      let plen = len;
+      if (s.compressAlgo === CompressionAlgo.LZ4) {
+        const c = ctx.codec.compressInPlace(out, payloadOff, len, s.compressLevel);
+        if (c > 0) {
+          plen = c;
+          flags = Flags.COMPRESSED;
+        }
+      }
+      // 9. header
+      encodeHeader(out, payloadOff - HEADER_LEN, MessageType.DATA, flags, s.remoteIndex, s.txEpoch, counter);
+      this.offs[n] = payloadOff - HEADER_LEN;
+      this.payloadLens[n] = plen;
+      this.wireLens[n] = plen + OVERHEAD;
+      this.innerLens[n] = len;
+      this.handles[n] = s.txHandle;
+      this.slots[n] = peer.slot;
+      this.sessions[n] = s;
+      n++;
+    }
+    // 10. seal and send
+    if (n > 0) {
+      if (ctx.peers.generation !== generation) n = this.dropRetired(n);
+      ctx.crypto.sealBatch(out, n, this.offs, this.payloadLens, this.handles);
+      const sent = ctx.socket.sendBatch(out, n, this.offs, this.wireLens, this.slots);
+      for (let j = 0; j < n; j++) {
+        const peer = (this.sessions[j] as Session).peer;
+        this.sessions[j] = null;
+        if (j < sent) {
+          peer.counters[PeerCounter.TX_PACKETS]++;
+          peer.counters[PeerCounter.TX_BYTES] += this.innerLens[j];
+        } else countDrop(ctx, peer, DropReason.SEND_FAILED);
+      }
+    }
+    // 11. ICMP replies
+    if (nIcmp > 0) this.writeIcmp(nIcmp);
+  }
+
+  /** An event handler retired sessions mid-batch: remove their packets (rare path). */
+  private dropRetired(n: number): number {
+    let w = 0;
+    for (let j = 0; j < n; j++) {
+      const s = this.sessions[j] as Session;
+      if (s.retired) {
+        countDrop(this.ctx, s.peer, DropReason.NO_SESSION);
+        this.sessions[j] = null;
+        continue;
+      }
+      this.offs[w] = this.offs[j];
+      this.payloadLens[w] = this.payloadLens[j];
+      this.wireLens[w] = this.wireLens[j];
+      this.innerLens[w] = this.innerLens[j];
+      this.handles[w] = this.handles[j];
+      this.slots[w] = this.slots[j];
+      this.sessions[w] = s;
+      w++;
+    }
+    return w;
+  }
+
+  private writeIcmp(n: number): void {
+    try {
+      this.ctx.tun.writeBatch(this.icmpArena, this.icmpOffs, this.icmpLens, n);
+    } catch (err) {
+      // The device was closed under us (shutdown race): count, do not throw into the TUN reader.
+      this.ctx.drops[DropReason.TUN_WRITE_FAILED] += n;
+      this.lastTunError = err;
+    }
+  }
+
+  /** The last exception from a TUN write (diagnostics). */
+  lastTunError: unknown = undefined;
+
+  /**
+   * Sends one keepalive (empty, authenticated) to `peer` with its primary
+   * session. Returns false (and counts the drop) when the peer has no
+   * session or endpoint or the counter is exhausted.
+   */
+  sendKeepalive(peer: Peer): boolean {
+    const ctx = this.ctx;
+    const s = peer.primary;
+    if (s === null) {
+      countDrop(ctx, peer, DropReason.NO_SESSION);
+      return false;
+    }
+    if (!peer.hasEndpoint) {
+      countDrop(ctx, peer, DropReason.NO_ENDPOINT);
+      return false;
+    }
+    if (s.txCounter >= ctx.limits.rejectAfterMessages) {
+      countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
+      ctx.events.rekeyNeeded(peer, 'counter-limit', performance.now());
+      return false;
+    }
+    const k = this.keepalive;
+    encodeHeader(k, 0, MessageType.KEEPALIVE, 0, s.remoteIndex, s.txEpoch, s.txCounter++);
+    const o = this.one;
+    o.offs[0] = 0;
+    o.lens[0] = 0;
+    o.handles[0] = s.txHandle;
+    o.slots[0] = peer.slot;
+    ctx.crypto.sealBatch(k, 1, o.offs, o.lens, o.handles);
+    o.lens[0] = OVERHEAD;
+    if (ctx.socket.sendBatch(k, 1, o.offs, o.lens, o.slots) !== 1) {
+      countDrop(ctx, peer, DropReason.SEND_FAILED);
+      return false;
+    }
+    return true;
+  }
+}
