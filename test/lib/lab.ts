@@ -108,6 +108,9 @@ export interface Lab {
 /** Path of `scripts/netns-lab`, found by walking up from this file. */
 export const NETNS_LAB: string = findScript();
 
+/** The repository's top directory (where `scripts/` lives). */
+export const REPO_ROOT: string = dirname(dirname(NETNS_LAB));
+
 function findScript(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 6; i++) {
