@@ -53,7 +53,11 @@ export interface DaemonConfig {
   cacert: string;
   /** UDP (data) and TCP (control) port. Default 3406. */
   port: number;
-  /** Files holding the BNL signing public keys (one or more; repeat the key). Required. */
+  /**
+   * BNL signing public keys (one or more; repeat the key). Each is either
+   * inline (64 hex digits, matches `INLINE_PUBKEY_RE`) or the absolute path
+   * of a file holding one (hex or Ed25519 PEM). Required.
+   */
   bnlpubkey: string[];
   /** The BNL signing private key: read by the `bnl` tool only, never by the daemon. Optional. */
   bnlprivkey: string | undefined;
@@ -242,7 +246,7 @@ const parseAlgoList = (kind: 'cipher' | 'compressor'): Parser<AlgoPreference[]> 
 
 // ---------------------------------------------------------------- the key table
 
-type KeyKind = 'path' | 'value';
+type KeyKind = 'path' | 'value' | 'pubkey';
 interface KeySpec {
   kind: KeyKind;
   parse: Parser<unknown>;
@@ -256,7 +260,7 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   privkey: { kind: 'path', parse: parseText },
   cacert: { kind: 'path', parse: parseText },
   port: { kind: 'value', parse: parseIntIn(1, 65535) },
-  bnlpubkey: { kind: 'path', parse: parseText, repeatable: true },
+  bnlpubkey: { kind: 'pubkey', parse: parseText, repeatable: true },
   bnlprivkey: { kind: 'path', parse: parseText },
   bnl: { kind: 'path', parse: parseText },
   statedb: { kind: 'path', parse: parseText },
@@ -284,6 +288,9 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
 
 /** Every key the config file accepts. */
 export const CONFIG_KEYS: readonly string[] = Object.keys(KEYS);
+
+/** An inline BNL public key: 64 hex digits, optionally after `ed25519`. */
+export const INLINE_PUBKEY_RE = /^(ed25519\s+)?[0-9a-fA-F]{64}$/;
 
 const REQUIRED = ['name', 'cert', 'privkey', 'cacert', 'bnlpubkey'] as const;
 
@@ -329,7 +336,9 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     } catch (err) {
       throw new ConfigError('ERR_CONFIG_BAD_VALUE', { file, line: lineNo, key }, (err as Error).message, { cause: err });
     }
-    if (spec.kind === 'path') value = isAbsolute(value as string) ? value : resolve(dir, value as string);
+    // a BNL public key is written inline (64 hex digits) or as a file holding one
+    const inlineKey = spec.kind === 'pubkey' && INLINE_PUBKEY_RE.test(value as string);
+    if ((spec.kind === 'path' || spec.kind === 'pubkey') && !inlineKey) value = isAbsolute(value as string) ? value : resolve(dir, value as string);
     if (previous === undefined) values.set(key, [{ value, line: lineNo }]);
     else previous.push({ value, line: lineNo });
   }

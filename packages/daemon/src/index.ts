@@ -1,1 +1,23 @@
-export {};
+/**
+ * `@cluevpn/daemon`: cluevpnd's building blocks. The program itself is
+ * `src/main.ts` (`bin/cluevpnd`); this is the public surface for tests and
+ * for tools that need the config parser.
+ */
+export { loadConfig, parseConfig, locateConfig, confDir, runDir, CONFIG_KEYS, CIPHERS, COMPRESSORS, DEFAULT_MTU, DEFAULT_PORT, INLINE_PUBKEY_RE } from './config.js';
+export type { DaemonConfig, AlgoPreference, LogMethod, ConfigEnv, ConfigTarget, ParseConfigOptions } from './config.js';
+export { createLogger, formatRecord, silentLogger, LogLevel, LOG_LEVEL_NAMES } from './logging.js';
+export type { Logger, RootLogger, LoggerOptions, LogFields, LogFieldName, LogLevelNumber } from './logging.js';
+export { startControlServer, prepareSocketPath, answer, CONTROL_PROTOCOL_VERSION, CONTROL_MAX_LINE } from './control.js';
+export type { ControlHandlers, ControlServer, ControlServerOptions, StatusReport, PeerStatus, BnlStatusReport, ReloadResult, DropCounts } from './control.js';
+export { createHookRunner } from './hooks.js';
+export type { HookName, HookRunner, HookRunnerOptions, HookResult, HookBaseEnv, HookExtraEnv } from './hooks.js';
+export { installSignalHandlers } from './signals.js';
+export type { SignalActions, SignalHandle, SignalOptions } from './signals.js';
+export { writePidfile, removePidfile, livePid } from './pidfile.js';
+export { dropPrivileges, checkWritableAfterDrop } from './privileges.js';
+export type { PrivilegeTarget } from './privileges.js';
+export { writeFileAtomic } from './atomic-file.js';
+export { startDaemon, chooseEndpoint, DAEMON_VERSION } from './daemon.js';
+export type { DaemonOptions, RunningDaemon } from './daemon.js';
+export { DaemonError, ConfigError, ControlServerError, HookError, PidfileError, PrivilegeError } from './errors.js';
+export type { DaemonErrorCode } from './errors.js';

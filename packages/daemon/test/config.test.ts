@@ -56,6 +56,7 @@ test('every key parses to a typed value', () => {
     'devname = cvpn0',
     'port=4000',
     'bnlpubkey=/keys/bnl2.pub',
+    `bnlpubkey=${'ab'.repeat(32)}`,
     'bnlprivkey=bnl.key',
     'bnl=nodes.bnl',
     'statedb=/var/lib/cluevpn/state.db',
@@ -83,7 +84,7 @@ test('every key parses to a typed value', () => {
   const c = parse(text);
   assert.equal(c.devname, 'cvpn0');
   assert.equal(c.port, 4000);
-  assert.deepEqual(c.bnlpubkey, ['/etc/cluevpn/office/bnl1.pub', '/keys/bnl2.pub']);
+  assert.deepEqual(c.bnlpubkey, ['/etc/cluevpn/office/bnl1.pub', '/keys/bnl2.pub', 'ab'.repeat(32)]);
   assert.equal(c.bnlprivkey, '/etc/cluevpn/office/bnl.key');
   assert.equal(c.bnl, '/etc/cluevpn/office/nodes.bnl');
   assert.equal(c.statedb, '/var/lib/cluevpn/state.db');

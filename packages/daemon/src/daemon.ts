@@ -1,0 +1,390 @@
+/**
+ * `cluevpnd`'s wiring. `startDaemon` reads like the list it runs:
+ *
+ *  1. pidfile (refuse when another daemon runs for this network)
+ *  2. BNL: trust from `bnlpubkey`, load and verify the stored list (refuse
+ *     to start on a missing or invalid one, saying why), find ourselves by name
+ *  3. TUN: open, MTU, up, own host addresses, routes for peers' subnets
+ *  4. data plane on `port` (UDP), one peer per other node
+ *  5. negotiation + TLS control channel on `port` (TCP) — NOT WIRED YET:
+ *     `@cluevpn/negotiation` has not landed; see README "Status of the wiring"
+ *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push)
+ *  7. hooks: upcmd, mysubnetupcmd per own subnet, subnetupcmd per peer subnet
+ *  8. drop privileges (`user`/`group`), then check the writable paths
+ *  9. timers (BNL pull, proactive negotiation, rekey) — with step 5
+ *
+ * `stop` undoes the steps in reverse order (downcmd before the device
+ * closes) and is bounded by the 2 s grace period of `signals.ts`.
+ *
+ * Applying a BNL (reload from disk, push, pull) is one function,
+ * `applyDiff`: add peers and routes, remove revoked nodes (peer, sessions
+ * and keys gone from the data plane; their subnets' routes removed), update
+ * changed endpoints and subnets, run the subnet hooks.
+ */
+import { execFile } from 'node:child_process';
+import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { isIP } from 'node:net';
+import { promisify } from 'node:util';
+import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
+import { openTun, type TunDevice } from '@cluevpn/tun';
+import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
+import type { DaemonConfig } from './config.js';
+import { INLINE_PUBKEY_RE } from './config.js';
+import { startControlServer, type BnlStatusReport, type ControlServer, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
+import { DaemonError } from './errors.js';
+import { createHookRunner, type HookRunner } from './hooks.js';
+import type { Logger, RootLogger } from './logging.js';
+import { removePidfile, writePidfile } from './pidfile.js';
+import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
+
+const execFileP = promisify(execFile);
+
+/** Version reported by `status`. */
+export const DAEMON_VERSION = '0.1.0';
+
+/** Options of `startDaemon`. */
+export interface DaemonOptions {
+  config: DaemonConfig;
+  logger: RootLogger;
+  /** Data-plane backend; default: native when built. */
+  backend?: 'native' | 'js';
+}
+
+/** A running daemon. */
+export interface RunningDaemon {
+  status(): StatusReport;
+  /** Reloads the BNL from disk; if newer, applies and pushes it. */
+  reloadAndPush(): Promise<ReloadResult>;
+  /** Stops in reverse order. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Host addresses (/32, /128) among a node's subnets: assigned to the device for our own node. */
+function hostAddresses(subnets: readonly string[]): string[] {
+  return subnets.filter((s) => s.endsWith('/32') || s.endsWith('/128'));
+}
+
+/** Reads the trust keys: inline hex or files holding hex/PEM. Throws `ERR_STARTUP` naming the file. */
+function readTrustKeys(config: DaemonConfig): string[] {
+  return config.bnlpubkey.map((k) => {
+    if (INLINE_PUBKEY_RE.test(k)) return parsePublicKey(k);
+    try {
+      return parsePublicKey(readFileSync(k, 'utf8'));
+    } catch (err) {
+      throw new DaemonError('ERR_STARTUP', `bnlpubkey ${k}: ${(err as Error).message}`, { cause: err });
+    }
+  });
+}
+
+/**
+ * Picks the data endpoint of a node: IPv6 dropped when `disableipv6`,
+ * IPv6 first when `preferipv6` or the node prefers it, DNS names resolved
+ * (first answer). `null` when the node lists none usable.
+ */
+export async function chooseEndpoint(node: BnlNode, config: Pick<DaemonConfig, 'disableipv6' | 'preferipv6'>, log: Logger): Promise<{ host: string; port: number } | null> {
+  const v6first = config.preferipv6 || node.prefer === 'ipv6';
+  const candidates: { host: string; port: number; family: number }[] = [];
+  for (const ep of node.endpoints) {
+    let host = ep.host;
+    let family = isIP(host);
+    if (family === 0) {
+      try {
+        const r = await lookup(host, { family: config.disableipv6 ? 4 : 0 });
+        host = r.address;
+        family = r.family;
+      } catch (err) {
+        log.warn('cannot resolve endpoint', { peer: node.name, endpoint: ep.host, err });
+        continue;
+      }
+    }
+    if (family === 6 && config.disableipv6) continue;
+    candidates.push({ host, port: ep.port, family });
+  }
+  candidates.sort((a, b) => (a.family === b.family ? 0 : (a.family === 6) === v6first ? -1 : 1));
+  const c = candidates[0];
+  return c === undefined ? null : { host: c.host, port: c.port };
+}
+
+/** Starts the daemon (steps 1–9 above). On failure, undoes what it did and rethrows. */
+export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
+  const { config, logger: root } = opts;
+  const log = root;
+  const startedAt = Date.now();
+  const undo: { what: string; fn: () => unknown }[] = [];
+  const peerSerials = new Map<string, number | null>();
+  let tun: TunDevice | undefined;
+  let dataplane: Dataplane | undefined;
+  let hooks: HookRunner | undefined;
+  let control: ControlServer | undefined;
+  let store: BnlStore;
+  let self: BnlNode;
+  let privilegesDropped = false;
+
+  const stopAll = async (): Promise<void> => {
+    while (undo.length > 0) {
+      const step = undo.pop()!;
+      try {
+        await step.fn();
+      } catch (err) {
+        log.error('stop step failed', { reason: step.what, err });
+      }
+    }
+  };
+
+  try {
+    // 1. pidfile
+    writePidfile(config.pidfile);
+    undo.push({ what: 'pidfile', fn: () => removePidfile(config.pidfile) });
+
+    // 2. BNL
+    const trust = createTrust(readTrustKeys(config));
+    const bnlLog = log.child('bnl');
+    try {
+      store = await BnlStore.open({ path: config.bnl, trust, logger: bnlLog });
+    } catch (err) {
+      throw new DaemonError('ERR_BNL_INVALID', `BNL ${config.bnl}: ${(err as Error).message}`, { cause: err });
+    }
+    const list = store.current;
+    if (list === null) throw new DaemonError('ERR_BNL_INVALID', `no BNL at ${config.bnl}; install a signed list there (bnl sign)`);
+    const me = list.bnl.nodes.find((n) => n.name === config.name);
+    if (me === undefined) throw new DaemonError('ERR_SELF_NOT_IN_BNL', `this node (name=${config.name}) is not in BNL serial ${list.bnl.serial} (${config.bnl})`);
+    self = me;
+    log.notice('BNL loaded', { serial: list.bnl.serial, nodes: list.bnl.nodes.length, node: self.name, id: self.id });
+
+    // 3. TUN
+    tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu });
+    const dev = tun;
+    undo.push({ what: 'tun', fn: () => dev.close() });
+    dev.up();
+    for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
+    for (const n of list.bnl.nodes) if (n.name !== self.name) for (const s of n.subnets) await addRoute(s);
+
+    // 4. data plane
+    const dpLog = log.child('dataplane');
+    dataplane = await createDataplane({
+      tun: dev,
+      port: config.port,
+      mtu: config.mtu,
+      logger: dpLog,
+      ...(opts.backend ? { backend: opts.backend } : {}),
+      events: {
+        onNoSession: (peerId) => dpLog.debug('traffic without a session', { peerid: peerId }),
+        onAuthFailures: (peerId, count) => dpLog.warn('authentication failures', { peerid: peerId, count }),
+        onEndpointChange: (peerId, host, port) => dpLog.info('peer roamed', { peerid: peerId, endpoint: `${host}:${port}` }),
+      },
+    });
+    const dp = dataplane;
+    undo.push({ what: 'dataplane', fn: () => dp.close() });
+    dp.setLocalSubnets(self.subnets);
+    for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
+
+    // 5. negotiation + TLS control channel: waits for @cluevpn/negotiation (see README).
+
+    // 6. control socket
+    control = await startControlServer({
+      path: config.controlsocket,
+      logger: log.child('control'),
+      handlers: {
+        status: () => status(),
+        peers: () => status().peers,
+        bnlStatus: () => bnlStatus(),
+        setLogLevel: (level) => {
+          const previous = root.level;
+          root.setLevel(level);
+          log.notice('log level changed', { level, reason: `was ${previous}` });
+          return { level, previous };
+        },
+        reloadAndPush: () => reloadAndPush(),
+      },
+    });
+    const ctl = control;
+    undo.push({ what: 'control socket', fn: () => ctl.close() });
+
+    // 7. hooks
+    hooks = createHookRunner({
+      commands: config,
+      env: { TUNDEV: dev.name, NETNAME: config.netname, NODE: self.name, NODEID: String(self.id) },
+      logger: log.child('hooks'),
+    });
+    const hk = hooks;
+    undo.push({ what: 'downcmd', fn: () => hk.run('downcmd', {}, { timeoutMs: 1000 }) });
+    await hk.run('upcmd');
+    for (const s of self.subnets) await hk.run('mysubnetupcmd', { SUBNET: s });
+    for (const n of list.bnl.nodes) if (n.name !== self.name) for (const s of n.subnets) await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
+
+    // 8. privileges
+    if (dropPrivileges({ user: config.user, group: config.group }, log) !== null) {
+      privilegesDropped = true;
+      checkWritableAfterDrop([dirname(config.bnl), dirname(config.statedb)]);
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+
+  log.notice('cluevpnd started', { node: self.name, id: self.id, device: tun.name, port: dataplane.port, serial: store.current!.bnl.serial, pid: process.pid });
+
+  async function addRoute(cidr: string): Promise<void> {
+    if (privilegesDropped) {
+      log.warn('cannot add a kernel route after dropping privileges; relying on an existing covering route', { subnet: cidr });
+      return;
+    }
+    try {
+      await tun!.addRoute(cidr);
+    } catch (err) {
+      log.error('cannot add route', { subnet: cidr, err });
+    }
+  }
+
+  async function delRoute(cidr: string): Promise<void> {
+    if (privilegesDropped) return;
+    try {
+      await execFileP('ip', [cidr.includes(':') ? '-6' : '-4', 'route', 'del', cidr, 'dev', tun!.name]);
+    } catch (err) {
+      log.warn('cannot remove route', { subnet: cidr, err });
+    }
+  }
+
+  async function addPeer(n: BnlNode): Promise<void> {
+    const endpoint = await chooseEndpoint(n, config, log);
+    dataplane!.addPeer({ id: String(n.id), name: n.name, subnets: n.subnets, ...(endpoint ? { endpoint } : {}) });
+    peerSerials.set(n.name, peerSerials.get(n.name) ?? null);
+  }
+
+  /** Applies a diff to routes, the data plane and hooks. */
+  async function applyDiff(diff: BnlDiff): Promise<void> {
+    const hk = hooks!;
+    for (const n of diff.removed) {
+      if (n.name === self.name) {
+        log.error('this node was removed from the BNL; it keeps running but peers will refuse it', { node: n.name });
+        continue;
+      }
+      dataplane!.removePeer(String(n.id));
+      peerSerials.delete(n.name);
+      for (const s of n.subnets) {
+        await delRoute(s);
+        await hk.run('subnetdowncmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
+      }
+      log.notice('node removed', { peer: n.name, id: n.id });
+    }
+    for (const n of diff.added) {
+      if (n.name === self.name) continue;
+      await addPeer(n);
+      for (const s of n.subnets) {
+        await addRoute(s);
+        await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
+      }
+      log.notice('node added', { peer: n.name, id: n.id });
+    }
+    for (const c of diff.changed) {
+      if (c.name === self.name) {
+        if (c.fields.includes('subnets')) dataplane!.setLocalSubnets(c.after.subnets);
+        continue;
+      }
+      if (c.fields.includes('id')) {
+        // the id is the data-plane identity: replace the peer entirely
+        dataplane!.removePeer(String(c.before.id));
+        await addPeer(c.after);
+      } else {
+        const endpoint = await chooseEndpoint(c.after, config, log);
+        dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, ...(endpoint ? { endpoint } : {}) });
+      }
+      if (c.fields.includes('subnets')) {
+        const before = new Set(c.before.subnets);
+        const after = new Set(c.after.subnets);
+        for (const s of c.before.subnets) if (!after.has(s)) {
+          await delRoute(s);
+          await hk.run('subnetdowncmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
+        }
+        for (const s of c.after.subnets) if (!before.has(s)) {
+          await addRoute(s);
+          await hk.run('subnetupcmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
+        }
+      }
+      log.info('node changed', { peer: c.name, changed: c.fields });
+    }
+  }
+
+  async function reloadAndPush(): Promise<ReloadResult> {
+    const r = await store.reloadFromDisk();
+    if (!r.accepted) {
+      if (r.code === 'ERR_BNL_DUPLICATE' || r.code === 'ERR_BNL_STALE') {
+        log.info('BNL on disk is not newer', { serial: store.current!.bnl.serial, code: r.code });
+        return { serial: store.current!.bnl.serial, applied: false, pushedTo: 0 };
+      }
+      throw new DaemonError('ERR_BNL_INVALID', `BNL on disk refused (${r.code}): ${r.reason}`);
+    }
+    await applyDiff(r.diff);
+    log.notice('BNL applied from disk', { serial: r.list.bnl.serial, added: r.diff.added.length, removed: r.diff.removed.length, changed: r.diff.changed.length });
+    // Push to every node: needs the TLS control channel (step 5), not wired yet.
+    return { serial: r.list.bnl.serial, applied: true, pushedTo: 0 };
+  }
+
+  function bnlStatus(): BnlStatusReport {
+    const cur: SignedBnl = store.current!;
+    return {
+      serial: cur.bnl.serial,
+      signedAt: new Date(cur.bnl.timestamp).toISOString(),
+      nodes: cur.bnl.nodes.length,
+      path: config.bnl,
+      peers: Object.fromEntries(peerSerials),
+    };
+  }
+
+  function peerStatus(p: PeerStats, now: number): PeerStatus {
+    const primary = p.sessions.find((s) => s.primary) ?? null;
+    const lastRx = p.lastRxMs === null ? null : Math.max(0, now - p.lastRxMs);
+    const state: PeerStatus['state'] = primary === null ? 'idle' : lastRx !== null && lastRx < 180_000 ? 'up' : 'keyed';
+    const drops: Record<string, number> = {};
+    for (const [k, v] of Object.entries(p.drops)) if (v) drops[k] = v;
+    return {
+      name: p.name,
+      id: Number(p.id),
+      endpoint: p.endpoint === null ? null : p.endpoint.host.includes(':') ? `[${p.endpoint.host}]:${p.endpoint.port}` : `${p.endpoint.host}:${p.endpoint.port}`,
+      state,
+      cipher: primary?.cipher ?? null,
+      compression: primary === null ? null : primary.compression.algo === 'none' ? 'none' : `${primary.compression.algo}:${primary.compression.level}`,
+      keyAgeMs: primary === null ? null : Math.max(0, now - primary.installedAtMs),
+      lastRxMs: lastRx,
+      lastNegotiationMs: primary === null ? null : Math.max(0, now - primary.installedAtMs),
+      restored: false,
+      rxPackets: p.rxPackets,
+      rxBytes: p.rxBytes,
+      txPackets: p.txPackets,
+      txBytes: p.txBytes,
+      drops,
+      bnlSerial: peerSerials.get(p.name) ?? null,
+      subnets: p.subnets,
+    };
+  }
+
+  function status(): StatusReport {
+    const now = Date.now();
+    const st = dataplane!.stats();
+    const drops: Record<string, number> = {};
+    for (const [k, v] of Object.entries(st.drops)) if (v) drops[k] = v;
+    return {
+      name: self.name,
+      id: self.id,
+      netname: config.netname,
+      pid: process.pid,
+      version: DAEMON_VERSION,
+      uptimeMs: now - startedAt,
+      device: tun!.name,
+      port: st.port,
+      logLevel: root.level,
+      bnl: bnlStatus(),
+      peers: st.peers.map((p) => peerStatus(p, now)).sort((a, b) => (a.name < b.name ? -1 : 1)),
+      drops,
+    };
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    status,
+    reloadAndPush,
+    stop: () => (stopping ??= stopAll().then(() => log.notice('cluevpnd stopped'))),
+  };
+}

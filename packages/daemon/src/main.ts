@@ -1,0 +1,168 @@
+/**
+ * `cluevpnd [-c FILE] [-n NETNAME] [-D] [-d LEVEL]`
+ *
+ * 1. parse arguments; read and check the config (a bad config prints one
+ *    line naming file, line and key, and exits 2)
+ * 2. without `-D`: start a detached copy of itself with `-D` and wait until
+ *    it reports ready (exit 0) or failed (print its reason, exit 1). The
+ *    detached daemon's stderr goes nowhere: use `logmethod=syslog` or `file`.
+ *    Under systemd use `-D` (see `examples/cluevpnd@.service`).
+ * 3. with `-D`: create the logger, start the daemon, install the signal
+ *    handlers; a start-up failure prints one line and exits 1
+ *
+ * Exit codes: 0 stopped cleanly; 1 start-up or run-time failure; 2 bad
+ * arguments or config.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, writeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { loadConfig, type DaemonConfig } from './config.js';
+import { startDaemon } from './daemon.js';
+import { ConfigError, DaemonError } from './errors.js';
+import { createLogger } from './logging.js';
+import { installSignalHandlers } from './signals.js';
+
+/** Exit codes of `cluevpnd`. */
+export const EXIT = { ok: 0, failed: 1, config: 2 } as const;
+
+interface Args {
+  config?: string;
+  net?: string;
+  foreground?: boolean;
+  debug?: number;
+  readyFd?: number;
+  backend?: 'native' | 'js';
+}
+
+function parseArgs(argv: string[]): Args {
+  const program = new Command('cluevpnd')
+    .description('The ClueVPN mesh daemon.')
+    .option('-c, --config <file>', 'config file (default /etc/cluevpn/cluevpn.conf)')
+    .option('-n, --net <netname>', 'network name: read /etc/cluevpn/NETNAME/cluevpn.conf')
+    .option('-D, --foreground', 'stay in the foreground (for systemd)')
+    .option('-d, --debug <level>', 'log level 0–7 (overrides loglevel=)', (v: string) => {
+      if (!/^[0-7]$/.test(v)) throw new InvalidArgumentError('must be a number 0–7');
+      return Number(v);
+    })
+    .addOption(new Option('--ready-fd <fd>', 'internal').hideHelp().argParser(Number))
+    .addOption(new Option('--backend <name>', 'data-plane backend: native | js').choices(['native', 'js']))
+    .exitOverride()
+    .showHelpAfterError();
+  program.parse(argv);
+  return program.opts<Args>();
+}
+
+function fail(code: number, message: string): never {
+  process.stderr.write(`cluevpnd: ${message}\n`);
+  process.exit(code);
+}
+
+/** Step 2: detach and wait for the child's verdict on the ready pipe. */
+async function detach(argv: string[], config: DaemonConfig): Promise<number> {
+  if (config.logmethod === 'stderr') {
+    process.stderr.write('cluevpnd: note: logmethod=stderr and no -D: the detached daemon\'s log is discarded; use -D, syslog or a file\n');
+  }
+  const script = fileURLToPath(import.meta.url);
+  const child = spawn(process.execPath, [script, ...argv.slice(2), '-D', '--ready-fd', '3'], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+  });
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  let text = '';
+  return new Promise((resolveExit) => {
+    pipe.setEncoding('utf8');
+    pipe.on('data', (d: string) => {
+      text += d;
+      if (text.includes('\n')) {
+        const line = text.slice(0, text.indexOf('\n'));
+        child.unref();
+        (pipe as unknown as { destroy(): void }).destroy();
+        if (line === 'ready') {
+          process.stdout.write(`cluevpnd: started, pid ${child.pid}\n`);
+          resolveExit(EXIT.ok);
+        } else {
+          process.stderr.write(`cluevpnd: ${line.replace(/^error: /, '')}\n`);
+          resolveExit(EXIT.failed);
+        }
+      }
+    });
+    child.on('exit', (code) => {
+      if (!text.includes('\n')) {
+        process.stderr.write(`cluevpnd: the daemon exited (${code}) before it was ready\n`);
+        resolveExit(EXIT.failed);
+      }
+    });
+  });
+}
+
+async function main(argv: string[]): Promise<void> {
+  let args: Args;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.config);
+    throw err;
+  }
+  // Synchronous: `fail` exits right after reporting.
+  let readyFd = args.readyFd;
+  const report = (line: string): void => {
+    if (readyFd === undefined) return;
+    try {
+      writeSync(readyFd, `${line.replace(/\n/g, ' ')}\n`);
+      closeSync(readyFd);
+    } catch (err) {
+      process.stderr.write(`cluevpnd: cannot report to the starting process: ${(err as Error).message}\n`);
+    }
+    readyFd = undefined;
+  };
+
+  let config: DaemonConfig;
+  try {
+    config = loadConfig({ configFile: args.config, netname: args.net });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      report(`error: ${err.message}`);
+      fail(EXIT.config, err.message);
+    }
+    throw err;
+  }
+  if (args.debug !== undefined) config.loglevel = args.debug;
+
+  if (!args.foreground) process.exit(await detach(argv, config));
+
+  let logger;
+  try {
+    logger = createLogger({ level: config.loglevel, method: config.logmethod, file: config.logfile });
+  } catch (err) {
+    report(`error: ${(err as Error).message}`);
+    fail(EXIT.failed, (err as Error).message);
+  }
+  let daemon;
+  try {
+    daemon = await startDaemon({ config, logger, ...(args.backend ? { backend: args.backend } : {}) });
+  } catch (err) {
+    const msg = err instanceof DaemonError || (err as { code?: string }).code ? `${(err as Error).message}` : String(err);
+    logger.error('start-up failed', { err });
+    report(`error: ${msg}`);
+    await logger.close();
+    fail(EXIT.failed, msg);
+  }
+  const running = daemon;
+  installSignalHandlers({
+    logger,
+    actions: {
+      reload: async () => {
+        const r = await running.reloadAndPush();
+        logger.info('reload done', { serial: r.serial, count: r.pushedTo });
+      },
+      stop: async () => {
+        await running.stop();
+        await logger.close();
+      },
+    },
+  });
+  report('ready');
+}
+
+await main(process.argv);
