@@ -1,0 +1,147 @@
+/**
+ * End-to-end tests of `cluevpnd` as a process: configuration refusal, start
+ * (BNL, TUN device, routes, control socket, hooks), reload-and-apply of a new
+ * BNL (add node, remove node, rejected lists), graceful stop.
+ *
+ * Not covered here yet (needs the negotiation wiring, see
+ * packages/daemon/README.md "Status of the wiring"): pings between daemons,
+ * push/pull between nodes, restart without renegotiation.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { createUnsignedBnl, generateSigningKey, parsePrivateKey, signBnl, type BnlNode } from '@cluevpn/bnl';
+import { createLab, REPO_ROOT, requireLab } from './lib/lab.js';
+import { waitFor } from './lib/wait-for.js';
+
+const CLUEVPND = join(REPO_ROOT, 'packages', 'daemon', 'bin', 'cluevpnd');
+const CLUEVPN = join(REPO_ROOT, 'packages', 'cli', 'bin', 'cluevpn');
+
+function node(i: number): BnlNode {
+  return { name: `n${i}`, id: i, endpoints: [{ host: `192.0.2.${i}`, port: 3406 }], prefer: 'ipv4', subnets: [`10.88.0.${i}/32`, `fd88::${i}/128`] };
+}
+
+function makeBnl(key: ReturnType<typeof generateSigningKey>, serial: number, ids: number[]): Uint8Array {
+  return signBnl(createUnsignedBnl({ network: 'dmnlab', serial, timestamp: Date.now(), nodes: ids.map(node) }), [parsePrivateKey(key.privateKeyPem)]).bytes;
+}
+
+function cluevpn(conf: string, ...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [CLUEVPN, '-c', conf, ...args], { encoding: 'utf8' });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('cluevpnd refuses an invalid config, naming the file and line, and exits 2', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmn-e2e-'));
+  try {
+    const conf = join(dir, 'cluevpn.conf');
+    writeFileSync(conf, 'name=n1\ncert=c\nprivkey=k\ncacert=ca\nbnlpubkey=x\nport=99999\n');
+    const r = spawnSync(process.execPath, [CLUEVPND, '-D', '-c', conf], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, `cluevpnd: ${conf}:6: port: 99999 is out of range 1–65535\n`);
+    const unknown = spawnSync(process.execPath, [CLUEVPND, '-c', conf], { encoding: 'utf8', input: '' });
+    assert.equal(unknown.status, 2, 'detaching mode checks the config before detaching');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad ones, stops cleanly', async (t) => {
+  if (!requireLab(t)) return;
+  const lab = await createLab({ hosts: 1, prefix: `dmn${process.pid % 10000}` });
+  const dir = mkdtempSync(join(tmpdir(), 'dmn-e2e-'));
+  t.after(async () => {
+    await lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const key = generateSigningKey();
+  const conf = join(dir, 'cluevpn.conf');
+  const hookLog = join(dir, 'hooks.log');
+  writeFileSync(join(dir, 'bnl'), makeBnl(key, 1, [1, 2]));
+  writeFileSync(
+    conf,
+    [
+      '# test node',
+      'name=n1',
+      'devname=dmn0',
+      'cert=n1.crt',
+      'privkey=n1.key',
+      'cacert=ca.crt',
+      `bnlpubkey=${key.publicKey}`,
+      'controlsocket=ctl.sock',
+      'pidfile=cluevpnd.pid',
+      'loglevel=6',
+      `upcmd=echo "up $TUNDEV $NODE $NODEID $NETNAME" >> ${hookLog}`,
+      `mysubnetupcmd=echo "my $SUBNET" >> ${hookLog}`,
+      `subnetupcmd=echo "subnet-up $SUBNET $PEER $PEERID" >> ${hookLog}`,
+      `subnetdowncmd=echo "subnet-down $SUBNET $PEER" >> ${hookLog}`,
+      `downcmd=echo "down $INTERFACE" >> ${hookLog}`,
+      '',
+    ].join('\n'),
+  );
+  const d = lab.spawn('h1', process.execPath, [CLUEVPND, '-D', '-c', conf, '--backend', 'js'], { label: 'cluevpnd n1' });
+  await d.waitForOutput(/cluevpnd started/, { timeoutMs: 5000 });
+
+  // started: device, addresses, routes, hooks, control socket
+  const addr = (await lab.exec('h1', 'ip', ['-o', 'addr', 'show', 'dev', 'dmn0'])).stdout;
+  assert.match(addr, /inet 10\.88\.0\.1\/32/);
+  assert.match(addr, /inet6 fd88::1\/128/);
+  const routes = async () => (await lab.exec('h1', 'ip', ['route', 'show', 'dev', 'dmn0'])).stdout + (await lab.exec('h1', 'ip', ['-6', 'route', 'show', 'dev', 'dmn0'])).stdout;
+  assert.match(await routes(), /10\.88\.0\.2 /);
+  assert.match(await routes(), /fd88::2 /);
+  await waitFor(() => existsSync(hookLog) && readFileSync(hookLog, 'utf8').includes('subnet-up fd88::2/128'), { description: 'start hooks' });
+  assert.equal(
+    readFileSync(hookLog, 'utf8'),
+    'up dmn0 n1 1 cluevpn\nmy 10.88.0.1/32\nmy fd88::1/128\nsubnet-up 10.88.0.2/32 n2 2\nsubnet-up fd88::2/128 n2 2\n'.replace('cluevpn', dir.split('/').pop()!),
+  );
+  const st = JSON.parse(cluevpn(conf, 'status', '--json').out) as { name: string; bnl: { serial: number }; peers: { name: string; endpoint: string }[] };
+  assert.equal(st.name, 'n1');
+  assert.equal(st.bnl.serial, 1);
+  assert.deepEqual(st.peers.map((p) => [p.name, p.endpoint]), [['n2', '192.0.2.2:3406']]);
+
+  // reload: a newer list adds n3 (peer, routes, hook)
+  writeFileSync(join(dir, 'bnl'), makeBnl(key, 2, [1, 2, 3]));
+  const r2 = cluevpn(conf, 'reload');
+  assert.equal(r2.code, 0, r2.err);
+  assert.match(r2.out, /applied BNL serial 2/);
+  assert.match(await routes(), /10\.88\.0\.3 /);
+  assert.deepEqual((JSON.parse(cluevpn(conf, 'peers', '--json').out) as { name: string }[]).map((p) => p.name), ['n2', 'n3']);
+
+  // SIGHUP path: remove n2 (revoked): peer and routes gone, subnetdowncmd ran
+  writeFileSync(join(dir, 'bnl'), makeBnl(key, 3, [1, 3]));
+  process.kill(Number(readFileSync(join(dir, 'cluevpnd.pid'), 'utf8')), 'SIGHUP');
+  await waitFor(async () => !(await routes()).includes('10.88.0.2 '), { description: 'route of n2 removed' });
+  assert.deepEqual((JSON.parse(cluevpn(conf, 'peers', '--json').out) as { name: string }[]).map((p) => p.name), ['n3']);
+  await waitFor(() => readFileSync(hookLog, 'utf8').includes('subnet-down fd88::2/128 n2'), { description: 'subnetdowncmd' });
+
+  // refused: signed by an unknown key, older, garbage — the serial stays 3, the file on disk is kept as written
+  const other = generateSigningKey();
+  for (const [what, bytes] of [
+    ['unknown key', makeBnl(other, 9, [1, 2, 3])],
+    ['older', makeBnl(key, 2, [1, 2, 3])],
+    ['garbage', Buffer.from('cluevpn-bnl 1\n{not json\n')],
+  ] as const) {
+    writeFileSync(join(dir, 'bnl.next'), bytes);
+    execFileSync('mv', [join(dir, 'bnl.next'), join(dir, 'bnl')]);
+    const r = cluevpn(conf, 'reload');
+    if (what === 'older') assert.match(r.out, /not newer; serial 3 stays/, what);
+    else assert.equal(r.code, 1, `${what}: ${r.out}${r.err}`);
+    assert.equal((JSON.parse(cluevpn(conf, 'bnl-status', '--json').out) as { serial: number }).serial, 3, what);
+  }
+
+  // log level at run time
+  assert.equal(cluevpn(conf, 'log-level', '7').out, 'log level 6 -> 7\n');
+
+  // graceful stop within 2 s: downcmd ran, device, pidfile and socket gone
+  const t0 = Date.now();
+  const res = await d.stop('SIGTERM', 3000);
+  assert.equal(res.code, 0);
+  assert.ok(Date.now() - t0 < 2000, `stopped in ${Date.now() - t0} ms`);
+  assert.match(readFileSync(hookLog, 'utf8'), /down dmn0\n$/);
+  assert.equal(existsSync(join(dir, 'cluevpnd.pid')), false);
+  assert.equal(existsSync(join(dir, 'ctl.sock')), false);
+  const link = await lab.exec('h1', 'ip', ['link', 'show', 'dmn0'], { check: false });
+  assert.notEqual(link.code, 0, 'device removed');
+});
