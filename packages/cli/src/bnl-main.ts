@@ -1,1 +1,6 @@
-export {};
+/**
+ * Entry point of the `bnl` admin command (see `bnl/commands.ts`).
+ */
+import { runBnl } from './bnl/commands.js';
+
+process.exitCode = await runBnl(process.argv.slice(2));
