@@ -1,0 +1,38 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CONFIG_KEYS, parseConfig } from '../src/config.js';
+
+const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+
+test('examples/cluevpn.conf parses and documents every key', () => {
+  const file = join(ROOT, 'examples', 'cluevpn.conf');
+  const text = readFileSync(file, 'utf8');
+  const c = parseConfig(text, { file, netname: 'mesh', env: {} });
+  assert.equal(c.name, 'alpha');
+  assert.equal(c.logmethod, 'syslog');
+  for (const key of CONFIG_KEYS) assert.match(text, new RegExp(`^#?${key}=`, 'm'), `${key} is not in the example`);
+});
+
+test('scripts/install puts wrappers, the unit and the examples under --prefix, and the wrappers run', { skip: existsSync(join(ROOT, 'packages', 'cli', 'dist', 'src', 'bnl-main.js')) ? false : 'cli not built' }, () => {
+  const prefix = mkdtempSync(join(tmpdir(), 'dmn-install-'));
+  try {
+    const r = spawnSync(join(ROOT, 'scripts', 'install'), ['--prefix', prefix], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    for (const cmd of ['cluevpnd', 'cluevpn', 'bnl']) assert.equal(statSync(join(prefix, 'bin', cmd)).mode & 0o777, 0o755, cmd);
+    const help = spawnSync(join(prefix, 'bin', 'cluevpnd'), ['--help'], { encoding: 'utf8' });
+    assert.match(help.stdout, /Usage: cluevpnd/);
+    if (existsSync(join(ROOT, 'examples', 'cluevpnd@.service'))) {
+      assert.match(readFileSync(join(prefix, 'lib', 'systemd', 'system', 'cluevpnd@.service'), 'utf8'), new RegExp(`ExecStart=${prefix}/bin/cluevpnd -n %i -D`));
+    }
+    assert.ok(existsSync(join(prefix, 'share', 'doc', 'cluevpn', 'examples', 'cluevpn.conf')));
+    const bad = spawnSync(join(ROOT, 'scripts', 'install'), ['--bogus'], { encoding: 'utf8' });
+    assert.equal(bad.status, 2);
+  } finally {
+    rmSync(prefix, { recursive: true, force: true });
+  }
+});
