@@ -16,15 +16,15 @@
 /** Address family of a host string. */
 export type HostKind = 'ipv4' | 'ipv6' | 'dns';
 
+const IPV4_RE = /^(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})$/;
+
 /** Parses a strict dotted-quad IPv4 address; `null` if it is not one. */
 export function parseIPv4(s: string): Uint8Array | null {
-  const parts = s.split('.');
-  if (parts.length !== 4) return null;
+  const m = IPV4_RE.exec(s);
+  if (!m) return null;
   const out = new Uint8Array(4);
   for (let i = 0; i < 4; i++) {
-    const p = parts[i];
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return null;
-    const v = Number(p);
+    const v = Number(m[i + 1]);
     if (v > 255) return null;
     out[i] = v;
   }

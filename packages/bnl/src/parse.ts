@@ -9,7 +9,7 @@
  *   6. signature lines: syntax, sorted by key, no duplicates.
  * Signatures are not verified here (see `verifyBnl`).
  */
-import { canonicaliseBnl, hashPayload, stringifyCanonical } from './canonical.js';
+import { canonicaliseBnl, canonicaliseValid, hashPayload, stringifyCanonical } from './canonical.js';
 import { BnlError, BnlValidationError } from './errors.js';
 import { BNL_MAGIC, BNL_MAX_BYTES, BNL_VERSION, type Bnl, type BnlSignature, type SignedBnl } from './model.js';
 import { validateBnl } from './validate.js';
@@ -44,11 +44,9 @@ export function parseBnl(bytes: Uint8Array, options: ParseOptions = {}): SignedB
     if (m) throw new BnlError('ERR_BNL_VERSION', `BNL format version ${m[1]} is not supported (this build reads version ${BNL_VERSION})`);
     throw new BnlError('ERR_BNL_FORMAT', 'not a BNL file (no "cluevpn-bnl 1" header)');
   }
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i];
-    if (c !== 0x0a && (c < 0x20 || c > 0x7e)) throw new BnlError('ERR_BNL_FORMAT', `byte ${i} is not printable ASCII`);
-  }
-  const text = buf.toString('ascii');
+  const text = buf.toString('latin1');
+  const bad = /[^\n\x20-\x7e]/.exec(text);
+  if (bad) throw new BnlError('ERR_BNL_FORMAT', `byte ${bad.index} is not printable ASCII`);
   const payloadEnd = text.indexOf('\n', HEADER.length);
   if (payloadEnd === -1) throw new BnlError('ERR_BNL_TRUNCATED', 'the file ends inside the payload line');
   const payloadText = text.slice(HEADER.length, payloadEnd);
@@ -72,7 +70,7 @@ export function parseBnl(bytes: Uint8Array, options: ParseOptions = {}): SignedB
   }
   const problems = validateBnl(json);
   if (problems.length > 0) throw new BnlValidationError(problems);
-  const bnl = canonicaliseBnl(json as Bnl);
+  const bnl = canonicaliseValid(json as Bnl);
   if (stringifyCanonical(bnl) !== payloadText) {
     throw new BnlError('ERR_BNL_NONCANONICAL', 'the payload is not in canonical form (key order, node/subnet order, whitespace or number form)');
   }
