@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { createLab, listNamespaces, NETNS_LAB, requireLab, type Lab } from './lib/lab.js';
 import { waitFor } from './lib/wait-for.js';
 import { parsePing } from './lib/ping.js';
+import { runCommand, spawnTracked } from './lib/process.js';
 
 test('hosts ping each other over IPv4 and IPv6; no forwarding, lo up', async (t) => {
   if (!requireLab(t)) return;
@@ -146,4 +147,32 @@ rtt min/avg/max/mdev = 0.051/0.076/0.102/0.025 ms
   assert.deepEqual(r.rttsMs, [0.051, 0.102]);
   assert.equal(r.avgMs, 0.076);
   assert.throws(() => parsePing('ping: unknown host'));
+});
+
+test('waitFor resolves with the first truthy value and times out with ERR_WAIT_TIMEOUT', async () => {
+  let n = 0;
+  assert.equal(await waitFor(() => (++n >= 3 ? n : 0), { intervalMs: 1 }), 3);
+  const boom = new Error('not yet');
+  await assert.rejects(
+    waitFor(() => {
+      throw boom;
+    }, { timeoutMs: 30, intervalMs: 5 }),
+    (err: { code?: string; cause?: unknown }) => err.code === 'ERR_WAIT_TIMEOUT' && err.cause === boom,
+  );
+  await assert.rejects(waitFor(async () => false, { timeoutMs: 20 }), { code: 'ERR_WAIT_TIMEOUT' });
+});
+
+test('spawnTracked: waits for output, stops with a signal, reports early exit', async () => {
+  const p = spawnTracked(process.execPath, ['-e', 'console.log("ready 42"); setInterval(() => {}, 1000)']);
+  const m = await p.waitForOutput(/ready (\d+)/);
+  assert.equal(m[1], '42');
+  assert.equal(p.running(), true);
+  const r = await p.stop('SIGTERM', 1000);
+  assert.equal(r.signal, 'SIGTERM');
+  assert.equal(p.running(), false);
+  const q = spawnTracked(process.execPath, ['-e', 'process.exit(3)']);
+  await assert.rejects(q.waitForOutput(/never/, { timeoutMs: 5000 }), { code: 'ERR_PROC_TIMEOUT' });
+  assert.equal((await q.exited).code, 3);
+  const out = await runCommand('sh', ['-c', 'read x; echo "got $x"; exit 5'], { input: 'hello\n' });
+  assert.deepEqual([out.code, out.stdout], [5, 'got hello\n']);
 });
