@@ -207,15 +207,22 @@ function impairSpec(host: string, i: LabImpairment): string {
  */
 export async function createLab(opts: CreateLabOptions): Promise<Lab> {
   installHooks();
-  const prefix = opts.prefix ?? randomLabPrefix();
-  const args = ['up', prefix, String(opts.hosts)];
-  for (const [host, imp] of Object.entries(opts.impair ?? {})) args.push('--impair', impairSpec(host, imp));
   const state = { procs: new Set<TrackedProcess>() };
-  liveLabs.set(prefix, state);
-  const up = await runCommand(NETNS_LAB, args, { timeoutMs: 60_000 });
-  if (up.code !== 0) {
+  let prefix = '';
+  let up: ExecResult | undefined;
+  // A random prefix that happens to be taken (exit 3) is drawn again.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    prefix = opts.prefix ?? randomLabPrefix();
+    const args = ['up', prefix, String(opts.hosts)];
+    for (const [host, imp] of Object.entries(opts.impair ?? {})) args.push('--impair', impairSpec(host, imp));
+    liveLabs.set(prefix, state);
+    up = await runCommand(NETNS_LAB, args, { timeoutMs: 60_000 });
+    if (up.code === 0) break;
     liveLabs.delete(prefix);
-    throw new TestLibError('ERR_LAB_SETUP', `netns-lab up ${prefix} failed (exit ${up.code}): ${up.stderr.trim()}`);
+    if (up.code !== 3 || opts.prefix !== undefined) break;
+  }
+  if (!up || up.code !== 0) {
+    throw new TestLibError('ERR_LAB_SETUP', `netns-lab up ${prefix} failed (exit ${up?.code}): ${up?.stderr.trim()}`);
   }
   const hosts: LabHost[] = up.stdout
     .trim()
