@@ -1,0 +1,744 @@
+/*
+ * tun.c: the native half of @cluevpn/tun.
+ *
+ * Pipeline of a read:
+ *   1. open(): /dev/net/tun, O_NONBLOCK|O_CLOEXEC, TUNSETIFF (IFF_TUN or
+ *      IFF_TAP, always IFF_NO_PI); a uv_poll_t is initialised on the fd.
+ *   2. setup(): the wrapper hands over a slab Buffer (batchSize slots of
+ *      slotSize bytes), an Int32Array of offsets and one of lengths, and the
+ *      two JS callbacks. All are kept alive by references until close().
+ *   3. poll(true): uv_poll_start(UV_READABLE) on the Node event loop. No
+ *      thread is used, the threadpool is never touched.
+ *   4. on_readable(): read() until EAGAIN or batchSize packets; packet i lands
+ *      at slot i + headroom; then ONE napi_make_callback(onBatch, count).
+ *      An exception thrown by the handler is cleared and handed to
+ *      onError(0, exception); a read error stops polling and is handed to
+ *      onError(1, errnoName, syscall).
+ *
+ * Writes are plain write() calls on the non-blocking fd; EAGAIN/ENOBUFS are
+ * counted as dropped, other errors counted as write errors, never thrown.
+ *
+ * Lifetime: the C struct is freed only when both the uv handle has finished
+ * closing and the JS handle object has been finalized. JS references are
+ * released in close() (deferred until the JS callback returns when close()
+ * is called from inside it). An env cleanup hook closes a device the program
+ * forgot, so worker threads and process teardown never leak the fd.
+ *
+ * Reserved for later (not implemented, rejected today): IFF_VNET_HDR with
+ * offloads (a vnet header of vnet_hdr_len bytes would sit inside the
+ * headroom) and IFF_MULTI_QUEUE (one tun_dev per queue fd).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+/* Flags understood by open(); mirrored in src/native.ts. */
+#define TUN_OPEN_TAP 0x1u
+#define TUN_OPEN_KNOWN (TUN_OPEN_TAP)
+
+/* Indexes of the counters filled by stats(); mirrored in src/native.ts. */
+enum {
+  ST_PACKETS_IN,
+  ST_BYTES_IN,
+  ST_BATCHES_IN,
+  ST_PACKETS_OUT,
+  ST_BYTES_OUT,
+  ST_WRITE_DROPPED,
+  ST_WRITE_ERRORS,
+  ST_READ_OVERSIZE,
+  ST_HANDLER_ERRORS,
+  ST_COUNT
+};
+
+typedef struct tun_dev {
+  napi_env env;
+  int fd;
+  uv_poll_t poll;
+  char name[IFNAMSIZ];
+
+  /* state flags */
+  int is_setup;     /* setup() done: references below are valid */
+  int polling;      /* uv_poll_start active */
+  int closing;      /* close() ran (fd closed, uv_close requested) */
+  int uv_closed;    /* uv close callback ran */
+  int js_gone;      /* the JS handle object was finalized */
+  int in_callback;  /* inside napi_make_callback */
+  int js_released;  /* references released */
+  int hook_added;   /* env cleanup hook registered */
+
+  /* read batch layout (borrowed from the JS wrapper, kept alive by refs) */
+  uint8_t *slab;
+  int32_t *offsets;
+  int32_t *lengths;
+  int32_t batch;
+  int32_t slot;
+  int32_t headroom;
+
+  napi_ref self_ref;   /* weak normally, strong while polling */
+  napi_ref slab_ref;
+  napi_ref offsets_ref;
+  napi_ref lengths_ref;
+  napi_ref on_batch_ref;
+  napi_ref on_error_ref;
+  napi_async_context actx;
+
+  uint64_t stats[ST_COUNT];
+} tun_dev;
+
+/* ---------- error helpers ---------- */
+
+static const char *errno_name(int err) {
+  const char *n = strerrorname_np(err);
+  return n ? n : "EUNKNOWN";
+}
+
+/* Throws Error{ code: 'EXXX', errno, syscall } (the wrapper maps it to a TunError). */
+static void throw_errno(napi_env env, const char *syscall, int err, int iface_exists) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
+  napi_value m, code, e, v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, m, &e);
+  napi_create_int32(env, err, &v);
+  napi_set_named_property(env, e, "errno", v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, e, "syscall", v);
+  napi_get_boolean(env, iface_exists != 0, &v);
+  napi_set_named_property(env, e, "ifaceExists", v);
+  napi_throw(env, e);
+}
+
+static void throw_closed(napi_env env) {
+  napi_throw_error(env, "ERR_TUN_CLOSED", "the TUN device is closed");
+}
+
+#define CHECK_NAPI(env, call)                                       \
+  do {                                                              \
+    if ((call) != napi_ok) {                                        \
+      bool pending_ = false;                                        \
+      napi_is_exception_pending((env), &pending_);                  \
+      if (!pending_) napi_throw_error((env), NULL, "N-API call failed: " #call); \
+      return NULL;                                                  \
+    }                                                               \
+  } while (0)
+
+/* ---------- lifetime ---------- */
+
+static void maybe_free(tun_dev *d) {
+  if (d->uv_closed && d->js_gone) free(d);
+}
+
+static void on_uv_closed(uv_handle_t *h) {
+  tun_dev *d = (tun_dev *)h->data;
+  d->uv_closed = 1;
+  maybe_free(d);
+}
+
+static void release_js(tun_dev *d) {
+  if (d->js_released) return;
+  d->js_released = 1;
+  napi_env env = d->env;
+  if (d->is_setup) {
+    napi_delete_reference(env, d->slab_ref);
+    napi_delete_reference(env, d->offsets_ref);
+    napi_delete_reference(env, d->lengths_ref);
+    napi_delete_reference(env, d->on_batch_ref);
+    napi_delete_reference(env, d->on_error_ref);
+    napi_async_destroy(env, d->actx);
+    d->slab = NULL;
+    d->offsets = d->lengths = NULL;
+  }
+  if (d->self_ref) {
+    /* Only weak now (count 0): the JS object's finalizer still runs later. */
+    if (d->polling) {
+      uint32_t c;
+      napi_reference_unref(env, d->self_ref, &c);
+    }
+    napi_delete_reference(env, d->self_ref);
+    d->self_ref = NULL;
+  }
+}
+
+static void cleanup_hook(void *arg);
+
+/* Idempotent. from_hook: called by the env cleanup hook (do not unregister it). */
+static void close_dev(tun_dev *d, int from_hook) {
+  if (d->closing) return;
+  d->closing = 1;
+  if (d->polling) uv_poll_stop(&d->poll);
+  uv_close((uv_handle_t *)&d->poll, on_uv_closed);
+  /* uv_poll_stop removed the fd from epoll, so closing it now is safe. */
+  if (d->fd >= 0) {
+    close(d->fd);
+    d->fd = -1;
+  }
+  if (d->hook_added && !from_hook) napi_remove_env_cleanup_hook(d->env, cleanup_hook, d);
+  d->hook_added = 0;
+  if (!d->in_callback) {
+    release_js(d);
+    d->polling = 0;
+  }
+}
+
+static void cleanup_hook(void *arg) {
+  close_dev((tun_dev *)arg, 1);
+}
+
+static void finalize_dev(napi_env env, void *data, void *hint) {
+  tun_dev *d = (tun_dev *)data;
+  if (!d->closing) close_dev(d, 0);
+  d->js_gone = 1;
+  maybe_free(d);
+}
+
+/* Returns the device of argv[0]; throws ERR_TUN_CLOSED if closed. */
+static tun_dev *get_dev(napi_env env, napi_value obj) {
+  tun_dev *d = NULL;
+  if (napi_unwrap(env, obj, (void **)&d) != napi_ok || d == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "not a TUN handle");
+    return NULL;
+  }
+  if (d->closing) {
+    throw_closed(env);
+    return NULL;
+  }
+  return d;
+}
+
+/* ---------- the read path ---------- */
+
+static void report_exception(tun_dev *d, napi_value exc_or_null, int err, const char *syscall) {
+  napi_env env = d->env;
+  napi_value cb, argv[3], undef, recv, result;
+  if (d->js_released) return;
+  if (napi_get_reference_value(env, d->on_error_ref, &cb) != napi_ok) return;
+  napi_get_undefined(env, &undef);
+  napi_get_global(env, &recv);
+  if (exc_or_null != NULL) {
+    napi_create_int32(env, 0, &argv[0]);
+    argv[1] = exc_or_null;
+    argv[2] = undef;
+  } else {
+    napi_create_int32(env, 1, &argv[0]);
+    napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &argv[1]);
+    napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &argv[2]);
+  }
+  d->in_callback = 1;
+  napi_status s = napi_make_callback(env, d->actx, recv, cb, 3, argv, &result);
+  d->in_callback = 0;
+  if (s != napi_ok) {
+    /* The error handler itself threw: count it, never crash the process. */
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+    d->stats[ST_HANDLER_ERRORS]++;
+  }
+}
+
+static void stop_polling(tun_dev *d) {
+  if (!d->polling) return;
+  uv_poll_stop(&d->poll);
+  d->polling = 0;
+  uint32_t c;
+  if (d->self_ref && !d->js_released) napi_reference_unref(d->env, d->self_ref, &c);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  tun_dev *d = (tun_dev *)h->data;
+  if (d->closing || !d->is_setup) return;
+  int read_err = 0;
+  const char *what = "read";
+  int32_t n = 0;
+  if (status < 0) {
+    /* libuv errors are negated errno values on Unix. */
+    read_err = -status;
+    what = "poll";
+  } else {
+    const size_t cap = (size_t)(d->slot - d->headroom);
+    while (n < d->batch) {
+      const int32_t off = n * d->slot + d->headroom;
+      ssize_t r = read(d->fd, d->slab + off, cap);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) read_err = errno;
+        break;
+      }
+      if (r == 0) break;
+      if ((size_t)r > cap) {
+        /* Never hand over a truncated packet. Cannot happen while mtu fits the slot. */
+        d->stats[ST_READ_OVERSIZE]++;
+        continue;
+      }
+      d->offsets[n] = off;
+      d->lengths[n] = (int32_t)r;
+      d->stats[ST_BYTES_IN] += (uint64_t)r;
+      n++;
+    }
+  }
+
+  napi_env env = d->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  if (n > 0) {
+    d->stats[ST_PACKETS_IN] += (uint64_t)n;
+    d->stats[ST_BATCHES_IN]++;
+    napi_value cb, argv[1], recv, result;
+    napi_get_global(env, &recv); /* napi_make_callback wants an object receiver */
+    if (napi_get_reference_value(env, d->on_batch_ref, &cb) == napi_ok) {
+      napi_create_int32(env, n, &argv[0]);
+      d->in_callback = 1;
+      napi_status s = napi_make_callback(env, d->actx, recv, cb, 1, argv, &result);
+      d->in_callback = 0;
+      if (s != napi_ok) {
+        napi_value exc = NULL;
+        if (napi_get_and_clear_last_exception(env, &exc) != napi_ok) exc = NULL;
+        d->stats[ST_HANDLER_ERRORS]++;
+        if (exc != NULL && !d->closing) report_exception(d, exc, 0, NULL);
+      }
+    }
+  }
+  if (read_err != 0 && !d->closing) {
+    /* A broken fd (e.g. the interface was deleted: EBADFD) would spin: stop. */
+    stop_polling(d);
+    report_exception(d, NULL, read_err, what);
+  }
+  if (d->closing) {
+    /* close() was called from inside a callback: finish its JS part now. */
+    release_js(d);
+    d->polling = 0;
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* ---------- JS entry points ---------- */
+
+/* open(name: string, flags: number) -> [handle, ifname] */
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ + 1];
+  size_t len = 0;
+  CHECK_NAPI(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+  if (len >= IFNAMSIZ) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "interface name too long");
+    return NULL;
+  }
+  uint32_t flags = 0;
+  CHECK_NAPI(env, napi_get_value_uint32(env, argv[1], &flags));
+  if (flags & ~TUN_OPEN_KNOWN) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "unknown open flags");
+    return NULL;
+  }
+
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    throw_errno(env, "open", errno, 0);
+    return NULL;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = (short)(((flags & TUN_OPEN_TAP) ? IFF_TAP : IFF_TUN) | IFF_NO_PI);
+  memcpy(ifr.ifr_name, name, len); /* empty name: the kernel picks tunN/tapN */
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    /* EINVAL for a name held by a device of another kind; EBUSY if attached elsewhere. */
+    int exists = len > 0 && if_nametoindex(name) != 0;
+    throw_errno(env, "TUNSETIFF", err, exists);
+    return NULL;
+  }
+
+  tun_dev *d = (tun_dev *)calloc(1, sizeof *d);
+  if (!d) {
+    close(fd);
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  d->env = env;
+  d->fd = fd;
+  memcpy(d->name, ifr.ifr_name, IFNAMSIZ);
+  d->name[IFNAMSIZ - 1] = 0;
+
+  uv_loop_t *loop = NULL;
+  int uerr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == NULL ||
+      (uerr = uv_poll_init(loop, &d->poll, fd)) != 0) {
+    close(fd);
+    free(d);
+    napi_throw_error(env, "ERR_TUN_IO", "cannot attach the TUN fd to the event loop");
+    return NULL;
+  }
+  d->poll.data = d;
+
+  napi_value handle, ifname, out;
+  if (napi_create_object(env, &handle) != napi_ok ||
+      napi_wrap(env, handle, d, finalize_dev, NULL, &d->self_ref) != napi_ok) {
+    /* The poll handle is initialised: it must go through uv_close. */
+    d->js_gone = 1;
+    close_dev(d, 0);
+    napi_throw_error(env, "ERR_TUN_IO", "cannot wrap the TUN handle");
+    return NULL;
+  }
+  if (napi_add_env_cleanup_hook(env, cleanup_hook, d) == napi_ok) d->hook_added = 1;
+  CHECK_NAPI(env, napi_create_string_utf8(env, d->name, NAPI_AUTO_LENGTH, &ifname));
+  CHECK_NAPI(env, napi_create_array_with_length(env, 2, &out));
+  CHECK_NAPI(env, napi_set_element(env, out, 0, handle));
+  CHECK_NAPI(env, napi_set_element(env, out, 1, ifname));
+  return out;
+}
+
+static int get_typed_int32(napi_env env, napi_value v, int32_t **data, size_t *count) {
+  bool is_ta = false;
+  napi_is_typedarray(env, v, &is_ta);
+  if (!is_ta) return 0;
+  napi_typedarray_type t;
+  napi_value ab;
+  size_t off;
+  void *p;
+  if (napi_get_typedarray_info(env, v, &t, count, &p, &ab, &off) != napi_ok) return 0;
+  if (t != napi_int32_array) return 0;
+  *data = (int32_t *)p;
+  return 1;
+}
+
+/* setup(handle, slab, offsets, lengths, batchSize, slotSize, headroom, onBatch, onError) */
+static napi_value js_setup(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = get_dev(env, argv[0]);
+  if (!d) return NULL;
+  if (d->is_setup) {
+    napi_throw_error(env, "ERR_TUN_IO", "setup() already called");
+    return NULL;
+  }
+  void *slab;
+  size_t slab_len;
+  int32_t *offs, *lens;
+  size_t noffs, nlens;
+  int32_t batch, slot, headroom;
+  CHECK_NAPI(env, napi_get_buffer_info(env, argv[1], &slab, &slab_len));
+  if (!get_typed_int32(env, argv[2], &offs, &noffs) || !get_typed_int32(env, argv[3], &lens, &nlens)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "offsets and lengths must be Int32Array");
+    return NULL;
+  }
+  CHECK_NAPI(env, napi_get_value_int32(env, argv[4], &batch));
+  CHECK_NAPI(env, napi_get_value_int32(env, argv[5], &slot));
+  CHECK_NAPI(env, napi_get_value_int32(env, argv[6], &headroom));
+  if (batch < 1 || slot < 1 || headroom < 0 || headroom >= slot || (size_t)batch > noffs ||
+      (size_t)batch > nlens || (uint64_t)batch * (uint64_t)slot > slab_len ||
+      (uint64_t)batch * (uint64_t)slot > INT32_MAX) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "inconsistent batch layout");
+    return NULL;
+  }
+  napi_valuetype t1, t2;
+  napi_typeof(env, argv[7], &t1);
+  napi_typeof(env, argv[8], &t2);
+  if (t1 != napi_function || t2 != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "callbacks must be functions");
+    return NULL;
+  }
+  napi_value resname;
+  CHECK_NAPI(env, napi_create_string_utf8(env, "TunDevice", NAPI_AUTO_LENGTH, &resname));
+  CHECK_NAPI(env, napi_async_init(env, NULL, resname, &d->actx));
+  CHECK_NAPI(env, napi_create_reference(env, argv[1], 1, &d->slab_ref));
+  CHECK_NAPI(env, napi_create_reference(env, argv[2], 1, &d->offsets_ref));
+  CHECK_NAPI(env, napi_create_reference(env, argv[3], 1, &d->lengths_ref));
+  CHECK_NAPI(env, napi_create_reference(env, argv[7], 1, &d->on_batch_ref));
+  CHECK_NAPI(env, napi_create_reference(env, argv[8], 1, &d->on_error_ref));
+  d->slab = (uint8_t *)slab;
+  d->offsets = offs;
+  d->lengths = lens;
+  d->batch = batch;
+  d->slot = slot;
+  d->headroom = headroom;
+  d->is_setup = 1;
+  return NULL;
+}
+
+/* poll(handle, on: boolean): start or stop reading. */
+static napi_value js_poll(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = get_dev(env, argv[0]);
+  if (!d) return NULL;
+  bool on = false;
+  CHECK_NAPI(env, napi_get_value_bool(env, argv[1], &on));
+  if (!d->is_setup) {
+    napi_throw_error(env, "ERR_TUN_IO", "poll() before setup()");
+    return NULL;
+  }
+  if (on && !d->polling) {
+    int r = uv_poll_start(&d->poll, UV_READABLE, on_readable);
+    if (r != 0) {
+      throw_errno(env, "uv_poll_start", -r, 0);
+      return NULL;
+    }
+    d->polling = 1;
+    uint32_t c;
+    napi_reference_ref(env, d->self_ref, &c); /* no GC while polling, like a socket */
+  } else if (!on) {
+    stop_polling(d);
+  }
+  return NULL;
+}
+
+/* ref(handle, on: boolean): whether an active poll keeps the event loop alive. */
+static napi_value js_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = get_dev(env, argv[0]);
+  if (!d) return NULL;
+  bool on = false;
+  CHECK_NAPI(env, napi_get_value_bool(env, argv[1], &on));
+  if (on) uv_ref((uv_handle_t *)&d->poll);
+  else uv_unref((uv_handle_t *)&d->poll);
+  return NULL;
+}
+
+static inline int write_one(tun_dev *d, const uint8_t *p, size_t len) {
+  for (;;) {
+    ssize_t r = write(d->fd, p, len);
+    if (r >= 0) {
+      d->stats[ST_PACKETS_OUT]++;
+      d->stats[ST_BYTES_OUT] += (uint64_t)r;
+      return 1;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) d->stats[ST_WRITE_DROPPED]++;
+    else d->stats[ST_WRITE_ERRORS]++;
+    return 0;
+  }
+}
+
+/* write(handle, buf, off, len) -> 1 written, 0 dropped/failed (counted). */
+static napi_value js_write(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], out;
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = get_dev(env, argv[0]);
+  if (!d) return NULL;
+  void *data;
+  size_t size;
+  int64_t off, len;
+  CHECK_NAPI(env, napi_get_buffer_info(env, argv[1], &data, &size));
+  CHECK_NAPI(env, napi_get_value_int64(env, argv[2], &off));
+  CHECK_NAPI(env, napi_get_value_int64(env, argv[3], &len));
+  if (off < 0 || len < 0 || (uint64_t)off + (uint64_t)len > size) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "packet outside the buffer");
+    return NULL;
+  }
+  int ok = write_one(d, (const uint8_t *)data + off, (size_t)len);
+  CHECK_NAPI(env, napi_create_int32(env, ok, &out));
+  return out;
+}
+
+/* writeBatch(handle, buf, offsets, lengths, count) -> number written. */
+static napi_value js_write_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5], out;
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = get_dev(env, argv[0]);
+  if (!d) return NULL;
+  void *data;
+  size_t size, noffs, nlens;
+  int32_t *offs, *lens;
+  int32_t count;
+  CHECK_NAPI(env, napi_get_buffer_info(env, argv[1], &data, &size));
+  if (!get_typed_int32(env, argv[2], &offs, &noffs) || !get_typed_int32(env, argv[3], &lens, &nlens)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "offsets and lengths must be Int32Array");
+    return NULL;
+  }
+  CHECK_NAPI(env, napi_get_value_int32(env, argv[4], &count));
+  if (count < 0 || (size_t)count > noffs || (size_t)count > nlens) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "count exceeds offsets/lengths");
+    return NULL;
+  }
+  /* Validate everything first, so a bad entry writes nothing. */
+  for (int32_t i = 0; i < count; i++) {
+    if (offs[i] < 0 || lens[i] < 0 || (uint64_t)offs[i] + (uint64_t)lens[i] > size) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "packet outside the buffer");
+      return NULL;
+    }
+  }
+  int32_t written = 0;
+  for (int32_t i = 0; i < count; i++) written += write_one(d, (const uint8_t *)data + offs[i], (size_t)lens[i]);
+  CHECK_NAPI(env, napi_create_int32(env, written, &out));
+  return out;
+}
+
+/* stats(handle, out: Float64Array(ST_COUNT)); works after close too. */
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = NULL;
+  if (napi_unwrap(env, argv[0], (void **)&d) != napi_ok || !d) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "not a TUN handle");
+    return NULL;
+  }
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[1], &is_ta);
+  napi_typedarray_type t;
+  size_t n = 0, off;
+  void *p = NULL;
+  napi_value ab;
+  if (!is_ta || napi_get_typedarray_info(env, argv[1], &t, &n, &p, &ab, &off) != napi_ok ||
+      t != napi_float64_array || n < ST_COUNT) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "stats needs a Float64Array");
+    return NULL;
+  }
+  double *o = (double *)p;
+  for (int i = 0; i < ST_COUNT; i++) o[i] = (double)d->stats[i];
+  return NULL;
+}
+
+/* close(handle): idempotent. */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = NULL;
+  if (napi_unwrap(env, argv[0], (void **)&d) != napi_ok || !d) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "not a TUN handle");
+    return NULL;
+  }
+  close_dev(d, 0);
+  return NULL;
+}
+
+/* ---------- interface configuration by ioctl ---------- */
+
+static int ifreq_for(napi_env env, napi_value v, struct ifreq *ifr) {
+  memset(ifr, 0, sizeof *ifr);
+  char name[IFNAMSIZ + 1];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "interface name must be a string");
+    return 0;
+  }
+  if (len == 0 || len >= IFNAMSIZ) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "bad interface name");
+    return 0;
+  }
+  memcpy(ifr->ifr_name, name, len);
+  return 1;
+}
+
+static int ctl_socket(napi_env env) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) s = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) throw_errno(env, "socket", errno, 0);
+  return s;
+}
+
+/* setMtu(ifname, mtu) */
+static napi_value js_set_mtu(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct ifreq ifr;
+  if (!ifreq_for(env, argv[0], &ifr)) return NULL;
+  int32_t mtu;
+  CHECK_NAPI(env, napi_get_value_int32(env, argv[1], &mtu));
+  int s = ctl_socket(env);
+  if (s < 0) return NULL;
+  ifr.ifr_mtu = mtu;
+  if (ioctl(s, SIOCSIFMTU, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    throw_errno(env, "SIOCSIFMTU", err, 0);
+    return NULL;
+  }
+  close(s);
+  return NULL;
+}
+
+/* getMtu(ifname) -> number */
+static napi_value js_get_mtu(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct ifreq ifr;
+  if (!ifreq_for(env, argv[0], &ifr)) return NULL;
+  int s = ctl_socket(env);
+  if (s < 0) return NULL;
+  if (ioctl(s, SIOCGIFMTU, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    throw_errno(env, "SIOCGIFMTU", err, 0);
+    return NULL;
+  }
+  close(s);
+  CHECK_NAPI(env, napi_create_int32(env, ifr.ifr_mtu, &out));
+  return out;
+}
+
+/* setUp(ifname, up: boolean) */
+static napi_value js_set_up(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  struct ifreq ifr;
+  if (!ifreq_for(env, argv[0], &ifr)) return NULL;
+  bool up = true;
+  CHECK_NAPI(env, napi_get_value_bool(env, argv[1], &up));
+  int s = ctl_socket(env);
+  if (s < 0) return NULL;
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    throw_errno(env, "SIOCGIFFLAGS", err, 0);
+    return NULL;
+  }
+  if (up) ifr.ifr_flags |= IFF_UP;
+  else ifr.ifr_flags &= ~IFF_UP;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    throw_errno(env, "SIOCSIFFLAGS", err, 0);
+    return NULL;
+  }
+  close(s);
+  return NULL;
+}
+
+/* ---------- module ---------- */
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"open", NULL, js_open, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setup", NULL, js_setup, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"poll", NULL, js_poll, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"ref", NULL, js_ref, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"write", NULL, js_write, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setMtu", NULL, js_set_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"getMtu", NULL, js_get_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setUp", NULL, js_set_up, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  napi_value n;
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  napi_create_int32(env, ST_COUNT, &n);
+  napi_set_named_property(env, exports, "STATS_COUNT", n);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

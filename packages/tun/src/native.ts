@@ -1,0 +1,80 @@
+/**
+ * Loading of the C addon (native/tun.c) and its raw signatures. Internal:
+ * only device.ts uses it. Loaded lazily so that importing the package (for
+ * the types or the memory fake) works without a native build.
+ */
+import { createRequire } from 'node:module';
+import { TunError, TunErrorCode } from './errors.js';
+
+/** Opaque handle object wrapping the C struct. */
+export type NativeHandle = object;
+
+/** Bit of `open` flags: TAP instead of TUN. (Reserved for later: vnet header, multi-queue.) */
+export const OPEN_TAP = 0x1;
+
+/** Index of each counter in the Float64Array filled by `stats`. */
+export const STAT_INDEX = {
+  packetsIn: 0,
+  bytesIn: 1,
+  batchesIn: 2,
+  packetsOut: 3,
+  bytesOut: 4,
+  writeDropped: 5,
+  writeErrors: 6,
+  readOversize: 7,
+  handlerErrors: 8,
+} as const;
+
+/** The functions exported by tun.node. Errors thrown carry `code` = errno name, `errno`, `syscall`. */
+export interface NativeTun {
+  STATS_COUNT: number;
+  open(name: string, flags: number): [NativeHandle, string];
+  setup(
+    h: NativeHandle,
+    slab: Buffer,
+    offsets: Int32Array,
+    lengths: Int32Array,
+    batchSize: number,
+    slotSize: number,
+    headroom: number,
+    onBatch: (count: number) => void,
+    onError: (kind: 0 | 1, value: unknown, syscall: string | undefined) => void,
+  ): void;
+  poll(h: NativeHandle, on: boolean): void;
+  ref(h: NativeHandle, on: boolean): void;
+  write(h: NativeHandle, buf: Uint8Array, off: number, len: number): number;
+  writeBatch(h: NativeHandle, buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  stats(h: NativeHandle, out: Float64Array): void;
+  close(h: NativeHandle): void;
+  setMtu(ifname: string, mtu: number): void;
+  getMtu(ifname: string): number;
+  setUp(ifname: string, up: boolean): void;
+}
+
+/**
+ * Which build to load: `native/build/Release/tun.node`, or with
+ * CLUEVPN_TUN_NATIVE=sanitize the ASan/UBSan Debug build made by
+ * `scripts/build-native --debug-sanitize`.
+ */
+function addonPath(): string {
+  return process.env.CLUEVPN_TUN_NATIVE === 'sanitize'
+    ? '../../native/build-sanitize/build/Debug/tun.node'
+    : '../../native/build/Release/tun.node';
+}
+
+let loaded: NativeTun | undefined;
+
+/** Returns the addon, loading it on first use. Throws ERR_TUN_UNAVAILABLE if it is not built. */
+export function native(): NativeTun {
+  if (loaded === undefined) {
+    const path = addonPath();
+    try {
+      loaded = createRequire(import.meta.url)(path) as NativeTun;
+    } catch (e) {
+      throw new TunError(TunErrorCode.UNAVAILABLE, `the TUN addon (${path}) cannot be loaded: run scripts/build-native`, {
+        cause: e,
+      });
+    }
+  }
+  return loaded;
+}

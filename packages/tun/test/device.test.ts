@@ -1,0 +1,172 @@
+/**
+ * Real TUN devices, each test in its own network namespace (tun-<pid>-<n>),
+ * exercised by fixtures/child.js running under `ip netns exec`.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { inNetns, linksIn, runChild, skipReason, withNetns } from '../fixtures/netns.js';
+
+const skip = skipReason() ?? false;
+
+test('open, configure (MTU, up, IPv4/IPv6 addresses and routes) and close leave no fd and no device', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'fd-leak');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.equal(res.after, res.before, 'fd count after 5 open/close cycles');
+    assert.deepEqual(res.left, []);
+    assert.equal(res.observed.length, 5);
+    res.observed.forEach((o: any, i: number) => {
+      assert.equal(o.name, `tunfd${i}`);
+      assert.equal(o.mtu, 1400);
+      assert.equal(o.sysMtu, 1400);
+      assert.equal(o.up, true);
+      assert.ok(o.addrs.includes(`10.77.${i}.1/255.255.255.0`), JSON.stringify(o.addrs));
+      assert.ok(o.addrs.includes(`fd77:${i + 1}::1/ffff:ffff:ffff:ffff::`), JSON.stringify(o.addrs));
+      assert.equal(o.route4, true);
+      assert.equal(o.route6, true);
+    });
+    assert.deepEqual(await linksIn(ns, 'tunfd'), []);
+  });
+});
+
+test('a taken name gives ERR_TUN_BUSY; kernel-chosen names; TAP mode; bad options give ERR_TUN_CONFIG', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'busy');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.deepEqual(res.again, { code: 'ERR_TUN_BUSY', errno: 'EBUSY' });
+    assert.equal(res.lo.code, 'ERR_TUN_BUSY');
+    assert.equal(res.tapOverTun.code, 'ERR_TUN_BUSY');
+    assert.equal(res.reopenedName, 'tunbusy0');
+    assert.match(res.autoName, /^tun\d+$/);
+    assert.equal(res.autoType, '65534'); // ARPHRD_NONE: layer 3
+    assert.match(res.tapName, /^tap\d+$/);
+    assert.equal(res.tapType, '1'); // ARPHRD_ETHER
+    assert.equal(res.badName.code, 'ERR_TUN_CONFIG');
+    assert.equal(res.longName.code, 'ERR_TUN_CONFIG');
+    assert.equal(res.badMtu.code, 'ERR_TUN_CONFIG');
+  });
+});
+
+test('packets the kernel routes into the device arrive in batches, intact and in order (IPv4 and IPv6)', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'read-batch', ['64']);
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.equal(res.complete, true);
+    assert.equal(res.got4, 200);
+    assert.equal(res.got6, 50);
+    assert.equal(res.ok4, true, 'IPv4 payloads in order');
+    assert.equal(res.ok6, true, 'IPv6 payloads in order');
+    assert.equal(res.offsetsOk, true, 'packet i at i * slotSize + headroom');
+    assert.ok(res.maxBatch > 1 && res.maxBatch <= 64, `max batch ${res.maxBatch}`);
+    assert.equal(res.stats.batchesIn, res.batches);
+    assert.ok(res.stats.packetsIn >= 250);
+  });
+});
+
+test('batchSize 1 still delivers every packet, one per call', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'read-batch', ['1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.result!.ok4, true);
+    assert.equal(r.result!.ok6, true);
+    assert.equal(r.result!.maxBatch, 1);
+    assert.equal(r.result!.stats.batchesIn, r.result!.stats.packetsIn);
+  });
+});
+
+test('written ICMP echo requests are delivered by the kernel and answered (IPv4 and IPv6)', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'write-echo');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.equal(res.w4, true);
+    assert.equal(res.w6, true);
+    assert.equal(res.complete, true);
+    const v4 = res.replies.find((x: any) => x.v === 4);
+    const v6 = res.replies.find((x: any) => x.v === 6);
+    assert.deepEqual(v4, { v: 4, src: '10.99.0.1', dst: '10.99.0.2', id: 0x4242, data: 'vpn-echo-payload' });
+    assert.deepEqual(v6, { v: 6, src: 'fd99:0:0:0:0:0:0:1', dst: 'fd99:0:0:0:0:0:0:2', id: 0x4243, data: 'vpn-echo-payload' });
+    assert.equal(res.stats.packetsOut, 2);
+  });
+});
+
+test('writeBatch delivers datagrams to a socket; a non-IP packet is counted, bad bounds throw before writing', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'write-batch');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.equal(res.written, 3);
+    assert.equal(res.complete, true);
+    assert.deepEqual(res.got, ['10.99.0.2:5555|batch-0', '10.99.0.2:5555|batch-2', '10.99.0.2:5555|batch-3']);
+    assert.equal(res.stats.writeErrors, 1);
+    assert.equal(res.stats.packetsOut, 3);
+    assert.equal(res.rangeCode, 'ERR_OUT_OF_RANGE');
+    assert.equal(res.outAfterRange, res.outBefore, 'nothing written when one entry is out of range');
+    assert.equal(res.closedCode, 'ERR_TUN_CLOSED');
+  });
+});
+
+test('an exception in the packet handler becomes ERR_TUN_HANDLER and reading continues', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'handler-throws');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.deepEqual(res.errors, [{ code: 'ERR_TUN_HANDLER', cause: 'handler exploded' }]);
+    assert.deepEqual(res.seen, ['boom', 'after', 'boom', 'final']);
+    assert.equal(res.stats.handlerErrors, 3, 'two handler throws + one error-handler throw');
+  });
+});
+
+test('deleting the interface under an open device reports ERR_TUN_IO and stops reading', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'read-error', [], 5000);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.result!.gone, true);
+    assert.equal(r.result!.errors.length, 1);
+    assert.equal(r.result!.errors[0].code, 'ERR_TUN_IO');
+    assert.equal(typeof r.result!.errors[0].errno, 'string');
+  });
+});
+
+test('the process exits by itself within a second of close()', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'exit-after-close', [], 5000);
+    assert.equal(r.code, 0, r.stderr);
+    const lag = r.exitedAt - r.result!.closedAt;
+    assert.ok(lag < 1000, `exited ${lag} ms after close`);
+    assert.deepEqual(await linksIn(ns, 'tunex'), []);
+  });
+});
+
+test('a polling device keeps the process alive; unref() lets it exit', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const held = await inNetns(ns, 'keep-alive', ['ref'], 1000);
+    assert.equal(held.signal, 'SIGKILL', 'still running after 1 s, killed by the test');
+    assert.equal(held.result!.mode, 'ref');
+    const freed = await inNetns(ns, 'keep-alive', ['unref'], 5000);
+    assert.equal(freed.code, 0, freed.stderr);
+    assert.ok(freed.exitedAt - freed.result!.startedAt < 1000);
+    assert.deepEqual(await linksIn(ns, 'tunka'), []);
+  });
+});
+
+test('a non-root process gets ERR_TUN_PERMISSION', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'nonroot');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.result!.uid, 65534);
+    assert.equal(r.result!.named.code, 'ERR_TUN_PERMISSION');
+    assert.equal(r.result!.auto.code, 'ERR_TUN_PERMISSION');
+  });
+});
+
+test('no /dev/net/tun gives ERR_TUN_UNAVAILABLE', { skip }, async () => {
+  // Private mount namespace with a tmpfs over /dev/net: the host is not affected.
+  const r = await runChild(['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tun-hide /dev/net && exec "$@"', 'sh'], 'unavailable');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.result!.exists, false);
+  assert.deepEqual(r.result!.r, { code: 'ERR_TUN_UNAVAILABLE', errno: 'ENOENT' });
+});
