@@ -300,6 +300,12 @@ export class NativeBatchUdpSocket implements BatchUdpSocket {
   }
 }
 
+/** A {@link UdpBackend} whose sockets also expose counters and ref/unref. */
+export interface NativeUdpBackend extends UdpBackend {
+  /** {@inheritDoc UdpBackend.open} */
+  open(options: UdpOpenOptions): NativeBatchUdpSocket;
+}
+
 /**
  * The native {@link UdpBackend}. `open` binds a socket: dual stack on `::`
  * unless `bindAddress` is IPv4. Throws ERR_DP_BIND (with `errno`, e.g.
@@ -307,7 +313,7 @@ export class NativeBatchUdpSocket implements BatchUdpSocket {
  * non-numeric address or out-of-range option, ERR_DP_NATIVE when the addon is
  * missing.
  */
-export function nativeUdpBackend(): UdpBackend & { open(options: UdpOpenOptions): NativeBatchUdpSocket } {
+export function nativeUdpBackend(): NativeUdpBackend {
   const a = required();
   return {
     open(options: UdpOpenOptions): NativeBatchUdpSocket {

@@ -229,7 +229,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       s->rx_datagrams += k;
       s->rx_batches++;
       if (napi_get_reference_value(env, s->cb_ref, &cb) == napi_ok && cb != NULL &&
-          napi_get_undefined(env, &recv) == napi_ok && napi_create_int32(env, k, &argv[0]) == napi_ok) {
+          napi_get_global(env, &recv) == napi_ok && napi_create_int32(env, k, &argv[0]) == napi_ok) {
         napi_status st = napi_make_callback(env, s->actx, recv, cb, 1, argv, &result);
         if (st != napi_ok) {
           bool pending = false;
