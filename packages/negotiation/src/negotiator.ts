@@ -1,0 +1,752 @@
+/**
+ * Per-pair negotiation, rekey and restart handling. No I/O of its own:
+ * the channel, the clock, randomness and the store come in as typed
+ * dependencies, so every flow here is testable without a network.
+ *
+ * Negotiation (initiator I = TLS client, responder R = TLS server, one
+ * connection, both messages bound to its TLS exporter):
+ *
+ *   1. I → R  negotiate          { random, index, crypt, comp }
+ *   2. R → I  (response)         { random, index, crypt, comp, choice }
+ *      R computes the choice and keys and holds them *pending*.
+ *   3. I checks R's choice against its own computation, derives the keys,
+ *      persists them and installs the session (emits `onSession`).
+ *   4. I → R  negotiate-confirm  { index: R's index }
+ *      R persists and installs its pending session, answers {}.
+ *
+ * The responder installs only on confirm, so an interrupted negotiation
+ * never leaves R with keys I lacks; if the confirm fails, I renegotiates.
+ *
+ * Simultaneous negotiations (fixes ClueVPN fault 4): a node that receives
+ * `negotiate` while its own outbound negotiation to the same peer is
+ * running lets the negotiation *initiated by the lower node name* (UTF-8
+ * byte order) win: if the peer's name is lower, it abandons its own
+ * outbound attempt (no confirm will be sent for it) and answers; otherwise
+ * it refuses with `ERR_NEGOTIATION_CONFLICT`, and the refused side waits
+ * for the winning negotiation to complete. A node never starts an outbound
+ * negotiation while it holds a pending inbound one for the same peer.
+ *
+ * Rekey (fixes fault 2): after `rekeyIntervalMs` (+ up to 5 % jitter), on
+ * `requestRekey` (counter limit, burst of authentication failures —
+ * rate-limited to one per `triggeredRekeyMinIntervalMs`), the same
+ * negotiation runs again; the new session becomes primary, the old one
+ * stays installed for `overlapMs`, then `onRetire` is emitted and its key
+ * buffers are zeroed. The store keeps only the current session per peer
+ * (replaced keys are overwritten on disk).
+ *
+ * Restart (fixes fault 3), `start()`:
+ *   1. `store.bumpSendEpochs()` — every send epoch +1, durable, before
+ *      anything is sent; the peer sees a higher epoch and moves its floor.
+ *   2. `store.raiseRxFloors()` — every rx floor +1: the replay window was
+ *      lost, so packets of the epoch we last saw could be replays.
+ *   3. `onSession` for every stored session (no renegotiation).
+ *   4. `epoch-bump { index, minEpoch }` to every peer, retried with
+ *      back-off: the peer moves its send epoch to ≥ our new floor
+ *      (persisted, then `onTxEpoch`). A peer that no longer has the
+ *      session answers `ERR_NO_SESSION` and we renegotiate.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  CIPHER_ORDER,
+  COMPRESSION_ORDER,
+  DATAPLANE_CIPHER,
+  chooseAlgorithms,
+  readWireAlgos,
+  type AlgoChoice,
+  type AlgoPreference,
+  type CipherAlgo,
+  type CompressionAlgo,
+  type DataplaneCipher,
+} from './algorithms.js';
+import { NegotiationError } from './errors.js';
+import { RANDOM_BYTES, deriveSessionKeys } from './keys.js';
+import { silentLogger, type Logger } from './logger.js';
+import { MAX_EPOCH, type SessionStore, type StoredSession } from './store.js';
+
+/** Specification: request types of the negotiation protocol on the control channel. */
+export const NegotiationMessage = {
+  negotiate: 'negotiate',
+  confirm: 'negotiate-confirm',
+  epochBump: 'epoch-bump',
+} as const;
+
+/** Exactly what `Dataplane.installSession` takes. Key buffers stay owned by the Negotiator: valid until `onRetire` for the session returns, zeroed right after. */
+export interface SessionParams {
+  localIndex: number;
+  remoteIndex: number;
+  cipher: DataplaneCipher;
+  txKey: Buffer;
+  rxKey: Buffer;
+  txEpoch: number;
+  rxEpochFloor: number;
+  compression: { algo: CompressionAlgo; level: number };
+}
+
+/** Non-secret description of a session. */
+export interface SessionSummary {
+  peer: string;
+  localIndex: number;
+  remoteIndex: number;
+  cipher: DataplaneCipher;
+  compression: { algo: CompressionAlgo; level: number };
+  createdAt: number;
+}
+
+/** An authenticated channel to one peer (see `createControlTransport`). */
+export interface NegotiationChannel {
+  /** TLS exporter value of the connection (both ends see the same bytes). Borrowed. */
+  readonly exporter: Buffer;
+  request(type: string, body: unknown): Promise<unknown>;
+  close(): void;
+}
+
+/** Opens authenticated channels (the peer's identity already checked). */
+export interface NegotiationTransport {
+  connect(peerName: string): Promise<NegotiationChannel>;
+}
+
+/** What an incoming request handler needs from its connection (a subset of the control channel's `RequestContext`). */
+export interface IncomingContext {
+  readonly peer: { readonly name: string };
+  readonly exporter: Buffer;
+  readonly state: Map<string, unknown>;
+  onClose(fn: () => void): void;
+}
+
+/** Timers and time. Handles are opaque. */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** The real clock. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, ms);
+    t.unref();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/** What the Negotiator tells the daemon. Callbacks must not throw. */
+export interface NegotiatorEvents {
+  /** Install `params` for `peer` (it becomes the primary send session). */
+  onSession(peer: string, params: SessionParams): void;
+  /** Remove the session with receiver index `localIndex`; its keys are zeroed when this returns. */
+  onRetire(peer: string, localIndex: number): void;
+  /** The send epoch of session `localIndex` changed (the counter restarts at 0). Persisted before this is called. */
+  onTxEpoch(peer: string, localIndex: number, epoch: number): void;
+}
+
+/** Why a rekey was requested. */
+export type RekeyReason = 'interval' | 'counter-limit' | 'auth-failures' | 'manual' | 'confirm-failed' | 'peer-lost-session' | 'epoch-exhausted';
+
+/** Options of `Negotiator`. */
+export interface NegotiatorOptions {
+  localName: string;
+  cryptAlgos: readonly AlgoPreference<CipherAlgo>[];
+  compAlgos: readonly AlgoPreference<CompressionAlgo>[];
+  store: SessionStore;
+  transport: NegotiationTransport;
+  events: NegotiatorEvents;
+  clock?: Clock;
+  /** Random bytes source; default `crypto.randomBytes`. */
+  random?: (n: number) => Buffer;
+  logger?: Logger;
+  /** Default 1 hour. */
+  rekeyIntervalMs?: number;
+  /** How long a replaced session stays accepted; default 30 s. */
+  overlapMs?: number;
+  /** Minimum spacing of rekeys asked for by `requestRekey`; default 30 s. */
+  triggeredRekeyMinIntervalMs?: number;
+  /** `ensureSession` gives up after this; default 20 s. */
+  negotiationTimeoutMs?: number;
+  /** First retry delay of a failed epoch-bump request (doubles up to 5 min); default 5 s. */
+  epochBumpRetryMs?: number;
+}
+
+/** Counters (monotonic). */
+export interface NegotiatorStats {
+  initiated: number;
+  completed: number;
+  failed: number;
+  conflicts: number;
+  abandoned: number;
+  rekeys: Record<string, number>;
+  rekeysRateLimited: number;
+  epochBumpsSent: number;
+  epochBumpsReceived: number;
+}
+
+interface Live {
+  params: SessionParams;
+  createdAt: number;
+}
+
+interface Outbound {
+  abandoned: boolean;
+}
+
+interface Pending {
+  localIndex: number;
+  remoteIndex: number;
+  choice: AlgoChoice;
+  txKey: Buffer;
+  rxKey: Buffer;
+}
+
+interface Waiter {
+  resolve: (s: SessionSummary) => void;
+  reject: (e: Error) => void;
+  timer: unknown;
+}
+
+interface PeerState {
+  current?: Live;
+  retiring: Map<number, { live: Live; timer: unknown }>;
+  outbound?: Outbound;
+  pending?: Pending;
+  waiters: Set<Waiter>;
+  rekeyTimer?: unknown;
+  bumpTimer?: unknown;
+  lastTriggered: number;
+}
+
+/** Orders node names by UTF-8 bytes (the tie-break and key-derivation order). */
+export function compareNodeNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function b64(value: unknown, min: number, max: number, what: string): Buffer {
+  if (typeof value !== 'string' || value.length > 4 * Math.ceil(max / 3)) throw new NegotiationError('ERR_NEGOTIATION_PROTOCOL', `${what} missing or too long`);
+  const b = Buffer.from(value, 'base64');
+  if (b.length < min || b.length > max || b.toString('base64') !== value) throw new NegotiationError('ERR_NEGOTIATION_PROTOCOL', `${what} must be ${min}-${max} bytes of base64`);
+  return b;
+}
+
+function u32(value: unknown, what: string, min = 1): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > MAX_EPOCH) throw new NegotiationError('ERR_NEGOTIATION_PROTOCOL', `${what} must be an integer ${min}-${MAX_EPOCH}`);
+  return value;
+}
+
+function obj(value: unknown): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new NegotiationError('ERR_NEGOTIATION_PROTOCOL', 'body is not an object');
+  return value as Record<string, unknown>;
+}
+
+function remoteCode(err: unknown): string | undefined {
+  const rc = (err as { remoteCode?: unknown }).remoteCode;
+  return typeof rc === 'string' ? rc : undefined;
+}
+
+const PENDING_KEY = 'cluevpn.negotiation.pending';
+
+/**
+ * Drives the negotiations of one node. Create, `attach` to the control
+ * server, `start()`, then call `ensureSession` / `requestRekey` /
+ * `noteRxEpoch` as the data plane asks; `stop()` on shutdown (after the
+ * data plane is closed: it zeroes all keys).
+ */
+export class Negotiator {
+  private readonly o: Required<Omit<NegotiatorOptions, 'logger' | 'clock' | 'random'>>;
+  private readonly clock: Clock;
+  private readonly random: (n: number) => Buffer;
+  private readonly log: Logger;
+  private readonly peers = new Map<string, PeerState>();
+  private readonly usedIndexes = new Set<number>();
+  private stopped = false;
+  private readonly counters: NegotiatorStats = {
+    initiated: 0,
+    completed: 0,
+    failed: 0,
+    conflicts: 0,
+    abandoned: 0,
+    rekeys: {},
+    rekeysRateLimited: 0,
+    epochBumpsSent: 0,
+    epochBumpsReceived: 0,
+  };
+
+  constructor(opts: NegotiatorOptions) {
+    if (opts.cryptAlgos.length === 0 || opts.compAlgos.length === 0) throw new NegotiationError('ERR_ALGO_CONFIG', 'cryptalgos and compalgos must not be empty');
+    this.o = {
+      rekeyIntervalMs: 3_600_000,
+      overlapMs: 30_000,
+      triggeredRekeyMinIntervalMs: 30_000,
+      negotiationTimeoutMs: 20_000,
+      epochBumpRetryMs: 5_000,
+      ...opts,
+    } as Required<Omit<NegotiatorOptions, 'logger' | 'clock' | 'random'>>;
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? ((n) => randomBytes(n));
+    this.log = opts.logger ?? silentLogger;
+  }
+
+  /** Registers the negotiation request handlers on a control server (or anything with the same `handle`). */
+  attach(server: { handle(type: string, handler: (body: unknown, ctx: IncomingContext) => unknown): void }): void {
+    server.handle(NegotiationMessage.negotiate, (body, ctx) => this.onNegotiate(body, ctx));
+    server.handle(NegotiationMessage.confirm, (body, ctx) => this.onConfirm(body, ctx));
+    server.handle(NegotiationMessage.epochBump, (body, ctx) => this.onEpochBump(body, ctx));
+  }
+
+  /**
+   * Restores the stored sessions (see "Restart" above). Call once, before
+   * the data plane sends anything. Throws the store's errors
+   * (`ERR_STATE_CORRUPT`).
+   */
+  start(): void {
+    this.o.store.bumpSendEpochs();
+    this.o.store.raiseRxFloors();
+    for (const s of this.o.store.listSessions()) {
+      const st = this.peer(s.peer);
+      const live: Live = { params: paramsOf(s), createdAt: s.createdAt };
+      st.current = live;
+      this.usedIndexes.add(s.localIndex);
+      this.log.info('session restored', { peer: s.peer, epoch: s.sendEpoch, floor: s.rxEpochFloor });
+      this.o.events.onSession(s.peer, live.params);
+      this.scheduleRekey(s.peer, st);
+      this.scheduleEpochBump(s.peer, st, live, 0);
+    }
+  }
+
+  /**
+   * Resolves when the pair has a session: at once if it has one, else after
+   * the running or a new negotiation (deduplicated). Rejects with
+   * `ERR_NEGOTIATION_TIMEOUT`, the failure of the negotiation, or
+   * `ERR_NEGOTIATION_CLOSED` on `stop()`.
+   */
+  ensureSession(peer: string): Promise<SessionSummary> {
+    if (this.stopped) return Promise.reject(new NegotiationError('ERR_NEGOTIATION_CLOSED', 'negotiator stopped'));
+    if (peer === this.o.localName) return Promise.reject(new NegotiationError('ERR_NEGOTIATION_PROTOCOL', 'a node cannot negotiate with itself'));
+    const st = this.peer(peer);
+    if (st.current) return Promise.resolve(summaryOf(peer, st.current));
+    const p = this.wait(peer, st);
+    this.startOutbound(peer, st, 'initial');
+    return p;
+  }
+
+  /**
+   * Asks for a new session (counter limit, authentication-failure burst,
+   * manual). Returns false when rate-limited or already negotiating.
+   */
+  requestRekey(peer: string, reason: RekeyReason): boolean {
+    if (this.stopped) return false;
+    const st = this.peer(peer);
+    const now = this.clock.now();
+    if (now - st.lastTriggered < this.o.triggeredRekeyMinIntervalMs) {
+      this.counters.rekeysRateLimited++;
+      return false;
+    }
+    if (st.outbound || st.pending) return false;
+    st.lastTriggered = now;
+    return this.startOutbound(peer, st, reason);
+  }
+
+  /** Persists that the data plane authenticated `epoch` on session `localIndex` (raises the rx floor). */
+  noteRxEpoch(peer: string, localIndex: number, epoch: number): void {
+    this.o.store.noteRxEpoch(peer, localIndex, epoch);
+  }
+
+  /** Forgets a peer (removed from the BNL): retires its sessions now and deletes them from the store. */
+  removePeer(peer: string): void {
+    const st = this.peers.get(peer);
+    if (!st) return;
+    if (st.outbound) st.outbound.abandoned = true;
+    this.dropPending(st);
+    this.clearTimers(st);
+    for (const w of st.waiters) this.settle(st, w, new NegotiationError('ERR_NEGOTIATION_CLOSED', `${peer} was removed`));
+    for (const [idx, r] of st.retiring) {
+      this.clock.clearTimeout(r.timer);
+      this.retireNow(peer, st, idx);
+    }
+    if (st.current) {
+      const live = st.current;
+      st.current = undefined;
+      this.emitRetire(peer, live);
+    }
+    this.o.store.deleteSession(peer);
+    this.peers.delete(peer);
+  }
+
+  /** Non-secret view of the current sessions. */
+  sessions(): SessionSummary[] {
+    const out: SessionSummary[] = [];
+    for (const [peer, st] of this.peers) if (st.current) out.push(summaryOf(peer, st.current));
+    return out;
+  }
+
+  /** A snapshot of the counters. */
+  stats(): NegotiatorStats {
+    return { ...this.counters, rekeys: { ...this.counters.rekeys } };
+  }
+
+  /** Stops timers, rejects waiters and zeroes every key held (call after the data plane has closed). */
+  stop(): void {
+    this.stopped = true;
+    for (const [peer, st] of this.peers) {
+      if (st.outbound) st.outbound.abandoned = true;
+      this.dropPending(st);
+      this.clearTimers(st);
+      for (const w of st.waiters) this.settle(st, w, new NegotiationError('ERR_NEGOTIATION_CLOSED', 'negotiator stopped'));
+      for (const r of st.retiring.values()) {
+        this.clock.clearTimeout(r.timer);
+        zero(r.live);
+      }
+      st.retiring.clear();
+      if (st.current) zero(st.current);
+      st.current = undefined;
+      this.log.debug('negotiator stopped for peer', { peer });
+    }
+  }
+
+  // ---- outbound ----------------------------------------------------------
+
+  private startOutbound(peer: string, st: PeerState, reason: RekeyReason | 'initial'): boolean {
+    if (this.stopped || st.outbound || st.pending) return false;
+    const ob: Outbound = { abandoned: false };
+    st.outbound = ob;
+    this.counters.initiated++;
+    if (reason !== 'initial') this.counters.rekeys[reason] = (this.counters.rekeys[reason] ?? 0) + 1;
+    this.runOutbound(peer, st, ob, reason)
+      .catch((err: unknown) => {
+        this.counters.failed++;
+        const rc = remoteCode(err);
+        if (rc === 'ERR_NEGOTIATION_CONFLICT') {
+          this.counters.conflicts++;
+          this.log.debug('negotiation yielded to the peer', { peer });
+          return; // the peer's negotiation wins; waiters stay until it completes
+        }
+        this.log.warn('negotiation failed', { peer, reason, err: (err as Error).message });
+        if (!st.pending) for (const w of st.waiters) this.settle(st, w, err as Error);
+      })
+      .finally(() => {
+        if (st.outbound === ob) st.outbound = undefined;
+      });
+    return true;
+  }
+
+  private async runOutbound(peer: string, st: PeerState, ob: Outbound, reason: RekeyReason | 'initial'): Promise<void> {
+    const myRandom = this.random(RANDOM_BYTES);
+    const myIndex = this.allocIndex();
+    let installed = false;
+    let ch: NegotiationChannel | undefined;
+    try {
+      ch = await this.o.transport.connect(peer);
+      if (ob.abandoned) return this.noteAbandoned(peer);
+      const resp = obj(
+        await ch.request(NegotiationMessage.negotiate, {
+          random: myRandom.toString('base64'),
+          index: myIndex,
+          crypt: this.o.cryptAlgos,
+          comp: this.o.compAlgos,
+        }),
+      );
+      if (ob.abandoned) return this.noteAbandoned(peer);
+      const peerRandom = b64(resp.random, RANDOM_BYTES, 64, 'random');
+      const remoteIndex = u32(resp.index, 'index');
+      const choice = chooseAlgorithms(
+        { crypt: this.o.cryptAlgos, comp: this.o.compAlgos },
+        { crypt: readWireAlgos(resp.crypt, CIPHER_ORDER, 256), comp: readWireAlgos(resp.comp, COMPRESSION_ORDER, 12) },
+      );
+      const theirChoice = obj(resp.choice);
+      const theirComp = obj(theirChoice.compression);
+      if (theirChoice.cipher !== choice.cipher || theirComp.algo !== choice.compression.algo || theirComp.level !== choice.compression.level) {
+        throw new NegotiationError('ERR_NEGOTIATION_PROTOCOL', `${peer} chose ${JSON.stringify(theirChoice)}, expected ${JSON.stringify(choice)}`);
+      }
+      const keys = deriveSessionKeys({ exporter: ch.exporter, localName: this.o.localName, peerName: peer, localRandom: myRandom, peerRandom, localIndex: myIndex, remoteIndex, choice });
+      peerRandom.fill(0);
+      st.outbound = undefined; // from here on the attempt cannot be abandoned: it is ours
+      this.install(peer, st, { localIndex: myIndex, remoteIndex, choice, ...keys });
+      installed = true;
+      this.log.info('session negotiated', { peer, role: 'initiator', reason, cipher: choice.cipher });
+      try {
+        await ch.request(NegotiationMessage.confirm, { index: remoteIndex });
+      } catch (err) {
+        this.log.warn('negotiation confirm failed; renegotiating', { peer, err: (err as Error).message });
+        this.clock.setTimeout(() => {
+          if (!this.stopped && this.peers.get(peer) === st) this.startOutbound(peer, st, 'confirm-failed');
+        }, 1_000);
+      }
+    } finally {
+      myRandom.fill(0);
+      if (!installed) this.usedIndexes.delete(myIndex);
+      ch?.close();
+    }
+  }
+
+  private noteAbandoned(peer: string): void {
+    this.counters.abandoned++;
+    this.log.debug('outbound negotiation abandoned for the peer-initiated one', { peer });
+  }
+
+  // ---- incoming ----------------------------------------------------------
+
+  private onNegotiate(body: unknown, ctx: IncomingContext): unknown {
+    if (this.stopped) throw new NegotiationError('ERR_NEGOTIATION_CLOSED', 'shutting down');
+    const peer = ctx.peer.name;
+    if (peer === this.o.localName) throw new NegotiationError('ERR_NEGOTIATION_PROTOCOL', 'a node cannot negotiate with itself');
+    const b = obj(body);
+    const peerRandom = b64(b.random, RANDOM_BYTES, 64, 'random');
+    const remoteIndex = u32(b.index, 'index');
+    const theirs = { crypt: readWireAlgos(b.crypt, CIPHER_ORDER, 256), comp: readWireAlgos(b.comp, COMPRESSION_ORDER, 12) };
+    const choice = chooseAlgorithms({ crypt: this.o.cryptAlgos, comp: this.o.compAlgos }, theirs);
+    const st = this.peer(peer);
+    if (st.outbound) {
+      if (compareNodeNames(peer, this.o.localName) < 0) {
+        st.outbound.abandoned = true; // the lower name's negotiation wins
+        st.outbound = undefined;
+      } else {
+        this.counters.conflicts++;
+        throw new NegotiationError('ERR_NEGOTIATION_CONFLICT', 'a negotiation initiated by the lower name is running');
+      }
+    }
+    const myRandom = this.random(RANDOM_BYTES);
+    const localIndex = this.allocIndex();
+    const keys = deriveSessionKeys({ exporter: ctx.exporter, localName: this.o.localName, peerName: peer, localRandom: myRandom, peerRandom, localIndex, remoteIndex, choice });
+    peerRandom.fill(0);
+    this.dropPending(st);
+    const pending: Pending = { localIndex, remoteIndex, choice, ...keys };
+    st.pending = pending;
+    ctx.state.set(PENDING_KEY, pending);
+    ctx.onClose(() => {
+      if (st.pending !== pending) return;
+      this.dropPending(st);
+      if (st.waiters.size > 0 && !st.current) this.startOutbound(peer, st, 'initial');
+    });
+    const answer = {
+      random: myRandom.toString('base64'),
+      index: localIndex,
+      crypt: this.o.cryptAlgos,
+      comp: this.o.compAlgos,
+      choice: { cipher: choice.cipher, compression: choice.compression },
+    };
+    myRandom.fill(0);
+    return answer;
+  }
+
+  private onConfirm(body: unknown, ctx: IncomingContext): unknown {
+    const peer = ctx.peer.name;
+    const b = obj(body);
+    const st = this.peers.get(peer);
+    const pending = ctx.state.get(PENDING_KEY) as Pending | undefined;
+    if (!st || !pending || st.pending !== pending || b.index !== pending.localIndex) {
+      throw new NegotiationError('ERR_NEGOTIATION_CONFLICT', 'no matching pending negotiation');
+    }
+    st.pending = undefined;
+    ctx.state.delete(PENDING_KEY);
+    this.install(peer, st, pending);
+    this.log.info('session negotiated', { peer, role: 'responder', cipher: pending.choice.cipher });
+    return {};
+  }
+
+  private onEpochBump(body: unknown, ctx: IncomingContext): unknown {
+    const peer = ctx.peer.name;
+    const b = obj(body);
+    const index = u32(b.index, 'index');
+    const minEpoch = u32(b.minEpoch, 'minEpoch', 0);
+    const st = this.peers.get(peer);
+    const cur = st?.current;
+    if (!st || !cur || cur.params.localIndex !== index) throw new NegotiationError('ERR_NO_SESSION', 'no such session');
+    this.counters.epochBumpsReceived++;
+    const epoch = this.o.store.bumpSendEpoch(peer, minEpoch);
+    if (epoch === undefined) {
+      st.current = undefined;
+      this.retireLater(peer, st, cur);
+      this.startOutbound(peer, st, 'epoch-exhausted');
+      throw new NegotiationError('ERR_NO_SESSION', 'send epochs exhausted; renegotiating');
+    }
+    cur.params.txEpoch = epoch;
+    this.o.events.onTxEpoch(peer, index, epoch);
+    return { epoch };
+  }
+
+  // ---- session lifecycle ------------------------------------------------
+
+  private install(peer: string, st: PeerState, s: Pending): void {
+    const now = this.clock.now();
+    const params: SessionParams = {
+      localIndex: s.localIndex,
+      remoteIndex: s.remoteIndex,
+      cipher: DATAPLANE_CIPHER[s.choice.cipher],
+      txKey: s.txKey,
+      rxKey: s.rxKey,
+      txEpoch: 1,
+      rxEpochFloor: 1,
+      compression: { algo: s.choice.compression.algo, level: s.choice.compression.level },
+    };
+    try {
+      this.o.store.putSession({ peer, localIndex: s.localIndex, remoteIndex: s.remoteIndex, cipher: params.cipher, compression: params.compression, txKey: s.txKey, rxKey: s.rxKey, createdAt: now, sendEpoch: 1, rxEpochFloor: 1 });
+    } catch (err) {
+      s.txKey.fill(0);
+      s.rxKey.fill(0);
+      this.usedIndexes.delete(s.localIndex);
+      throw err;
+    }
+    const old = st.current;
+    const live: Live = { params, createdAt: now };
+    st.current = live;
+    this.counters.completed++;
+    this.o.events.onSession(peer, params);
+    if (old) this.retireLater(peer, st, old);
+    if (st.bumpTimer !== undefined) {
+      this.clock.clearTimeout(st.bumpTimer);
+      st.bumpTimer = undefined;
+    }
+    this.scheduleRekey(peer, st);
+    const summary = summaryOf(peer, live);
+    for (const w of st.waiters) this.settle(st, w, undefined, summary);
+  }
+
+  private retireLater(peer: string, st: PeerState, live: Live): void {
+    const idx = live.params.localIndex;
+    const timer = this.clock.setTimeout(() => this.retireNow(peer, st, idx), this.o.overlapMs);
+    st.retiring.set(idx, { live, timer });
+  }
+
+  private retireNow(peer: string, st: PeerState, idx: number): void {
+    const r = st.retiring.get(idx);
+    if (!r) return;
+    st.retiring.delete(idx);
+    this.emitRetire(peer, r.live);
+  }
+
+  private emitRetire(peer: string, live: Live): void {
+    try {
+      this.o.events.onRetire(peer, live.params.localIndex);
+    } finally {
+      zero(live);
+      this.usedIndexes.delete(live.params.localIndex);
+    }
+  }
+
+  private scheduleRekey(peer: string, st: PeerState): void {
+    if (st.rekeyTimer !== undefined) this.clock.clearTimeout(st.rekeyTimer);
+    const cur = st.current;
+    if (!cur) return;
+    const jitter = (this.random(2).readUInt16BE(0) / 65535) * 0.05 * this.o.rekeyIntervalMs;
+    const due = cur.createdAt + this.o.rekeyIntervalMs + jitter - this.clock.now();
+    st.rekeyTimer = this.clock.setTimeout(() => {
+      st.rekeyTimer = undefined;
+      if (st.current === cur && !this.startOutbound(peer, st, 'interval')) this.scheduleRekeyRetry(peer, st, cur);
+    }, Math.max(0, due));
+  }
+
+  private scheduleRekeyRetry(peer: string, st: PeerState, cur: Live): void {
+    st.rekeyTimer = this.clock.setTimeout(() => {
+      st.rekeyTimer = undefined;
+      if (st.current === cur && !this.startOutbound(peer, st, 'interval')) this.scheduleRekeyRetry(peer, st, cur);
+    }, 5_000);
+  }
+
+  private scheduleEpochBump(peer: string, st: PeerState, live: Live, attempt: number): void {
+    const delay = attempt === 0 ? 0 : Math.min(this.o.epochBumpRetryMs * 2 ** (attempt - 1), 300_000);
+    st.bumpTimer = this.clock.setTimeout(() => {
+      st.bumpTimer = undefined;
+      if (this.stopped || st.current !== live) return;
+      this.requestEpochBump(peer, live).then(
+        (epoch) => this.log.info('peer moved its send epoch', { peer, epoch }),
+        (err: unknown) => {
+          if (this.stopped || st.current !== live) return;
+          if (remoteCode(err) === 'ERR_NO_SESSION') {
+            this.log.warn('peer lost the session; renegotiating', { peer });
+            this.startOutbound(peer, st, 'peer-lost-session');
+            return;
+          }
+          this.log.debug('epoch-bump request failed; will retry', { peer, err: (err as Error).message });
+          this.scheduleEpochBump(peer, st, live, attempt + 1);
+        },
+      );
+    }, delay);
+  }
+
+  private async requestEpochBump(peer: string, live: Live): Promise<number> {
+    const ch = await this.o.transport.connect(peer);
+    try {
+      this.counters.epochBumpsSent++;
+      const r = obj(await ch.request(NegotiationMessage.epochBump, { index: live.params.remoteIndex, minEpoch: live.params.rxEpochFloor }));
+      return u32(r.epoch, 'epoch');
+    } finally {
+      ch.close();
+    }
+  }
+
+  // ---- helpers -----------------------------------------------------------
+
+  private peer(name: string): PeerState {
+    let st = this.peers.get(name);
+    if (!st) {
+      st = { retiring: new Map(), waiters: new Set(), lastTriggered: -Infinity };
+      this.peers.set(name, st);
+    }
+    return st;
+  }
+
+  private wait(peer: string, st: PeerState): Promise<SessionSummary> {
+    return new Promise<SessionSummary>((resolve, reject) => {
+      const w: Waiter = { resolve, reject, timer: undefined };
+      w.timer = this.clock.setTimeout(() => {
+        this.settle(st, w, new NegotiationError('ERR_NEGOTIATION_TIMEOUT', `no session with ${peer} after ${this.o.negotiationTimeoutMs} ms`));
+      }, this.o.negotiationTimeoutMs);
+      st.waiters.add(w);
+    });
+  }
+
+  private settle(st: PeerState, w: Waiter, err: Error | undefined, s?: SessionSummary): void {
+    if (!st.waiters.delete(w)) return;
+    this.clock.clearTimeout(w.timer);
+    if (err) w.reject(err);
+    else w.resolve(s!);
+  }
+
+  private dropPending(st: PeerState): void {
+    const p = st.pending;
+    if (!p) return;
+    st.pending = undefined;
+    p.txKey.fill(0);
+    p.rxKey.fill(0);
+    this.usedIndexes.delete(p.localIndex);
+  }
+
+  private clearTimers(st: PeerState): void {
+    if (st.rekeyTimer !== undefined) this.clock.clearTimeout(st.rekeyTimer);
+    if (st.bumpTimer !== undefined) this.clock.clearTimeout(st.bumpTimer);
+    st.rekeyTimer = undefined;
+    st.bumpTimer = undefined;
+  }
+
+  private allocIndex(): number {
+    for (;;) {
+      const idx = this.random(4).readUInt32BE(0);
+      if (idx !== 0 && !this.usedIndexes.has(idx)) {
+        this.usedIndexes.add(idx);
+        return idx;
+      }
+    }
+  }
+}
+
+function zero(live: Live): void {
+  live.params.txKey.fill(0);
+  live.params.rxKey.fill(0);
+}
+
+function paramsOf(s: StoredSession): SessionParams {
+  return {
+    localIndex: s.localIndex,
+    remoteIndex: s.remoteIndex,
+    cipher: s.cipher,
+    txKey: s.txKey,
+    rxKey: s.rxKey,
+    txEpoch: s.sendEpoch,
+    rxEpochFloor: s.rxEpochFloor,
+    compression: { ...s.compression },
+  };
+}
+
+function summaryOf(peer: string, live: Live): SessionSummary {
+  const p = live.params;
+  return { peer, localIndex: p.localIndex, remoteIndex: p.remoteIndex, cipher: p.cipher, compression: { ...p.compression }, createdAt: live.createdAt };
+}

@@ -1,0 +1,285 @@
+/**
+ * The state database (better-sqlite3): one row per peer with the pair's
+ * current session, so that a restart does not renegotiate.
+ *
+ * - File mode 0600, created with that mode before SQLite opens it
+ *   (the -wal/-shm files inherit it from the database file).
+ * - WAL, `synchronous = FULL` (an epoch bump is durable when the call
+ *   returns), `secure_delete = ON` plus a WAL checkpoint after keys are
+ *   replaced or deleted, so retired keys do not linger in the file.
+ * - Schema version in `PRAGMA user_version`; migrations run in one
+ *   transaction; a database from a newer version is refused.
+ * - Anything unreadable (not a database, failed integrity check, bad row)
+ *   throws `StateCorruptError` (`ERR_STATE_CORRUPT`) naming the file and
+ *   the way out — it is never reset silently.
+ */
+import { chmodSync, closeSync, constants, openSync, statSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { CompressionAlgo } from './algorithms.js';
+import { DATAPLANE_CIPHER, type DataplaneCipher } from './algorithms.js';
+import { NegotiationError, StateCorruptError } from './errors.js';
+import { KEY_BYTES } from './keys.js';
+
+/** Specification: current schema version (`PRAGMA user_version`). */
+export const SCHEMA_VERSION = 1;
+/** Specification: largest send epoch (u32 on the wire). */
+export const MAX_EPOCH = 0xffffffff;
+
+const MIGRATIONS: Record<number, string> = {
+  1: `CREATE TABLE sessions (
+        peer TEXT PRIMARY KEY NOT NULL,
+        local_index INTEGER NOT NULL UNIQUE,
+        remote_index INTEGER NOT NULL,
+        cipher TEXT NOT NULL,
+        comp_algo TEXT NOT NULL,
+        comp_level INTEGER NOT NULL,
+        tx_key BLOB NOT NULL,
+        rx_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        send_epoch INTEGER NOT NULL,
+        rx_epoch_floor INTEGER NOT NULL
+      ) STRICT`,
+};
+
+/** A pair's session as persisted. Key buffers are secret; the reader owns the returned copies. */
+export interface StoredSession {
+  peer: string;
+  localIndex: number;
+  remoteIndex: number;
+  cipher: DataplaneCipher;
+  compression: { algo: CompressionAlgo; level: number };
+  txKey: Buffer;
+  rxKey: Buffer;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** The send epoch currently in use (persisted before use). */
+  sendEpoch: number;
+  /** Lowest receive epoch accepted from the peer. */
+  rxEpochFloor: number;
+}
+
+/** The store operations the `Negotiator` needs (implemented by `StateStore` and by the memory store in `./testing`). */
+export interface SessionStore {
+  listSessions(): StoredSession[];
+  getSession(peer: string): StoredSession | undefined;
+  /** Inserts or replaces the peer's session (the old keys are erased). */
+  putSession(s: StoredSession): void;
+  /** Deletes the peer's session (keys erased); no-op when absent. */
+  deleteSession(peer: string): void;
+  /** +1 on every session's send epoch in one transaction; sessions at `MAX_EPOCH` are deleted. Returns peer → new epoch. */
+  bumpSendEpochs(): Map<string, number>;
+  /** Sets the peer's send epoch to max(current + 1, `atLeast`); returns it, or undefined (session deleted) when it would pass `MAX_EPOCH` or there is no session. */
+  bumpSendEpoch(peer: string, atLeast?: number): number | undefined;
+  /** +1 on every session's rx epoch floor in one transaction (on start: the replay window was lost). Returns peer → new floor. */
+  raiseRxFloors(): Map<string, number>;
+  /** Raises the peer's rx floor to `epoch` if it is higher and the session's local index matches. */
+  noteRxEpoch(peer: string, localIndex: number, epoch: number): void;
+}
+
+interface Row {
+  peer: string;
+  local_index: number;
+  remote_index: number;
+  cipher: string;
+  comp_algo: string;
+  comp_level: number;
+  tx_key: Buffer;
+  rx_key: Buffer;
+  created_at: number;
+  send_epoch: number;
+  rx_epoch_floor: number;
+}
+
+function isSqliteCorruption(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^SQLITE_(NOTADB|CORRUPT|CANTOPEN|IOERR|PERM|READONLY|AUTH)/.test(code);
+}
+
+/** Options of `StateStore.open`. */
+export interface StateStoreOptions {
+  /** Open read-only (inspection tools). */
+  readonly?: boolean;
+}
+
+/** The SQLite state store. One instance per file per process; `close()` when done. */
+export class StateStore implements SessionStore {
+  private constructor(
+    /** Path of the database file. */
+    readonly file: string,
+    private readonly db: Database.Database,
+  ) {}
+
+  /**
+   * Opens (creating with mode 0600 if absent) and migrates the database.
+   * Throws `StateCorruptError` when the file is not a usable database;
+   * `NegotiationError('ERR_STATE_IO')` when it cannot be created.
+   */
+  static open(file: string, opts: StateStoreOptions = {}): StateStore {
+    try {
+      const fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o600);
+      closeSync(fd);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EISDIR' || code === 'EPERM') throw new StateCorruptError(file, `cannot open: ${code}`, { cause: err });
+      throw new NegotiationError('ERR_STATE_IO', `cannot create state database ${file}: ${String(code ?? err)}`, { cause: err });
+    }
+    if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(file, { readonly: opts.readonly === true, fileMustExist: true });
+      const store = new StateStore(file, db);
+      store.init(opts.readonly === true);
+      return store;
+    } catch (err) {
+      db?.close();
+      if (err instanceof NegotiationError) throw err;
+      if (isSqliteCorruption(err)) throw new StateCorruptError(file, String((err as Error).message), { cause: err });
+      throw err;
+    }
+  }
+
+  private init(readonly: boolean): void {
+    const db = this.db;
+    if (!readonly) {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+    }
+    db.pragma('secure_delete = ON');
+    db.pragma('foreign_keys = ON');
+    const check = db.pragma('quick_check', { simple: true });
+    if (check !== 'ok') throw new StateCorruptError(this.file, `integrity check: ${String(check)}`);
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) throw new StateCorruptError(this.file, `schema version ${version} is newer than this program (${SCHEMA_VERSION})`);
+    if (version < SCHEMA_VERSION) {
+      if (readonly) throw new StateCorruptError(this.file, `schema version ${version} needs a migration; open it read-write`);
+      db.transaction(() => {
+        for (let v = version + 1; v <= SCHEMA_VERSION; v++) {
+          db.exec(MIGRATIONS[v]!);
+          db.pragma(`user_version = ${v}`);
+        }
+      }).immediate();
+    }
+    // Validate every row now, so corruption is reported at start, not mid-traffic.
+    this.listSessions();
+  }
+
+  private toSession(r: Row): StoredSession {
+    const cipherOk = (Object.values(DATAPLANE_CIPHER) as string[]).includes(r.cipher);
+    const compOk = r.comp_algo === 'none' || r.comp_algo === 'lz4';
+    if (!cipherOk || !compOk || !Buffer.isBuffer(r.tx_key) || r.tx_key.length !== KEY_BYTES || !Buffer.isBuffer(r.rx_key) || r.rx_key.length !== KEY_BYTES) {
+      throw new StateCorruptError(this.file, `bad session row for peer ${JSON.stringify(r.peer)}`);
+    }
+    return {
+      peer: r.peer,
+      localIndex: r.local_index,
+      remoteIndex: r.remote_index,
+      cipher: r.cipher as DataplaneCipher,
+      compression: { algo: r.comp_algo as CompressionAlgo, level: r.comp_level },
+      txKey: r.tx_key,
+      rxKey: r.rx_key,
+      createdAt: r.created_at,
+      sendEpoch: r.send_epoch,
+      rxEpochFloor: r.rx_epoch_floor,
+    };
+  }
+
+  private wrap<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (isSqliteCorruption(err)) throw new StateCorruptError(this.file, String((err as Error).message), { cause: err });
+      throw err;
+    }
+  }
+
+  /** All sessions (fresh key copies owned by the caller). */
+  listSessions(): StoredSession[] {
+    return this.wrap(() => (this.db.prepare('SELECT * FROM sessions ORDER BY peer').all() as Row[]).map((r) => this.toSession(r)));
+  }
+
+  /** The peer's session, or undefined. */
+  getSession(peer: string): StoredSession | undefined {
+    return this.wrap(() => {
+      const r = this.db.prepare('SELECT * FROM sessions WHERE peer = ?').get(peer) as Row | undefined;
+      return r ? this.toSession(r) : undefined;
+    });
+  }
+
+  /** Inserts or replaces the peer's session; the replaced keys are overwritten (secure_delete) and the WAL checkpointed. */
+  putSession(s: StoredSession): void {
+    this.wrap(() => {
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM sessions WHERE peer = ? OR local_index = ?').run(s.peer, s.localIndex);
+        this.db
+          .prepare(
+            `INSERT INTO sessions (peer, local_index, remote_index, cipher, comp_algo, comp_level, tx_key, rx_key, created_at, send_epoch, rx_epoch_floor)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(s.peer, s.localIndex, s.remoteIndex, s.cipher, s.compression.algo, s.compression.level, s.txKey, s.rxKey, Math.floor(s.createdAt), s.sendEpoch, s.rxEpochFloor);
+      }).immediate();
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    });
+  }
+
+  /** Deletes the peer's session (keys overwritten, WAL checkpointed). */
+  deleteSession(peer: string): void {
+    this.wrap(() => {
+      this.db.prepare('DELETE FROM sessions WHERE peer = ?').run(peer);
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    });
+  }
+
+  /** See `SessionStore.bumpSendEpochs`. Durable when it returns. */
+  bumpSendEpochs(): Map<string, number> {
+    return this.wrap(() =>
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM sessions WHERE send_epoch >= ?').run(MAX_EPOCH);
+        this.db.prepare('UPDATE sessions SET send_epoch = send_epoch + 1').run();
+        const out = new Map<string, number>();
+        for (const r of this.db.prepare('SELECT peer, send_epoch FROM sessions').all() as Array<{ peer: string; send_epoch: number }>) out.set(r.peer, r.send_epoch);
+        return out;
+      }).immediate(),
+    );
+  }
+
+  /** See `SessionStore.bumpSendEpoch`. Durable when it returns. */
+  bumpSendEpoch(peer: string, atLeast = 0): number | undefined {
+    return this.wrap(() =>
+      this.db.transaction(() => {
+        const r = this.db.prepare('SELECT send_epoch FROM sessions WHERE peer = ?').get(peer) as { send_epoch: number } | undefined;
+        if (!r) return undefined;
+        const next = Math.max(r.send_epoch + 1, atLeast);
+        if (next > MAX_EPOCH) {
+          this.db.prepare('DELETE FROM sessions WHERE peer = ?').run(peer);
+          return undefined;
+        }
+        this.db.prepare('UPDATE sessions SET send_epoch = ? WHERE peer = ?').run(next, peer);
+        return next;
+      }).immediate(),
+    );
+  }
+
+  /** See `SessionStore.raiseRxFloors`. */
+  raiseRxFloors(): Map<string, number> {
+    return this.wrap(() =>
+      this.db.transaction(() => {
+        this.db.prepare('UPDATE sessions SET rx_epoch_floor = MIN(rx_epoch_floor + 1, ?)').run(MAX_EPOCH);
+        const out = new Map<string, number>();
+        for (const r of this.db.prepare('SELECT peer, rx_epoch_floor FROM sessions').all() as Array<{ peer: string; rx_epoch_floor: number }>) out.set(r.peer, r.rx_epoch_floor);
+        return out;
+      }).immediate(),
+    );
+  }
+
+  /** See `SessionStore.noteRxEpoch`. */
+  noteRxEpoch(peer: string, localIndex: number, epoch: number): void {
+    this.wrap(() => {
+      this.db.prepare('UPDATE sessions SET rx_epoch_floor = ? WHERE peer = ? AND local_index = ? AND rx_epoch_floor < ?').run(epoch, peer, localIndex, epoch);
+    });
+  }
+
+  /** Closes the database. */
+  close(): void {
+    this.db.close();
+  }
+}
