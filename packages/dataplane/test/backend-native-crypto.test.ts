@@ -288,6 +288,33 @@ describe('native crypto backend', () => {
     for (const h of handles) be.destroyKey(h);
   });
 
+  it('random indices only ever succeed or throw a stable code, and never write outside the buffer', () => {
+    const be = nativeCryptoBackend();
+    const h = be.createKey(CipherId.AES_256_GCM, randomBytes(32));
+    const backing = new Uint8Array(1024).fill(0x5c);
+    const buf = Buffer.from(backing.buffer, 256, 512);
+    const rnd = (): number => {
+      const r = randomInt(10);
+      if (r === 0) return -randomInt(1, 1 << 30);
+      if (r === 1) return randomInt(1 << 30, 2 ** 31 - 1);
+      return randomInt(0, 600);
+    };
+    const codes = new Set<string | undefined>();
+    for (let round = 0; round < 2000; round++) {
+      const n = randomInt(0, 6);
+      const offs = Int32Array.from({ length: n }, rnd);
+      const lens = Int32Array.from({ length: n }, rnd);
+      const hs = Int32Array.from({ length: n }, () => (randomInt(4) === 0 ? randomInt(-5, 5) : h));
+      const count = randomInt(0, 8);
+      const ok = new Uint8Array(randomInt(0, 8));
+      codes.add(codeOf(() => (round % 2 ? be.sealBatch(buf, count, offs, lens, hs) : be.openBatch(buf, count, offs, lens, hs, ok))));
+    }
+    for (const c of codes) assert.ok(c === undefined || c === 'ERR_DP_NATIVE' || c === 'ERR_DP_KEY', `code ${c}`);
+    assert.ok(codes.has('ERR_DP_NATIVE') && codes.has(undefined), 'both outcomes were exercised');
+    assert.ok(backing.subarray(0, 256).every((b) => b === 0x5c) && backing.subarray(768).every((b) => b === 0x5c), 'no write outside');
+    be.destroyKey(h);
+  });
+
   it('an empty batch is a no-op', () => {
     const be = nativeCryptoBackend();
     const buf = Buffer.alloc(0);
