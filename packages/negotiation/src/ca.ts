@@ -204,7 +204,13 @@ export function signCsr(csrPem: string, ca: CaMaterial, opts: SignOptions = {}):
   } catch (err) {
     throw new CaError('ERR_CA_INPUT', 'not a PEM RSA certificate signing request', { cause: err });
   }
-  if (!csr.verify()) throw new CaError('ERR_CA_INVALID', 'the CSR signature does not verify');
+  let verified: boolean;
+  try {
+    verified = csr.verify();
+  } catch (err) {
+    throw new CaError('ERR_CA_INVALID', 'the CSR signature does not verify', { cause: err });
+  }
+  if (!verified) throw new CaError('ERR_CA_INVALID', 'the CSR signature does not verify');
   const cn = attr(csr, 'CN');
   if (cn === undefined) throw new CaError('ERR_CA_INVALID', 'the CSR has no common name');
   checkName(cn, 'CSR common name');

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { SCHEMA_VERSION, StateStore, type StoredSession } from '../src/index.js';
+import { tempDir } from './helpers.js';
+
+const t = tempDir('neg-store-');
+after(t.cleanup);
+let n = 0;
+const dbPath = () => join(t.dir, `s${++n}.db`);
+
+function session(peer: string, localIndex: number, fill: number): StoredSession {
+  return {
+    peer,
+    localIndex,
+    remoteIndex: localIndex + 1000,
+    cipher: 'chacha20-poly1305',
+    compression: { algo: 'lz4', level: 1 },
+    txKey: Buffer.alloc(32, fill),
+    rxKey: Buffer.alloc(32, fill + 1),
+    createdAt: 1_700_000_000_000,
+    sendEpoch: 1,
+    rxEpochFloor: 1,
+  };
+}
+
+describe('StateStore', () => {
+  test('created 0600, WAL, schema version', () => {
+    const f = dbPath();
+    const s = StateStore.open(f);
+    s.close();
+    assert.equal(statSync(f).mode & 0o777, 0o600);
+    const db = new Database(f, { readonly: true });
+    assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+    assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+    db.close();
+  });
+
+  test('an existing file with a wide mode is tightened', () => {
+    const f = dbPath();
+    writeFileSync(f, '', { mode: 0o644 });
+    StateStore.open(f).close();
+    assert.equal(statSync(f).mode & 0o777, 0o600);
+  });
+
+  test('sessions persist across reopen; epochs bump in one step each start', () => {
+    const f = dbPath();
+    let s = StateStore.open(f);
+    s.putSession(session('bravo', 7, 0xaa));
+    s.putSession(session('carol', 8, 0xbb));
+    assert.deepEqual([...s.bumpSendEpochs()], [['bravo', 2], ['carol', 2]]);
+    s.close();
+    s = StateStore.open(f);
+    assert.deepEqual([...s.bumpSendEpochs()], [['bravo', 3], ['carol', 3]]);
+    const got = s.getSession('bravo')!;
+    assert.deepEqual(got.txKey, Buffer.alloc(32, 0xaa));
+    assert.equal(got.sendEpoch, 3);
+    assert.equal(s.bumpSendEpoch('bravo'), 4);
+    assert.equal(s.bumpSendEpoch('bravo', 10), 10);
+    assert.equal(s.bumpSendEpoch('nobody'), undefined);
+    s.noteRxEpoch('bravo', 7, 5);
+    s.noteRxEpoch('bravo', 7, 3); // never lowers
+    s.noteRxEpoch('bravo', 99, 50); // other session: ignored
+    assert.equal(s.getSession('bravo')!.rxEpochFloor, 5);
+    assert.equal(s.raiseRxFloors().get('bravo'), 6);
+    s.deleteSession('carol');
+    assert.deepEqual(s.listSessions().map((x) => x.peer), ['bravo']);
+    s.close();
+  });
+
+  test('an exhausted epoch deletes the session (renegotiate)', () => {
+    const s = StateStore.open(dbPath());
+    s.putSession({ ...session('bravo', 7, 1), sendEpoch: 0xffffffff });
+    s.putSession({ ...session('carol', 8, 1), sendEpoch: 0xfffffffe });
+    assert.deepEqual([...s.bumpSendEpochs()], [['carol', 0xffffffff]]);
+    assert.equal(s.bumpSendEpoch('carol'), undefined);
+    assert.equal(s.listSessions().length, 0);
+    s.close();
+  });
+
+  test('replaced keys are erased from the file', () => {
+    const f = dbPath();
+    const s = StateStore.open(f);
+    s.putSession(session('bravo', 7, 0x5a));
+    s.putSession(session('bravo', 9, 0x11));
+    s.close();
+    const bytes = Buffer.concat([readFileSync(f), existsSync(`${f}-wal`) ? readFileSync(`${f}-wal`) : Buffer.alloc(0)]);
+    assert.equal(bytes.indexOf(Buffer.alloc(32, 0x5a)), -1);
+    assert.equal(bytes.indexOf(Buffer.alloc(32, 0x5b)), -1);
+    assert.notEqual(bytes.indexOf(Buffer.alloc(32, 0x11)), -1);
+  });
+
+  test('garbage file: ERR_STATE_CORRUPT naming the file, file left alone', () => {
+    const f = dbPath();
+    const junk = Buffer.alloc(8192, 0x42);
+    writeFileSync(f, junk, { mode: 0o600 });
+    assert.throws(() => StateStore.open(f), (err: unknown) => (err as { code?: string }).code === 'ERR_STATE_CORRUPT' && (err as { file?: string }).file === f);
+    assert.deepEqual(readFileSync(f), junk);
+  });
+
+  test('damaged pages: ERR_STATE_CORRUPT', () => {
+    const f = dbPath();
+    const s = StateStore.open(f);
+    for (let i = 0; i < 50; i++) s.putSession(session(`peer${i}`, 100 + i, i));
+    s.close();
+    const buf = readFileSync(f);
+    buf.fill(0xff, 4096, 8192); // trash page 2, the root of the sessions table
+    writeFileSync(f, buf);
+    assert.throws(() => StateStore.open(f), { code: 'ERR_STATE_CORRUPT' });
+  });
+
+  test('a database from a newer version is refused', () => {
+    const f = dbPath();
+    StateStore.open(f).close();
+    const db = new Database(f);
+    db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
+    db.close();
+    assert.throws(() => StateStore.open(f), { code: 'ERR_STATE_CORRUPT' });
+  });
+
+  test('a bad row is reported at open', () => {
+    const f = dbPath();
+    const s = StateStore.open(f);
+    s.putSession(session('bravo', 7, 1));
+    s.close();
+    const db = new Database(f);
+    db.prepare("UPDATE sessions SET tx_key = x'00'").run();
+    db.close();
+    assert.throws(() => StateStore.open(f), { code: 'ERR_STATE_CORRUPT' });
+  });
+});
