@@ -134,7 +134,9 @@ static void do_close(udp_sock *s) {
     napi_delete_reference(s->env, s->cb_ref);
     s->cb_ref = NULL;
   }
-  if (s->actx != NULL) {
+  /* The async context and the object are still in use by on_readable when
+   * close() runs inside the receive callback: release them afterwards. */
+  if (s->actx != NULL && !s->in_callback) {
     napi_async_destroy(s->env, s->actx);
     s->actx = NULL;
   }
@@ -246,6 +248,10 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   }
   s->in_callback = 0;
   napi_close_handle_scope(env, scope);
+  if (s->closed && s->actx != NULL) {
+    napi_async_destroy(env, s->actx);
+    s->actx = NULL;
+  }
   if (s->release_self && s->self_ref != NULL) {
     s->release_self = 0;
     napi_ref r = s->self_ref;
