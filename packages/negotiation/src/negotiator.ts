@@ -642,8 +642,7 @@ export class Negotiator {
   }
 
   private scheduleEpochBump(peer: string, st: PeerState, live: Live, attempt: number): void {
-    const delay = attempt === 0 ? 0 : Math.min(this.o.epochBumpRetryMs * 2 ** (attempt - 1), 300_000);
-    st.bumpTimer = this.clock.setTimeout(() => {
+    const run = (): void => {
       st.bumpTimer = undefined;
       if (this.stopped || st.current !== live) return;
       this.requestEpochBump(peer, live).then(
@@ -659,7 +658,9 @@ export class Negotiator {
           this.scheduleEpochBump(peer, st, live, attempt + 1);
         },
       );
-    }, delay);
+    };
+    if (attempt === 0) run();
+    else st.bumpTimer = this.clock.setTimeout(run, Math.min(this.o.epochBumpRetryMs * 2 ** (attempt - 1), 300_000));
   }
 
   private async requestEpochBump(peer: string, live: Live): Promise<number> {

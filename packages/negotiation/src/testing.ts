@@ -23,7 +23,8 @@ export class MemoryNetwork {
   /** Every request sent: [from, to, type]. */
   readonly log: Array<[string, string, string]> = [];
 
-  constructor(private readonly delayMs = 0) {}
+  /** `delayMs`: fixed delay per delivery, or a function drawing one (to vary interleavings). */
+  constructor(private readonly delayMs: number | (() => number) = 0) {}
 
   /** The server side (`handle`) and client side (`transport`) of node `name`. */
   node(name: string): { handle(type: string, h: Handler): void; transport: NegotiationTransport } {
@@ -50,7 +51,8 @@ export class MemoryNetwork {
           reject(err as Error);
         }
       };
-      if (this.delayMs > 0) setTimeout(run, this.delayMs);
+      const d = typeof this.delayMs === 'number' ? this.delayMs : this.delayMs();
+      if (d > 0) setTimeout(run, d);
       else setImmediate(run);
     });
   }
