@@ -189,7 +189,14 @@ export class PeerTable {
     const peer = new Peer(id, typeof name === 'string' && name !== '' ? name : id, slot);
     this.bySlot[slot] = peer;
     this.byId.set(id, peer);
-    this.setSubnets(peer, prefixes);
+    try {
+      this.setSubnets(peer, prefixes);
+    } catch (err) {
+      this.byId.delete(id);
+      this.bySlot[slot] = undefined;
+      this.freeSlots.push(slot);
+      throw err;
+    }
     if (endpoint !== undefined) this.setEndpoint(peer, endpoint.host, endpoint.port);
     return peer;
   }
