@@ -15,17 +15,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { parseCompAlgos, parseCryptAlgos, type AlgoPreference, type CipherAlgo, type CompressionAlgo } from '@cluevpn/negotiation';
 import { ConfigError } from './errors.js';
 
-/** One `algo:bits-or-level:preference` item of `cryptalgos` / `compalgos`. */
-export interface AlgoPreference {
-  /** Algorithm name, e.g. `aes-256-gcm`, `chacha20-poly1305`, `none`, `lz4`. */
-  algo: string;
-  /** Key bits for a cipher, compression level for a compressor. */
-  param: number;
-  /** Preference weight (0–1000); the pair sums both sides' weights. */
-  preference: number;
-}
 
 /** Where the log goes. */
 export type LogMethod = 'stderr' | 'syslog' | 'file';
@@ -82,9 +74,9 @@ export interface DaemonConfig {
   /** Command run for each peer subnet that goes away. */
   subnetdowncmd: string | undefined;
   /** Cipher preferences. Default `aes-256-gcm:256:20 chacha20-poly1305:256:10`. */
-  cryptalgos: AlgoPreference[];
+  cryptalgos: AlgoPreference<CipherAlgo>[];
   /** Compression preferences. Default `none:0:10 lz4:1:5`. */
-  compalgos: AlgoPreference[];
+  compalgos: AlgoPreference<CompressionAlgo>[];
   /** Required OU in peer certificates, if set. */
   restrictouname: string | undefined;
   /** Never use IPv6 endpoints. Default no. */
@@ -93,7 +85,7 @@ export interface DaemonConfig {
   preferipv6: boolean;
   /** Inner MTU of the TUN device. Default 1420; at least 1280 unless `disableipv6`. */
   mtu: number;
-  /** Rekey interval in milliseconds (`rekey=120s`). Default 120 s, at least 10 s. */
+  /** Rekey interval in milliseconds (`rekey=1h`). Default 1 hour, at least 10 s. */
   rekeyMs: number;
   /** Base BNL pull interval in milliseconds (jittered ±25 %). Default 90 s, at least 1 s. */
   pullintervalMs: number;
@@ -137,6 +129,11 @@ export function confDir(env: ConfigEnv = process.env): string {
 export function runDir(env: ConfigEnv = process.env): string {
   return resolve(env.CLUEVPN_RUNDIR || '/run/cluevpn');
 }
+
+/** Default `cryptalgos`: AES-256-GCM preferred (AES-NI), ChaCha20-Poly1305 accepted. */
+export const DEFAULT_CRYPTALGOS = 'aes256gcm:256:20 chacha20poly1305:256:10';
+/** Default `compalgos`: no compression preferred on fast links, LZ4 level 1 accepted. */
+export const DEFAULT_COMPALGOS = 'none:0:10 lz4:1:5';
 
 const NETNAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 
@@ -214,35 +211,9 @@ const parseLogMethod: Parser<LogMethod> = (raw) =>
   raw === 'stderr' || raw === 'syslog' || raw === 'file' ? raw : bad(`'${raw}' is not one of stderr, syslog, file`);
 
 /** Known ciphers and the key bits each takes. */
-export const CIPHERS: Readonly<Record<string, number>> = { 'aes-256-gcm': 256, 'chacha20-poly1305': 256 };
-/** Known compressors and their level range. */
-export const COMPRESSORS: Readonly<Record<string, readonly [number, number]>> = { none: [0, 0], lz4: [0, 12] };
-
-const parseAlgoList = (kind: 'cipher' | 'compressor'): Parser<AlgoPreference[]> => (raw) => {
-  const items = raw.split(/\s+/).filter((s) => s.length > 0);
-  if (items.length === 0) bad('empty list');
-  const seen = new Set<string>();
-  return items.map((item) => {
-    const m = /^([a-z0-9-]+):(\d+):(\d+)$/.exec(item);
-    if (!m) return bad(`'${item}' is not algo:${kind === 'cipher' ? 'keybits' : 'level'}:preference`);
-    const [, algo, p, pref] = m as unknown as [string, string, string, string];
-    const param = Number(p);
-    const preference = Number(pref);
-    if (kind === 'cipher') {
-      const bits = CIPHERS[algo];
-      if (bits === undefined) bad(`unknown cipher '${algo}' (known: ${Object.keys(CIPHERS).join(', ')})`);
-      if (param !== bits) bad(`${algo} takes ${bits}-bit keys, not ${param}`);
-    } else {
-      const range = COMPRESSORS[algo];
-      if (range === undefined) return bad(`unknown compressor '${algo}' (known: ${Object.keys(COMPRESSORS).join(', ')})`);
-      if (param < range[0] || param > range[1]) bad(`${algo} level ${param} is out of range ${range[0]}–${range[1]}`);
-    }
-    if (preference > 1000) bad(`preference ${preference} is out of range 0–1000`);
-    if (seen.has(algo)) bad(`${algo} is listed twice`);
-    seen.add(algo);
-    return { algo, param, preference };
-  });
-};
+/** Algorithm lists use the negotiation's own parser, so the config and the protocol agree on names. */
+const parseAlgoList = (kind: 'cipher' | 'compressor'): Parser<AlgoPreference[]> => (raw) =>
+  kind === 'cipher' ? parseCryptAlgos(raw) : parseCompAlgos(raw);
 
 // ---------------------------------------------------------------- the key table
 
@@ -396,19 +367,13 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     mysubnetupcmd: one<string>('mysubnetupcmd'),
     subnetupcmd: one<string>('subnetupcmd'),
     subnetdowncmd: one<string>('subnetdowncmd'),
-    cryptalgos: one<AlgoPreference[]>('cryptalgos') ?? [
-      { algo: 'aes-256-gcm', param: 256, preference: 20 },
-      { algo: 'chacha20-poly1305', param: 256, preference: 10 },
-    ],
-    compalgos: one<AlgoPreference[]>('compalgos') ?? [
-      { algo: 'none', param: 0, preference: 10 },
-      { algo: 'lz4', param: 1, preference: 5 },
-    ],
+    cryptalgos: one<AlgoPreference<CipherAlgo>[]>('cryptalgos') ?? parseCryptAlgos(DEFAULT_CRYPTALGOS),
+    compalgos: one<AlgoPreference<CompressionAlgo>[]>('compalgos') ?? parseCompAlgos(DEFAULT_COMPALGOS),
     restrictouname: one<string>('restrictouname'),
     disableipv6,
     preferipv6,
     mtu,
-    rekeyMs: one<number>('rekey') ?? 120_000,
+    rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
     user: one<string>('user'),
     group: one<string>('group'),

@@ -3,8 +3,9 @@
  * `src/main.ts` (`bin/cluevpnd`); this is the public surface for tests and
  * for tools that need the config parser.
  */
-export { loadConfig, parseConfig, locateConfig, confDir, runDir, CONFIG_KEYS, CIPHERS, COMPRESSORS, DEFAULT_MTU, DEFAULT_PORT, INLINE_PUBKEY_RE } from './config.js';
-export type { DaemonConfig, AlgoPreference, LogMethod, ConfigEnv, ConfigTarget, ParseConfigOptions } from './config.js';
+export { loadConfig, parseConfig, locateConfig, confDir, runDir, CONFIG_KEYS, DEFAULT_MTU, DEFAULT_PORT, INLINE_PUBKEY_RE } from './config.js';
+export { DEFAULT_CRYPTALGOS, DEFAULT_COMPALGOS } from './config.js';
+export type { DaemonConfig, LogMethod, ConfigEnv, ConfigTarget, ParseConfigOptions } from './config.js';
 export { createLogger, formatRecord, silentLogger, LogLevel, LOG_LEVEL_NAMES } from './logging.js';
 export type { Logger, RootLogger, LoggerOptions, LogFields, LogFieldName, LogLevelNumber } from './logging.js';
 export { startControlServer, prepareSocketPath, answer, CONTROL_PROTOCOL_VERSION, CONTROL_MAX_LINE } from './control.js';
