@@ -86,7 +86,7 @@ typedef struct tun_dev {
   int32_t slot;
   int32_t headroom;
 
-  napi_ref self_ref;   /* weak normally, strong while polling */
+  napi_ref self_ref;   /* weak normally, strong while polling (as are the callbacks) */
   napi_ref slab_ref;
   napi_ref offsets_ref;
   napi_ref lengths_ref;
@@ -161,14 +161,11 @@ static void release_js(tun_dev *d) {
     d->slab = NULL;
     d->offsets = d->lengths = NULL;
   }
-  if (d->self_ref) {
-    /* Only weak now (count 0): the JS object's finalizer still runs later. */
-    if (d->polling) {
-      uint32_t c;
-      napi_reference_unref(env, d->self_ref, &c);
-    }
-    napi_delete_reference(env, d->self_ref);
-    d->self_ref = NULL;
+  if (d->self_ref && d->polling) {
+    /* Back to weak. The reference itself is deleted only by the finalizer:
+     * deleting a napi_wrap result reference earlier would cancel the finalizer. */
+    uint32_t c;
+    napi_reference_unref(env, d->self_ref, &c);
   }
 }
 
@@ -200,6 +197,8 @@ static void cleanup_hook(void *arg) {
 static void finalize_dev(napi_env env, void *data, void *hint) {
   tun_dev *d = (tun_dev *)data;
   if (!d->closing) close_dev(d, 0);
+  if (d->self_ref) napi_delete_reference(env, d->self_ref);
+  d->self_ref = NULL;
   d->js_gone = 1;
   maybe_free(d);
 }
@@ -252,7 +251,11 @@ static void stop_polling(tun_dev *d) {
   uv_poll_stop(&d->poll);
   d->polling = 0;
   uint32_t c;
-  if (d->self_ref && !d->js_released) napi_reference_unref(d->env, d->self_ref, &c);
+  if (!d->js_released) {
+    napi_reference_unref(d->env, d->self_ref, &c);
+    napi_reference_unref(d->env, d->on_batch_ref, &c);
+    napi_reference_unref(d->env, d->on_error_ref, &c);
+  }
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {
@@ -457,8 +460,11 @@ static napi_value js_setup(napi_env env, napi_callback_info info) {
   CHECK_NAPI(env, napi_create_reference(env, argv[1], 1, &d->slab_ref));
   CHECK_NAPI(env, napi_create_reference(env, argv[2], 1, &d->offsets_ref));
   CHECK_NAPI(env, napi_create_reference(env, argv[3], 1, &d->lengths_ref));
-  CHECK_NAPI(env, napi_create_reference(env, argv[7], 1, &d->on_batch_ref));
-  CHECK_NAPI(env, napi_create_reference(env, argv[8], 1, &d->on_error_ref));
+  /* Weak until polling starts: the callbacks close over the JS device, so a
+   * strong reference would keep an idle, forgotten device alive forever. The
+   * wrapper holds them too, so they live as long as the device does. */
+  CHECK_NAPI(env, napi_create_reference(env, argv[7], 0, &d->on_batch_ref));
+  CHECK_NAPI(env, napi_create_reference(env, argv[8], 0, &d->on_error_ref));
   d->slab = (uint8_t *)slab;
   d->offsets = offs;
   d->lengths = lens;
@@ -490,7 +496,10 @@ static napi_value js_poll(napi_env env, napi_callback_info info) {
     }
     d->polling = 1;
     uint32_t c;
-    napi_reference_ref(env, d->self_ref, &c); /* no GC while polling, like a socket */
+    /* No GC while polling, like a socket. */
+    napi_reference_ref(env, d->self_ref, &c);
+    napi_reference_ref(env, d->on_batch_ref, &c);
+    napi_reference_ref(env, d->on_error_ref, &c);
   } else if (!on) {
     stop_polling(d);
   }

@@ -66,6 +66,9 @@ class NativeTunDevice implements TunDevice {
   #errorHandler: TunErrorHandler | null = null;
   #warned = false;
   readonly #statsBuf: Float64Array;
+  // Held here because the addon holds them weakly while not polling.
+  readonly #onBatch: (count: number) => void;
+  readonly #onNativeError: (kind: 0 | 1, value: unknown, syscall: string | undefined) => void;
 
   constructor(n: NativeTun, h: NativeHandle, name: string, o: ResolvedTunOptions) {
     this.#n = n;
@@ -99,7 +102,9 @@ class NativeTunDevice implements TunDevice {
             });
       this.#report(err);
     };
-    n.setup(h, batch.buffer, batch.offsets, batch.lengths, o.batchSize, o.slotSize, o.headroom, onBatch, onError);
+    this.#onBatch = onBatch;
+    this.#onNativeError = onError;
+    n.setup(h, batch.buffer, batch.offsets, batch.lengths, o.batchSize, o.slotSize, o.headroom, this.#onBatch, this.#onNativeError);
     this.#mtu = n.getMtu(name);
   }
 

@@ -131,6 +131,20 @@ test('deleting the interface under an open device reports ERR_TUN_IO and stops r
   });
 });
 
+test('a device dropped without close() is garbage-collected and closed; a polling one is kept', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'gc');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.equal(res.during, res.before + 1);
+    assert.equal(res.after, res.before, 'fd closed by the finalizer');
+    assert.equal(res.gone0, true);
+    assert.equal(res.alive1, true, 'polling device survives gc');
+    assert.equal(res.got, 1);
+    assert.equal(res.gone1, true);
+  });
+});
+
 test('the process exits by itself within a second of close()', { skip }, async () => {
   await withNetns(async (ns) => {
     const r = await inNetns(ns, 'exit-after-close', [], 5000);
