@@ -17,6 +17,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ControlError, request, requestReloadAndPush, type DaemonTarget } from './control/index.js';
 import { renderGraph, renderPeers, renderStatus } from './control/render.js';
+import { registerCaCommands } from './ca/index.js';
 
 /** Exit codes of `cluevpn`. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, noDaemon: 3 } as const;
@@ -103,23 +104,10 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Registers the CA commands when `./ca/index.js` exists (written by the CA work). */
-async function addCaCommands(program: Command): Promise<void> {
-  // TODO(ca): replace with `import { registerCaCommands } from './ca/index.js'` once that file
-  // exists; until then it is loaded by a computed specifier so this file builds without it.
-  const spec = './ca/index.js';
-  try {
-    const mod = (await import(spec)) as { registerCaCommands?: (p: Command) => void };
-    mod.registerCaCommands?.(program);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND' || !String((err as Error).message).includes('/ca/index.js')) throw err;
-  }
-}
-
 /** Runs `cluevpn` with `argv` (process.argv form) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
-  await addCaCommands(program);
+  registerCaCommands(program);
   try {
     await program.parseAsync(argv);
     return EXIT.ok;

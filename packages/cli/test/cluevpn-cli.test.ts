@@ -14,7 +14,7 @@ const BIN = fileURLToPath(new URL('../../bin/cluevpn', import.meta.url));
 function report(): StatusReport {
   const peer = {
     id: 2, endpoint: '10.9.0.2:3406', state: 'up' as const, cipher: 'aes-256-gcm', compression: 'none',
-    keyAgeMs: 65_000, lastRxMs: 2_000, lastNegotiationMs: 65_000, restored: false,
+    keyAgeMs: 65_000, lastRxMs: 2_000, lastNegotiationMs: 65_000, restored: false, negotiations: 1,
     rxPackets: 1500, rxBytes: 2_000_000, txPackets: 12, txBytes: 900, drops: { replay: 3, 'bad-mac': 0 }, bnlSerial: 7, subnets: ['10.42.2.0/24'],
   };
   return {

@@ -56,6 +56,8 @@ export interface PeerStatus {
   lastNegotiationMs: number | null;
   /** Whether the current keys were restored from the state store at start (no renegotiation). */
   restored: boolean;
+  /** Negotiations completed with this peer since the daemon started (0 after a restart that restored the keys). */
+  negotiations: number;
   rxPackets: number;
   rxBytes: number;
   txPackets: number;

@@ -6,12 +6,13 @@
  *     to start on a missing or invalid one, saying why), find ourselves by name
  *  3. TUN: open, MTU, up, own host addresses, routes for peers' subnets
  *  4. data plane on `port` (UDP), one peer per other node
- *  5. negotiation + TLS control channel on `port` (TCP) — NOT WIRED YET:
- *     `@cluevpn/negotiation` has not landed; see README "Status of the wiring"
+ *  5. mesh (`mesh.ts`): state store (send epochs bumped before anything is
+ *     sent), mutual-TLS control channel on `port` (TCP), negotiation wired
+ *     into the data plane, BNL gossip (pull timer, push handler)
  *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push)
  *  7. hooks: upcmd, mysubnetupcmd per own subnet, subnetupcmd per peer subnet
  *  8. drop privileges (`user`/`group`), then check the writable paths
- *  9. timers (BNL pull, proactive negotiation, rekey) — with step 5
+ *  (timers — BNL pull, proactive negotiation, rekey — belong to step 5)
  *
  * `stop` undoes the steps in reverse order (downcmd before the device
  * closes) and is bounded by the 2 s grace period of `signals.ts`.
@@ -31,6 +32,7 @@ import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type
 import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
 import type { DaemonConfig } from './config.js';
+import { startMesh, type Mesh } from './mesh.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { DaemonError } from './errors.js';
@@ -113,7 +115,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = root;
   const startedAt = Date.now();
   const undo: { what: string; fn: () => unknown }[] = [];
-  const peerSerials = new Map<string, number | null>();
+  /** Data-plane peer id (the BNL id as a string) ↔ node name, and each peer's chosen endpoint. */
+  const idToName = new Map<string, string>();
+  const nameToId = new Map<string, string>();
+  const endpoints = new Map<string, { host: string; port: number }>();
+  let mesh: Mesh | undefined;
+  /** Applying lists one at a time, in the order they were accepted. */
+  let applying: Promise<unknown> = Promise.resolve();
   let tun: TunDevice | undefined;
   let dataplane: Dataplane | undefined;
   let hooks: HookRunner | undefined;
@@ -170,9 +178,29 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
       events: {
-        onNoSession: (peerId) => dpLog.debug('traffic without a session', { peerid: peerId }),
-        onAuthFailures: (peerId, count) => dpLog.warn('authentication failures', { peerid: peerId, count }),
-        onEndpointChange: (peerId, host, port) => dpLog.info('peer roamed', { peerid: peerId, endpoint: `${host}:${port}` }),
+        onNoSession: (peerId) => {
+          const name = idToName.get(peerId);
+          if (name !== undefined) mesh?.noSession(name);
+        },
+        onRekeyNeeded: (peerId, reason) => {
+          const name = idToName.get(peerId);
+          if (name !== undefined) mesh?.rekey(name, 'counter-limit');
+          dpLog.info('rekey needed', { peer: name, reason });
+        },
+        onAuthFailures: (peerId, count) => {
+          const name = idToName.get(peerId);
+          dpLog.warn('authentication failures: renegotiating', { peer: name, count });
+          if (name !== undefined) mesh?.rekey(name, 'auth-failures');
+        },
+        onRxEpoch: (peerId, localIndex, epoch) => {
+          const name = idToName.get(peerId);
+          if (name !== undefined) mesh?.rxEpoch(name, localIndex, epoch);
+        },
+        onEndpointChange: (peerId, host, port) => {
+          const name = idToName.get(peerId);
+          if (name !== undefined) endpoints.set(name, { host, port: endpoints.get(name)?.port ?? port });
+          dpLog.info('peer roamed', { peer: name, endpoint: `${host}:${port}` });
+        },
       },
     });
     const dp = dataplane;
@@ -180,7 +208,25 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     dp.setLocalSubnets(self.subnets);
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
 
-    // 5. negotiation + TLS control channel: waits for @cluevpn/negotiation (see README).
+    // 5. mesh: state, control channel, negotiation, gossip
+    mesh = await startMesh({
+      config,
+      logger: log,
+      bnl: store,
+      dataplane: dp,
+      selfName: self.name,
+      peerId: (name) => nameToId.get(name),
+      controlAddress: (name) => endpoints.get(name),
+      apply: (result, source) => {
+        const done = applying.then(() => applyDiff(result.diff)).then(() =>
+          log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
+        );
+        applying = done.catch(() => undefined);
+        return done;
+      },
+    });
+    const ms = mesh;
+    undo.push({ what: 'mesh', fn: () => ms.close() });
 
     // 6. control socket
     control = await startControlServer({
@@ -249,8 +295,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   async function addPeer(n: BnlNode): Promise<void> {
     const endpoint = await chooseEndpoint(n, config, log);
-    dataplane!.addPeer({ id: String(n.id), name: n.name, subnets: n.subnets, ...(endpoint ? { endpoint } : {}) });
-    peerSerials.set(n.name, peerSerials.get(n.name) ?? null);
+    const id = String(n.id);
+    dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, ...(endpoint ? { endpoint } : {}) });
+    idToName.set(id, n.name);
+    nameToId.set(n.name, id);
+    if (endpoint) endpoints.set(n.name, endpoint);
+    else endpoints.delete(n.name);
+  }
+
+  /** Forgets a peer everywhere: data plane (sessions and keys), negotiation (stored keys), maps. */
+  function forgetPeer(n: BnlNode): void {
+    const id = String(n.id);
+    mesh?.removePeer(n.name);
+    dataplane!.removePeer(id);
+    idToName.delete(id);
+    nameToId.delete(n.name);
+    endpoints.delete(n.name);
   }
 
   /** Applies a diff to routes, the data plane and hooks. */
@@ -261,8 +321,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         log.error('this node was removed from the BNL; it keeps running but peers will refuse it', { node: n.name });
         continue;
       }
-      dataplane!.removePeer(String(n.id));
-      peerSerials.delete(n.name);
+      forgetPeer(n);
       for (const s of n.subnets) {
         await delRoute(s);
         await hk.run('subnetdowncmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
@@ -285,11 +344,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       if (c.fields.includes('id')) {
         // the id is the data-plane identity: replace the peer entirely
-        dataplane!.removePeer(String(c.before.id));
+        forgetPeer(c.before);
         await addPeer(c.after);
       } else {
         const endpoint = await chooseEndpoint(c.after, config, log);
         dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, ...(endpoint ? { endpoint } : {}) });
+        if (endpoint) endpoints.set(c.name, endpoint);
       }
       if (c.fields.includes('subnets')) {
         const before = new Set(c.before.subnets);
@@ -316,10 +376,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       throw new DaemonError('ERR_BNL_INVALID', `BNL on disk refused (${r.code}): ${r.reason}`);
     }
-    await applyDiff(r.diff);
+    const done = applying.then(() => applyDiff(r.diff));
+    applying = done.catch(() => undefined);
+    await done;
     log.notice('BNL applied from disk', { serial: r.list.bnl.serial, added: r.diff.added.length, removed: r.diff.removed.length, changed: r.diff.changed.length });
-    // Push to every node: needs the TLS control channel (step 5), not wired yet.
-    return { serial: r.list.bnl.serial, applied: true, pushedTo: 0 };
+    const pushedTo = await mesh!.pushToAll();
+    log.notice('BNL pushed', { serial: r.list.bnl.serial, count: pushedTo, targets: nameToId.size });
+    return { serial: r.list.bnl.serial, applied: true, pushedTo };
   }
 
   function bnlStatus(): BnlStatusReport {
@@ -329,12 +392,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       signedAt: new Date(cur.bnl.timestamp).toISOString(),
       nodes: cur.bnl.nodes.length,
       path: config.bnl,
-      peers: Object.fromEntries(peerSerials),
+      peers: Object.fromEntries([...nameToId.keys()].map((name) => [name, mesh?.peer(name).bnlSerial ?? null])),
     };
   }
 
   function peerStatus(p: PeerStats, now: number): PeerStatus {
     const primary = p.sessions.find((s) => s.primary) ?? null;
+    const m = mesh?.peer(p.name) ?? { session: null, restored: false, negotiations: 0, bnlSerial: null };
     const lastRx = p.lastRxMs === null ? null : Math.max(0, now - p.lastRxMs);
     const state: PeerStatus['state'] = primary === null ? 'idle' : lastRx !== null && lastRx < 180_000 ? 'up' : 'keyed';
     const drops: Record<string, number> = {};
@@ -346,16 +410,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       state,
       cipher: primary?.cipher ?? null,
       compression: primary === null ? null : primary.compression.algo === 'none' ? 'none' : `${primary.compression.algo}:${primary.compression.level}`,
-      keyAgeMs: primary === null ? null : Math.max(0, now - primary.installedAtMs),
+      keyAgeMs: m.session === null ? null : Math.max(0, now - m.session.createdAt),
       lastRxMs: lastRx,
-      lastNegotiationMs: primary === null ? null : Math.max(0, now - primary.installedAtMs),
-      restored: false,
+      lastNegotiationMs: m.session === null ? null : Math.max(0, now - m.session.createdAt),
+      restored: m.restored,
+      negotiations: m.negotiations,
       rxPackets: p.rxPackets,
       rxBytes: p.rxBytes,
       txPackets: p.txPackets,
       txBytes: p.txBytes,
       drops,
-      bnlSerial: peerSerials.get(p.name) ?? null,
+      bnlSerial: m.bnlSerial,
       subnets: p.subnets,
     };
   }

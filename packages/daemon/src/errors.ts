@@ -26,7 +26,9 @@ export type DaemonErrorCode =
   | 'ERR_PRIVILEGE_DROP'
   | 'ERR_BNL_INVALID'
   | 'ERR_SELF_NOT_IN_BNL'
-  | 'ERR_STARTUP';
+  | 'ERR_STARTUP'
+  | 'ERR_STATE'
+  | 'ERR_GOSSIP';
 
 /** Base class of every daemon error. `code` is stable; wrap causes with `{ cause }`. */
 export class DaemonError extends Error {

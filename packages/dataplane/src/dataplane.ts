@@ -132,6 +132,13 @@ export interface Dataplane {
   setEndpoint(id: string, host: string, port: number): void;
   /** Installs a session (see `SessionParams`); it becomes the primary for sending at once. */
   installSession(peerId: string, params: SessionParams): void;
+  /**
+   * Moves the send epoch of session `localIndex` up to `epoch` (the peer
+   * asked for it after its restart; the caller persisted it first). The
+   * counter restarts at 0. `ERR_DP_CONFIG` if `epoch` is not above the
+   * current one: (key, nonce) must never repeat. `ERR_DP_PEER` if unknown.
+   */
+  setTxEpoch(peerId: string, localIndex: number, epoch: number): void;
   /** Retires the session with our `localIndex` (keys destroyed). `ERR_DP_PEER` if the peer has no such session. */
   retireSession(peerId: string, localIndex: number): void;
   /** When non-empty, packets read from the TUN must have a source in these subnets ('bad-source'). */
@@ -260,6 +267,17 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     installSession(peerId: string, params: SessionParams): void {
       live();
       peers.install(peers.get(peerId), params, Date.now());
+    },
+    setTxEpoch(peerId: string, localIndex: number, epoch: number): void {
+      live();
+      const s = peers.get(peerId).sessions.find((x) => x.localIndex === localIndex);
+      if (s === undefined) throw new DataplaneError('ERR_DP_PEER', `peer ${peerId} has no session with localIndex ${localIndex}`);
+      if (!Number.isInteger(epoch) || epoch <= s.txEpoch || epoch > 0xffffffff) {
+        throw new DataplaneError('ERR_DP_CONFIG', `send epoch ${epoch} must be a u32 above the current ${s.txEpoch}`);
+      }
+      s.txEpoch = epoch;
+      s.txCounter = 0;
+      s.softRekeyAsked = false;
     },
     retireSession(peerId: string, localIndex: number): void {
       live();

@@ -72,7 +72,8 @@ export class Session {
   readonly localIndex: number;
   readonly remoteIndex: number;
   readonly cipher: CipherName;
-  readonly txEpoch: number;
+  /** Send epoch; only ever raised (`Dataplane.setTxEpoch`), the counter restarts at 0 with it. */
+  txEpoch: number;
   readonly rxEpochFloor: number;
   readonly compressAlgo: number;
   readonly compressLevel: number;

@@ -25,6 +25,8 @@ export interface PeerStatus {
   lastRxMs: number | null;
   lastNegotiationMs: number | null;
   restored: boolean;
+  /** Negotiations completed with this peer since the daemon started. */
+  negotiations: number;
   rxPackets: number;
   rxBytes: number;
   txPackets: number;

@@ -50,7 +50,7 @@ export function renderStatus(s: StatusReport): string {
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
-  const rows = [['PEER', 'STATE', 'ENDPOINT', 'CIPHER', 'COMP', 'KEY AGE', 'LAST RX', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
+  const rows = [['PEER', 'STATE', 'ENDPOINT', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
   for (const p of s.peers) rows.push(peerRow(p, s.bnl.serial));
   return `${head.join('\n')}\n${table(rows)}\n`;
 }
@@ -64,6 +64,7 @@ function peerRow(p: PeerStatus, mySerial: number): string[] {
     p.cipher ?? '-',
     p.compression ?? '-',
     humanAgo(p.keyAgeMs),
+    String(p.negotiations),
     humanAgo(p.lastRxMs),
     humanCount(p.rxPackets),
     humanCount(p.rxBytes, 1024),

@@ -1,0 +1,413 @@
+/**
+ * The mesh side of `cluevpnd`: the mutual-TLS control channel on the data
+ * port number (TCP), per-pair negotiation wired into the data plane, and BNL
+ * gossip (pull and push) over the same channel.
+ *
+ *  start:
+ *   1. open the state store (send epochs, negotiated sessions)
+ *   2. control server on [::]:port; a peer is accepted only when its CN is a
+ *      node of the current BNL (not us), matches its pinned fingerprint, and
+ *      carries `restrictouname` when configured
+ *   3. negotiator: bump every send epoch (durable, before anything is sent),
+ *      raise the receive floors, restore stored sessions into the data plane
+ *      without renegotiating, ask peers to move to a new epoch
+ *   4. gossip handlers `bnl-pull` and `bnl-push`
+ *   5. timers: pull from a few random peers every `pullinterval` (jittered);
+ *      proactive negotiation of a few peers per tick
+ *
+ * Gossip messages are `@cluevpn/bnl`'s binary messages, base64 in the JSON
+ * body (`{ m }`). Incoming lists follow one order: parse, verify, dedupe (by
+ * hash), apply, forward to a few random peers — never re-flooded.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  BNL_MAX_BYTES,
+  SeenSet,
+  choosePullTargets,
+  decodeGossip,
+  encodeGossip,
+  handlePull,
+  handlePullReply,
+  handlePush,
+  jitteredInterval,
+  makePullRequest,
+  type BnlStore,
+  type GossipMessage,
+  type OfferResult,
+} from '@cluevpn/bnl';
+import type { Dataplane } from '@cluevpn/dataplane';
+import {
+  Negotiator,
+  StateStore,
+  authorizePeer,
+  connectControl,
+  createControlServer,
+  type ControlConnection,
+  type ControlCredentials,
+  type ControlServer,
+  type NegotiatorStats,
+  type PeerIdentity,
+  type PeerPolicy,
+  type RekeyReason,
+  type SessionSummary,
+} from '@cluevpn/negotiation';
+import type { DaemonConfig } from './config.js';
+import { DaemonError } from './errors.js';
+import type { Logger } from './logging.js';
+
+/** Implementation: peers asked per pull round. */
+export const PULL_FANOUT = 3;
+/** Implementation: peers an accepted pushed/pulled list is forwarded to. */
+export const FORWARD_FANOUT = 3;
+/** Implementation: proactive-negotiation tick. */
+export const TICK_MS = 5_000;
+/** Implementation: peers negotiated proactively per tick at most. */
+export const PROACTIVE_PER_TICK = 2;
+/** Implementation: concurrent pushes of `pushToAll`. */
+export const PUSH_CONCURRENCY = 16;
+/** Implementation: largest control frame (a 4 MiB BNL in base64 plus slack). */
+export const MAX_CONTROL_FRAME = Math.ceil((BNL_MAX_BYTES * 4) / 3) + 64 * 1024;
+
+/** Specification: request types of the gossip over the control channel. */
+export const GossipRequest = { pull: 'bnl-pull', push: 'bnl-push' } as const;
+
+/** What the mesh needs from the daemon. */
+export interface MeshOptions {
+  config: DaemonConfig;
+  logger: Logger;
+  bnl: BnlStore;
+  dataplane: Dataplane;
+  selfName: string;
+  /** Data-plane peer id of a node, or undefined when it is not a current peer. */
+  peerId(name: string): string | undefined;
+  /** Where a node's control port is (its chosen endpoint), or undefined. */
+  controlAddress(name: string): { host: string; port: number } | undefined;
+  /** Applies an accepted list (peers, routes, hooks); called once per accepted list. */
+  apply(result: Extract<OfferResult, { accepted: true }>, source: string): Promise<void>;
+}
+
+/** Gossip counters (monotonic). */
+export interface GossipStats {
+  pullsSent: number;
+  pullsFailed: number;
+  pullsServed: number;
+  pushesSent: number;
+  pushesFailed: number;
+  pushesReceived: number;
+  listsAccepted: number;
+  listsRejected: Record<string, number>;
+}
+
+/** Per-peer view for `status`. */
+export interface MeshPeerView {
+  /** Session summary (no keys) or null. */
+  session: SessionSummary | null;
+  /** The session was restored from the state store at start (no renegotiation). */
+  restored: boolean;
+  /** Negotiations completed with this peer since start. */
+  negotiations: number;
+  /** BNL serial the peer was last seen holding, or null when unknown. */
+  bnlSerial: number | null;
+}
+
+/** The running mesh. */
+export interface Mesh {
+  readonly port: number;
+  /** Data-plane event: traffic for `name` without keys. */
+  noSession(name: string): void;
+  /** Data-plane event: rekey wanted. */
+  rekey(name: string, reason: RekeyReason): void;
+  /** Data-plane event: a new receive epoch authenticated. */
+  rxEpoch(name: string, localIndex: number, epoch: number): void;
+  /** Forgets a revoked node: sessions torn down, stored keys deleted. */
+  removePeer(name: string): void;
+  /** Pushes the current list to every node; resolves with how many took or had it. */
+  pushToAll(): Promise<number>;
+  /** One pull round now (also run by the timer). */
+  pullRound(): Promise<void>;
+  peer(name: string): MeshPeerView;
+  stats(): { gossip: GossipStats; negotiation: NegotiatorStats; control: ReturnType<ControlServer['stats']> };
+  close(): Promise<void>;
+}
+
+function readPem(file: string, key: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new DaemonError('ERR_STARTUP', `${key} ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'EIO'})`, { cause: err });
+  }
+}
+
+function wrap(msg: GossipMessage): { m: string } {
+  return { m: Buffer.from(encodeGossip(msg)).toString('base64') };
+}
+
+function unwrap(body: unknown): GossipMessage {
+  const m = (body as { m?: unknown } | null)?.m;
+  if (typeof m !== 'string') throw new DaemonError('ERR_GOSSIP', 'gossip body without message');
+  return decodeGossip(Buffer.from(m, 'base64'));
+}
+
+/** Starts steps 1–5 above. On failure nothing is left open. */
+export async function startMesh(o: MeshOptions): Promise<Mesh> {
+  const { config, bnl, dataplane, selfName } = o;
+  const log = o.logger;
+  const gossipLog = log.child('gossip');
+  const negLog = log.child('negotiation');
+
+  // 1. state store
+  let state: StateStore;
+  try {
+    state = StateStore.open(config.statedb);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new DaemonError('ERR_STATE', `state database ${config.statedb}: ${(err as Error).message}${code === 'ERR_STATE_CORRUPT' ? ' (move it aside and start again: peers renegotiate)' : ''}`, { cause: err });
+  }
+
+  const credentials: ControlCredentials = {
+    certPem: readPem(config.cert, 'cert'),
+    keyPem: readPem(config.privkey, 'privkey'),
+    caPem: readPem(config.cacert, 'cacert'),
+  };
+  const policy: PeerPolicy = {
+    isMember: (name) => name !== selfName && bnl.current?.bnl.nodes.some((n) => n.name === name) === true,
+    pinnedFingerprint: (name) => bnl.current?.bnl.nodes.find((n) => n.name === name)?.fingerprint,
+    requiredOu: config.restrictouname,
+  };
+  const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
+  const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
+
+  const connect = (name: string): Promise<ControlConnection> => {
+    const where = o.controlAddress(name);
+    if (where === undefined) return Promise.reject(new DaemonError('ERR_GOSSIP', `no known address for ${name}`));
+    return connectControl({ host: where.host, port: where.port, peerName: name, credentials, authorize, limits, logger: negLog });
+  };
+
+  // 2. control server
+  let server: ControlServer;
+  try {
+    server = await createControlServer({ host: '::', port: config.port, credentials, authorize, limits, logger: log.child('control-channel') });
+  } catch (err) {
+    state.close();
+    throw new DaemonError('ERR_STARTUP', `control channel on TCP port ${config.port}: ${(err as Error).message}`, { cause: err });
+  }
+
+  // 3. negotiator
+  const restored = new Set<string>();
+  const negotiations = new Map<string, number>();
+  let starting = true;
+  const withPeer = (name: string, what: string, fn: (id: string) => void): void => {
+    const id = o.peerId(name);
+    if (id === undefined) {
+      negLog.warn(`${what} for a node that is not a peer`, { peer: name });
+      return;
+    }
+    try {
+      fn(id);
+    } catch (err) {
+      negLog.error(`${what} failed`, { peer: name, err });
+    }
+  };
+  const negotiator = new Negotiator({
+    localName: selfName,
+    cryptAlgos: config.cryptalgos,
+    compAlgos: config.compalgos,
+    store: state,
+    transport: { connect },
+    logger: negLog,
+    rekeyIntervalMs: config.rekeyMs,
+    events: {
+      onSession: (peer, params) => {
+        if (starting) restored.add(peer);
+        else {
+          restored.delete(peer);
+          negotiations.set(peer, (negotiations.get(peer) ?? 0) + 1);
+        }
+        withPeer(peer, 'install session', (id) => dataplane.installSession(id, params));
+      },
+      onRetire: (peer, localIndex) => withPeer(peer, 'retire session', (id) => dataplane.retireSession(id, localIndex)),
+      onTxEpoch: (peer, localIndex, epoch) => withPeer(peer, 'move send epoch', (id) => dataplane.setTxEpoch(id, localIndex, epoch)),
+    },
+  });
+  negotiator.attach(server);
+  try {
+    negotiator.start();
+  } finally {
+    starting = false;
+  }
+
+  // 4. gossip
+  const seen = new SeenSet();
+  const serials = new Map<string, number>();
+  const gs: GossipStats = { pullsSent: 0, pullsFailed: 0, pullsServed: 0, pushesSent: 0, pushesFailed: 0, pushesReceived: 0, listsAccepted: 0, listsRejected: {} };
+  const noteSerial = (name: string, msg: GossipMessage): void => {
+    if (msg.type === 'pull' || msg.type === 'pull-not-newer') serials.set(name, msg.serial);
+  };
+  const others = (): string[] => (bnl.current?.bnl.nodes ?? []).map((n) => n.name).filter((n) => n !== selfName && o.peerId(n) !== undefined);
+
+  /** After an offer: count, apply, forward. */
+  const afterOffer = async (result: OfferResult, from: string, forward: boolean): Promise<void> => {
+    if (!result.accepted) {
+      if (result.code !== 'ERR_BNL_DUPLICATE' && result.code !== 'ERR_BNL_STALE') {
+        gs.listsRejected[result.code] = (gs.listsRejected[result.code] ?? 0) + 1;
+        gossipLog.warn('list refused', { peer: from, code: result.code, reason: result.reason });
+      }
+      return;
+    }
+    gs.listsAccepted++;
+    serials.set(from, result.list.bnl.serial);
+    if (result.conflict) gossipLog.error('two different lists with the same serial: the lower hash wins on every node; sign a new list', { serial: result.list.bnl.serial, code: result.conflict.code });
+    gossipLog.notice('new list accepted', { peer: from, serial: result.list.bnl.serial });
+    await o.apply(result, from);
+    if (forward) {
+      const targets = choosePullTargets(others().filter((n) => n !== from), FORWARD_FANOUT);
+      for (const t of targets) void pushTo(t);
+    }
+  };
+
+  server.handle(GossipRequest.pull, (body, ctx) => {
+    const msg = unwrap(body);
+    if (msg.type !== 'pull') throw new DaemonError('ERR_GOSSIP', `expected pull, got ${msg.type}`);
+    gs.pullsServed++;
+    noteSerial(ctx.peer.name, msg);
+    return wrap(handlePull(bnl, msg));
+  });
+  server.handle(GossipRequest.push, async (body, ctx) => {
+    const msg = unwrap(body);
+    if (msg.type !== 'push') throw new DaemonError('ERR_GOSSIP', `expected push, got ${msg.type}`);
+    gs.pushesReceived++;
+    const out = await handlePush(bnl, seen, msg);
+    if (out.result) await afterOffer(out.result, ctx.peer.name, out.forward);
+    else if (out.reply.type === 'push-reply' && out.reply.status === 'duplicate' && bnl.current) serials.set(ctx.peer.name, bnl.current.bnl.serial);
+    return wrap(out.reply);
+  });
+
+  async function pushTo(name: string, conn?: ControlConnection): Promise<boolean> {
+    const cur = bnl.current;
+    if (!cur) return false;
+    let c = conn;
+    try {
+      c ??= await connect(name);
+      gs.pushesSent++;
+      const reply = unwrap(await c.request(GossipRequest.push, wrap({ type: 'push', bnl: cur.bytes })));
+      if (reply.type !== 'push-reply') throw new DaemonError('ERR_GOSSIP', `expected push-reply, got ${reply.type}`);
+      if (reply.status === 'rejected') {
+        gossipLog.warn('peer refused our list', { peer: name, serial: cur.bnl.serial, code: reply.code });
+        return false;
+      }
+      serials.set(name, cur.bnl.serial);
+      return true;
+    } catch (err) {
+      gs.pushesFailed++;
+      gossipLog.info('push failed', { peer: name, err });
+      return false;
+    } finally {
+      if (conn === undefined) c?.close();
+    }
+  }
+
+  async function pullFrom(name: string): Promise<void> {
+    let c: ControlConnection | undefined;
+    try {
+      c = await connect(name);
+      gs.pullsSent++;
+      const reply = unwrap(await c.request(GossipRequest.pull, wrap(makePullRequest(bnl))));
+      noteSerial(name, reply);
+      const out = await handlePullReply(bnl, seen, reply);
+      if (out.result) await afterOffer(out.result, name, out.forward);
+      if (out.pushBack) await pushTo(name, c);
+    } catch (err) {
+      gs.pullsFailed++;
+      gossipLog.info('pull failed', { peer: name, err });
+    } finally {
+      c?.close();
+    }
+  }
+
+  const pullRound = async (): Promise<void> => {
+    await Promise.all(choosePullTargets(others(), PULL_FANOUT).map((n) => pullFrom(n)));
+  };
+
+  const pushToAll = async (): Promise<number> => {
+    const cur = bnl.current;
+    if (cur) seen.add(cur.hash);
+    const queue = others();
+    let ok = 0;
+    const worker = async (): Promise<void> => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) if (await pushTo(n)) ok++;
+    };
+    await Promise.all(Array.from({ length: Math.min(PUSH_CONCURRENCY, queue.length) }, worker));
+    return ok;
+  };
+
+  // 5. timers
+  let pullTimer: NodeJS.Timeout | undefined;
+  let closed = false;
+  const schedulePull = (): void => {
+    if (closed) return;
+    pullTimer = setTimeout(() => {
+      void pullRound().finally(schedulePull);
+    }, jitteredInterval(config.pullintervalMs));
+    pullTimer.unref();
+  };
+  schedulePull();
+
+  const lastAttempt = new Map<string, { at: number; backoffMs: number }>();
+  const tryNegotiate = (name: string, why: string): void => {
+    const now = Date.now();
+    const a = lastAttempt.get(name);
+    if (a && now - a.at < a.backoffMs) return;
+    const entry = { at: now, backoffMs: a ? Math.min(a.backoffMs * 2, 300_000) : 2_000 };
+    lastAttempt.set(name, entry);
+    negotiator.ensureSession(name).then(
+      () => lastAttempt.delete(name),
+      (err: unknown) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: entry.backoffMs }),
+    );
+  };
+  const tick = setInterval(() => {
+    const keyed = new Set(negotiator.sessions().map((s) => s.peer));
+    let n = 0;
+    for (const name of others()) {
+      if (n >= PROACTIVE_PER_TICK) break;
+      if (keyed.has(name)) continue;
+      const a = lastAttempt.get(name);
+      if (a && Date.now() - a.at < a.backoffMs) continue;
+      tryNegotiate(name, 'proactive');
+      n++;
+    }
+  }, TICK_MS);
+  tick.unref();
+
+  return {
+    port: server.port,
+    noSession: (name) => tryNegotiate(name, 'traffic'),
+    rekey: (name, reason) => {
+      negotiator.requestRekey(name, reason);
+    },
+    rxEpoch: (name, localIndex, epoch) => negotiator.noteRxEpoch(name, localIndex, epoch),
+    removePeer: (name) => {
+      negotiator.removePeer(name);
+      serials.delete(name);
+      restored.delete(name);
+      negotiations.delete(name);
+      lastAttempt.delete(name);
+    },
+    pushToAll,
+    pullRound,
+    peer: (name) => ({
+      session: negotiator.sessions().find((s) => s.peer === name) ?? null,
+      restored: restored.has(name),
+      negotiations: negotiations.get(name) ?? 0,
+      bnlSerial: serials.get(name) ?? null,
+    }),
+    stats: () => ({ gossip: { ...gs, listsRejected: { ...gs.listsRejected } }, negotiation: negotiator.stats(), control: server.stats() }),
+    close: async () => {
+      closed = true;
+      if (pullTimer) clearTimeout(pullTimer);
+      clearInterval(tick);
+      await server.close();
+      negotiator.stop();
+      state.close();
+    },
+  };
+}
