@@ -3,7 +3,7 @@
  * device, batched (batchSize 64) against one packet per JS call
  * (batchSize 1), in the same run.
  *
- *   node packages/tun/dist/bench/read-burst.js [packets=20000] [rounds=3]
+ *   node packages/tun/dist/bench/read-burst.js [packets=20000] [rounds=5]
  *
  * Needs root. Creates namespace tun-bench-<pid> and deletes it afterwards.
  * Per round and batch size, inside the namespace:
@@ -96,7 +96,7 @@ async function child(packets: number, rounds: number): Promise<void> {
 
 const [packetsArg, roundsArg, mode] = process.argv.slice(2);
 const packets = Number(packetsArg ?? 20000);
-const rounds = Number(roundsArg ?? 3);
+const rounds = Number(roundsArg ?? 5);
 if (mode === '--child') {
   await child(packets, rounds);
 } else {

@@ -21,8 +21,10 @@
  * Lifetime: the C struct is freed only when both the uv handle has finished
  * closing and the JS handle object has been finalized. JS references are
  * released in close() (deferred until the JS callback returns when close()
- * is called from inside it). An env cleanup hook closes a device the program
- * forgot, so worker threads and process teardown never leak the fd.
+ * is called from inside it). An async env cleanup hook closes a device the
+ * program forgot at environment teardown and holds the teardown until the
+ * uv close callback has run, so a worker thread never runs our callback after
+ * the addon is unloaded, and never leaks the fd.
  *
  * Reserved for later (not implemented, rejected today): IFF_VNET_HDR with
  * offloads (a vnet header of vnet_hdr_len bytes would sit inside the
@@ -76,7 +78,7 @@ typedef struct tun_dev {
   int js_gone;      /* the JS handle object was finalized */
   int in_callback;  /* inside napi_make_callback */
   int js_released;  /* references released */
-  int hook_added;   /* env cleanup hook registered */
+  napi_async_cleanup_hook_handle hook; /* removed when the uv close completes */
 
   /* read batch layout (borrowed from the JS wrapper, kept alive by refs) */
   uint8_t *slab;
@@ -144,6 +146,11 @@ static void maybe_free(tun_dev *d) {
 static void on_uv_closed(uv_handle_t *h) {
   tun_dev *d = (tun_dev *)h->data;
   d->uv_closed = 1;
+  if (d->hook != NULL) {
+    /* Unregisters the hook, or, during teardown, tells Node this device is done. */
+    napi_remove_async_cleanup_hook(d->hook);
+    d->hook = NULL;
+  }
   maybe_free(d);
 }
 
@@ -169,10 +176,8 @@ static void release_js(tun_dev *d) {
   }
 }
 
-static void cleanup_hook(void *arg);
-
-/* Idempotent. from_hook: called by the env cleanup hook (do not unregister it). */
-static void close_dev(tun_dev *d, int from_hook) {
+/* Idempotent. */
+static void close_dev(tun_dev *d) {
   if (d->closing) return;
   d->closing = 1;
   if (d->polling) uv_poll_stop(&d->poll);
@@ -182,21 +187,19 @@ static void close_dev(tun_dev *d, int from_hook) {
     close(d->fd);
     d->fd = -1;
   }
-  if (d->hook_added && !from_hook) napi_remove_env_cleanup_hook(d->env, cleanup_hook, d);
-  d->hook_added = 0;
   if (!d->in_callback) {
     release_js(d);
     d->polling = 0;
   }
 }
 
-static void cleanup_hook(void *arg) {
-  close_dev((tun_dev *)arg, 1);
+static void cleanup_hook(napi_async_cleanup_hook_handle handle, void *arg) {
+  close_dev((tun_dev *)arg); /* completion is signalled from on_uv_closed */
 }
 
 static void finalize_dev(napi_env env, void *data, void *hint) {
   tun_dev *d = (tun_dev *)data;
-  if (!d->closing) close_dev(d, 0);
+  if (!d->closing) close_dev(d);
   if (d->self_ref) napi_delete_reference(env, d->self_ref);
   d->self_ref = NULL;
   d->js_gone = 1;
@@ -391,11 +394,11 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
       napi_wrap(env, handle, d, finalize_dev, NULL, &d->self_ref) != napi_ok) {
     /* The poll handle is initialised: it must go through uv_close. */
     d->js_gone = 1;
-    close_dev(d, 0);
+    close_dev(d);
     napi_throw_error(env, "ERR_TUN_IO", "cannot wrap the TUN handle");
     return NULL;
   }
-  if (napi_add_env_cleanup_hook(env, cleanup_hook, d) == napi_ok) d->hook_added = 1;
+  if (napi_add_async_cleanup_hook(env, cleanup_hook, d, &d->hook) != napi_ok) d->hook = NULL;
   CHECK_NAPI(env, napi_create_string_utf8(env, d->name, NAPI_AUTO_LENGTH, &ifname));
   CHECK_NAPI(env, napi_create_array_with_length(env, 2, &out));
   CHECK_NAPI(env, napi_set_element(env, out, 0, handle));
@@ -627,7 +630,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "not a TUN handle");
     return NULL;
   }
-  close_dev(d, 0);
+  close_dev(d);
   return NULL;
 }
 

@@ -145,6 +145,19 @@ test('a device dropped without close() is garbage-collected and closed; a pollin
   });
 });
 
+test('a worker thread terminated with a reading device releases it (no crash, no fd, no interface)', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'worker');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.equal(res.name, 'tunwk0');
+    assert.equal(res.existed, true);
+    assert.ok(res.during > res.before);
+    assert.equal(res.after, res.before);
+    assert.equal(res.gone, true);
+  });
+});
+
 test('the process exits by itself within a second of close()', { skip }, async () => {
   await withNetns(async (ns) => {
     const r = await inNetns(ns, 'exit-after-close', [], 5000);
