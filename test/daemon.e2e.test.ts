@@ -60,6 +60,10 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   const conf = join(dir, 'cluevpn.conf');
   const hookLog = join(dir, 'hooks.log');
   writeFileSync(join(dir, 'bnl'), makeBnl(key, 1, [1, 2]));
+  // The node's certificate, key and CA, as an admin makes them (the daemon reads them at start).
+  const cli = join(REPO_ROOT, 'packages/cli/bin/cluevpn');
+  execFileSync(cli, ['ca', 'init', '--dir', join(dir, 'ca')], { stdio: 'ignore' });
+  execFileSync(cli, ['cert', 'issue', 'n1', '--ca', join(dir, 'ca'), '--out', dir], { stdio: 'ignore' });
   writeFileSync(
     conf,
     [

@@ -34,9 +34,9 @@ test('status table shows every per-peer field the issue asks for', () => {
   assert.match(header!, /alpha \(id 1\) network lab, pid 42, up 5m1s/);
   assert.match(bnl!, /BNL serial 7, 3 nodes/);
   assert.match(drops!, /unknown-index=4/);
-  assert.match(cols!, /^PEER +STATE +ENDPOINT +CIPHER +COMP +KEY AGE +LAST RX +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
-  assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +aes-256-gcm +none +1m5s +2s +1\.5K +1\.9M +12 +900 +7 +replay=3$/);
-  assert.match(gamma!, /^ga"mma +idle +10\.9\.0\.2:3406 +- +- +never +never .* 6\* +-$/);
+  assert.match(cols!, /^PEER +STATE +ENDPOINT +CIPHER +COMP +KEY AGE +NEGS +LAST RX +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
+  assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +aes-256-gcm +none +1m5s +1 +2s +1\.5K +1\.9M +12 +900 +7 +replay=3$/);
+  assert.match(gamma!, /^ga"mma +idle +10\.9\.0\.2:3406 +- +- +never +1 +never .* 6\* +-$/);
   assert.equal(humanAgo(90_061_000), '1d1h');
   assert.equal(humanCount(999), '999');
 });
