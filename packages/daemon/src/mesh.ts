@@ -63,6 +63,8 @@ export const FORWARD_FANOUT = 3;
 export const TICK_MS = 5_000;
 /** Implementation: peers negotiated proactively per tick at most. */
 export const PROACTIVE_PER_TICK = 2;
+/** Implementation: delay of the first pull round after start (jittered). */
+export const INITIAL_PULL_MS = 1_000;
 /** Implementation: concurrent pushes of `pushToAll`. */
 export const PUSH_CONCURRENCY = 16;
 /** Implementation: largest control frame (a 4 MiB BNL in base64 plus slack). */
@@ -343,14 +345,16 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   // 5. timers
   let pullTimer: NodeJS.Timeout | undefined;
   let closed = false;
-  const schedulePull = (): void => {
+  const schedulePull = (delayMs: number): void => {
     if (closed) return;
     pullTimer = setTimeout(() => {
-      void pullRound().finally(schedulePull);
-    }, jitteredInterval(config.pullintervalMs));
+      void pullRound().finally(() => schedulePull(jitteredInterval(config.pullintervalMs)));
+    }, delayMs);
     pullTimer.unref();
   };
-  schedulePull();
+  // The first round soon after start: catch up on lists signed while we were
+  // down, and learn which serial our peers hold (the convergence view).
+  schedulePull(jitteredInterval(Math.min(INITIAL_PULL_MS, config.pullintervalMs)));
 
   const lastAttempt = new Map<string, { at: number; backoffMs: number }>();
   const tryNegotiate = (name: string, why: string): void => {
