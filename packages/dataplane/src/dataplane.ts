@@ -66,13 +66,28 @@ export interface PeerConfig {
   endpoint?: { host: string; port: number };
 }
 
+/** Options of {@link Dataplane.installSession}. */
+export interface InstallOptions {
+  /**
+   * true (the default): the session becomes the primary for sending at
+   * once. false: it only receives (packets for its `localIndex` are
+   * accepted) until {@link Dataplane.promoteSession}; the current primary
+   * keeps sending. Rekeys use false so that no side sends with keys the
+   * other does not hold yet.
+   */
+  primary?: boolean;
+}
+
 /** Session info in stats (never keys). */
 export interface SessionStats {
   localIndex: number;
   remoteIndex: number;
   cipher: CipherName;
   compression: { algo: 'none' | 'lz4'; level: number };
+  /** The session every packet to the peer is sealed with. */
   primary: boolean;
+  /** Installed receive-only and not promoted yet (see {@link InstallOptions}). */
+  pending: boolean;
   txEpoch: number;
   /** Next counter to be sent. */
   txCounter: number;
@@ -130,8 +145,22 @@ export interface Dataplane {
   removePeer(id: string): void;
   /** Sets a peer's UDP endpoint (numeric host). */
   setEndpoint(id: string, host: string, port: number): void;
-  /** Installs a session (see `SessionParams`); it becomes the primary for sending at once. */
-  installSession(peerId: string, params: SessionParams): void;
+  /**
+   * Installs a session (see `SessionParams`). By default it becomes the
+   * primary for sending at once and the previous primary keeps receiving
+   * for the overlap; with `{ primary: false }` it only receives until
+   * `promoteSession`. `ERR_DP_PEER` for an unknown peer, `ERR_DP_CONFIG` /
+   * `ERR_DP_KEY` for bad parameters (nothing changes then).
+   */
+  installSession(peerId: string, params: SessionParams, options?: InstallOptions): void;
+  /**
+   * Makes the installed session with our `localIndex` the primary: packets
+   * to the peer are sealed with it from the next one on; the previous
+   * primary keeps receiving for the overlap (until `retireSession` or the
+   * `sessionOverlapMs` limit). Idempotent for the current primary.
+   * `ERR_DP_PEER` if the peer has no such live session.
+   */
+  promoteSession(peerId: string, localIndex: number): void;
   /**
    * Moves the send epoch of session `localIndex` up to `epoch` (the peer
    * asked for it after its restart; the caller persisted it first). The
@@ -264,9 +293,18 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       live();
       peers.setEndpoint(peers.get(id), host, p);
     },
-    installSession(peerId: string, params: SessionParams): void {
+    installSession(peerId: string, params: SessionParams, options?: InstallOptions): void {
       live();
-      peers.install(peers.get(peerId), params, Date.now());
+      if (options !== undefined && (options === null || typeof options !== 'object')) {
+        throw new DataplaneError('ERR_DP_CONFIG', 'install options must be an object');
+      }
+      peers.install(peers.get(peerId), params, Date.now(), options?.primary ?? true);
+    },
+    promoteSession(peerId: string, localIndex: number): void {
+      live();
+      const s = peers.get(peerId).sessions.find((x) => x.localIndex === localIndex);
+      if (s === undefined) throw new DataplaneError('ERR_DP_PEER', `peer ${peerId} has no session with localIndex ${localIndex}`);
+      peers.promote(s);
     },
     setTxEpoch(peerId: string, localIndex: number, epoch: number): void {
       live();
@@ -318,6 +356,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
             cipher: s.cipher,
             compression: { algo: s.compressAlgo === 1 ? ('lz4' as const) : ('none' as const), level: s.compressLevel },
             primary: peer.primary === s,
+            pending: !s.promoted,
             txEpoch: s.txEpoch,
             txCounter: s.txCounter,
             rxEpochFloor: s.rxEpochFloor,

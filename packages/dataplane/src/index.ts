@@ -3,7 +3,7 @@
  * compressed UDP data plane between mesh nodes. The whole public surface.
  */
 export { createDataplane, DEFAULT_MTU, DEFAULT_PORT } from './dataplane.js';
-export type { Dataplane, DataplaneOptions, DataplaneStats, PeerConfig, PeerStats, SessionStats } from './dataplane.js';
+export type { Dataplane, DataplaneOptions, DataplaneStats, InstallOptions, PeerConfig, PeerStats, SessionStats } from './dataplane.js';
 export type { DataplaneEvents, DataplaneLogger, RekeyReason } from './events.js';
 export type { DataplaneLimits, DataplaneTun } from './context.js';
 export { DEFAULT_LIMITS } from './context.js';

@@ -2,12 +2,20 @@
  * Peers and their sessions: who owns which subnets, where they are, which
  * keys send to them and which receiver indexes accept from them.
  *
- * Per peer, sessions form a short list, newest first. The newest installed
- * one is the *primary*: every packet to the peer is sealed with it. Older
- * ones only receive, until `retire()` (called by the daemon once the peer
- * is known to use the new keys) or automatically `overlapMs` after they
- * stopped being primary (default 120 s), or at once when a peer would hold
- * more than {@link MAX_SESSIONS_PER_PEER}.
+ * Per peer, sessions form a short list, newest first. One of them is the
+ * *primary*: every packet to the peer is sealed with it. The others only
+ * receive. A session is installed either as the primary at once (the
+ * default) or *receive-only* (`primary: false`): it accepts the peer's
+ * packets but sends nothing until `promote()` makes it the primary — the
+ * two-step install that lets a rekey switch keys without losing a packet
+ * (each side accepts the new keys before anyone sends with them). A
+ * session that stopped being the primary keeps receiving until `retire()`
+ * (called by the daemon once the peer is known to use the new keys) or
+ * automatically `overlapMs` after it stopped being primary (default
+ * 120 s). When a peer would hold more than {@link MAX_SESSIONS_PER_PEER},
+ * its oldest session other than the primary and the new one is retired at
+ * once. A receive-only session that is never promoted lives until
+ * `retire()` (or eviction): its owner decides when the attempt failed.
  *
  * Key material lives in the crypto backend behind handles; a session's
  * handles are destroyed when it is retired or its peer removed. Keys are
@@ -22,8 +30,11 @@ import { ENDPOINT_KEY_LEN, encodeEndpoint, parsePrefix, type Prefix } from './ip
 import { ReplayWindow } from './replay-window.js';
 import { PrefixTable } from './routing-table.js';
 
-/** Most sessions one peer keeps at a time (primary + overlapping older ones). */
-export const MAX_SESSIONS_PER_PEER = 3;
+/**
+ * Most sessions one peer keeps at a time: the primary, a receive-only one
+ * waiting for promotion and overlapping older ones.
+ */
+export const MAX_SESSIONS_PER_PEER = 4;
 /** Highest peer slot (slots double as UDP endpoint slots: 0..65535). */
 export const MAX_PEERS = 65536;
 
@@ -89,6 +100,8 @@ export class Session {
   softRekeyAsked = false;
   retireTimer: NodeJS.Timeout | null = null;
   retired = false;
+  /** Has been the primary at some time (false while a receive-only session waits for `promote`). */
+  promoted = false;
 
   constructor(peer: Peer, p: SessionParams, txHandle: number, rxHandle: number, nowMs: number) {
     this.peer = peer;
@@ -249,11 +262,14 @@ export class PeerTable {
   }
 
   /**
-   * Installs a session and makes it the peer's primary. Validates every
-   * field (`ERR_DP_CONFIG`, `ERR_DP_KEY`); on error nothing changes.
+   * Installs a session. With `primary` (the default) it becomes the peer's
+   * primary at once and the previous primary starts its overlap; without,
+   * it only receives until {@link promote}. Validates every field
+   * (`ERR_DP_CONFIG`, `ERR_DP_KEY`); on error nothing changes.
    */
-  install(peer: Peer, p: SessionParams, nowMs: number): Session {
+  install(peer: Peer, p: SessionParams, nowMs: number, primary = true): Session {
     if (p === null || typeof p !== 'object') throw new DataplaneError('ERR_DP_CONFIG', 'session parameters must be an object');
+    if (typeof primary !== 'boolean') throw new DataplaneError('ERR_DP_CONFIG', 'primary must be a boolean');
     if (!isU32(p.localIndex)) throw new DataplaneError('ERR_DP_CONFIG', 'localIndex must be a u32');
     if (!isU32(p.remoteIndex)) throw new DataplaneError('ERR_DP_CONFIG', 'remoteIndex must be a u32');
     if (!isU32(p.txEpoch)) throw new DataplaneError('ERR_DP_CONFIG', 'txEpoch must be a u32');
@@ -282,19 +298,49 @@ export class PeerTable {
       throw new DataplaneError('ERR_DP_KEY', 'the crypto backend refused the key', { cause: err });
     }
     const s = new Session(peer, p, tx, rx, nowMs);
-    const previous = peer.primary;
     peer.sessions.unshift(s);
-    peer.primary = s;
     this.byIndex.set(s.localIndex, s);
-    while (peer.sessions.length > MAX_SESSIONS_PER_PEER) this.retire(peer.sessions[peer.sessions.length - 1]);
+    if (primary) this.makePrimary(s);
+    this.evict(peer, s);
+    return s;
+  }
+
+  /**
+   * Makes session `s` (installed, not retired) the peer's primary: the
+   * pipelines seal with it from the next packet on, and the previous
+   * primary keeps receiving for the overlap. Idempotent.
+   */
+  promote(s: Session): void {
+    if (s.retired) throw new DataplaneError('ERR_DP_PEER', `session ${s.localIndex} is retired`);
+    this.makePrimary(s);
+  }
+
+  private makePrimary(s: Session): void {
+    const peer = s.peer;
+    const previous = peer.primary;
+    if (previous === s) return;
+    if (s.retireTimer !== null) {
+      // A former primary taken back: it must not expire under the pipelines.
+      clearTimeout(s.retireTimer);
+      s.retireTimer = null;
+    }
+    peer.primary = s;
+    s.promoted = true;
     if (previous !== null && !previous.retired && this.overlapMs > 0 && Number.isFinite(this.overlapMs)) {
       previous.retireTimer = setTimeout(() => {
         previous.retireTimer = null;
-        if (!previous.retired) this.retire(previous);
+        if (!previous.retired && previous.peer.primary !== previous) this.retire(previous);
       }, this.overlapMs);
       previous.retireTimer.unref();
     }
-    return s;
+  }
+
+  /** Keeps at most MAX_SESSIONS_PER_PEER: retires the oldest sessions that are neither the primary nor `keep`. */
+  private evict(peer: Peer, keep: Session): void {
+    for (let i = peer.sessions.length - 1; i >= 0 && peer.sessions.length > MAX_SESSIONS_PER_PEER; i--) {
+      const victim = peer.sessions[i];
+      if (victim !== peer.primary && victim !== keep) this.retire(victim);
+    }
   }
 
   /**
@@ -313,7 +359,17 @@ export class PeerTable {
     const peer = s.peer;
     const i = peer.sessions.indexOf(s);
     if (i >= 0) peer.sessions.splice(i, 1);
-    if (peer.primary === s) peer.primary = peer.sessions.length > 0 ? peer.sessions[0] : null;
+    if (peer.primary === s) {
+      // Fall back to the newest session that has sent before, never to a receive-only one
+      // (the peer may not hold its keys yet).
+      peer.primary = null;
+      for (const x of peer.sessions) {
+        if (x.promoted) {
+          peer.primary = x;
+          break;
+        }
+      }
+    }
     if (this.byIndex.get(s.localIndex) === s) this.byIndex.delete(s.localIndex);
     this.crypto.destroyKey(s.txHandle);
     this.crypto.destroyKey(s.rxHandle);
