@@ -1,0 +1,147 @@
+// Start-up benchmark (scripts/bench/startup; see --help there).
+//
+// Two lab hosts (bstart-h1, bstart-h2), one network from make-network, then
+// REPEAT rounds of:
+//  1. fresh: state.db of both removed; both daemons spawned at t0; a probe in
+//     h1 pings h2's tunnel address every 10 ms (`ping -D -i 0.01 -c 1 -w 3`,
+//     restarted every 10 ms while the route is missing); the first echo reply
+//     (its `ping -D` timestamp) minus t0 is the figure. The control socket
+//     appearing marks "daemon ready" (Node start-up + wiring, no network).
+//     `status` afterwards must show a negotiated, not restored, session.
+//  2. restart: both daemons stopped (SIGTERM) and spawned again keeping
+//     state.db; same probe. `status` must show the session restored and 0
+//     negotiations (else the figure is not "without renegotiation").
+// Reports median and max of each, the targets (≤ 1 s fresh, ≤ 0.3 s
+// restart) and, for reference, bare `node -e 0` and the daemon's own
+// "started" log line.
+import { existsSync, rmSync } from 'node:fs';
+import { createHarness, control, fmt, grepFile, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
+
+const opts = { repeat: 5, backend: undefined };
+{
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--repeat' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) opts.repeat = Number(argv[++i]);
+    else if (a === '--backend' && ['native', 'js'].includes(argv[i + 1])) opts.backend = argv[++i];
+    else {
+      process.stderr.write(`startup: bad argument '${a}' (--repeat N, --backend native|js)\n`);
+      process.exit(2);
+    }
+  }
+}
+const TARGET_FRESH_MS = 1000;
+const TARGET_RESTART_MS = 300;
+const PEER_ADDR = '10.99.0.2';
+
+const h = createHarness('startup', 'bstart');
+const problems = [];
+
+/** Probe from h1: resolves with the wall-clock ms of the first echo reply, NaN after `timeoutMs`. */
+function probe(timeoutMs) {
+  // -c 1 -w 3: with a deadline, ping keeps sending (every 10 ms) until one reply
+  // arrives. Before the daemon has added its route, ping exits at once
+  // (Network is unreachable): retry after 10 ms.
+  const script = `end=$(( $(date +%s) + ${Math.ceil(timeoutMs / 1000)} ))
+while [ "$(date +%s)" -le "$end" ]; do
+  ping -D -n -i 0.01 -c 1 -w 3 ${PEER_ADDR} 2>/dev/null | grep -m1 'bytes from' && exit 0
+  sleep 0.01
+done
+exit 1`;
+  const c = h.spawnInHost(1, 'sh', ['-c', script]);
+  return new Promise((res) => {
+    c.on('close', () => {
+      const m = c.out.match(/^\[(\d+\.\d+)\].*bytes from/m);
+      res(m ? Number(m[1]) * 1000 : NaN);
+    });
+  });
+}
+
+async function startBoth(nodes) {
+  const t0 = nowMs();
+  const pr = probe(5000);
+  const ds = nodes.map((n, k) => h.startDaemon(k + 1, n, opts.backend ? ['--backend', opts.backend] : []));
+  const ready = await Promise.all(ds.map((d) => h.waitReady(d)));
+  const reply = await pr;
+  return { ds, t0, readyMs: ready.map((r) => r - t0), pingMs: reply - t0 };
+}
+
+async function stopBoth(ds) {
+  await Promise.all(ds.map((d) => h.stopDaemon(d)));
+}
+
+async function main() {
+  h.log('lab bstart (2 hosts), network from make-network');
+  await h.labUp(2);
+  const net = await h.makeNetwork([
+    { name: 'alpha', addr: '192.0.2.1' },
+    { name: 'beta', addr: '192.0.2.2' },
+  ]);
+
+  // Reference: bare Node start-up.
+  const nodeBare = [];
+  for (let i = 0; i < 3; i++) nodeBare.push((await h.must('node', ['-e', '0'])).ms);
+
+  const fresh = [];
+  const restart = [];
+  for (let round = 1; round <= opts.repeat; round++) {
+    for (const n of net.nodes) for (const f of [n.statedb, `${n.statedb}-wal`, `${n.statedb}-shm`]) if (existsSync(f)) rmSync(f);
+    let r = await startBoth(net.nodes);
+    let st = await statusOf(net.nodes[0]);
+    fresh.push({ ...r, peer: st });
+    h.log(`round ${round} fresh:   ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (negotiations ${st?.negotiations}, restored ${st?.restored})`);
+    if (!Number.isFinite(r.pingMs)) problems.push(`round ${round} fresh: no echo reply within 5 s`);
+    else if (st && (st.restored || st.negotiations < 1)) problems.push(`round ${round} fresh: status says restored=${st.restored} negotiations=${st.negotiations} (expected a negotiation)`);
+    await sleep(300); // let both sides settle (epoch notes written) before the restart
+    await stopBoth(r.ds);
+
+    r = await startBoth(net.nodes);
+    st = await statusOf(net.nodes[0]);
+    restart.push({ ...r, peer: st });
+    h.log(`round ${round} restart: ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (negotiations ${st?.negotiations}, restored ${st?.restored})`);
+    if (!Number.isFinite(r.pingMs)) problems.push(`round ${round} restart: no echo reply within 5 s`);
+    else if (st && (!st.restored || st.negotiations !== 0)) problems.push(`round ${round} restart: status says restored=${st.restored} negotiations=${st.negotiations} (expected the stored session, no renegotiation)`);
+    await stopBoth(r.ds);
+  }
+
+  const startedLine = grepFile(net.nodes[0].log, /cluevpnd started/, 1)[0] ?? '(none)';
+  const row = (label, xs, target) => {
+    const ping = xs.map((x) => x.pingMs);
+    const ready = xs.map((x) => Math.max(...x.readyMs));
+    const ok = ping.every(Number.isFinite) ? max(ping) <= target : false;
+    return [label, fmt(median(ready)), fmt(max(ready)), fmt(median(ping)), fmt(max(ping)), `≤ ${target}`, verdict(ok)];
+  };
+  process.stdout.write(`\nstart-up: 2 daemons (alpha in bstart-h1, beta in bstart-h2), ${opts.repeat} rounds, backend ${opts.backend ?? 'default'}\n`);
+  process.stdout.write('t0 = both daemons spawned; ready = control socket up (slower of the two); reply = first echo reply h1 → 10.99.0.2 (ping every 10 ms)\n\n');
+  printTable([
+    ['case', 'ready med ms', 'ready max ms', 'reply med ms', 'reply max ms', 'target ms', 'verdict (max)'],
+    row('fresh negotiation (no state.db)', fresh, TARGET_FRESH_MS),
+    row('restart keeping state.db', restart, TARGET_RESTART_MS),
+  ]);
+  process.stdout.write(`\nper round (ms, ready alpha/beta, reply): ${fresh.map((f, i) => `#${i + 1} fresh ${fmt(f.readyMs[0])}/${fmt(f.readyMs[1])}, ${fmt(f.pingMs)}; restart ${fmt(restart[i].readyMs[0])}/${fmt(restart[i].readyMs[1])}, ${fmt(restart[i].pingMs)}`).join(' | ')}\n`);
+  process.stdout.write(`reference: bare 'node -e 0' ${nodeBare.map((x) => fmt(x)).join(', ')} ms\n`);
+  process.stdout.write(`last start of alpha in its log: ${startedLine}\n`);
+  if (problems.length) {
+    process.stdout.write(`\nproblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
+    process.stdout.write(`\nalpha log (tail):\n${tail(net.nodes[0].log, 15)}\nbeta log (tail):\n${tail(net.nodes[1].log, 15)}\n`);
+  }
+}
+
+/** alpha's view of beta (restored, negotiations), or null when status fails. */
+async function statusOf(node) {
+  try {
+    const st = await control(node.sock, 'status');
+    return st.peers.find((p) => p.name === 'beta') ?? null;
+  } catch (err) {
+    problems.push(`status of ${node.name} failed: ${err.code ?? err.message}`);
+    return null;
+  }
+}
+
+main().then(
+  () => process.exit(problems.length ? 1 : 0),
+  (err) => {
+    process.stderr.write(`startup: ${err.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
