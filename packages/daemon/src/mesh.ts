@@ -219,13 +219,14 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     logger: negLog,
     rekeyIntervalMs: config.rekeyMs,
     events: {
-      onSession: (peer, params) => {
+      onSession: (peer, params, options) => {
         if (starting) restored.add(peer);
-        else {
-          restored.delete(peer);
-          negotiations.set(peer, (negotiations.get(peer) ?? 0) + 1);
-        }
-        withPeer(peer, 'install session', (id) => dataplane.installSession(id, params));
+        withPeer(peer, 'install session', (id) => dataplane.installSession(id, params, options));
+      },
+      onPromote: (peer, localIndex) => {
+        restored.delete(peer);
+        negotiations.set(peer, (negotiations.get(peer) ?? 0) + 1);
+        withPeer(peer, 'promote session', (id) => dataplane.promoteSession(id, localIndex));
       },
       onRetire: (peer, localIndex) => withPeer(peer, 'retire session', (id) => dataplane.retireSession(id, localIndex)),
       onTxEpoch: (peer, localIndex, epoch) => withPeer(peer, 'move send epoch', (id) => dataplane.setTxEpoch(id, localIndex, epoch)),

@@ -7,15 +7,26 @@
  * connection, both messages bound to its TLS exporter):
  *
  *   1. I → R  negotiate          { random, index, crypt, comp }
- *   2. R → I  (response)         { random, index, crypt, comp, choice }
- *      R computes the choice and keys and holds them *pending*.
- *   3. I checks R's choice against its own computation, derives the keys,
- *      persists them and installs the session (emits `onSession`).
+ *   2. R computes the choice and keys, holds them *pending* and installs
+ *      them receive-only (`onSession(…, { primary: false })`), then
+ *      R → I  (response)         { random, index, crypt, comp, choice }
+ *   3. I checks R's choice against its own computation, derives the keys
+ *      and installs them receive-only.
  *   4. I → R  negotiate-confirm  { index: R's index }
- *      R persists and installs its pending session, answers {}.
+ *      R persists its pending session and promotes it (`onPromote`: R now
+ *      sends with the new keys, which I already accepts), answers {}.
+ *   5. I persists and promotes on the answer (R already accepts the new
+ *      keys since step 2). Both keep the old session receiving for
+ *      `overlapMs` (packets in flight), then retire it.
  *
- * The responder installs only on confirm, so an interrupted negotiation
- * never leaves R with keys I lacks; if the confirm fails, I renegotiates.
+ * So at every instant each side sends only with keys the other side
+ * already accepts: a rekey loses no packet. A receive-only session that is
+ * never confirmed is retired and its keys zeroed: at R when the connection
+ * closes without a confirm (or a new negotiate replaces it), at I
+ * `overlapMs` after a failed confirm (R may have promoted it before the
+ * answer was lost, so I keeps accepting it for the overlap, and promotes it
+ * after all if an authenticated packet arrives on it — proof that R
+ * promoted), and I renegotiates.
  *
  * Simultaneous negotiations (fixes ClueVPN fault 4): a node that receives
  * `negotiate` while its own outbound negotiation to the same peer is
@@ -23,23 +34,28 @@
  * byte order) win: if the peer's name is lower, it abandons its own
  * outbound attempt (no confirm will be sent for it) and answers; otherwise
  * it refuses with `ERR_NEGOTIATION_CONFLICT`, and the refused side waits
- * for the winning negotiation to complete. A node never starts an outbound
- * negotiation while it holds a pending inbound one for the same peer.
+ * for the winning negotiation to complete. An outbound negotiation that got
+ * its response (step 3 on) is no longer abandoned: a `negotiate` arriving
+ * then is refused whatever the names, so two negotiations never complete
+ * concurrently. A node never starts an outbound negotiation while it holds
+ * a pending inbound one for the same peer.
  *
  * Rekey (fixes fault 2): after `rekeyIntervalMs` (+ up to 5 % jitter), on
  * `requestRekey` (counter limit, burst of authentication failures —
  * rate-limited to one per `triggeredRekeyMinIntervalMs`), the same
- * negotiation runs again; the new session becomes primary, the old one
- * stays installed for `overlapMs`, then `onRetire` is emitted and its key
- * buffers are zeroed. The store keeps only the current session per peer
- * (replaced keys are overwritten on disk).
+ * negotiation runs again (steps 1–5); the new session becomes primary, the
+ * old one stays installed for `overlapMs`, then `onRetire` is emitted and
+ * its key buffers are zeroed. The store keeps only the current session per
+ * peer (replaced keys are overwritten on disk); a session is stored when
+ * it is promoted.
  *
  * Restart (fixes fault 3), `start()`:
  *   1. `store.bumpSendEpochs()` — every send epoch +1, durable, before
  *      anything is sent; the peer sees a higher epoch and moves its floor.
  *   2. `store.raiseRxFloors()` — every rx floor +1: the replay window was
  *      lost, so packets of the epoch we last saw could be replays.
- *   3. `onSession` for every stored session (no renegotiation).
+ *   3. `onSession(…, { primary: true })` for every stored session (no
+ *      renegotiation).
  *   4. `epoch-bump { index, minEpoch }` to every peer, retried with
  *      back-off: the peer moves its send epoch to ≥ our new floor
  *      (persisted, then `onTxEpoch`). A peer that no longer has the
@@ -131,10 +147,22 @@ export const systemClock: Clock = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
+/** How `onSession` wants a session installed (`Dataplane.installSession`'s options). */
+export interface SessionInstallOptions {
+  /**
+   * true: the session becomes the primary send session at once (restored
+   * sessions). false: accept the peer's packets on it but keep sending
+   * with the current primary until `onPromote` (negotiated sessions).
+   */
+  primary: boolean;
+}
+
 /** What the Negotiator tells the daemon. Callbacks must not throw. */
 export interface NegotiatorEvents {
-  /** Install `params` for `peer` (it becomes the primary send session). */
-  onSession(peer: string, params: SessionParams): void;
+  /** Install `params` for `peer` (`Dataplane.installSession(id, params, options)`). */
+  onSession(peer: string, params: SessionParams, options: SessionInstallOptions): void;
+  /** Make the installed session `localIndex` the primary send session (`Dataplane.promoteSession`). */
+  onPromote(peer: string, localIndex: number): void;
   /** Remove the session with receiver index `localIndex`; its keys are zeroed when this returns. */
   onRetire(peer: string, localIndex: number): void;
   /** The send epoch of session `localIndex` changed (the counter restarts at 0). Persisted before this is called. */
@@ -184,10 +212,14 @@ export interface NegotiatorStats {
 interface Live {
   params: SessionParams;
   createdAt: number;
+  /** Installation order (a failed-confirm session never replaces a newer one). */
+  seq: number;
 }
 
 interface Outbound {
   abandoned: boolean;
+  /** Got the response: the attempt is ours to finish and no longer yields to an incoming one. */
+  committed: boolean;
 }
 
 interface Pending {
@@ -198,6 +230,19 @@ interface Pending {
   rxKey: Buffer;
 }
 
+/** A responder's session: installed receive-only, promoted on confirm. */
+interface PendingInbound {
+  live: Live;
+  choice: AlgoChoice;
+}
+
+interface Retiring {
+  live: Live;
+  timer: unknown;
+  /** An initiator's session whose confirm failed: promoted after all if the peer is seen using it. */
+  unconfirmed: boolean;
+}
+
 interface Waiter {
   resolve: (s: SessionSummary) => void;
   reject: (e: Error) => void;
@@ -206,9 +251,11 @@ interface Waiter {
 
 interface PeerState {
   current?: Live;
-  retiring: Map<number, { live: Live; timer: unknown }>;
+  retiring: Map<number, Retiring>;
   outbound?: Outbound;
-  pending?: Pending;
+  pending?: PendingInbound;
+  /** The initiator's receive-only session while its confirm is in flight. */
+  confirming?: Live;
   waiters: Set<Waiter>;
   rekeyTimer?: unknown;
   bumpTimer?: unknown;
@@ -258,6 +305,7 @@ export class Negotiator {
   private readonly peers = new Map<string, PeerState>();
   private readonly usedIndexes = new Set<number>();
   private stopped = false;
+  private seq = 0;
   private readonly counters: NegotiatorStats = {
     initiated: 0,
     completed: 0,
@@ -302,11 +350,11 @@ export class Negotiator {
     this.o.store.raiseRxFloors();
     for (const s of this.o.store.listSessions()) {
       const st = this.peer(s.peer);
-      const live: Live = { params: paramsOf(s), createdAt: s.createdAt };
+      const live: Live = { params: paramsOf(s), createdAt: s.createdAt, seq: ++this.seq };
       st.current = live;
       this.usedIndexes.add(s.localIndex);
       this.log.info('session restored', { peer: s.peer, epoch: s.sendEpoch, floor: s.rxEpochFloor });
-      this.o.events.onSession(s.peer, live.params);
+      this.o.events.onSession(s.peer, live.params, { primary: true });
       this.scheduleRekey(s.peer, st);
       this.scheduleEpochBump(s.peer, st, live, 0);
     }
@@ -345,8 +393,25 @@ export class Negotiator {
     return this.startOutbound(peer, st, reason);
   }
 
-  /** Persists that the data plane authenticated `epoch` on session `localIndex` (raises the rx floor). */
+  /**
+   * Persists that the data plane authenticated `epoch` on session
+   * `localIndex` (raises the rx floor). A packet on a session whose confirm
+   * failed proves the peer promoted it: it is promoted here too (unless a
+   * newer session already is).
+   */
   noteRxEpoch(peer: string, localIndex: number, epoch: number): void {
+    const st = this.peers.get(peer);
+    const r = st?.retiring.get(localIndex);
+    if (st && r?.unconfirmed && !this.stopped && (!st.current || st.current.seq < r.live.seq)) {
+      this.clock.clearTimeout(r.timer);
+      st.retiring.delete(localIndex);
+      this.log.info('peer uses the unconfirmed session; promoting it', { peer });
+      try {
+        this.promote(peer, st, r.live, 'initiator');
+      } catch (err) {
+        this.log.error('promoting the unconfirmed session failed', { peer, err: (err as Error).message });
+      }
+    }
     this.o.store.noteRxEpoch(peer, localIndex, epoch);
   }
 
@@ -355,12 +420,17 @@ export class Negotiator {
     const st = this.peers.get(peer);
     if (!st) return;
     if (st.outbound) st.outbound.abandoned = true;
-    this.dropPending(st);
+    this.dropPending(peer, st);
     this.clearTimers(st);
     for (const w of st.waiters) this.settle(st, w, new NegotiationError('ERR_NEGOTIATION_CLOSED', `${peer} was removed`));
     for (const [idx, r] of st.retiring) {
       this.clock.clearTimeout(r.timer);
       this.retireNow(peer, st, idx);
+    }
+    if (st.confirming) {
+      const live = st.confirming;
+      st.confirming = undefined;
+      this.emitRetire(peer, live);
     }
     if (st.current) {
       const live = st.current;
@@ -388,7 +458,8 @@ export class Negotiator {
     this.stopped = true;
     for (const [peer, st] of this.peers) {
       if (st.outbound) st.outbound.abandoned = true;
-      this.dropPending(st);
+      if (st.pending) this.forget(st.pending.live);
+      st.pending = undefined;
       this.clearTimers(st);
       for (const w of st.waiters) this.settle(st, w, new NegotiationError('ERR_NEGOTIATION_CLOSED', 'negotiator stopped'));
       for (const r of st.retiring.values()) {
@@ -396,6 +467,8 @@ export class Negotiator {
         zero(r.live);
       }
       st.retiring.clear();
+      if (st.confirming) this.forget(st.confirming);
+      st.confirming = undefined;
       if (st.current) zero(st.current);
       st.current = undefined;
       this.log.debug('negotiator stopped for peer', { peer });
@@ -406,7 +479,7 @@ export class Negotiator {
 
   private startOutbound(peer: string, st: PeerState, reason: RekeyReason | 'initial'): boolean {
     if (this.stopped || st.outbound || st.pending) return false;
-    const ob: Outbound = { abandoned: false };
+    const ob: Outbound = { abandoned: false, committed: false };
     st.outbound = ob;
     this.counters.initiated++;
     if (reason !== 'initial') this.counters.rekeys[reason] = (this.counters.rekeys[reason] ?? 0) + 1;
@@ -458,18 +531,37 @@ export class Negotiator {
       }
       const keys = deriveSessionKeys({ exporter: ch.exporter, localName: this.o.localName, peerName: peer, localRandom: myRandom, peerRandom, localIndex: myIndex, remoteIndex, choice });
       peerRandom.fill(0);
-      st.outbound = undefined; // from here on the attempt cannot be abandoned: it is ours
-      this.install(peer, st, { localIndex: myIndex, remoteIndex, choice, ...keys });
+      ob.committed = true; // from here on the attempt cannot be abandoned: it is ours
+      const live = this.installReceiveOnly(peer, { localIndex: myIndex, remoteIndex, choice, ...keys });
       installed = true;
-      this.log.info('session negotiated', { peer, role: 'initiator', reason, cipher: choice.cipher });
+      st.confirming = live;
+      let confirmed = false;
       try {
         await ch.request(NegotiationMessage.confirm, { index: remoteIndex });
+        confirmed = true;
       } catch (err) {
         this.log.warn('negotiation confirm failed; renegotiating', { peer, err: (err as Error).message });
-        this.clock.setTimeout(() => {
-          if (!this.stopped && this.peers.get(peer) === st) this.startOutbound(peer, st, 'confirm-failed');
-        }, 1_000);
       }
+      if (st.confirming !== live) return; // removed or stopped meanwhile: already retired and zeroed
+      st.confirming = undefined;
+      if (st.outbound === ob) st.outbound = undefined; // done: a new negotiation may start as soon as waiters resume
+      if (confirmed) {
+        try {
+          this.promote(peer, st, live, 'initiator');
+          this.log.info('session negotiated', { peer, role: 'initiator', reason, cipher: choice.cipher });
+          return;
+        } catch (err) {
+          this.log.error('storing the negotiated session failed; renegotiating', { peer, err: (err as Error).message });
+        }
+      }
+      // Not confirmed: the peer may have promoted it before the answer was lost, so keep
+      // accepting it for the overlap (noteRxEpoch promotes it if it is used), then retire it.
+      this.retireLater(peer, st, live, true);
+      const before = st.current;
+      this.clock.setTimeout(() => {
+        // Skipped when a session was promoted meanwhile (the peer's negotiation, or this one after all).
+        if (!this.stopped && this.peers.get(peer) === st && st.current === before) this.startOutbound(peer, st, 'confirm-failed');
+      }, 1_000);
     } finally {
       myRandom.fill(0);
       if (!installed) this.usedIndexes.delete(myIndex);
@@ -494,6 +586,10 @@ export class Negotiator {
     const theirs = { crypt: readWireAlgos(b.crypt, CIPHER_ORDER, 256), comp: readWireAlgos(b.comp, COMPRESSION_ORDER, 12) };
     const choice = chooseAlgorithms({ crypt: this.o.cryptAlgos, comp: this.o.compAlgos }, theirs);
     const st = this.peer(peer);
+    if (st.outbound?.committed) {
+      this.counters.conflicts++;
+      throw new NegotiationError('ERR_NEGOTIATION_CONFLICT', 'our own negotiation is completing');
+    }
     if (st.outbound) {
       if (compareNodeNames(peer, this.o.localName) < 0) {
         st.outbound.abandoned = true; // the lower name's negotiation wins
@@ -507,13 +603,14 @@ export class Negotiator {
     const localIndex = this.allocIndex();
     const keys = deriveSessionKeys({ exporter: ctx.exporter, localName: this.o.localName, peerName: peer, localRandom: myRandom, peerRandom, localIndex, remoteIndex, choice });
     peerRandom.fill(0);
-    this.dropPending(st);
-    const pending: Pending = { localIndex, remoteIndex, choice, ...keys };
+    this.dropPending(peer, st);
+    // Accept the initiator's packets on the new keys before it can have them (it derives them from the answer).
+    const pending: PendingInbound = { live: this.installReceiveOnly(peer, { localIndex, remoteIndex, choice, ...keys }), choice };
     st.pending = pending;
     ctx.state.set(PENDING_KEY, pending);
     ctx.onClose(() => {
       if (st.pending !== pending) return;
-      this.dropPending(st);
+      this.dropPending(peer, st);
       if (st.waiters.size > 0 && !st.current) this.startOutbound(peer, st, 'initial');
     });
     const answer = {
@@ -531,13 +628,19 @@ export class Negotiator {
     const peer = ctx.peer.name;
     const b = obj(body);
     const st = this.peers.get(peer);
-    const pending = ctx.state.get(PENDING_KEY) as Pending | undefined;
-    if (!st || !pending || st.pending !== pending || b.index !== pending.localIndex) {
+    const pending = ctx.state.get(PENDING_KEY) as PendingInbound | undefined;
+    if (!st || !pending || st.pending !== pending || b.index !== pending.live.params.localIndex) {
       throw new NegotiationError('ERR_NEGOTIATION_CONFLICT', 'no matching pending negotiation');
     }
     st.pending = undefined;
     ctx.state.delete(PENDING_KEY);
-    this.install(peer, st, pending);
+    try {
+      this.promote(peer, st, pending.live, 'responder');
+    } catch (err) {
+      // Not stored, so not promoted: the initiator's confirm fails and it renegotiates.
+      this.emitRetire(peer, pending.live);
+      throw err;
+    }
     this.log.info('session negotiated', { peer, role: 'responder', cipher: pending.choice.cipher });
     return {};
   }
@@ -554,7 +657,7 @@ export class Negotiator {
     const epoch = this.o.store.bumpSendEpoch(peer, minEpoch);
     if (epoch === undefined) {
       st.current = undefined;
-      this.retireLater(peer, st, cur);
+      this.retireLater(peer, st, cur, false);
       this.startOutbound(peer, st, 'epoch-exhausted');
       throw new NegotiationError('ERR_NO_SESSION', 'send epochs exhausted; renegotiating');
     }
@@ -565,8 +668,8 @@ export class Negotiator {
 
   // ---- session lifecycle ------------------------------------------------
 
-  private install(peer: string, st: PeerState, s: Pending): void {
-    const now = this.clock.now();
+  /** Emits `onSession(…, { primary: false })` for freshly derived keys; the Live owns the key buffers from here on. */
+  private installReceiveOnly(peer: string, s: Pending): Live {
     const params: SessionParams = {
       localIndex: s.localIndex,
       remoteIndex: s.remoteIndex,
@@ -577,20 +680,25 @@ export class Negotiator {
       rxEpochFloor: 1,
       compression: { algo: s.choice.compression.algo, level: s.choice.compression.level },
     };
-    try {
-      this.o.store.putSession({ peer, localIndex: s.localIndex, remoteIndex: s.remoteIndex, cipher: params.cipher, compression: params.compression, txKey: s.txKey, rxKey: s.rxKey, createdAt: now, sendEpoch: 1, rxEpochFloor: 1 });
-    } catch (err) {
-      s.txKey.fill(0);
-      s.rxKey.fill(0);
-      this.usedIndexes.delete(s.localIndex);
-      throw err;
-    }
+    const live: Live = { params, createdAt: this.clock.now(), seq: ++this.seq };
+    this.o.events.onSession(peer, params, { primary: false });
+    return live;
+  }
+
+  /**
+   * Stores `live` as the peer's session and makes it the sending one
+   * (`onPromote`); the previous one keeps receiving for the overlap. Throws
+   * the store's error and changes nothing then (the caller retires `live`).
+   */
+  private promote(peer: string, st: PeerState, live: Live, role: 'initiator' | 'responder'): void {
+    const p = live.params;
+    this.o.store.putSession({ peer, localIndex: p.localIndex, remoteIndex: p.remoteIndex, cipher: p.cipher, compression: p.compression, txKey: p.txKey, rxKey: p.rxKey, createdAt: live.createdAt, sendEpoch: p.txEpoch, rxEpochFloor: p.rxEpochFloor });
     const old = st.current;
-    const live: Live = { params, createdAt: now };
     st.current = live;
     this.counters.completed++;
-    this.o.events.onSession(peer, params);
-    if (old) this.retireLater(peer, st, old);
+    this.o.events.onPromote(peer, p.localIndex);
+    this.log.debug('session promoted', { peer, role });
+    if (old) this.retireLater(peer, st, old, false);
     if (st.bumpTimer !== undefined) {
       this.clock.clearTimeout(st.bumpTimer);
       st.bumpTimer = undefined;
@@ -600,10 +708,10 @@ export class Negotiator {
     for (const w of st.waiters) this.settle(st, w, undefined, summary);
   }
 
-  private retireLater(peer: string, st: PeerState, live: Live): void {
+  private retireLater(peer: string, st: PeerState, live: Live, unconfirmed: boolean): void {
     const idx = live.params.localIndex;
     const timer = this.clock.setTimeout(() => this.retireNow(peer, st, idx), this.o.overlapMs);
-    st.retiring.set(idx, { live, timer });
+    st.retiring.set(idx, { live, timer, unconfirmed });
   }
 
   private retireNow(peer: string, st: PeerState, idx: number): void {
@@ -617,9 +725,14 @@ export class Negotiator {
     try {
       this.o.events.onRetire(peer, live.params.localIndex);
     } finally {
-      zero(live);
-      this.usedIndexes.delete(live.params.localIndex);
+      this.forget(live);
     }
+  }
+
+  /** Zeroes a session's keys and frees its index (no event: stop(), after the data plane closed). */
+  private forget(live: Live): void {
+    zero(live);
+    this.usedIndexes.delete(live.params.localIndex);
   }
 
   private scheduleRekey(peer: string, st: PeerState): void {
@@ -702,13 +815,12 @@ export class Negotiator {
     else w.resolve(s!);
   }
 
-  private dropPending(st: PeerState): void {
+  /** Retires the responder's unconfirmed receive-only session (keys zeroed). */
+  private dropPending(peer: string, st: PeerState): void {
     const p = st.pending;
     if (!p) return;
     st.pending = undefined;
-    p.txKey.fill(0);
-    p.rxKey.fill(0);
-    this.usedIndexes.delete(p.localIndex);
+    this.emitRetire(peer, p.live);
   }
 
   private clearTimers(st: PeerState): void {

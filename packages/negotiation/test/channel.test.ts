@@ -205,7 +205,7 @@ describe('bounds', () => {
     const alphaSessions: SessionParams[] = [];
     const bravoSessions: SessionParams[] = [];
     const algos = { cryptAlgos: parseCryptAlgos('aes256gcm:256:20 chacha20poly1305:256:10'), compAlgos: parseCompAlgos('none:0:5 lz4:1:2') };
-    const noop = { onRetire: () => undefined, onTxEpoch: () => undefined };
+    const noop = { onPromote: () => undefined, onRetire: () => undefined, onTxEpoch: () => undefined };
     const alpha = new Negotiator({ localName: 'alpha', ...algos, store: new MemoryStore(), transport: { connect: () => Promise.reject(new Error('alpha only answers')) }, events: { onSession: (_p, s) => alphaSessions.push(s), ...noop } });
     alpha.attach(server);
     const bravo = new Negotiator({

@@ -39,6 +39,7 @@ const neg = new Negotiator({
       };
       burst();
     },
+    onPromote() {},
     onRetire() {},
     onTxEpoch() {},
   },
