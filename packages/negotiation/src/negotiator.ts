@@ -292,6 +292,14 @@ function remoteCode(err: unknown): string | undefined {
 const PENDING_KEY = 'cluevpn.negotiation.pending';
 
 /**
+ * Implementation: most replaced sessions per peer kept receiving for the
+ * overlap. With the current one and one being negotiated this stays within
+ * the data plane's per-peer session table (4), which would otherwise evict
+ * sessions by itself and make `onRetire` name a session it no longer has.
+ */
+export const MAX_OVERLAPPING_SESSIONS = 2;
+
+/**
  * Drives the negotiations of one node. Create, `attach` to the control
  * server, `start()`, then call `ensureSession` / `requestRekey` /
  * `noteRxEpoch` as the data plane asks; `stop()` on shutdown (after the
@@ -712,6 +720,14 @@ export class Negotiator {
     const idx = live.params.localIndex;
     const timer = this.clock.setTimeout(() => this.retireNow(peer, st, idx), this.o.overlapMs);
     st.retiring.set(idx, { live, timer, unconfirmed });
+    // Rekeys faster than the overlap: retire the oldest at once, so that the data plane never
+    // has to evict a session on its own (current + one being negotiated + these fit its table).
+    while (st.retiring.size > MAX_OVERLAPPING_SESSIONS) {
+      let oldest: [number, Retiring] | undefined;
+      for (const e of st.retiring) if (!oldest || e[1].live.seq < oldest[1].live.seq) oldest = e;
+      this.clock.clearTimeout(oldest![1].timer);
+      this.retireNow(peer, st, oldest![0]);
+    }
   }
 
   private retireNow(peer: string, st: PeerState, idx: number): void {

@@ -30,7 +30,7 @@ interface Node {
 function makeNode(
   net: MemoryNetwork,
   name: string,
-  opts: { store?: SessionStore; clock?: ManualClock; crypt?: string; comp?: string; trace?: Trace; transport?: (t: NegotiationTransport) => NegotiationTransport } = {},
+  opts: { store?: SessionStore; clock?: ManualClock; crypt?: string; comp?: string; trace?: Trace; transport?: (t: NegotiationTransport) => NegotiationTransport; rateMs?: number } = {},
 ): Node {
   const clock = opts.clock ?? new ManualClock();
   const store = opts.store ?? new MemoryStore();
@@ -46,6 +46,7 @@ function makeNode(
     clock,
     rekeyIntervalMs: 3_600_000,
     overlapMs: 30_000,
+    triggeredRekeyMinIntervalMs: opts.rateMs ?? 30_000,
     events: {
       onSession: (_peer, p, o) => {
         trace.push([name, o.primary ? 'install-primary' : 'install-receive', p.localIndex]);
@@ -343,6 +344,25 @@ describe('Negotiator', () => {
     clock.advance(1_000);
     await settle();
     assert.equal(net.log.filter(([, , t]) => t === 'negotiate').length, negotiations, 'no needless renegotiation');
+    clock.advance(30_000);
+    assertClean(a);
+    assertClean(b);
+  });
+
+  test('rekeys faster than the overlap keep at most two replaced sessions receiving (the data plane table holds four)', async () => {
+    const net = new MemoryNetwork();
+    const clock = new ManualClock();
+    const a = makeNode(net, 'alpha', { clock, rateMs: 0 });
+    const b = makeNode(net, 'bravo', { clock, rateMs: 0 });
+    await a.neg.ensureSession('bravo');
+    await until(() => b.primary !== undefined, 'first session');
+    for (let round = 0; round < 5; round++) {
+      assert.equal(a.neg.requestRekey('bravo', 'manual'), true);
+      await until(() => a.promoted.length === round + 2 && b.promoted.length === round + 2, 'rekey');
+      for (const n of [a, b]) assert.ok(n.live.size <= 3, `${n.name} holds ${n.live.size} sessions`);
+    }
+    assert.equal(a.retired.length, 3, 'the three oldest retired before their overlap ended');
+    assert.deepEqual(a.sessions[0]!.txKey, Buffer.alloc(32));
     clock.advance(30_000);
     assertClean(a);
     assertClean(b);
