@@ -13,7 +13,7 @@
 // work directory) is registered and removed by `cleanup()`, which runs on
 // process exit; SIGINT/SIGTERM/SIGHUP exit with 130/143/129 and so clean up.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -274,6 +274,32 @@ export async function control(sockPath, cmd, extra) {
   } finally {
     c.close();
   }
+}
+
+const DIST_PACKAGES = ['tun', 'dataplane', 'bnl', 'negotiation', 'daemon', 'cli'];
+/**
+ * What is being measured: HEAD commit and the build time of each package's
+ * dist (the daemon runs from dist/, which others may rebuild during a run).
+ * `changedSince(stamp)` lists packages rebuilt since `stamp` was taken.
+ */
+export function buildStamp() {
+  const head = spawnSync('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || '?';
+  const dirty = spawnSync('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no', 'packages'], { encoding: 'utf8' }).stdout.trim() !== '';
+  const dist = {};
+  for (const p of DIST_PACKAGES) {
+    try {
+      dist[p] = statSync(join(REPO, 'packages', p, 'dist/src/index.js')).mtimeMs;
+    } catch (err) {
+      if (err.code !== 'ENOENT') throw err;
+      dist[p] = NaN;
+    }
+  }
+  return { head, dirty, dist, text: `commit ${head}${dirty ? ' (packages/ has uncommitted changes)' : ''}, dist built ${Object.entries(dist).map(([p, t]) => `${p} ${Number.isFinite(t) ? new Date(t).toISOString().slice(11, 19) : 'missing'}`).join(', ')} UTC` };
+}
+/** Packages whose dist changed since `stamp` (empty when none). */
+export function changedSince(stamp) {
+  const now = buildStamp();
+  return DIST_PACKAGES.filter((p) => now.dist[p] !== stamp.dist[p] && !(Number.isNaN(now.dist[p]) && Number.isNaN(stamp.dist[p])));
 }
 
 /** Last `n` lines of a file ('' when missing), for failure reports. */

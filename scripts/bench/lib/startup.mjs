@@ -15,7 +15,7 @@
 // restart) and, for reference, bare `node -e 0` and the daemon's own
 // "started" log line.
 import { existsSync, rmSync } from 'node:fs';
-import { createHarness, control, fmt, grepFile, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
+import { buildStamp, changedSince, createHarness, control, fmt, grepFile, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
 
 const opts = { repeat: 5, backend: undefined };
 {
@@ -35,6 +35,7 @@ const TARGET_RESTART_MS = 300;
 const PEER_ADDR = '10.99.0.2';
 
 const h = createHarness('startup', 'bstart');
+const stamp = buildStamp();
 const problems = [];
 
 /** Probe from h1: resolves with the wall-clock ms of the first echo reply, NaN after `timeoutMs`. */
@@ -111,7 +112,9 @@ async function main() {
     const ok = ping.every(Number.isFinite) ? max(ping) <= target : false;
     return [label, fmt(median(ready)), fmt(max(ready)), fmt(median(ping)), fmt(max(ping)), `≤ ${target}`, verdict(ok)];
   };
-  process.stdout.write(`\nstart-up: 2 daemons (alpha in bstart-h1, beta in bstart-h2), ${opts.repeat} rounds, backend ${opts.backend ?? 'default'}\n`);
+  const rebuilt = changedSince(stamp);
+  if (rebuilt.length) problems.push(`dist of ${rebuilt.join(', ')} was rebuilt during the run: the figures may mix builds`);
+  process.stdout.write(`\nstart-up: 2 daemons (alpha in bstart-h1, beta in bstart-h2), ${opts.repeat} rounds, backend ${opts.backend ?? 'default'}\n${stamp.text}\n`);
   process.stdout.write('t0 = both daemons spawned; ready = control socket up (slower of the two); reply = first echo reply h1 → 10.99.0.2 (ping every 10 ms)\n\n');
   printTable([
     ['case', 'ready med ms', 'ready max ms', 'reply med ms', 'reply max ms', 'target ms', 'verdict (max)'],
