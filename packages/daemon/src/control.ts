@@ -27,84 +27,17 @@ import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ControlServerError, DaemonError } from './errors.js';
 import type { Logger } from './logging.js';
+import { CONTROL_MAX_LINE, CONTROL_PROTOCOL_VERSION, type BnlStatusReport, type PeerStatus, type ReloadResult, type StatusReport } from '@cluevpn/control';
 
-/** Protocol version spoken by this server. */
-export const CONTROL_PROTOCOL_VERSION = 1;
-/** Longest accepted request line, in bytes. */
-export const CONTROL_MAX_LINE = 64 * 1024;
-
-/** Drop counters of one peer, by reason (names from the data plane). */
-export type DropCounts = Record<string, number>;
-
-/** One peer as `status` and `peers` report it. Times are milliseconds ago, `null` when never. */
-export interface PeerStatus {
-  name: string;
-  id: number;
-  /** Current data endpoint `host:port` (`[v6]:port`), `null` when none is known. */
-  endpoint: string | null;
-  /** `up` (keys installed and traffic within 3 minutes), `keyed` (keys, no recent traffic), `negotiating`, `idle` (no keys). */
-  state: 'up' | 'keyed' | 'negotiating' | 'idle';
-  /** Negotiated cipher, e.g. `aes-256-gcm`; `null` before negotiation. */
-  cipher: string | null;
-  /** Negotiated compression, e.g. `lz4:1` or `none`; `null` before negotiation. */
-  compression: string | null;
-  /** Age of the current keys. */
-  keyAgeMs: number | null;
-  /** Since the last authenticated packet from this peer. */
-  lastRxMs: number | null;
-  /** Since the last negotiation with this peer completed (in this process or restored from state). */
-  lastNegotiationMs: number | null;
-  /** Whether the current keys were restored from the state store at start (no renegotiation). */
-  restored: boolean;
-  /** Negotiations completed with this peer since the daemon started (0 after a restart that restored the keys). */
-  negotiations: number;
-  rxPackets: number;
-  rxBytes: number;
-  txPackets: number;
-  txBytes: number;
-  drops: DropCounts;
-  /** The BNL serial this peer holds, as learned from pulls and pushes; `null` when unknown. */
-  bnlSerial: number | null;
-  subnets: string[];
-}
-
-/** The answer to `status`. */
-export interface StatusReport {
-  name: string;
-  id: number;
-  netname: string;
-  pid: number;
-  version: string;
-  uptimeMs: number;
-  device: string;
-  port: number;
-  logLevel: number;
-  bnl: BnlStatusReport;
-  peers: PeerStatus[];
-  /** Drops not attributable to a peer (unknown receiver index, bad header…). */
-  drops: DropCounts;
-}
-
-/** The answer to `bnl-status`. */
-export interface BnlStatusReport {
-  serial: number;
-  /** Signing time, ISO 8601, when the format carries one. */
-  signedAt: string | null;
-  nodes: number;
-  path: string;
-  /** Per peer name: the serial it holds (`null` unknown). */
-  peers: Record<string, number | null>;
-}
-
-/** The answer to `reload-and-push`. */
-export interface ReloadResult {
-  /** The serial in force after the reload. */
-  serial: number;
-  /** Whether the file on disk was newer and was applied. */
-  applied: boolean;
-  /** Peers the list was pushed to (0 when nothing was newer). */
-  pushedTo: number;
-}
+export {
+  CONTROL_PROTOCOL_VERSION,
+  CONTROL_MAX_LINE,
+  type DropCounts,
+  type PeerStatus,
+  type StatusReport,
+  type BnlStatusReport,
+  type ReloadResult,
+} from '@cluevpn/control';
 
 /** What the daemon does for each command. A thrown `DaemonError` becomes an error answer with its code. */
 export interface ControlHandlers {

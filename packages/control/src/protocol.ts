@@ -1,0 +1,117 @@
+/**
+ * The control protocol between `cluevpnd` and the commands that talk to it
+ * (`cluevpn`, `bnl push`): JSON lines over the daemon's unix socket (mode
+ * 0600), version 1. Both ends import these definitions, so the CLI never
+ * imports daemon code and the two cannot drift apart (like wireguard-go's
+ * `ipc` package).
+ *
+ * ```
+ * request  {"v":1,"id":7,"cmd":"status"}
+ *          {"v":1,"id":8,"cmd":"set-log-level","level":7}
+ * response {"v":1,"id":7,"ok":true,"result":{…}}
+ *          {"v":1,"id":8,"ok":false,"error":{"code":"ERR_CONTROL_BAD_REQUEST","message":"…"}}
+ * ```
+ *
+ * One request per line, answered in order on the same connection; `id` is
+ * echoed. A request with another `v` gets `ERR_CONTROL_VERSION` (the answer
+ * carries the server's `v`). A line over `CONTROL_MAX_LINE` bytes or not JSON
+ * gets `ERR_CONTROL_PROTOCOL` and the connection closes.
+ */
+
+/** Specification: the protocol version both ends speak. */
+export const CONTROL_PROTOCOL_VERSION = 1;
+/** Specification: longest request line a server accepts, in bytes. */
+export const CONTROL_MAX_LINE = 64 * 1024;
+
+/** Drop counters of one peer, by reason (names from the data plane). */
+export type DropCounts = Record<string, number>;
+
+/** One peer as `status` and `peers` report it. Times are milliseconds ago, `null` when never. */
+export interface PeerStatus {
+  name: string;
+  id: number;
+  /** Current data endpoint `host:port` (`[v6]:port`), `null` when none is known. */
+  endpoint: string | null;
+  /** `up` (keys installed and traffic within 3 minutes), `keyed` (keys, no recent traffic), `negotiating`, `idle` (no keys). */
+  state: 'up' | 'keyed' | 'negotiating' | 'idle';
+  /** Negotiated cipher, e.g. `aes-256-gcm`; `null` before negotiation. */
+  cipher: string | null;
+  /** Negotiated compression, e.g. `lz4:1` or `none`; `null` before negotiation. */
+  compression: string | null;
+  /** Age of the current keys. */
+  keyAgeMs: number | null;
+  /** Since the last authenticated packet from this peer. */
+  lastRxMs: number | null;
+  /** Since the last negotiation with this peer completed (in this process or restored from state). */
+  lastNegotiationMs: number | null;
+  /** Whether the current keys were restored from the state store at start (no renegotiation). */
+  restored: boolean;
+  /** Negotiations completed with this peer since the daemon started (0 after a restart that restored the keys). */
+  negotiations: number;
+  rxPackets: number;
+  rxBytes: number;
+  txPackets: number;
+  txBytes: number;
+  drops: DropCounts;
+  /** The BNL serial this peer holds, as learned from pulls and pushes; `null` when unknown. */
+  bnlSerial: number | null;
+  subnets: string[];
+}
+
+/** The answer to `status`. */
+export interface StatusReport {
+  name: string;
+  id: number;
+  netname: string;
+  pid: number;
+  version: string;
+  uptimeMs: number;
+  device: string;
+  port: number;
+  logLevel: number;
+  bnl: BnlStatusReport;
+  peers: PeerStatus[];
+  /** Drops not attributable to a peer (unknown receiver index, bad header…). */
+  drops: DropCounts;
+}
+
+/** The answer to `bnl-status`. */
+export interface BnlStatusReport {
+  serial: number;
+  /** Signing time, ISO 8601, when the format carries one. */
+  signedAt: string | null;
+  nodes: number;
+  path: string;
+  /** Per peer name: the serial it holds (`null` unknown). */
+  peers: Record<string, number | null>;
+}
+
+/** The answer to `reload-and-push`. */
+export interface ReloadResult {
+  /** The serial in force after the reload. */
+  serial: number;
+  /** Whether the file on disk was newer and was applied. */
+  applied: boolean;
+  /** Peers the list was pushed to (0 when nothing was newer). */
+  pushedTo: number;
+}
+
+/** Specification: the commands of version 1. */
+export const CONTROL_COMMANDS = ['status', 'peers', 'bnl-status', 'set-log-level', 'reload-and-push'] as const;
+/** A command of version 1. */
+export type ControlCommand = (typeof CONTROL_COMMANDS)[number];
+
+/** The answer to `set-log-level`. */
+export interface SetLogLevelResult {
+  level: number;
+  previous: number;
+}
+
+/** Result type of each command. */
+export interface ControlResults {
+  status: StatusReport;
+  peers: PeerStatus[];
+  'bnl-status': BnlStatusReport;
+  'set-log-level': SetLogLevelResult;
+  'reload-and-push': ReloadResult;
+}
