@@ -47,6 +47,12 @@ export interface NativeUdpStats {
   txErrors: number;
   /** Datagrams not sent because the socket buffer was full (EAGAIN/ENOBUFS). */
   txDroppedFull: number;
+  /**
+   * UDP_SEGMENT (GSO) messages sent: runs of datagrams to one endpoint with
+   * one length, handed to the kernel in one message (0 when the kernel or
+   * route cannot do GSO, or with CLUEVPN_DP_NO_GSO set, for benchmarks).
+   */
+  txGsoMessages: number;
 }
 
 interface AddonUdpSocket {

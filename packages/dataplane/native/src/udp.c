@@ -25,12 +25,20 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
 #define MAX_ROUNDS 8          /* batches per wake-up before yielding to the loop */
-#define SEND_CHUNK 128        /* datagrams per sendmmsg call */
+#define SEND_CHUNK 128        /* messages per sendmmsg call */
+#define GSO_MAX_SEGS 64       /* datagrams per UDP_SEGMENT message (kernel limit UDP_MAX_SEGMENTS) */
+#define GSO_MAX_BYTES 65000   /* payload bytes per UDP_SEGMENT message (one IP packet of <= 64 KiB) */
+#define SEND_IOVS 1024        /* iovecs per sendmmsg call */
 #define MAX_BATCH 1024        /* UIO_MAXIOV */
 #define MAX_SLOT (1 << 17)    /* bytes per slot, headroom included */
 #define MAX_ENDPOINTS 65536
@@ -69,14 +77,20 @@ typedef struct {
   struct iovec *riov;
   struct sockaddr_storage *rnames;
   struct mmsghdr smsgs[SEND_CHUNK];
-  struct iovec siov[SEND_CHUNK];
+  struct iovec siov[SEND_IOVS];
+  int32_t ssegs[SEND_CHUNK]; /* datagrams carried by smsgs[i] */
+  union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+  } sctl[SEND_CHUNK];
+  int gso;                   /* 1 while UDP_SEGMENT is usable on this socket */
 
   endpoint *eps;
   uint32_t eps_cap;
 
   /* Counters (read with stats()). */
   double rx_datagrams, rx_batches, rx_truncated, rx_errors, cb_exceptions;
-  double tx_datagrams, tx_no_endpoint, tx_errors, tx_dropped_full;
+  double tx_datagrams, tx_no_endpoint, tx_errors, tx_dropped_full, tx_gso_messages;
 } udp_sock;
 
 
@@ -419,6 +433,7 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
   s->family = family;
   s->port = bport;
   s->want_ref = 1;
+  s->gso = getenv("CLUEVPN_DP_NO_GSO") == NULL; /* benchmarks compare with and without */
   s->batch = (uint32_t)batch;
   s->slot_size = (uint32_t)slot;
   s->headroom = (uint32_t)headroom;
@@ -595,42 +610,107 @@ static napi_value m_send_batch(napi_env env, napi_callback_info info) {
   int32_t sent = 0, i = 0;
   int full = 0;
   while (i < count && !full) {
-    /* Build one chunk of messages, skipping unset endpoints. */
-    int m = 0;
-    for (; i < count && m < SEND_CHUNK; i++) {
+    /* Build one chunk of messages, skipping unset endpoints. Consecutive
+     * datagrams to the same endpoint with the same length (the last of a
+     * run may be shorter) become one UDP_SEGMENT (GSO) message: the kernel
+     * sends them as separate datagrams but walks its stack once. */
+    int m = 0, niov = 0;
+    while (i < count && m < SEND_CHUNK && niov < SEND_IOVS) {
       int32_t off = offs[i], len = lens[i], slot = slots[i];
       if (off < 0 || len < 0 || (int64_t)off + len > (int64_t)blen) { /* aliasing guard */
         s->tx_errors++;
+        i++;
         continue;
       }
       if ((uint32_t)slot >= s->eps_cap || s->eps[slot].len == 0) {
         s->tx_no_endpoint++;
+        i++;
         continue;
       }
-      s->siov[m].iov_base = buf + off;
-      s->siov[m].iov_len = (size_t)len;
-      memset(&s->smsgs[m], 0, sizeof s->smsgs[m]);
-      s->smsgs[m].msg_hdr.msg_name = &s->eps[slot].addr;
-      s->smsgs[m].msg_hdr.msg_namelen = s->eps[slot].len;
-      s->smsgs[m].msg_hdr.msg_iov = &s->siov[m];
-      s->smsgs[m].msg_hdr.msg_iovlen = 1;
+      struct iovec *iov = &s->siov[niov];
+      iov[0].iov_base = buf + off;
+      iov[0].iov_len = (size_t)len;
+      int segs = 1;
+      int64_t total = len;
+      i++;
+      if (s->gso && len > 0) {
+        while (i < count && segs < GSO_MAX_SEGS && niov + segs < SEND_IOVS) {
+          int32_t o2 = offs[i], l2 = lens[i];
+          if (slots[i] != slot || l2 > len || l2 <= 0 || total + l2 > GSO_MAX_BYTES) break;
+          if (o2 < 0 || (int64_t)o2 + l2 > (int64_t)blen) break; /* aliasing guard: handled above next round */
+          iov[segs].iov_base = buf + o2;
+          iov[segs].iov_len = (size_t)l2;
+          segs++;
+          total += l2;
+          i++;
+          if (l2 < len) break; /* a shorter datagram ends a GSO run */
+        }
+      }
+      struct mmsghdr *mh = &s->smsgs[m];
+      memset(mh, 0, sizeof *mh);
+      mh->msg_hdr.msg_name = &s->eps[slot].addr;
+      mh->msg_hdr.msg_namelen = s->eps[slot].len;
+      mh->msg_hdr.msg_iov = iov;
+      mh->msg_hdr.msg_iovlen = (size_t)segs;
+      if (segs > 1) {
+        mh->msg_hdr.msg_control = s->sctl[m].buf;
+        mh->msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh->msg_hdr);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t gs = (uint16_t)len;
+        memcpy(CMSG_DATA(c), &gs, sizeof gs);
+      }
+      s->ssegs[m] = segs;
+      niov += segs;
       m++;
     }
     int k = 0;
     while (k < m) {
       int r = sendmmsg(s->fd, s->smsgs + k, (unsigned)(m - k), MSG_DONTWAIT);
       if (r > 0) {
+        for (int j = k; j < k + r; j++) {
+          sent += s->ssegs[j];
+          if (s->ssegs[j] > 1) s->tx_gso_messages++;
+        }
         k += r;
-        sent += r;
         continue;
       }
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
-        s->tx_dropped_full += (double)(m - k) + (count - i);
+      int e = errno;
+      if (r < 0 && e == EINTR) continue;
+      if (r < 0 && (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS)) {
+        double rest = 0;
+        for (int j = k; j < m; j++) rest += s->ssegs[j];
+        s->tx_dropped_full += rest + (count - i);
         full = 1;
         break;
       }
-      s->tx_errors++; /* e.g. EMSGSIZE, ENETUNREACH, EACCES: drop this one, go on */
+      if (s->ssegs[k] > 1 && (e == EIO || e == EINVAL || e == EOPNOTSUPP || e == ENOPROTOOPT || e == EMSGSIZE)) {
+        /* The kernel refused the GSO message (no UDP_SEGMENT, no checksum
+         * offload on the route: EIO, or a segment above the path MTU:
+         * EINVAL). Send its datagrams one by one instead; stop using GSO
+         * when the socket cannot do it at all. */
+        if (e != EINVAL && e != EMSGSIZE) s->gso = 0;
+        struct mmsghdr *mh = &s->smsgs[k];
+        for (size_t j = 0; j < mh->msg_hdr.msg_iovlen; j++) {
+          struct msghdr one;
+          memset(&one, 0, sizeof one);
+          one.msg_name = mh->msg_hdr.msg_name;
+          one.msg_namelen = mh->msg_hdr.msg_namelen;
+          one.msg_iov = &mh->msg_hdr.msg_iov[j];
+          one.msg_iovlen = 1;
+          ssize_t w;
+          do w = sendmsg(s->fd, &one, MSG_DONTWAIT);
+          while (w < 0 && errno == EINTR);
+          if (w >= 0) sent++;
+          else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) s->tx_dropped_full++;
+          else s->tx_errors++;
+        }
+        k++;
+        continue;
+      }
+      s->tx_errors += s->ssegs[k]; /* e.g. EMSGSIZE, ENETUNREACH, EACCES: drop this message, go on */
       k++;
     }
   }
@@ -682,6 +762,7 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "txNoEndpoint", s->tx_no_endpoint);
   put_num(env, o, "txErrors", s->tx_errors);
   put_num(env, o, "txDroppedFull", s->tx_dropped_full);
+  put_num(env, o, "txGsoMessages", s->tx_gso_messages);
   return o;
 }
 
