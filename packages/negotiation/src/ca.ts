@@ -10,8 +10,19 @@
  * keyUsage keyCertSign + cRLSign.
  */
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type forge from 'node-forge';
 import { CaError } from './errors.js';
+
+// node-forge is loaded on first use, not at import: the daemon imports this
+// package for the control channel and negotiation and never builds a
+// certificate, so it does not pay forge's start-up time and memory.
+const requireCjs = createRequire(import.meta.url);
+let forgeLib: typeof forge | undefined;
+function lib(): typeof forge {
+  forgeLib ??= requireCjs('node-forge') as typeof forge;
+  return forgeLib;
+}
 
 /** RSA modulus size of every key this module generates. */
 export const RSA_KEY_BITS = 3072;
@@ -63,23 +74,25 @@ export function generatePrivateKeyPem(bits: number = RSA_KEY_BITS): string {
 }
 
 function parseKey(keyPem: string): forge.pki.rsa.PrivateKey {
+  const pki = lib().pki; // outside the try: a load failure is not bad input
   try {
-    return forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+    return pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
   } catch (err) {
     throw new CaError('ERR_CA_INPUT', 'private key is not an unencrypted RSA PEM key', { cause: err });
   }
 }
 
 function parseCert(certPem: string): forge.pki.Certificate {
+  const pki = lib().pki;
   try {
-    return forge.pki.certificateFromPem(certPem);
+    return pki.certificateFromPem(certPem);
   } catch (err) {
     throw new CaError('ERR_CA_INPUT', 'not a PEM RSA certificate', { cause: err });
   }
 }
 
 function publicOf(key: forge.pki.rsa.PrivateKey): forge.pki.rsa.PublicKey {
-  return forge.pki.setRsaPublicKey(key.n, key.e);
+  return lib().pki.setRsaPublicKey(key.n, key.e);
 }
 
 function randomSerial(): string {
@@ -115,7 +128,7 @@ export function fingerprintDer(der: Uint8Array): Fingerprint {
 /** Computes the SHA-256 fingerprint of a PEM certificate. Throws `ERR_CA_INPUT` on a bad PEM. */
 export function fingerprintPem(certPem: string): Fingerprint {
   const cert = parseCert(certPem);
-  const der = forge.asn1.toDer(forge.pki.certificateToAsn1(cert)).getBytes();
+  const der = lib().asn1.toDer(lib().pki.certificateToAsn1(cert)).getBytes();
   return fingerprintDer(Buffer.from(der, 'binary'));
 }
 
@@ -154,7 +167,7 @@ export function createCa(opts: CreateCaOptions = {}): CaMaterial {
   checkDays(days);
   const keyPem = opts.keyPem ?? generatePrivateKeyPem();
   const key = parseKey(keyPem);
-  const cert = forge.pki.createCertificate();
+  const cert = lib().pki.createCertificate();
   cert.publicKey = publicOf(key);
   cert.serialNumber = randomSerial();
   validity(cert, opts.now ?? new Date(), days);
@@ -166,19 +179,19 @@ export function createCa(opts: CreateCaOptions = {}): CaMaterial {
     { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(key, forge.md.sha256.create());
-  return { keyPem, certPem: forge.pki.certificateToPem(cert) };
+  cert.sign(key, lib().md.sha256.create());
+  return { keyPem, certPem: lib().pki.certificateToPem(cert) };
 }
 
 /** Creates a CSR for node `name` signed with `keyPem` (the key stays with the node). */
 export function createCsr(name: string, keyPem: string): string {
   checkName(name, 'node name');
   const key = parseKey(keyPem);
-  const csr = forge.pki.createCertificationRequest();
+  const csr = lib().pki.createCertificationRequest();
   csr.publicKey = publicOf(key);
   csr.setSubject([{ name: 'commonName', value: name }]);
-  csr.sign(key, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(csr);
+  csr.sign(key, lib().md.sha256.create());
+  return lib().pki.certificationRequestToPem(csr);
 }
 
 /** Options of `signCsr` / `issueCertificate`. */
@@ -199,8 +212,9 @@ export interface SignOptions {
  */
 export function signCsr(csrPem: string, ca: CaMaterial, opts: SignOptions = {}): string {
   let csr: forge.pki.CertificateSigningRequest;
+  const pki = lib().pki;
   try {
-    csr = forge.pki.certificationRequestFromPem(csrPem);
+    csr = pki.certificationRequestFromPem(csrPem);
   } catch (err) {
     throw new CaError('ERR_CA_INPUT', 'not a PEM RSA certificate signing request', { cause: err });
   }
@@ -229,7 +243,7 @@ function certify(cn: string, pub: forge.pki.rsa.PublicKey, ca: CaMaterial, opts:
   const caCert = parseCert(ca.certPem);
   const caPub = caCert.publicKey as forge.pki.rsa.PublicKey;
   if (caPub.n.compareTo(caKey.n) !== 0) throw new CaError('ERR_CA_INVALID', 'the CA key does not match the CA certificate');
-  const cert = forge.pki.createCertificate();
+  const cert = lib().pki.createCertificate();
   cert.publicKey = pub;
   cert.serialNumber = randomSerial();
   validity(cert, opts.now ?? new Date(), days);
@@ -244,8 +258,8 @@ function certify(cn: string, pub: forge.pki.rsa.PublicKey, ca: CaMaterial, opts:
     { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
     { name: 'subjectKeyIdentifier' },
   ]);
-  cert.sign(caKey, forge.md.sha256.create());
-  return forge.pki.certificateToPem(cert);
+  cert.sign(caKey, lib().md.sha256.create());
+  return lib().pki.certificateToPem(cert);
 }
 
 /** A node's key and certificate (PEM). `keyPem` is secret. */
@@ -313,8 +327,9 @@ export function describeCertificate(certPem: string, now: Date = new Date()): Ce
 
 /** Parses a PEM CSR and returns its common name (throws `ERR_CA_INPUT` on a bad PEM). */
 export function csrCommonName(csrPem: string): string | undefined {
+  const pki = lib().pki;
   try {
-    return attr(forge.pki.certificationRequestFromPem(csrPem), 'CN');
+    return attr(pki.certificationRequestFromPem(csrPem), 'CN');
   } catch (err) {
     throw new CaError('ERR_CA_INPUT', 'not a PEM RSA certificate signing request', { cause: err });
   }
