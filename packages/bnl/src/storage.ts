@@ -4,8 +4,8 @@
  * file in the same directory, fsync, rename over the old file, fsync the
  * directory. A crash at any point leaves the old or the new file, whole.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
+import { TEMP_FILE_RE, writeFileAtomic } from '@cluevpn/atomic-file';
 import { basename, dirname, join } from 'node:path';
 import { BnlError } from './errors.js';
 
@@ -20,33 +20,16 @@ export interface BnlStorage {
 }
 
 /**
- * Writes `data` to `path` atomically and durably with file mode `mode`.
- * On error the old file is untouched and the temporary file removed; the
- * error is a `BnlError` with `ERR_BNL_IO` and the system error as `cause`.
+ * Writes `data` to `path` atomically and durably with file mode `mode`
+ * (`@cluevpn/atomic-file`). On error the old file is untouched and the
+ * temporary file removed; the error is a `BnlError` with `ERR_BNL_IO` and
+ * the system error as `cause`.
  */
 export async function atomicWriteFile(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const fh = await open(tmp, 'wx', mode);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    await writeFileAtomic(path, data, { mode });
   } catch (err) {
-    await unlink(tmp).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'ENOENT') throw new BnlError('ERR_BNL_IO', `cannot remove temporary file ${tmp}: ${e.message}`, { cause: e });
-    });
     throw new BnlError('ERR_BNL_IO', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
   }
 }
 
@@ -84,7 +67,7 @@ export async function removeStaleTemporaries(path: string): Promise<number> {
   }
   let removed = 0;
   for (const n of names) {
-    const m = n.startsWith(prefix) ? /^\.(.+)\.([0-9]+)\.[0-9a-f]{12}\.tmp$/.exec(n) : null;
+    const m = n.startsWith(prefix) ? TEMP_FILE_RE.exec(n) : null;
     if (!m || m[1] !== basename(path) || pidAlive(Number(m[2]))) continue;
     await unlink(join(dir, n)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw new BnlError('ERR_BNL_IO', `cannot remove ${n}: ${e.message}`, { cause: e });

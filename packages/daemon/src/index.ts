@@ -17,7 +17,6 @@ export type { SignalActions, SignalHandle, SignalOptions } from './signals.js';
 export { writePidfile, removePidfile, livePid } from './pidfile.js';
 export { dropPrivileges, checkWritableAfterDrop } from './privileges.js';
 export type { PrivilegeTarget } from './privileges.js';
-export { writeFileAtomic } from './atomic-file.js';
 export { startDaemon, chooseEndpoint, DAEMON_VERSION } from './daemon.js';
 export type { DaemonOptions, RunningDaemon } from './daemon.js';
 export { DaemonError, ConfigError, ControlServerError, HookError, PidfileError, PrivilegeError } from './errors.js';

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomicSync } from '@cluevpn/atomic-file';
 import { PidfileError } from './errors.js';
 
 /** The pid in `path` if that process is alive, else `null` (missing file, garbage, dead pid). */
@@ -37,7 +37,7 @@ export function writePidfile(path: string, pid = process.pid): void {
   if (other !== null && other !== pid) throw new PidfileError('ERR_PIDFILE_IN_USE', `${path} names running process ${other}; is another cluevpnd running for this network?`);
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-    writeFileAtomic(path, `${pid}\n`, 0o644);
+    writeFileAtomicSync(path, `${pid}\n`, { mode: 0o644 });
   } catch (err) {
     throw new PidfileError('ERR_PIDFILE_WRITE', `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
   }

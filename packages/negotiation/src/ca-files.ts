@@ -11,7 +11,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomicSync } from '@cluevpn/atomic-file';
 import {
   createCa,
   createCsr,
@@ -64,7 +64,7 @@ function refuseExisting(files: string[], force: boolean): void {
 
 function write(file: string, data: string, mode: number, force: boolean): void {
   try {
-    writeFileAtomic(file, data, mode, force);
+    writeFileAtomicSync(file, data, { mode, overwrite: force });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw new CaError('ERR_CA_EXISTS', `${file} already exists; use --force to overwrite`, { cause: err });
