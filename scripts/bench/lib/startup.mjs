@@ -14,18 +14,19 @@
 // Reports median and max of each, the targets (≤ 1 s fresh, ≤ 0.3 s
 // restart) and, for reference, bare `node -e 0` and the daemon's own
 // "started" log line.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { buildStamp, changedSince, createHarness, control, fmt, grepFile, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
 
-const opts = { repeat: 5, backend: undefined };
+const opts = { repeat: 5, backend: undefined, loglevel: undefined };
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--repeat' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) opts.repeat = Number(argv[++i]);
     else if (a === '--backend' && ['native', 'js'].includes(argv[i + 1])) opts.backend = argv[++i];
+    else if (a === '--loglevel' && /^[0-7]$/.test(argv[i + 1] ?? '')) opts.loglevel = argv[++i];
     else {
-      process.stderr.write(`startup: bad argument '${a}' (--repeat N, --backend native|js)\n`);
+      process.stderr.write(`startup: bad argument '${a}' (--repeat N, --backend native|js, --loglevel 0-7)\n`);
       process.exit(2);
     }
   }
@@ -37,6 +38,39 @@ const PEER_ADDR = '10.99.0.2';
 const h = createHarness('startup', 'bstart');
 const stamp = buildStamp();
 const problems = [];
+const slow = []; // rounds slower than the fresh target, with their log lines
+
+/** Time (ms after t0) of the first log line since t0 matching `re`, NaN when none. */
+function logMark(file, t0, re) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return NaN;
+    throw err;
+  }
+  for (const l of text.split('\n')) {
+    const ts = Date.parse(l.slice(0, 24));
+    if (Number.isFinite(ts) && ts >= t0 - 5 && re.test(l)) return ts - t0;
+  }
+  return NaN;
+}
+
+/** Log lines written since `t0` (wall ms), indented. */
+function roundLog(file, t0) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err.code === 'ENOENT') return '    (no log)';
+    throw err;
+  }
+  const lines = text.split('\n').filter((l) => {
+    const ts = Date.parse(l.slice(0, 24));
+    return Number.isFinite(ts) && ts >= t0 - 5;
+  });
+  return lines.slice(0, 30).map((l) => `    ${l}`).join('\n') || '    (nothing logged at this level; --loglevel 6 shows negotiation attempts)';
+}
 
 /** Probe from h1: resolves with the wall-clock ms of the first echo reply, NaN after `timeoutMs`. */
 function probe(timeoutMs) {
@@ -64,7 +98,9 @@ async function startBoth(nodes) {
   const ds = nodes.map((n, k) => h.startDaemon(k + 1, n, opts.backend ? ['--backend', opts.backend] : []));
   const ready = await Promise.all(ds.map((d) => h.waitReady(d)));
   const reply = await pr;
-  return { ds, t0, readyMs: ready.map((r) => r - t0), pingMs: reply - t0 };
+  const loadedMs = nodes.map((n) => logMark(n.log, t0, /BNL loaded/));
+  const startedMs = nodes.map((n) => logMark(n.log, t0, /cluevpnd started/));
+  return { ds, t0, readyMs: ready.map((r) => r - t0), pingMs: reply - t0, loadedMs, startedMs };
 }
 
 async function stopBoth(ds) {
@@ -77,7 +113,7 @@ async function main() {
   const net = await h.makeNetwork([
     { name: 'alpha', addr: '192.0.2.1' },
     { name: 'beta', addr: '192.0.2.2' },
-  ]);
+  ], { extra: opts.loglevel ? ['--loglevel', opts.loglevel] : [] });
 
   // Reference: bare Node start-up.
   const nodeBare = [];
@@ -91,6 +127,7 @@ async function main() {
     let st = await statusOf(net.nodes[0]);
     fresh.push({ ...r, peer: st });
     h.log(`round ${round} fresh:   ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (negotiations ${st?.negotiations}, restored ${st?.restored})`);
+    if (r.pingMs > TARGET_FRESH_MS) slow.push(`round ${round} fresh: ${fmt(r.pingMs)} ms; alpha's log of the round:\n${roundLog(net.nodes[0].log, r.t0)}\n  beta's:\n${roundLog(net.nodes[1].log, r.t0)}`);
     if (!Number.isFinite(r.pingMs)) problems.push(`round ${round} fresh: no echo reply within 5 s`);
     else if (st && (st.restored || st.negotiations < 1)) problems.push(`round ${round} fresh: status says restored=${st.restored} negotiations=${st.negotiations} (expected a negotiation)`);
     await sleep(300); // let both sides settle (epoch notes written) before the restart
@@ -100,6 +137,7 @@ async function main() {
     st = await statusOf(net.nodes[0]);
     restart.push({ ...r, peer: st });
     h.log(`round ${round} restart: ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (negotiations ${st?.negotiations}, restored ${st?.restored})`);
+    if (r.pingMs > TARGET_FRESH_MS) slow.push(`round ${round} restart: ${fmt(r.pingMs)} ms; alpha's log of the round:\n${roundLog(net.nodes[0].log, r.t0)}\n  beta's:\n${roundLog(net.nodes[1].log, r.t0)}`);
     if (!Number.isFinite(r.pingMs)) problems.push(`round ${round} restart: no echo reply within 5 s`);
     else if (st && (!st.restored || st.negotiations !== 0)) problems.push(`round ${round} restart: status says restored=${st.restored} negotiations=${st.negotiations} (expected the stored session, no renegotiation)`);
     await stopBoth(r.ds);
@@ -110,20 +148,24 @@ async function main() {
     const ping = xs.map((x) => x.pingMs);
     const ready = xs.map((x) => Math.max(...x.readyMs));
     const ok = ping.every(Number.isFinite) ? max(ping) <= target : false;
-    return [label, fmt(median(ready)), fmt(max(ready)), fmt(median(ping)), fmt(max(ping)), `≤ ${target}`, verdict(ok)];
+    const loaded = xs.map((x) => Math.max(...x.loadedMs));
+    const started = xs.map((x) => Math.max(...x.startedMs));
+    return [label, fmt(median(loaded)), fmt(median(started)), fmt(median(ready)), fmt(max(ready)), fmt(median(ping)), fmt(max(ping)), `≤ ${target}`, verdict(ok)];
   };
   const rebuilt = changedSince(stamp);
   if (rebuilt.length) problems.push(`dist of ${rebuilt.join(', ')} was rebuilt during the run: the figures may mix builds`);
   process.stdout.write(`\nstart-up: 2 daemons (alpha in bstart-h1, beta in bstart-h2), ${opts.repeat} rounds, backend ${opts.backend ?? 'default'}\n${stamp.text}\n`);
-  process.stdout.write('t0 = both daemons spawned; ready = control socket up (slower of the two); reply = first echo reply h1 → 10.99.0.2 (ping every 10 ms)\n\n');
+  process.stdout.write('ms after t0 = both daemons spawned (slower of the two daemons): loaded = log "BNL loaded" (Node start, imports, config, BNL verified);\n');
+  process.stdout.write('started = log "cluevpnd started" (TUN, data plane, state, control channel up); ready = control socket seen; reply = first echo reply h1 → 10.99.0.2 (ping every 10 ms)\n\n');
   printTable([
-    ['case', 'ready med ms', 'ready max ms', 'reply med ms', 'reply max ms', 'target ms', 'verdict (max)'],
+    ['case', 'loaded med', 'started med', 'ready med', 'ready max', 'reply med', 'reply max', 'target', 'verdict (max)'],
     row('fresh negotiation (no state.db)', fresh, TARGET_FRESH_MS),
     row('restart keeping state.db', restart, TARGET_RESTART_MS),
   ]);
   process.stdout.write(`\nper round (ms, ready alpha/beta, reply): ${fresh.map((f, i) => `#${i + 1} fresh ${fmt(f.readyMs[0])}/${fmt(f.readyMs[1])}, ${fmt(f.pingMs)}; restart ${fmt(restart[i].readyMs[0])}/${fmt(restart[i].readyMs[1])}, ${fmt(restart[i].pingMs)}`).join(' | ')}\n`);
   process.stdout.write(`reference: bare 'node -e 0' ${nodeBare.map((x) => fmt(x)).join(', ')} ms\n`);
   process.stdout.write(`last start of alpha in its log: ${startedLine}\n`);
+  if (slow.length) process.stdout.write(`\nrounds slower than ${TARGET_FRESH_MS} ms:\n${slow.join('\n')}\n`);
   if (problems.length) {
     process.stdout.write(`\nproblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
     process.stdout.write(`\nalpha log (tail):\n${tail(net.nodes[0].log, 15)}\nbeta log (tail):\n${tail(net.nodes[1].log, 15)}\n`);
