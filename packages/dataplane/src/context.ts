@@ -36,6 +36,17 @@ export interface DataplaneLimits {
   /** ICMP no-route replies per second (default 10) and burst (default 20). */
   icmpPerSecond: number;
   icmpBurst: number;
+  /**
+   * Packets kept per peer while it has no session (default 16, 0 = none):
+   * they are sent as soon as a session becomes the peer's primary, so the
+   * first packets after start (the first ping, a TCP SYN) are not lost to
+   * the negotiation. Each is still counted as 'no-session' when it arrives.
+   */
+  holdPackets: number;
+  /** Held packets older than this are discarded instead of sent (ms, default 3000). */
+  holdMs: number;
+  /** Peers holding packets at the same time, at most (default 64; bounds memory to ~holdPeers × holdPackets × MTU). */
+  holdPeers: number;
 }
 
 /** Defaults of {@link DataplaneLimits}. */
@@ -47,6 +58,9 @@ export const DEFAULT_LIMITS: Readonly<DataplaneLimits> = {
   authFailureBurst: 8,
   icmpPerSecond: 10,
   icmpBurst: 20,
+  holdPackets: 16,
+  holdMs: 3000,
+  holdPeers: 64,
 };
 
 /** Shared state of the send and receive pipelines. */

@@ -287,7 +287,9 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     },
     removePeer(id: string): void {
       live();
+      const peer = peers.get(id);
       peers.remove(id);
+      send.dropHeld(peer);
     },
     setEndpoint(id: string, host: string, p: number): void {
       live();
@@ -298,13 +300,16 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (options !== undefined && (options === null || typeof options !== 'object')) {
         throw new DataplaneError('ERR_DP_CONFIG', 'install options must be an object');
       }
-      peers.install(peers.get(peerId), params, Date.now(), options?.primary ?? true);
+      const peer = peers.get(peerId);
+      peers.install(peer, params, Date.now(), options?.primary ?? true);
+      send.flushHeld(peer); // packets held while there was no session (send.ts step 5)
     },
     promoteSession(peerId: string, localIndex: number): void {
       live();
       const s = peers.get(peerId).sessions.find((x) => x.localIndex === localIndex);
       if (s === undefined) throw new DataplaneError('ERR_DP_PEER', `peer ${peerId} has no session with localIndex ${localIndex}`);
       peers.promote(s);
+      send.flushHeld(s.peer); // packets held while there was no session (send.ts step 5)
     },
     setTxEpoch(peerId: string, localIndex: number, epoch: number): void {
       live();

@@ -6,8 +6,10 @@
  * 3. Optional source check against the local subnets ('bad-source').
  * 4. Longest-prefix match of the destination to a peer; no match: drop
  *    'no-route' and queue an ICMP/ICMPv6 unreachable (rate-limited).
- * 5. Peer without a session: drop 'no-session', `onNoSession` (rate-limited);
- *    without an endpoint: drop 'no-endpoint'.
+ * 5. Peer without a session: count 'no-session', `onNoSession` (rate-limited)
+ *    and keep a copy in the peer's hold queue (≤ `holdPackets`, ≤ `holdMs`
+ *    old, ≤ `holdPeers` peers at once), sent by `flushHeld` once a session
+ *    is the peer's primary; without an endpoint: drop 'no-endpoint'.
  * 6. Take the session's counter; at `rejectAfterMessages` drop
  *    'counter-limit' and ask `onRekeyNeeded`; at `rekeyAfterMessages` ask
  *    once ('counter-soft-limit') and keep sending.
@@ -41,6 +43,15 @@ export interface TunBatch {
 
 /** Bytes per slot of the send arena and the ICMP arena (implementation). */
 const ICMP_SLOT = IcmpConst.V6_MAX_REPLY;
+/** Free bytes before and after each held packet (≥ header and tag, for in-place framing). */
+const HOLD_ROOM = 64;
+
+/** Packets of one peer kept while it has no session: a small TUN-like batch. */
+interface Hold {
+  /** performance.now() of the first packet held. */
+  since: number;
+  batch: TunBatch;
+}
 
 /** The send pipeline of one data plane. */
 export class SendPipeline {
@@ -61,12 +72,17 @@ export class SendPipeline {
   private icmpLens = new Int32Array(0);
   private readonly keepalive = Buffer.alloc(HEADER_LEN + TAG_LEN);
   private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1) };
+  private readonly holds = new Map<Peer, Hold>();
+  private readonly holdSlot: number;
+  private depth = 0;
+  private readonly pendingFlush = new Set<Peer>();
 
   constructor(ctx: PipelineContext) {
     this.ctx = ctx;
     const t = ctx.tun;
     this.inPlace = t.headroom >= HEADER_LEN && t.slotSize - t.headroom - ctx.mtu >= TAG_LEN;
     this.arenaSlot = (HEADER_LEN + ctx.mtu + TAG_LEN + 63) & ~63;
+    this.holdSlot = (2 * HOLD_ROOM + ctx.mtu + 63) & ~63;
     this.grow(64);
   }
 
@@ -99,6 +115,16 @@ export class SendPipeline {
    * used by the caller afterwards; nothing is retained after return.
    */
   onTunBatch(batch: TunBatch): void {
+    this.depth++;
+    try {
+      this.process(batch);
+    } finally {
+      this.depth--;
+    }
+    if (this.depth === 0 && this.pendingFlush.size > 0) this.flushPending();
+  }
+
+  private process(batch: TunBatch): void {
     const ctx = this.ctx;
     const count = batch.count;
     if (count > this.cap) this.grow(count);
@@ -156,6 +182,7 @@ export class SendPipeline {
       const s = peer.primary;
       if (s === null) {
         countDrop(ctx, peer, DropReason.NO_SESSION);
+        if (limits.holdPackets > 0) this.hold(peer, buf, off, len, now);
         ctx.events.noSession(peer, now);
         continue;
       }
@@ -163,6 +190,9 @@ export class SendPipeline {
         countDrop(ctx, peer, DropReason.NO_ENDPOINT);
         continue;
       }
+      // A session arrived during this batch (installed by an event handler)
+      // while older packets wait in the hold: queue behind them, keep order.
+      if (this.holds.size > 0 && this.heldCount(peer) > 0 && this.holdMore(peer, buf, off, len)) continue;
       // 6. counter
       const counter = s.txCounter;
       if (counter >= limits.rejectAfterMessages) {
@@ -219,6 +249,79 @@ export class SendPipeline {
     }
     // 11. ICMP replies
     if (nIcmp > 0) this.writeIcmp(nIcmp);
+  }
+
+  /** Step 5: keeps a copy of a packet for a peer without a session (rare path; allocates once per peer). */
+  private hold(peer: Peer, buf: Buffer, off: number, len: number, now: number): void {
+    const limits = this.ctx.limits;
+    let h = this.holds.get(peer);
+    if (h !== undefined && now - h.since > limits.holdMs) h.batch.count = 0;
+    if (h === undefined || h.batch.count === 0) {
+      if (h === undefined) {
+        if (this.holds.size >= limits.holdPeers) this.expireHolds(now);
+        if (this.holds.size >= limits.holdPeers) return;
+        const n = limits.holdPackets;
+        const batch: TunBatch = { count: 0, buffer: Buffer.alloc(n * this.holdSlot), offsets: new Int32Array(n), lengths: new Int32Array(n) };
+        for (let i = 0; i < n; i++) batch.offsets[i] = i * this.holdSlot + HOLD_ROOM;
+        h = { since: now, batch };
+        this.holds.set(peer, h);
+      }
+      h.since = now;
+    }
+    const b = h.batch;
+    if (b.count >= b.offsets.length) return; // full: the newest are not kept (TCP resends them)
+    buf.copy(b.buffer, b.offsets[b.count], off, off + len);
+    b.lengths[b.count++] = len;
+  }
+
+  /** Appends to a non-empty hold; false when it is full. */
+  private holdMore(peer: Peer, buf: Buffer, off: number, len: number): boolean {
+    const b = (this.holds.get(peer) as Hold).batch;
+    if (b.count >= b.offsets.length) return false;
+    buf.copy(b.buffer, b.offsets[b.count], off, off + len);
+    b.lengths[b.count++] = len;
+    return true;
+  }
+
+  private expireHolds(now: number): void {
+    for (const [peer, h] of this.holds) if (h.batch.count === 0 || now - h.since > this.ctx.limits.holdMs) this.holds.delete(peer);
+  }
+
+  /**
+   * Sends the packets held for `peer` through the pipeline now that it may
+   * have a primary session (call after installing or promoting one). Packets
+   * older than `holdMs` are discarded. Called from inside a TUN batch (an
+   * event handler installed the session synchronously), the flush runs when
+   * that batch is done. Does nothing when nothing is held.
+   */
+  flushHeld(peer: Peer): void {
+    if (!this.holds.has(peer)) return;
+    if (this.depth > 0) {
+      this.pendingFlush.add(peer);
+      return;
+    }
+    const h = this.holds.get(peer) as Hold;
+    if (peer.primary === null) return; // still nothing to send with: keep holding
+    this.holds.delete(peer);
+    if (h.batch.count === 0 || performance.now() - h.since > this.ctx.limits.holdMs) return;
+    this.onTunBatch(h.batch);
+  }
+
+  /** Packets held for `peer` right now (tests, diagnostics). */
+  heldCount(peer: Peer): number {
+    return this.holds.get(peer)?.batch.count ?? 0;
+  }
+
+  /** Forgets what is held for `peer` (removed peer). */
+  dropHeld(peer: Peer): void {
+    this.holds.delete(peer);
+    this.pendingFlush.delete(peer);
+  }
+
+  private flushPending(): void {
+    const peers = [...this.pendingFlush];
+    this.pendingFlush.clear();
+    for (const p of peers) this.flushHeld(p);
   }
 
   /** An event handler retired sessions mid-batch: remove their packets (rare path). */
