@@ -18,7 +18,7 @@ import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BNL, buildStamp, changedSince, createHarness, control, fmt, grepFile, max, nowMs, printTable, rssKiB, sleep, tail, verdict } from './mesh-harness.mjs';
 
-const opts = { soak: 600, idle: 60, nodes: 1000 };
+const opts = { soak: 600, idle: 60, nodes: 1000, loglevel: undefined };
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -28,6 +28,7 @@ const opts = { soak: 600, idle: 60, nodes: 1000 };
     if (a === '--soak-seconds') opts.soak = Number(v);
     else if (a === '--idle-seconds') opts.idle = Number(v);
     else if (a === '--nodes') opts.nodes = Number(v);
+    else if (a === '--loglevel' && Number(v) <= 7) opts.loglevel = v;
     else usage(`unknown argument '${a}'`);
     i++;
   }
@@ -35,7 +36,7 @@ const opts = { soak: 600, idle: 60, nodes: 1000 };
   if (opts.soak !== 0 && opts.soak < 15) usage('--soak-seconds must be 0 (skip) or ≥ 15');
 }
 function usage(msg) {
-  process.stderr.write(`memory: ${msg} (--soak-seconds S, --idle-seconds S, --nodes N)\n`);
+  process.stderr.write(`memory: ${msg} (--soak-seconds S, --idle-seconds S, --nodes N, --loglevel 0-7)\n`);
   process.exit(2);
 }
 const TARGET_IDLE_MIB = 80;
@@ -85,7 +86,7 @@ async function main() {
   const net = await h.makeNetwork([
     { name: 'alpha', addr: '192.0.2.1' },
     { name: 'beta', addr: '192.0.2.2' },
-  ]);
+  ], { extra: opts.loglevel ? ['--loglevel', opts.loglevel] : [] });
   // 0. baseline: the same two daemons with the 2-node list, 10 s idle
   const base = net.nodes.map((n, k) => h.startDaemon(k + 1, n));
   const baseReady = await Promise.all(base.map((d) => h.waitReady(d, 30_000)));
@@ -184,8 +185,8 @@ async function main() {
     ['baseline, 2-node list: start (spawn → control socket), ms', fmt(baseStartMs[0]), fmt(baseStartMs[1]), '', ''],
     ['baseline, 2-node list: RSS 10 s after start, MiB', fmt(baseRss[0], 1), fmt(baseRss[1], 1), '', ''],
     [`${opts.nodes}-node list: start (spawn → control socket), ms`, fmt(startMs[0]), fmt(startMs[1]), '', ''],
-    [`RSS at idle after ${opts.idle} s, MiB`, fmt(idleRss.at(-1), 1), fmt(idleRssB.at(-1), 1), `≤ ${TARGET_IDLE_MIB}`, verdict(Math.max(idleRss.at(-1), idleRssB.at(-1)) <= TARGET_IDLE_MIB)],
-    ['RSS at idle, max of the samples, MiB', fmt(max(idleRss), 1), fmt(max(idleRssB), 1), '', ''],
+    [`RSS at idle, last sample (${opts.idle} s), MiB`, fmt(idleRss.at(-1), 1), fmt(idleRssB.at(-1), 1), '', ''],
+    ['RSS at idle, max of the samples (every 5 s), MiB', fmt(max(idleRss), 1), fmt(max(idleRssB), 1), `≤ ${TARGET_IDLE_MIB}`, verdict(Math.max(max(idleRss), max(idleRssB)) <= TARGET_IDLE_MIB)],
     ['open fds at idle, max', fmt(max(idle.map((s) => s.fds[0]))), fmt(max(idle.map((s) => s.fds[1]))), '', ''],
     ['TCP sockets on port 3406 at idle, max (SYN-SENT max)', `${max(idle.map((s) => s.tcp[0].all))} (${max(idle.map((s) => s.tcp[0].synSent))})`, `${max(idle.map((s) => s.tcp[1].all))} (${max(idle.map((s) => s.tcp[1].synSent))})`, '', ''],
   ];
@@ -216,7 +217,20 @@ async function main() {
   const states = {};
   for (const p of st2.peers) states[p.state] = (states[p.state] ?? 0) + 1;
   out.write(`alpha's peers by state at the end: ${Object.entries(states).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
-  const warn = net.nodes.flatMap((n) => grepFile(n.log, / (error|warn) /, 5).map((l) => `${n.name}: ${l}`));
+  // negotiation / gossip attempts toward the unreachable records, from the log (warnings at the default level, all at --loglevel 6)
+  for (const n of net.nodes) {
+    const fails = grepFile(n.log, /negotiation failed peer=far/, 1e9);
+    const pulls = grepFile(n.log, /pull failed peer=far/, 1e9);
+    const ts = fails.map((l) => Date.parse(l.slice(0, 24))).filter(Number.isFinite);
+    const spanMin = ts.length > 1 ? (ts.at(-1) - ts[0]) / 60000 : NaN;
+    const byReason = {};
+    for (const l of fails) {
+      const r = l.match(/reason=(\S+)/)?.[1] ?? '?';
+      byReason[r] = (byReason[r] ?? 0) + 1;
+    }
+    out.write(`${n.name}: failed negotiations toward unreachable records logged: ${fails.length} (${Object.entries(byReason).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})${Number.isFinite(spanMin) && spanMin > 0 ? `, ${fmt(fails.length / spanMin, 1)}/min` : ''}; failed pulls: ${pulls.length}${opts.loglevel >= 6 ? '' : ' (info lines need --loglevel 6)'}\n`);
+  }
+  const warn = net.nodes.flatMap((n) => grepFile(n.log, / (emerg|alert|crit|error|warning) /, 5).map((l) => `${n.name}: ${l}`));
   if (warn.length) out.write(`\nwarnings/errors in the logs (last 5 per node):\n${warn.join('\n')}\n`);
   if (problems.length) out.write(`\nproblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n\nalpha log (tail):\n${tail(net.nodes[0].log, 15)}\n`);
 }

@@ -240,7 +240,7 @@ async function main() {
   out.write(`negotiations completed per node (sum over its peers): ${negs.join(', ')}\n`);
   const storm = statuses.map((s, k) => [net.nodes[k].name, s ? s.peers.reduce((a, p) => a + p.negotiations, 0) : 0]).filter(([, c]) => c > 3 * (N - 1));
   if (storm.length) problems.push(`more than 3 negotiations per peer since start (a renegotiation loop?): ${storm.map(([n, c]) => `${n} ${c}`).join(', ')}`);
-  const warnLines = net.nodes.flatMap((n) => grepFile(n.log, / (error|warn) /, 3).map((l) => `${n.name}: ${l}`));
+  const warnLines = net.nodes.flatMap((n) => grepFile(n.log, / (emerg|alert|crit|error|warning) /, 3).map((l) => `${n.name}: ${l}`));
   if (warnLines.length) out.write(`\nwarnings/errors in the daemons' logs (last 3 per node):\n${warnLines.join('\n')}\n`);
   if (problems.length) {
     out.write(`\nproblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
