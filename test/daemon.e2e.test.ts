@@ -3,9 +3,9 @@
  * (BNL, TUN device, routes, control socket, hooks), reload-and-apply of a new
  * BNL (add node, remove node, rejected lists), graceful stop.
  *
- * Not covered here yet (needs the negotiation wiring, see
- * packages/daemon/README.md "Status of the wiring"): pings between daemons,
- * push/pull between nodes, restart without renegotiation.
+ * The mesh between daemons (pings between every pair, push and pull of new
+ * lists, revocation, bad lists over the wire, SIGKILL restart without
+ * renegotiation or replay) is tested in mesh.e2e.test.ts.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
