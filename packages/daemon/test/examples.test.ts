@@ -23,7 +23,8 @@ test('scripts/install puts wrappers, the unit and the examples under --prefix, a
   try {
     const r = spawnSync(join(ROOT, 'scripts', 'install'), ['--prefix', prefix], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    for (const cmd of ['cluevpnd', 'cluevpn', 'bnl']) assert.equal(statSync(join(prefix, 'bin', cmd)).mode & 0o777, 0o755, cmd);
+    for (const cmd of ['cluevpnd', 'cluevpn', 'bnl', 'nameserver-check']) assert.equal(statSync(join(prefix, 'bin', cmd)).mode & 0o777, 0o755, cmd);
+    assert.match(spawnSync(join(prefix, 'bin', 'nameserver-check'), ['--help'], { encoding: 'utf8' }).stdout, /nameserver-check/);
     const help = spawnSync(join(prefix, 'bin', 'cluevpnd'), ['--help'], { encoding: 'utf8' });
     assert.match(help.stdout, /Usage: cluevpnd/);
     if (existsSync(join(ROOT, 'examples', 'cluevpnd@.service'))) {
