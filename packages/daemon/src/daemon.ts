@@ -33,6 +33,7 @@ import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
 import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
+import { inParallel } from './parallel.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { DaemonError } from './errors.js';
@@ -62,6 +63,9 @@ export interface RunningDaemon {
   /** Stops in reverse order. Idempotent. */
   stop(): Promise<void>;
 }
+
+/** Implementation: `ip route add` processes run at once while starting. */
+const ROUTE_CONCURRENCY = 16;
 
 /** Host addresses (/32, /128) among a node's subnets: assigned to the device for our own node. */
 function hostAddresses(subnets: readonly string[]): string[] {
@@ -167,7 +171,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
     for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
-    for (const n of list.bnl.nodes) if (n.name !== self.name) for (const s of n.subnets) await addRoute(s);
+    // One `ip` process per route: run a few at a time (a 1 000-node list took 9 s one by one).
+    await inParallel(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets), ROUTE_CONCURRENCY, addRoute);
 
     // 4. data plane
     const dpLog = log.child('dataplane');

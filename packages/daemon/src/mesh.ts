@@ -53,6 +53,7 @@ import {
 } from '@cluevpn/negotiation';
 import type { DaemonConfig } from './config.js';
 import { DaemonError } from './errors.js';
+import { inParallel } from './parallel.js';
 import type { Logger } from './logging.js';
 
 /** Implementation: peers asked per pull round. */
@@ -61,6 +62,10 @@ export const PULL_FANOUT = 3;
 export const FORWARD_FANOUT = 3;
 /** Implementation: proactive-negotiation tick. */
 export const TICK_MS = 5_000;
+/** Implementation: first retry of a failed negotiation (doubles per failure, jittered). */
+export const FIRST_RETRY_MS = 250;
+/** Implementation: longest pause between negotiation attempts with an unreachable peer. */
+export const MAX_RETRY_MS = 300_000;
 /** Implementation: peers negotiated proactively per tick at most. */
 export const PROACTIVE_PER_TICK = 2;
 /** Implementation: delay of the first pull round after start (jittered). */
@@ -334,12 +339,10 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const pushToAll = async (): Promise<number> => {
     const cur = bnl.current;
     if (cur) seen.add(cur.hash);
-    const queue = others();
     let ok = 0;
-    const worker = async (): Promise<void> => {
-      for (let n = queue.shift(); n !== undefined; n = queue.shift()) if (await pushTo(n)) ok++;
-    };
-    await Promise.all(Array.from({ length: Math.min(PUSH_CONCURRENCY, queue.length) }, worker));
+    await inParallel(others(), PUSH_CONCURRENCY, async (n) => {
+      if (await pushTo(n)) ok++;
+    });
     return ok;
   };
 
@@ -358,29 +361,36 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   schedulePull(jitteredInterval(Math.min(INITIAL_PULL_MS, config.pullintervalMs)));
 
   const lastAttempt = new Map<string, { at: number; backoffMs: number }>();
+  const inBackoff = (name: string, now: number): boolean => {
+    const a = lastAttempt.get(name);
+    return a !== undefined && now - a.at < a.backoffMs;
+  };
   const tryNegotiate = (name: string, why: string): void => {
     const now = Date.now();
-    const a = lastAttempt.get(name);
-    if (a && now - a.at < a.backoffMs) return;
-    const entry = { at: now, backoffMs: a ? Math.min(a.backoffMs * 2, 300_000) : 2_000 };
+    if (inBackoff(name, now)) return;
+    const prev = lastAttempt.get(name)?.backoffMs;
+    // A peer that is still starting (connection refused) is retried soon;
+    // one that stays unreachable ever more rarely.
+    const entry = { at: now, backoffMs: jitteredInterval(prev === undefined ? FIRST_RETRY_MS : Math.min(prev * 2, MAX_RETRY_MS)) };
     lastAttempt.set(name, entry);
     negotiator.ensureSession(name).then(
       () => lastAttempt.delete(name),
       (err: unknown) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: entry.backoffMs }),
     );
   };
-  const tick = setInterval(() => {
+  /** Proactive negotiation: a few peers without keys, in random order so that no record is starved. */
+  const proactive = (): void => {
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
-    let n = 0;
-    for (const name of others()) {
-      if (n >= PROACTIVE_PER_TICK) break;
-      if (keyed.has(name)) continue;
-      const a = lastAttempt.get(name);
-      if (a && Date.now() - a.at < a.backoffMs) continue;
-      tryNegotiate(name, 'proactive');
-      n++;
+    const now = Date.now();
+    const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now));
+    for (let i = 0; i < candidates.length && i < PROACTIVE_PER_TICK; i++) {
+      const j = i + Math.floor(Math.random() * (candidates.length - i));
+      [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
+      tryNegotiate(candidates[i]!, 'proactive');
     }
-  }, TICK_MS);
+  };
+  const first = setImmediate(proactive);
+  const tick = setInterval(proactive, TICK_MS);
   tick.unref();
 
   return {
@@ -409,6 +419,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     close: async () => {
       closed = true;
       if (pullTimer) clearTimeout(pullTimer);
+      clearImmediate(first);
       clearInterval(tick);
       await server.close();
       negotiator.stop();

@@ -500,7 +500,10 @@ export class Negotiator {
           this.log.debug('negotiation yielded to the peer', { peer });
           return; // the peer's negotiation wins; waiters stay until it completes
         }
-        this.log.warn('negotiation failed', { peer, reason, err: (err as Error).message });
+        // An unreachable peer (down, starting, refusing connections) is routine in a mesh: info.
+        const code = (err as { code?: unknown }).code;
+        const unreachable = code === 'ERR_CHANNEL_CLOSED' || code === 'ERR_CHANNEL_TIMEOUT';
+        this.log[unreachable ? 'info' : 'warn']('negotiation failed', { peer, reason, err: (err as Error).message });
         if (!st.pending) for (const w of st.waiters) this.settle(st, w, err as Error);
       })
       .finally(() => {
