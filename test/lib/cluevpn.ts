@@ -192,9 +192,9 @@ export interface RunningNode {
 export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: { timeoutMs?: number; backend?: 'native' | 'js' } = {}): Promise<RunningNode> {
   const conf = join(nodeDir, 'cluevpn.conf');
   const name = (readFileSync(conf, 'utf8').match(/^name=(.*)$/m)?.[1] ?? '?').trim();
-  const args = [CLUEVPND, '-D', '-c', conf];
+  const args = ['-D', '-c', conf];
   if (opts.backend) args.push('--backend', opts.backend);
-  const p = lab.spawn(host, process.execPath, args, { label: `cluevpnd ${name}` });
+  const p = lab.spawn(host, CLUEVPND, args, { label: `cluevpnd ${name}` });
   const logFile = join(nodeDir, 'cluevpnd.log');
   const node: RunningNode = {
     name,

@@ -179,7 +179,7 @@ export function createHarness(name, prefix) {
   function startDaemon(i, node, extraArgs = []) {
     if (existsSync(node.sock)) rmSync(node.sock); // a stale socket would fake readiness
     const spawnedAt = nowMs();
-    const child = spawnInHost(i, 'node', [CLUEVPND, '-c', node.conf, '-D', ...extraArgs]);
+    const child = spawnInHost(i, CLUEVPND, ['-c', node.conf, '-D', ...extraArgs]);
     const d = { child, pid: child.pid, node, host: i, spawnedAt };
     daemons.push(d);
     return d;
