@@ -320,7 +320,8 @@ function printTable(results) {
     console.log(`${v}: runs Mbit/s 1 stream [${R(v).tcp1.runs.map((x) => f(x)).join(', ')}], 4 streams [${R(v).tcp4.runs.map((x) => f(x)).join(', ')}]`);
   }
   const cv = ok('cluevpn') ? R('cluevpn') : null;
-  const rf = (a, b) => (cv && b?.available ? f(ratio(a, b), 2) : 'n/a');
+  // b is the other VPN's Mbit/s (NaN when it was not measured).
+  const rf = (a, b) => (cv && Number.isFinite(b) ? f(ratio(a, b), 2) : 'n/a');
   const neb = R('nebula');
   console.log(
     `ratios: vs_tinc_1=${rf(cv?.tcp1.mbps, tinc?.available ? tinc.tcp1.mbps : NaN)} ` +
