@@ -5,23 +5,38 @@
  * device, the UDP and TCP sockets, the control socket, the SQLite database,
  * the log file or the syslog pipe.
  *
- * NOT kept: root and every capability, CAP_NET_ADMIN included (Node cannot
- * keep capabilities across setuid). Consequences, stated plainly:
- * - routes and addresses for subnets that appear in a BNL received AFTER the
- *   drop cannot be added to the kernel. The daemon still routes them inside
- *   its own table, so they work when an existing kernel route covers them:
- *   have `upcmd` route the whole VPN prefix (e.g. `ip route add 10.42.0.0/16
- *   dev $TUNDEV`). Otherwise leave `user` unset, or run under systemd with
- *   `User=` and `AmbientCapabilities=CAP_NET_ADMIN` instead of `user=`.
- * - hooks run as the unprivileged user after the drop (subnet hooks of later
- *   BNL changes, `downcmd`).
- * - the BNL file's directory and the state database must be writable by the
- *   user; `checkWritableAfterDrop` verifies this right after the drop.
+ * With `user` set (the normal case) the native addon
+ * (`native/privileges.c`, built by `scripts/build-native`) switches to the
+ * user and keeps exactly ONE capability, CAP_NET_ADMIN, on the main thread
+ * (permitted, effective, inheritable and ambient sets; bounding set reduced
+ * to it when we hold CAP_SETPCAP; no_new_privs set). So, after the drop:
+ * - routes for subnets that appear in a later BNL are still added and
+ *   removed: the `ip` commands the daemon execs get CAP_NET_ADMIN through
+ *   the ambient set (they are forked by the main thread, see privileges.c);
+ * - hooks run as the user, also with CAP_NET_ADMIN and nothing else, and
+ *   cannot gain more through setuid binaries (no_new_privs: `sudo` in a
+ *   hook does not work after the drop);
+ * - root and every other capability are gone: no reading root's files
+ *   (CAP_DAC_OVERRIDE), no setuid back to 0. The BNL file's directory and
+ *   the state database must be writable by the user;
+ *   `checkWritableAfterDrop` verifies this right after the drop.
+ * - Node's other threads (libuv threadpool, V8 workers) get the new uid and
+ *   NO capability at all.
+ * If any step fails after the uid has changed, the addon prints
+ * "cluevpnd: FATAL: ..." and ends the process with exit status 71 rather
+ * than run with an unknown privilege set. A failure before that throws
+ * `PrivilegeError` and the daemon stops.
  *
- * Order: supplementary groups (`initgroups`, or just the group), `setgid`,
- * `setuid`; then a check that root cannot be regained.
+ * Fallback, only when the addon is not built: Node's setgid/setuid, which
+ * keep NO capability. This is logged at error level: routes for subnets
+ * appearing later cannot be added (result `keptNetAdmin: false`; the daemon
+ * then relies on a covering route set by `upcmd`).
+ *
+ * `group` alone (no `user`) changes only the groups and stays uid 0 with
+ * its capabilities (as before): that is not a privilege drop.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { PrivilegeError } from './errors.js';
 import type { Logger } from './logging.js';
 
@@ -31,37 +46,154 @@ export interface PrivilegeTarget {
   group?: string | undefined;
 }
 
-/** Drops to `user`/`group`. Throws `PrivilegeError` (`ERR_PRIVILEGE_DROP`) on any failure: the daemon must then stop. */
-export function dropPrivileges(target: PrivilegeTarget, log: Logger): { uid: number; gid: number } | null {
-  if (target.user === undefined && target.group === undefined) return null;
-  try {
-    if (target.user !== undefined) {
-      const gid = target.group ?? primaryGroupOf(target.user);
-      // supplementary groups of the user, plus the chosen group
-      (process as unknown as { initgroups(user: string, extra: string | number): void }).initgroups(target.user, gid);
-      process.setgid!(gid);
-      process.setuid!(target.user);
-    } else {
-      process.setgroups!([target.group!]);
-      process.setgid!(target.group!);
+/** What `dropPrivileges` did. */
+export interface PrivilegeDropResult {
+  /** Real, effective and saved uid after the drop. */
+  uid: number;
+  /** Real, effective and saved gid after the drop. */
+  gid: number;
+  /**
+   * True when the process can still change routes (CAP_NET_ADMIN kept by
+   * the addon, or still uid 0 with `group` alone); false after the
+   * fallback drop, which keeps no capability.
+   */
+  keptNetAdmin: boolean;
+}
+
+/** The functions exported by privileges.node (see native/privileges.c). Errors carry `code` = errno name, `errno`, `syscall`. */
+export interface PrivilegesAddon {
+  dropPrivilegesKeepNetAdmin(uid: number, gid: number, groups: number[]): { boundingSetDropped: boolean };
+  lookupUser(name: string, gid?: number): { uid: number; gid: number; groups: number[] } | null;
+  lookupGroup(name: string): number | null;
+  netAdminCapability: number;
+}
+
+/** Options of `dropPrivileges`, for tests. */
+export interface DropPrivilegesOptions {
+  /** The addon to use; `null` forces the fallback. Default: `loadPrivilegesAddon()`. */
+  addon?: PrivilegesAddon | null;
+}
+
+let cached: PrivilegesAddon | null | undefined;
+let loadError: unknown;
+
+/**
+ * Loads `native/build/Release/privileges.node` (with
+ * CLUEVPN_DAEMON_NATIVE=sanitize the ASan/UBSan build of
+ * `scripts/build-native --debug-sanitize`). Returns null if it cannot be
+ * loaded; `privilegesAddonLoadError()` tells why.
+ */
+export function loadPrivilegesAddon(): PrivilegesAddon | null {
+  if (cached === undefined) {
+    const path =
+      process.env.CLUEVPN_DAEMON_NATIVE === 'sanitize'
+        ? '../../native/build-sanitize/build/Debug/privileges.node'
+        : '../../native/build/Release/privileges.node';
+    try {
+      cached = createRequire(import.meta.url)(path) as PrivilegesAddon;
+    } catch (err) {
+      loadError = err;
+      cached = null;
     }
+  }
+  return cached;
+}
+
+/** Why the last `loadPrivilegesAddon()` returned null (undefined if it did not). */
+export function privilegesAddonLoadError(): unknown {
+  return loadError;
+}
+
+/**
+ * Drops to `user`/`group` (see the module comment for what is kept).
+ * Returns null when neither is set. Throws `PrivilegeError`
+ * (`ERR_PRIVILEGE_DROP`) on any failure before the uid changed: the daemon
+ * must then stop. A failure after the uid changed ends the process (exit 71).
+ */
+export function dropPrivileges(target: PrivilegeTarget, log: Logger, options: DropPrivilegesOptions = {}): PrivilegeDropResult | null {
+  if (target.user === undefined && target.group === undefined) return null;
+  if (target.user === undefined) return switchGroupOnly(target.group!, log);
+  const addon = options.addon === undefined ? loadPrivilegesAddon() : options.addon;
+  if (addon === null) return fallbackDrop(target.user, target.group, log);
+
+  const user = target.user;
+  let uid: number;
+  let gid: number;
+  let groups: number[];
+  try {
+    const gidOpt = target.group === undefined ? undefined : resolveGroup(addon, target.group);
+    const found = addon.lookupUser(user, gidOpt);
+    if (found !== null) {
+      uid = found.uid;
+      gid = gidOpt ?? found.gid;
+      groups = found.groups;
+    } else if (/^\d+$/.test(user)) {
+      uid = Number(user);
+      gid = gidOpt ?? primaryGroupOf(user);
+      groups = [gid];
+    } else {
+      throw new Error(`no such user ${user}`);
+    }
+    if (uid === 0) throw new Error(`user ${user} is root: not a privilege drop`);
+    addon.dropPrivilegesKeepNetAdmin(uid, gid, groups);
   } catch (err) {
-    throw new PrivilegeError(`cannot switch to user ${target.user ?? '-'} group ${target.group ?? '-'}: ${(err as Error).message}`, { cause: err });
+    throw new PrivilegeError(`cannot switch to user ${user} group ${target.group ?? '-'} keeping CAP_NET_ADMIN: ${(err as Error).message}`, { cause: err });
+  }
+  // The addon verified uid, gid and the capability sets itself; this checks
+  // that Node sees the same identity.
+  if (process.getuid!() !== uid || process.geteuid!() !== uid || process.getgid!() !== gid) {
+    throw new PrivilegeError(`after the drop Node reports uid ${process.getuid!()} gid ${process.getgid!()}, expected ${uid}/${gid}`);
+  }
+  log.notice('dropped privileges, kept only CAP_NET_ADMIN', { user: `${user} (uid ${uid})`, group: `${target.group ?? '-'} (gid ${gid})`, pid: process.pid });
+  return { uid, gid, keptNetAdmin: true };
+}
+
+function resolveGroup(addon: PrivilegesAddon, group: string): number {
+  const gid = addon.lookupGroup(group);
+  if (gid !== null) return gid;
+  if (/^\d+$/.test(group)) return Number(group);
+  throw new Error(`no such group ${group}`);
+}
+
+/** `group` without `user`: supplementary groups = just that group, then setgid. Stays uid 0. */
+function switchGroupOnly(group: string, log: Logger): PrivilegeDropResult {
+  try {
+    process.setgroups!([group]);
+    process.setgid!(group);
+  } catch (err) {
+    throw new PrivilegeError(`cannot switch to group ${group}: ${(err as Error).message}`, { cause: err });
+  }
+  log.notice('switched group (no user set: still uid 0)', { group, pid: process.pid });
+  return { uid: process.getuid!(), gid: process.getgid!(), keptNetAdmin: true };
+}
+
+/** Without the addon: Node's initgroups/setgid/setuid. Keeps no capability. */
+function fallbackDrop(user: string, group: string | undefined, log: Logger): PrivilegeDropResult {
+  log.error('privileges addon not built (run scripts/build-native): dropping ALL capabilities; routes for subnets in later BNLs CANNOT be added', {
+    err: privilegesAddonLoadError(),
+  });
+  try {
+    const gid = group ?? primaryGroupOf(user);
+    // supplementary groups of the user, plus the chosen group
+    (process as unknown as { initgroups(user: string, extra: string | number): void }).initgroups(user, gid);
+    process.setgid!(gid);
+    process.setuid!(user);
+  } catch (err) {
+    throw new PrivilegeError(`cannot switch to user ${user} group ${group ?? '-'}: ${(err as Error).message}`, { cause: err });
   }
   const uid = process.getuid!();
   const gid = process.getgid!();
-  if (target.user !== undefined) {
-    let regained = false;
-    try {
-      process.setuid!(0);
-      regained = true;
-    } catch {
-      // expected: root cannot be regained after a real drop
-    }
-    if (regained || uid === 0) throw new PrivilegeError(`still able to act as root after switching to ${target.user}`);
+  let regained = false;
+  try {
+    process.setuid!(0);
+    regained = true;
+  } catch (err) {
+    // expected: root cannot be regained after a real drop
+    log.debug('root cannot be regained, as expected', { err: (err as Error).message });
   }
-  log.notice('dropped privileges', { user: target.user ?? '-', group: target.group ?? '-', pid: process.pid });
-  return { uid, gid };
+  if (regained || uid === 0) throw new PrivilegeError(`still able to act as root after switching to ${user}`);
+  log.notice('dropped privileges (no capability kept)', { user, group: group ?? '-', pid: process.pid });
+  return { uid, gid, keptNetAdmin: false };
 }
 
 /** The primary gid of `user` (name or uid) from /etc/passwd. */
