@@ -163,6 +163,28 @@ test('without CAP_NET_ADMIN to keep: ERR_PRIVILEGE_DROP (EPERM) and nothing chan
   assert.notEqual(capHex(r.capEff), 0n, 'still root with its other capabilities');
 });
 
+test('as under the systemd unit (bounding set NET_ADMIN+SETUID+SETGID, no CAP_SETPCAP, no_new_privs): keeps CAP_NET_ADMIN, ip still gets it', { skip }, async () => {
+  await withNetns('c', async (ns) => {
+    const r = await runChild(
+      `
+      const before = status('/proc/self');
+      const res = dropPrivileges({ user: 'nobody' }, log);
+      const after = status('/proc/self');
+      const add = await run('ip', ['route', 'add', '10.77.2.0/24', 'dev', 'lo']);
+      console.log(JSON.stringify({ res, before, after, add }));
+      `,
+      { netns: ns, wrapper: ['setpriv', '--bounding-set=-all,+net_admin,+setuid,+setgid', '--no-new-privs', '--'] },
+    );
+    const before = r.before as Record<string, string>;
+    const after = r.after as Record<string, string>;
+    assert.equal(capHex(before.CapEff), NET_ADMIN_MASK | (1n << 6n) | (1n << 7n), 'started with exactly NET_ADMIN, SETGID, SETUID');
+    assert.equal((r.res as { keptNetAdmin: boolean }).keptNetAdmin, true);
+    for (const set of ['CapEff', 'CapPrm', 'CapInh', 'CapAmb']) assert.equal(capHex(after[set]), NET_ADMIN_MASK, set);
+    assert.equal((r.add as { ok: boolean; stderr: string }).ok, true, (r.add as { stderr: string }).stderr);
+    assert.match(execFileSync('ip', ['-n', ns, 'route', 'show', '10.77.2.0/24'], { encoding: 'utf8' }), /10\.77\.2\.0\/24 dev lo/);
+  });
+});
+
 test('bad targets are refused before anything changes', { skip }, () => {
   const a = addon!;
   assert.equal(a.netAdminCapability, CAP_NET_ADMIN);
