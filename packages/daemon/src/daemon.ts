@@ -266,8 +266,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     for (const n of list.bnl.nodes) if (n.name !== self.name) for (const s of n.subnets) await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
 
     // 8. privileges
-    if (dropPrivileges({ user: config.user, group: config.group }, log) !== null) {
-      privilegesDropped = true;
+    const dropped = dropPrivileges({ user: config.user, group: config.group }, log);
+    if (dropped !== null) {
+      // With CAP_NET_ADMIN kept (the native drop), routes still follow the BNL.
+      privilegesDropped = !dropped.keptNetAdmin;
       checkWritableAfterDrop([dirname(config.bnl), dirname(config.statedb)]);
     }
   } catch (err) {

@@ -16,7 +16,7 @@ export { installSignalHandlers } from './signals.js';
 export type { SignalActions, SignalHandle, SignalOptions } from './signals.js';
 export { writePidfile, removePidfile, livePid } from './pidfile.js';
 export { dropPrivileges, checkWritableAfterDrop } from './privileges.js';
-export type { PrivilegeTarget } from './privileges.js';
+export type { PrivilegeTarget, PrivilegeDropResult } from './privileges.js';
 export { startDaemon, chooseEndpoint, DAEMON_VERSION } from './daemon.js';
 export type { DaemonOptions, RunningDaemon } from './daemon.js';
 export { DaemonError, ConfigError, ControlServerError, HookError, PidfileError, PrivilegeError } from './errors.js';
