@@ -6,10 +6,12 @@
  * 3. Optional source check against the local subnets ('bad-source').
  * 4. Longest-prefix match of the destination to a peer; no match: drop
  *    'no-route' and queue an ICMP/ICMPv6 unreachable (rate-limited).
- * 5. Peer without a session: count 'no-session', `onNoSession` (rate-limited)
- *    and keep a copy in the peer's hold queue (≤ `holdPackets`, ≤ `holdMs`
- *    old, ≤ `holdPeers` peers at once), sent by `flushHeld` once a session
- *    is the peer's primary; without an endpoint: drop 'no-endpoint'.
+ * 5. Peer without a session: `onNoSession` (rate-limited) and keep a copy
+ *    in the peer's hold queue (≤ `holdPackets`, ≤ `holdMs` old, ≤
+ *    `holdPeers` peers at once), sent by `flushHeld` once a session is the
+ *    peer's primary; a packet that finds no room, or expires or is
+ *    forgotten while held, is dropped as 'no-session'. Without an endpoint:
+ *    drop 'no-endpoint'.
  * 6. Take the session's counter; at `rejectAfterMessages` drop
  *    'counter-limit' and ask `onRekeyNeeded`; at `rekeyAfterMessages` ask
  *    once ('counter-soft-limit') and keep sending.
@@ -181,8 +183,7 @@ export class SendPipeline {
       // 5. session and endpoint
       const s = peer.primary;
       if (s === null) {
-        countDrop(ctx, peer, DropReason.NO_SESSION);
-        if (limits.holdPackets > 0) this.hold(peer, buf, off, len, now);
+        if (limits.holdPackets === 0 || !this.hold(peer, buf, off, len, now)) countDrop(ctx, peer, DropReason.NO_SESSION);
         ctx.events.noSession(peer, now);
         continue;
       }
@@ -251,15 +252,15 @@ export class SendPipeline {
     if (nIcmp > 0) this.writeIcmp(nIcmp);
   }
 
-  /** Step 5: keeps a copy of a packet for a peer without a session (rare path; allocates once per peer). */
-  private hold(peer: Peer, buf: Buffer, off: number, len: number, now: number): void {
+  /** Step 5: keeps a copy of a packet for a peer without a session (rare path; allocates once per peer). False when it was not kept. */
+  private hold(peer: Peer, buf: Buffer, off: number, len: number, now: number): boolean {
     const limits = this.ctx.limits;
     let h = this.holds.get(peer);
-    if (h !== undefined && now - h.since > limits.holdMs) h.batch.count = 0;
+    if (h !== undefined && now - h.since > limits.holdMs) this.discard(peer, h);
     if (h === undefined || h.batch.count === 0) {
       if (h === undefined) {
         if (this.holds.size >= limits.holdPeers) this.expireHolds(now);
-        if (this.holds.size >= limits.holdPeers) return;
+        if (this.holds.size >= limits.holdPeers) return false;
         const n = limits.holdPackets;
         const batch: TunBatch = { count: 0, buffer: Buffer.alloc(n * this.holdSlot), offsets: new Int32Array(n), lengths: new Int32Array(n) };
         for (let i = 0; i < n; i++) batch.offsets[i] = i * this.holdSlot + HOLD_ROOM;
@@ -269,9 +270,17 @@ export class SendPipeline {
       h.since = now;
     }
     const b = h.batch;
-    if (b.count >= b.offsets.length) return; // full: the newest are not kept (TCP resends them)
+    if (b.count >= b.offsets.length) return false; // full: the newest are not kept (TCP resends them)
     buf.copy(b.buffer, b.offsets[b.count], off, off + len);
     b.lengths[b.count++] = len;
+    return true;
+  }
+
+  /** Empties a hold, counting its packets as dropped ('no-session'). */
+  private discard(peer: Peer, h: Hold): void {
+    this.ctx.drops[DropReason.NO_SESSION] += h.batch.count;
+    peer.drops[DropReason.NO_SESSION] += h.batch.count;
+    h.batch.count = 0;
   }
 
   /** Appends to a non-empty hold; false when it is full. */
@@ -284,7 +293,12 @@ export class SendPipeline {
   }
 
   private expireHolds(now: number): void {
-    for (const [peer, h] of this.holds) if (h.batch.count === 0 || now - h.since > this.ctx.limits.holdMs) this.holds.delete(peer);
+    for (const [peer, h] of this.holds) {
+      if (h.batch.count === 0 || now - h.since > this.ctx.limits.holdMs) {
+        this.discard(peer, h);
+        this.holds.delete(peer);
+      }
+    }
   }
 
   /**
@@ -303,7 +317,8 @@ export class SendPipeline {
     const h = this.holds.get(peer) as Hold;
     if (peer.primary === null) return; // still nothing to send with: keep holding
     this.holds.delete(peer);
-    if (h.batch.count === 0 || performance.now() - h.since > this.ctx.limits.holdMs) return;
+    if (performance.now() - h.since > this.ctx.limits.holdMs) this.discard(peer, h);
+    if (h.batch.count === 0) return;
     this.onTunBatch(h.batch);
   }
 
@@ -314,6 +329,8 @@ export class SendPipeline {
 
   /** Forgets what is held for `peer` (removed peer). */
   dropHeld(peer: Peer): void {
+    const h = this.holds.get(peer);
+    if (h !== undefined) this.discard(peer, h);
     this.holds.delete(peer);
     this.pendingFlush.delete(peer);
   }

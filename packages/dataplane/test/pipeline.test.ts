@@ -253,7 +253,8 @@ describe('pipelines over the memory network', () => {
   });
 
   it('asks for a session once per interval when a peer has none', async () => {
-    const p = await makePair({ install: false, limits: { eventIntervalMs: 60_000 } });
+    // holdPackets 0: nothing is kept while negotiating, so every packet is a 'no-session' drop.
+    const p = await makePair({ install: false, limits: { eventIntervalMs: 60_000, holdPackets: 0 } });
     try {
       p.a.tun.inject([ipv4Packet('10.0.1.5', '10.0.2.9', 20), ipv4Packet('10.0.1.5', '10.0.2.9', 20)]);
       p.a.tun.flush();
