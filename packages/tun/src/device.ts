@@ -11,7 +11,7 @@
  */
 import * as configure from './configure.js';
 import { TunError, TunErrorCode } from './errors.js';
-import { native, OPEN_TAP, STAT_INDEX, type NativeHandle, type NativeTun } from './native.js';
+import { native, OPEN_NO_COALESCE, OPEN_OFFLOAD, OPEN_TAP, STAT_INDEX, type NativeHandle, type NativeTun } from './native.js';
 import { checkMtu, resolveTunOptions, type ResolvedTunOptions } from './options.js';
 import type {
   PacketBatch,
@@ -58,6 +58,7 @@ class NativeTunDevice implements TunDevice {
   readonly batchSize: number;
   readonly slotSize: number;
   readonly headroom: number;
+  readonly offload: boolean;
   #mtu: number;
   #closed = false;
   readonly #n: NativeTun;
@@ -78,6 +79,7 @@ class NativeTunDevice implements TunDevice {
     this.batchSize = o.batchSize;
     this.slotSize = o.slotSize;
     this.headroom = o.headroom;
+    this.offload = o.offload;
     this.#statsBuf = new Float64Array(n.STATS_COUNT);
     // Owned by this device for its lifetime; lent to the handler per batch.
     const batch: PacketBatch = {
@@ -233,6 +235,12 @@ class NativeTunDevice implements TunDevice {
       writeErrors: s[STAT_INDEX.writeErrors],
       readOversize: s[STAT_INDEX.readOversize],
       handlerErrors: s[STAT_INDEX.handlerErrors],
+      offloadSuperIn: s[STAT_INDEX.offloadSuperIn],
+      offloadSegmentsIn: s[STAT_INDEX.offloadSegmentsIn],
+      offloadChecksumsIn: s[STAT_INDEX.offloadChecksumsIn],
+      offloadInvalidIn: s[STAT_INDEX.offloadInvalidIn],
+      offloadSuperOut: s[STAT_INDEX.offloadSuperOut],
+      offloadSegmentsOut: s[STAT_INDEX.offloadSegmentsOut],
     };
   }
 
@@ -260,7 +268,9 @@ export function openTun(options: TunOptions = {}): TunDevice {
   const n = native();
   let opened: [NativeHandle, string];
   try {
-    opened = n.open(o.name, o.mode === 'tap' ? OPEN_TAP : 0);
+    const flags =
+      (o.mode === 'tap' ? OPEN_TAP : 0) | (o.offload ? OPEN_OFFLOAD | (o.coalesceWrites ? 0 : OPEN_NO_COALESCE) : 0);
+    opened = n.open(o.name, flags);
   } catch (e) {
     throw fromNative(e, `open ${o.mode} device${o.name ? ` "${o.name}"` : ''}`);
   }

@@ -9,8 +9,12 @@ import { TunError, TunErrorCode } from './errors.js';
 /** Opaque handle object wrapping the C struct. */
 export type NativeHandle = object;
 
-/** Bit of `open` flags: TAP instead of TUN. (Reserved for later: vnet header, multi-queue.) */
+/** Bit of `open` flags: TAP instead of TUN. (Reserved for later: multi-queue.) */
 export const OPEN_TAP = 0x1;
+/** Bit of `open` flags: IFF_VNET_HDR with TUNSETOFFLOAD CSUM|TSO4|TSO6 (split on read, coalesce on write). */
+export const OPEN_OFFLOAD = 0x2;
+/** Bit of `open` flags, with OPEN_OFFLOAD: writeBatch does not coalesce TCP segments. */
+export const OPEN_NO_COALESCE = 0x4;
 
 /** Index of each counter in the Float64Array filled by `stats`. */
 export const STAT_INDEX = {
@@ -23,6 +27,12 @@ export const STAT_INDEX = {
   writeErrors: 6,
   readOversize: 7,
   handlerErrors: 8,
+  offloadSuperIn: 9,
+  offloadSegmentsIn: 10,
+  offloadChecksumsIn: 11,
+  offloadInvalidIn: 12,
+  offloadSuperOut: 13,
+  offloadSegmentsOut: 14,
 } as const;
 
 /** The functions exported by tun.node. Errors thrown carry `code` = errno name, `errno`, `syscall`. */

@@ -64,6 +64,8 @@ class MemoryTunDevice implements MemoryTun {
   readonly batchSize: number;
   readonly slotSize: number;
   readonly headroom: number;
+  /** Always false: the fake has no kernel offloads (the option is accepted and ignored). */
+  readonly offload = false;
   readonly written: Buffer[] = [];
   readonly addresses: string[] = [];
   readonly routes: string[] = [];
@@ -90,6 +92,12 @@ class MemoryTunDevice implements MemoryTun {
     writeErrors: 0,
     readOversize: 0,
     handlerErrors: 0,
+    offloadSuperIn: 0,
+    offloadSegmentsIn: 0,
+    offloadChecksumsIn: 0,
+    offloadInvalidIn: 0,
+    offloadSuperOut: 0,
+    offloadSegmentsOut: 0,
   };
 
   constructor(opts: MemoryTunOptions) {

@@ -26,6 +26,19 @@ export interface TunOptions {
   slotSize?: number;
   /** Free bytes in front of every packet in its slot (default 64, multiple of 8 not required). */
   headroom?: number;
+  /**
+   * TUN offloads (TUN mode only, default false): the device is opened with
+   * IFF_VNET_HDR and TUNSETOFFLOAD CSUM|TSO4|TSO6, so the kernel hands over
+   * TCP super-packets of up to 64 KiB and leaves checksums partial. The
+   * device splits them into MSS-sized segments with complete checksums, so
+   * handlers still see only ordinary IP packets of at most the MTU; and
+   * `writeBatch` hands runs of in-order TCP segments of one flow to the
+   * kernel as one super-packet (see `coalesceWrites`). The memory fake
+   * accepts the option and ignores it.
+   */
+  offload?: boolean;
+  /** With `offload`: coalesce TCP segments in `writeBatch` (default true). */
+  coalesceWrites?: boolean;
 }
 
 /**
@@ -80,6 +93,18 @@ export interface TunStats {
   readOversize: number;
   /** Exceptions thrown by the packet or error handler. */
   handlerErrors: number;
+  /** Offloads: TCP super-packets read from the kernel (each split into segments). */
+  offloadSuperIn: number;
+  /** Offloads: segments produced from them (counted in `packetsIn` too). */
+  offloadSegmentsIn: number;
+  /** Offloads: ordinary packets whose partial checksum was completed. */
+  offloadChecksumsIn: number;
+  /** Offloads: packets read with a virtio-net header that could not be handled (dropped). */
+  offloadInvalidIn: number;
+  /** Offloads: super-packets written (coalesced runs of segments). */
+  offloadSuperOut: number;
+  /** Offloads: segments written inside them (counted in `packetsOut` too). */
+  offloadSegmentsOut: number;
 }
 
 /**
@@ -107,6 +132,8 @@ export interface TunDevice {
   readonly headroom: number;
   /** True after `close()`. */
   readonly closed: boolean;
+  /** True if the device runs with TUN offloads (see {@link TunOptions.offload}). */
+  readonly offload: boolean;
 
   /** Sets the MTU (68..65535 and ≤ slotSize - headroom - 64), else `ERR_TUN_CONFIG`. */
   setMtu(mtu: number): void;

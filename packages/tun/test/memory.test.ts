@@ -28,7 +28,9 @@ test('options are validated like openTun (ERR_TUN_CONFIG) and defaults applied',
   assert.equal(t.mode, 'tun');
   assert.equal(t.mtu, 1500);
   assert.match(t.name, /^tun\d+$/);
-  for (const bad of [{ batchSize: 0 }, { slotSize: 100 }, { headroom: -1 }, { mtu: 2048 - 64 - 63 }, { name: 'x'.repeat(16) }, { name: 'a b' }, { mode: 'bridge' as 'tun' }]) {
+  assert.equal(t.offload, false);
+  assert.equal(createMemoryTun({ offload: true }).offload, false, 'the fake accepts and ignores offload');
+  for (const bad of [{ batchSize: 0 }, { slotSize: 100 }, { headroom: -1 }, { mtu: 2048 - 64 - 63 }, { name: 'x'.repeat(16) }, { name: 'a b' }, { mode: 'bridge' as 'tun' }, { offload: 'yes' as unknown as boolean }, { offload: true, mode: 'tap' as const }, { offload: true, coalesceWrites: 1 as unknown as boolean }]) {
     assert.throws(() => createMemoryTun(bad), (e: unknown) => e instanceof TunError && e.code === 'ERR_TUN_CONFIG', JSON.stringify(bad));
   }
   assert.throws(() => t.setMtu(3000), { code: 'ERR_TUN_CONFIG' });
