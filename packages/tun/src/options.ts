@@ -64,7 +64,7 @@ export function resolveTunOptions(opts: TunOptions = {}): ResolvedTunOptions {
   const headroom = intIn('headroom', opts.headroom, 0, slotSize - TUN_DEFAULTS.tailroom - MIN_MTU, TUN_DEFAULTS.headroom);
   if (batchSize * slotSize > 64 * 1024 * 1024) throw bad('tun options batchSize * slotSize exceed 64 MiB');
   const mtu = opts.mtu === undefined ? undefined : checkMtu(opts.mtu, slotSize, headroom);
-  const offload = opts.offload ?? false;
+  const offload = opts.offload ?? mode === 'tun';
   if (typeof offload !== 'boolean') throw bad(`tun option offload must be a boolean, got ${String(offload)}`);
   if (offload && mode !== 'tun') throw bad("tun option offload needs mode 'tun'");
   const coalesceWrites = opts.coalesceWrites ?? true;

@@ -27,14 +27,17 @@ export interface TunOptions {
   /** Free bytes in front of every packet in its slot (default 64, multiple of 8 not required). */
   headroom?: number;
   /**
-   * TUN offloads (TUN mode only, default false): the device is opened with
+   * TUN offloads (default true in TUN mode; TAP: false, and true is
+   * `ERR_TUN_CONFIG`): the device is opened with
    * IFF_VNET_HDR and TUNSETOFFLOAD CSUM|TSO4|TSO6, so the kernel hands over
    * TCP super-packets of up to 64 KiB and leaves checksums partial. The
    * device splits them into MSS-sized segments with complete checksums, so
    * handlers still see only ordinary IP packets of at most the MTU; and
    * `writeBatch` hands runs of in-order TCP segments of one flow to the
-   * kernel as one super-packet (see `coalesceWrites`). The memory fake
-   * accepts the option and ignores it.
+   * kernel as one super-packet (see `coalesceWrites`). When the option is
+   * left out and the kernel refuses offloads, the device opens without
+   * them; `offload: true` makes that an error. The memory fake accepts the
+   * option and ignores it.
    */
   offload?: boolean;
   /** With `offload`: coalesce TCP segments in `writeBatch` (default true). */

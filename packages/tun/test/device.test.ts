@@ -40,6 +40,8 @@ test('a taken name gives ERR_TUN_BUSY; kernel-chosen names; TAP mode; bad option
     assert.equal(res.tapOverTun.code, 'ERR_TUN_BUSY');
     assert.equal(res.reopenedName, 'tunbusy0');
     assert.match(res.autoName, /^tun\d+$/);
+    assert.equal(res.autoOffload, true, 'offloads on by default in TUN mode');
+    assert.equal(res.tapOffload, false);
     assert.equal(res.autoType, '65534'); // ARPHRD_NONE: layer 3
     assert.match(res.tapName, /^tap\d+$/);
     assert.equal(res.tapType, '1'); // ARPHRD_ETHER
