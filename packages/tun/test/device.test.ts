@@ -124,14 +124,14 @@ test('offload: UDP read with partial checksums arrives complete and in order, ch
   });
 });
 
-for (const [batch, mode] of [
-  ['64', 'coalesce'],
-  ['8', 'coalesce'],
-  ['64', 'no-coalesce'],
+for (const [batch, mode, headroom] of [
+  ['64', 'coalesce', '64'],
+  ['8', 'coalesce', '64'],
+  ['64', 'no-coalesce', '0'],
 ] as const) {
-  test(`offload: 4 MB each way over TCP through the device, super-packets split into valid segments (batchSize ${batch}, ${mode})`, { skip }, async () => {
+  test(`offload: 4 MB each way over TCP through the device, super-packets split into valid segments (batchSize ${batch}, ${mode}, headroom ${headroom})`, { skip }, async () => {
     await withNetns(async (ns) => {
-      const r = await inNetns(ns, 'tcp-offload', [batch, mode, String(4 * 1024 * 1024)], 20_000);
+      const r = await inNetns(ns, 'tcp-offload', [batch, mode, String(4 * 1024 * 1024), headroom], 20_000);
       assert.equal(r.code, 0, r.stderr);
       const res = r.result!;
       assert.equal(res.offload, true);
