@@ -31,29 +31,9 @@ export const BNL = join(REPO_ROOT, 'packages', 'cli', 'bin', 'bnl');
 /** `examples/make-network`. */
 export const MAKE_NETWORK = join(REPO_ROOT, 'examples', 'make-network');
 
-/** One peer as the daemon's `status` reports it (the fields the tests read). */
-export interface PeerStatus {
-  name: string;
-  id: number;
-  endpoint: string | null;
-  state: 'up' | 'keyed' | 'negotiating' | 'idle';
-  cipher: string | null;
-  restored: boolean;
-  negotiations: number;
-  rxPackets: number;
-  txPackets: number;
-  drops: Record<string, number>;
-  bnlSerial: number | null;
-}
-
-/** The daemon's `status` answer (the fields the tests read). */
-export interface StatusReport {
-  name: string;
-  pid: number;
-  bnl: { serial: number; nodes: number; peers: Record<string, number | null> };
-  peers: PeerStatus[];
-  drops: Record<string, number>;
-}
+/** The daemon's `status` answer: the control protocol's own definitions. */
+import type { PeerStatus, StatusReport } from '@cluevpn/control';
+export type { PeerStatus, StatusReport };
 
 /** A network made by {@link makeNetwork}. */
 export interface Network {
