@@ -106,6 +106,20 @@ test('impairment: 50% loss is measurable, the other direction and other hosts un
   assert.equal(clean.lossPercent, 0);
 });
 
+test('impairment: 100% loss drops every ping, but IPv6 neighbour discovery still works (as ARP does)', async (t) => {
+  if (!requireLab(t)) return;
+  const lab = await createLab({ hosts: 2, impair: { h2: { lossPercent: 100 } } });
+  t.after(() => lab.destroy());
+  const v4 = await lab.ping('h1', lab.hosts[1].ipv4, { count: 3, intervalS: 0.05, timeoutS: 1 });
+  const v6 = await lab.ping('h1', lab.hosts[1].ipv6, { count: 3, intervalS: 0.05, timeoutS: 1 });
+  assert.equal(v4.lossPercent, 100);
+  assert.equal(v6.lossPercent, 100);
+  // h2 answered h1's neighbour solicitation: h1 knows h2's link-layer address.
+  const neigh = await lab.exec('h1', 'ip', ['-6', 'neigh', 'show', lab.hosts[1].ipv6]);
+  assert.match(neigh.stdout, /lladdr [0-9a-f:]{17}/, neigh.stdout);
+  assert.doesNotMatch(neigh.stdout, /FAILED|INCOMPLETE/, neigh.stdout);
+});
+
 test('impairment: rate limit caps throughput', async (t) => {
   if (!requireLab(t)) return;
   const lab = await createLab({ hosts: 2, impair: { h2: { rate: '8mbit' } } });
