@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { createUnsignedBnl, generateSigningKey, parsePrivateKey, signBnl, type BnlNode } from '@cluevpn/bnl';
+import type { StatusReport } from '@cluevpn/control';
 import { createLab, REPO_ROOT, requireLab } from './lib/lab.js';
 import { waitFor } from './lib/wait-for.js';
 
@@ -100,8 +101,12 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
     readFileSync(hookLog, 'utf8'),
     'up dmn0 n1 1 cluevpn\nmy 10.88.0.1/32\nmy fd88::1/128\nsubnet-up 10.88.0.2/32 n2 2\nsubnet-up fd88::2/128 n2 2\n'.replace('cluevpn', dir.split('/').pop()!),
   );
-  const st = JSON.parse(cluevpn(conf, 'status', '--json').out) as { name: string; bnl: { serial: number }; peers: { name: string; endpoint: string }[] };
+  const st = JSON.parse(cluevpn(conf, 'status', '--json').out) as StatusReport;
   assert.equal(st.name, 'n1');
+  // memory as the kernel sees it: rss agrees with /proc/PID/status VmRSS (taken right after)
+  const vmRss = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${st.pid}/status`, 'utf8'))![1]) * 1024;
+  assert.ok(Math.abs(st.memory.rss - vmRss) < 16 * 1048576, `rss ${st.memory.rss} vs VmRSS ${vmRss}`);
+  assert.ok(st.memory.heapUsed > 0 && st.memory.heapUsed <= st.memory.heapTotal && st.memory.arrayBuffers <= st.memory.external, JSON.stringify(st.memory));
   assert.equal(st.bnl.serial, 1);
   assert.deepEqual(st.peers.map((p) => [p.name, p.endpoint]), [['n2', '192.0.2.2:3406']]);
 

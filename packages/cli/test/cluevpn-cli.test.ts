@@ -25,14 +25,16 @@ function report(): StatusReport {
       { ...peer, name: 'ga"mma', id: 3, state: 'idle', cipher: null, compression: null, keyAgeMs: null, lastRxMs: null, bnlSerial: 6, drops: {} },
     ],
     drops: { 'unknown-index': 4 },
+    memory: { rss: 70 * 1048576, heapUsed: 12_500_000, heapTotal: 20 * 1048576, external: 3 * 1048576, arrayBuffers: 2 * 1048576 },
   };
 }
 
 test('status table shows every per-peer field the issue asks for', () => {
   const out = renderStatus(report());
-  const [header, bnl, drops, cols, beta, gamma] = out.split('\n');
+  const [header, bnl, memory, drops, cols, beta, gamma] = out.split('\n');
   assert.match(header!, /alpha \(id 1\) network lab, pid 42, up 5m1s/);
   assert.match(bnl!, /BNL serial 7, 3 nodes/);
+  assert.equal(memory, 'memory: rss 70MB, V8 heap 12MB used of 20MB, external 3.0MB (buffers 2.0MB)');
   assert.match(drops!, /unknown-index=4/);
   assert.match(cols!, /^PEER +STATE +ENDPOINT +CIPHER +COMP +KEY AGE +NEGS +LAST RX +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
   assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +aes-256-gcm +none +1m5s +1 +2s +1\.5K +1\.9M +12 +900 +7 +replay=3$/);

@@ -73,6 +73,21 @@ export interface StatusReport {
   peers: PeerStatus[];
   /** Drops not attributable to a peer (unknown receiver index, bad header…). */
   drops: DropCounts;
+  /** The daemon's memory, from `process.memoryUsage()`, in bytes. */
+  memory: MemoryReport;
+}
+
+/** Where the daemon's memory is: resident set, V8 heap, and memory outside it. */
+export interface MemoryReport {
+  /** Resident set size of the whole process. */
+  rss: number;
+  /** V8 heap in use and reserved. */
+  heapUsed: number;
+  heapTotal: number;
+  /** Memory of C++ objects bound to JavaScript (Buffers, native addons' external memory). */
+  external: number;
+  /** ArrayBuffers and Buffers (part of `external`). */
+  arrayBuffers: number;
 }
 
 /** The answer to `bnl-status`. */

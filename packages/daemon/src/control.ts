@@ -27,7 +27,7 @@ import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ControlServerError, DaemonError } from './errors.js';
 import type { Logger } from './logging.js';
-import { CONTROL_MAX_LINE, CONTROL_PROTOCOL_VERSION, type BnlStatusReport, type PeerStatus, type ReloadResult, type StatusReport } from '@cluevpn/control';
+import { CONTROL_MAX_LINE, CONTROL_PROTOCOL_VERSION, type BnlStatusReport, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from '@cluevpn/control';
 
 export {
   CONTROL_PROTOCOL_VERSION,
@@ -36,6 +36,7 @@ export {
   type PeerStatus,
   type StatusReport,
   type BnlStatusReport,
+  type MemoryReport,
   type ReloadResult,
 } from '@cluevpn/control';
 

@@ -35,7 +35,7 @@ import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
 import { inParallel } from './parallel.js';
 import { INLINE_PUBKEY_RE } from './config.js';
-import { startControlServer, type BnlStatusReport, type ControlServer, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
+import { startControlServer, type BnlStatusReport, type ControlServer, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
@@ -450,6 +450,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       bnl: bnlStatus(),
       peers: st.peers.map((p) => peerStatus(p, now)).sort((a, b) => (a.name < b.name ? -1 : 1)),
       drops,
+      memory: memoryReport(),
     };
   }
 
@@ -459,4 +460,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     reloadAndPush,
     stop: () => (stopping ??= stopAll().then(() => log.notice('cluevpnd stopped'))),
   };
+}
+
+function memoryReport(): MemoryReport {
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
 }

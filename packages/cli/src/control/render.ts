@@ -47,6 +47,8 @@ export function renderStatus(s: StatusReport): string {
     `cluevpnd ${s.name} (id ${s.id}) network ${s.netname}, pid ${s.pid}, up ${humanAgo(s.uptimeMs)}, device ${s.device}, port ${s.port}, log level ${s.logLevel}`,
     `BNL serial ${s.bnl.serial}${s.bnl.signedAt ? ` signed ${s.bnl.signedAt}` : ''}, ${s.bnl.nodes} nodes, ${s.bnl.path}`,
   ];
+  const m = s.memory;
+  head.push(`memory: rss ${humanCount(m.rss, 1024)}B, V8 heap ${humanCount(m.heapUsed, 1024)}B used of ${humanCount(m.heapTotal, 1024)}B, external ${humanCount(m.external, 1024)}B (buffers ${humanCount(m.arrayBuffers, 1024)}B)`);
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
