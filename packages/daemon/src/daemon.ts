@@ -33,7 +33,6 @@ import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
 import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
-import { inParallel } from './parallel.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { DaemonError } from './errors.js';
@@ -63,9 +62,6 @@ export interface RunningDaemon {
   /** Stops in reverse order. Idempotent. */
   stop(): Promise<void>;
 }
-
-/** Implementation: `ip route add` processes run at once while starting. */
-const ROUTE_CONCURRENCY = 16;
 
 /** Host addresses (/32, /128) among a node's subnets: assigned to the device for our own node. */
 function hostAddresses(subnets: readonly string[]): string[] {
@@ -171,8 +167,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
     for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
-    // One `ip` process per route: run a few at a time (a 1 000-node list took 9 s one by one).
-    await inParallel(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets), ROUTE_CONCURRENCY, addRoute);
+    // One `ip -batch` process for all routes (a 1 000-node list took 3 s with one process per route).
+    await addRoutes(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
 
     // 4. data plane
     const dpLog = log.child('dataplane');
@@ -279,16 +275,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   log.notice('cluevpnd started', { node: self.name, id: self.id, device: tun.name, port: dataplane.port, serial: store.current!.bnl.serial, pid: process.pid });
 
-  async function addRoute(cidr: string): Promise<void> {
+  async function addRoutes(cidrs: readonly string[]): Promise<void> {
+    if (cidrs.length === 0) return;
     if (privilegesDropped) {
-      log.warn('cannot add a kernel route after dropping privileges; relying on an existing covering route', { subnet: cidr });
+      for (const cidr of cidrs) log.warn('cannot add a kernel route after dropping privileges; relying on an existing covering route', { subnet: cidr });
       return;
     }
-    try {
-      await tun!.addRoute(cidr);
-    } catch (err) {
-      log.error('cannot add route', { subnet: cidr, err });
-    }
+    const results = await tun!.addRoutes(cidrs);
+    results.forEach((err, k) => {
+      if (err !== null) log.error('cannot add route', { subnet: cidrs[k], err });
+    });
   }
 
   async function delRoute(cidr: string): Promise<void> {
@@ -335,13 +331,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       log.notice('node removed', { peer: n.name, id: n.id });
     }
-    for (const n of diff.added) {
-      if (n.name === self.name) continue;
-      await addPeer(n);
-      for (const s of n.subnets) {
-        await addRoute(s);
-        await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
-      }
+    const added = diff.added.filter((n) => n.name !== self.name);
+    for (const n of added) await addPeer(n);
+    await addRoutes(added.flatMap((n) => n.subnets));
+    for (const n of added) {
+      for (const s of n.subnets) await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
       log.notice('node added', { peer: n.name, id: n.id });
     }
     for (const c of diff.changed) {
@@ -365,8 +359,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           await delRoute(s);
           await hk.run('subnetdowncmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
         }
-        for (const s of c.after.subnets) if (!before.has(s)) {
-          await addRoute(s);
+        const fresh = c.after.subnets.filter((s) => !before.has(s));
+        await addRoutes(fresh);
+        for (const s of fresh) {
           await hk.run('subnetupcmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
         }
       }

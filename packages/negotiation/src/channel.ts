@@ -407,6 +407,22 @@ export interface ControlConnection {
 }
 
 /**
+ * One TLS context per credentials object, shared by every outgoing
+ * connection: parsing the key and certificates for each attempt cost CPU
+ * and OpenSSL heap on a node that retries hundreds of unreachable peers.
+ * New credentials (another object) get a new context.
+ */
+const clientContexts = new WeakMap<ControlCredentials, tls.SecureContext>();
+function clientContext(c: ControlCredentials): tls.SecureContext {
+  let ctx = clientContexts.get(c);
+  if (ctx === undefined) {
+    ctx = tls.createSecureContext({ key: c.keyPem, cert: c.certPem, ca: [c.caPem], minVersion: 'TLSv1.3' });
+    clientContexts.set(c, ctx);
+  }
+  return ctx;
+}
+
+/**
  * Connects to a control server and authenticates it. Rejects with
  * `PeerRefusedError` (reason: chain failure, `wrong-peer`, or the
  * `authorize` reason) or `ChannelError` (`ERR_CHANNEL_TIMEOUT`, `ERR_CHANNEL_CLOSED`).
@@ -419,9 +435,7 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
     const socket = tls.connect({
       host: opts.host,
       port: opts.port,
-      key: opts.credentials.keyPem,
-      cert: opts.credentials.certPem,
-      ca: [opts.credentials.caPem],
+      secureContext: clientContext(opts.credentials),
       minVersion: 'TLSv1.3',
       rejectUnauthorized: true,
       checkServerIdentity: (_host, cert) => {

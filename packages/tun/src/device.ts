@@ -184,6 +184,25 @@ class NativeTunDevice implements TunDevice {
     }
   }
 
+  async addRoutes(cidrs: readonly string[]): Promise<(TunError | null)[]> {
+    if (this.#closed) throw new TunError(TunErrorCode.CLOSED, `${this.name} is closed`);
+    const results: (TunError | null)[] = [];
+    const commands: string[][] = [];
+    const at: number[] = [];
+    for (const c of cidrs) {
+      try {
+        commands.push(configure.routeAddCommand(this.name, c));
+        at.push(results.length);
+        results.push(null);
+      } catch (e) {
+        results.push(e as TunError);
+      }
+    }
+    const ran = await configure.runIpBatch(commands);
+    ran.forEach((r, k) => (results[at[k]!] = r));
+    return results;
+  }
+
   onPackets(handler: PacketHandler | null): void {
     this.#live();
     if (handler !== null && typeof handler !== 'function') {

@@ -170,6 +170,12 @@ class MemoryTunDevice implements MemoryTun {
     }
     this.routes.push(c);
   }
+  async addRoutes(cidrs: readonly string[]): Promise<(TunError | null)[]> {
+    this.#live();
+    const results: (TunError | null)[] = [];
+    for (const c of cidrs) results.push(await this.addRoute(c).then(() => null, (e: TunError) => e));
+    return results;
+  }
 
   onPackets(handler: PacketHandler | null): void {
     this.#live();

@@ -152,6 +152,12 @@ export interface TunDevice {
   addAddress(cidr: string): Promise<void>;
   /** Routes a prefix (IPv4 or IPv6) into this device. Errors as for `addAddress`. */
   addRoute(cidr: string): Promise<void>;
+  /**
+   * Routes many prefixes into this device in one `ip` process. Resolves
+   * (never rejects for a bad route) with one entry per prefix, in order:
+   * `null` when added, else its error as `addRoute` would reject with.
+   */
+  addRoutes(cidrs: readonly string[]): Promise<(TunError | null)[]>;
 
   /**
    * Sets (replacing any previous one) or clears (`null`) the packet handler.

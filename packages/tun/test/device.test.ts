@@ -30,6 +30,30 @@ test('open, configure (MTU, up, IPv4/IPv6 addresses and routes) and close leave 
   });
 });
 
+test('addRoutes adds 600 routes in one ip process; a failing one is named and the others still applied', { skip }, async () => {
+  await withNetns(async (ns) => {
+    const r = await inNetns(ns, 'add-routes');
+    assert.equal(r.code, 0, r.stderr);
+    const res = r.result!;
+    assert.equal(res.manyFailed, 0);
+    const [ok4, exists, ok6, bad, ok6b, notCidr, last] = res.second;
+    assert.equal(ok4, null);
+    assert.equal(exists.code, 'ERR_TUN_CONFIG');
+    assert.equal(exists.errno, 'EEXIST');
+    assert.match(exists.message, /route add 10\.80\.5\.0\/24 dev tunrt0: .*File exists/);
+    assert.equal(ok6, null);
+    assert.equal(bad.code, 'ERR_TUN_CONFIG');
+    assert.match(bad.message, /prefix length/);
+    assert.equal(ok6b, null);
+    assert.equal(notCidr.code, 'ERR_TUN_CONFIG');
+    assert.equal(last, null, 'commands after a failure still run');
+    assert.equal(res.routes4, 600 + 2);
+    assert.equal(res.routes6, 2);
+    assert.equal(res.empty, 0);
+    assert.equal(res.closed, 'ERR_TUN_CLOSED');
+  });
+});
+
 test('a taken name gives ERR_TUN_BUSY; kernel-chosen names; TAP mode; bad options give ERR_TUN_CONFIG', { skip }, async () => {
   await withNetns(async (ns) => {
     const r = await inNetns(ns, 'busy');

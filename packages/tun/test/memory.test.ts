@@ -170,7 +170,10 @@ test('addresses and routes are recorded; duplicates are ERR_TUN_CONFIG with EEXI
   await assert.rejects(t.addRoute('10.2.0.0/33'), { code: 'ERR_TUN_CONFIG' });
   await assert.rejects(t.addRoute('not-an-ip/8'), { code: 'ERR_TUN_CONFIG' });
   assert.deepEqual(t.addresses, ['10.1.0.1/24', 'fd00::1/64']);
-  assert.deepEqual(t.routes, ['10.2.0.0/16']);
+  const batch = await t.addRoutes(['10.3.0.0/16', '10.2.0.0/16', 'bad', 'fd01::/64']);
+  assert.deepEqual(batch.map((e) => e?.code ?? null), [null, 'ERR_TUN_CONFIG', 'ERR_TUN_CONFIG', null]);
+  assert.equal(batch[1]!.errno, 'EEXIST');
+  assert.deepEqual(t.routes, ['10.2.0.0/16', '10.3.0.0/16', 'fd01::/64']);
   t.down();
   assert.equal(t.isUp, false);
 });

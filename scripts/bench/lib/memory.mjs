@@ -61,10 +61,14 @@ async function tcpSockets(i) {
   return { all: lines.length, synSent: lines.filter((l) => l.startsWith('SYN-SENT')).length };
 }
 async function sample(ds) {
-  const s = { at: nowMs(), rss: ds.map((d) => rssKiB(d.pid)), fds: ds.map((d) => fdCount(d.pid)), tcp: [] };
+  const s = { at: nowMs(), rss: ds.map((d) => rssKiB(d.pid)), fds: ds.map((d) => fdCount(d.pid)), tcp: [], mem: [] };
   for (let i = 1; i <= ds.length; i++) s.tcp.push(await tcpSockets(i));
+  // where the memory is, as the daemon reports it (V8 heap vs outside it)
+  for (const d of ds) s.mem.push(await control(d.node.sock, 'status').then((st) => st.memory, () => null));
   return s;
 }
+/** `heapUsed/heapTotal/external` of one memory report, MiB. */
+const heapText = (m) => (m ? `${fmt(m.heapUsed / 1048576, 1)}/${fmt(m.heapTotal / 1048576, 1)}/${fmt(m.external / 1048576, 1)}` : '?');
 /** Least-squares slope of y over x. */
 function slope(xs, ys) {
   const n = xs.length;
@@ -207,12 +211,16 @@ async function main() {
       ['soak: slope over the second half, MiB/min', fmt(slA, 2), fmt(slB, 2), '', ''],
       ['5 s after the soak: RSS, MiB', fmt(MiB(soak.after.rss[0]), 1), fmt(MiB(soak.after.rss[1]), 1), '', ''],
       ['soak: open fds at end', fmt(soak.at(-1).fds[0]), fmt(soak.at(-1).fds[1]), '', ''],
+      ['soak: V8 heap used/total/external at start, MiB', heapText(soak[0].mem[0]), heapText(soak[0].mem[1]), '', ''],
+      ['soak: V8 heap used/total/external at end, MiB', heapText(soak.at(-1).mem[0]), heapText(soak.at(-1).mem[1]), '', ''],
     );
   }
   printTable(rowsOut);
   if (iperfRes) out.write(`\niperf3 soak: ${fmt(iperfRes.mbps)} Mbit/s, ${fmt(iperfRes.gb, 1)} GB received, ${iperfRes.retransmits} retransmits\n`);
   out.write(`\nRSS samples, MiB (alpha/beta): idle ${idle.map((s) => `${fmt(MiB(s.rss[0]), 1)}/${fmt(MiB(s.rss[1]), 1)}`).join(' ')}\n`);
   if (soak.length) out.write(`soak ${soak.map((s) => `+${fmt((s.at - soak.start) / 1000)}s ${fmt(MiB(s.rss[0]), 1)}/${fmt(MiB(s.rss[1]), 1)}`).join(' ')}\n`);
+  out.write(`alpha's V8 heap used/total/external, MiB: idle ${idle.map((s) => heapText(s.mem[0])).join(' ')}\n`);
+  if (soak.length) out.write(`  soak ${soak.map((s) => heapText(s.mem[0])).join(' ')}\n`);
   const st2 = await control(net.nodes[0].sock, 'status');
   const states = {};
   for (const p of st2.peers) states[p.state] = (states[p.state] ?? 0) + 1;
