@@ -208,6 +208,8 @@ async function main() {
       [`soak: RSS at end (+${fmt((soak.at(-1).at - soak.start) / 1000)} s), MiB`, fmt(a.at(-1), 1), fmt(b.at(-1), 1), '', ''],
       ['soak: growth end − start, MiB', fmt(growA, 1), fmt(growB, 1), `no growth (≤ ${GROWTH_NOISE_MIB})`, verdict(growA <= GROWTH_NOISE_MIB && growB <= GROWTH_NOISE_MIB)],
       ['soak: RSS max, MiB', fmt(max(a), 1), fmt(max(b), 1), '', ''],
+      // the start sample may fall right after a collection: compare the peaks too
+      ['soak max − idle max (V8 heap at its plateau), MiB', fmt(max(a) - max(idleRss), 1), fmt(max(b) - max(idleRssB), 1), '', ''],
       ['soak: slope over the second half, MiB/min', fmt(slA, 2), fmt(slB, 2), '', ''],
       ['5 s after the soak: RSS, MiB', fmt(MiB(soak.after.rss[0]), 1), fmt(MiB(soak.after.rss[1]), 1), '', ''],
       ['soak: open fds at end', fmt(soak.at(-1).fds[0]), fmt(soak.at(-1).fds[1]), '', ''],
