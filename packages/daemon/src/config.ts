@@ -85,6 +85,11 @@ export interface DaemonConfig {
   preferipv6: boolean;
   /** Inner MTU of the TUN device. Default 1420; at least 1280 unless `disableipv6`. */
   mtu: number;
+  /**
+   * UDP socket buffers (SO_RCVBUF/SO_SNDBUF) in bytes, 0 = kernel default.
+   * Default 256 KiB: the queue under load stands there, so larger adds latency.
+   */
+  udpbuffer: number;
   /** Rekey interval in milliseconds (`rekey=1h`). Default 1 hour, at least 10 s. */
   rekeyMs: number;
   /** Base BNL pull interval in milliseconds (jittered ±25 %). Default 90 s, at least 1 s. */
@@ -103,6 +108,8 @@ export interface DaemonConfig {
 export const DEFAULT_PORT = 3406;
 /** Default inner MTU (1500 − 20 IPv4 − 8 UDP − 36 overhead, rounded down). */
 export const DEFAULT_MTU = 1420;
+/** Default `udpbuffer` (the data plane's DEFAULT_SOCKET_BUFFER). */
+export const DEFAULT_UDPBUFFER = 256 * 1024;
 
 /** Environment the config module reads: only these two variables, for tests and packagers. */
 export interface ConfigEnv {
@@ -195,6 +202,15 @@ const parseDuration = (minMs: number, maxMs: number): Parser<number> => (raw) =>
   return ms;
 };
 
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 * 1024 };
+const parseSize = (min: number, max: number): Parser<number> => (raw) => {
+  const m = /^(\d+)([kKmM]?)$/.exec(raw);
+  if (!m) return bad(`'${raw}' is not a size in bytes (e.g. 262144, 256k, 4m)`);
+  const n = Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]!;
+  if (n !== 0 && (n < min || n > max)) bad(`${raw} is out of range: 0 (kernel default) or ${min / 1024}k–${max / 1024 / 1024}m`);
+  return n;
+};
+
 const parseName: Parser<string> = (raw) =>
   /^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$/.test(raw) ? raw : bad(`'${raw}' is not a valid node name (letters, digits, _ -; at most 64)`);
 
@@ -249,6 +265,7 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   disableipv6: { kind: 'value', parse: parseBool },
   preferipv6: { kind: 'value', parse: parseBool },
   mtu: { kind: 'value', parse: parseIntIn(576, 65535) },
+  udpbuffer: { kind: 'value', parse: parseSize(4096, 64 * 1024 * 1024) },
   rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   user: { kind: 'value', parse: parseAccount },
@@ -373,6 +390,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     disableipv6,
     preferipv6,
     mtu,
+    udpbuffer: one<number>('udpbuffer') ?? DEFAULT_UDPBUFFER,
     rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
     user: one<string>('user'),

@@ -176,6 +176,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       tun: dev,
       port: config.port,
       mtu: config.mtu,
+      socketBuffer: config.udpbuffer,
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
       events: {

@@ -36,6 +36,7 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.deepEqual(c.bnlpubkey, ['/etc/cluevpn/office/bnl1.pub']);
   assert.equal(c.port, 3406);
   assert.equal(c.mtu, 1420);
+  assert.equal(c.udpbuffer, 256 * 1024);
   assert.equal(c.loglevel, 5);
   assert.equal(c.logmethod, 'stderr');
   assert.equal(c.devname, 'office');
@@ -74,6 +75,7 @@ test('every key parses to a typed value', () => {
     'disableipv6=yes',
     'preferipv6=no',
     'mtu=1200',
+    'udpbuffer=1m',
     'rekey=2m',
     'pullinterval=1500ms',
     'user=nobody',
@@ -105,6 +107,7 @@ test('every key parses to a typed value', () => {
   assert.equal(c.disableipv6, true);
   assert.equal(c.preferipv6, false);
   assert.equal(c.mtu, 1200);
+  assert.equal(c.udpbuffer, 1024 * 1024);
   assert.equal(c.rekeyMs, 120_000);
   assert.equal(c.pullintervalMs, 1500);
   assert.equal(c.user, 'nobody');
@@ -129,6 +132,9 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\nrekey=1s`, 'ERR_CONFIG_BAD_VALUE', 6, 'rekey');
   expectConfigError(`${MINIMAL}\npullinterval=soon`, 'ERR_CONFIG_BAD_VALUE', 6, 'pullinterval');
   expectConfigError(`${MINIMAL}\nmtu=1000`, 'ERR_CONFIG_BAD_VALUE', 6, 'mtu');
+  expectConfigError(`${MINIMAL}\nudpbuffer=lots`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
+  expectConfigError(`${MINIMAL}\nudpbuffer=100`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
+  expectConfigError(`${MINIMAL}\nudpbuffer=65m`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
   expectConfigError(`${MINIMAL}\ndevname=this-name-is-too-long`, 'ERR_CONFIG_BAD_VALUE', 6, 'devname');
   expectConfigError(`${MINIMAL}\nuser=bad user`, 'ERR_CONFIG_BAD_VALUE', 6, 'user');
   expectConfigError(`${MINIMAL}\nupcmd=`, 'ERR_CONFIG_BAD_VALUE', 6, 'upcmd');
@@ -140,6 +146,13 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(MINIMAL.replace('name=alpha', '# no name'), 'ERR_CONFIG_MISSING_KEY', undefined, 'name');
   expectConfigError(MINIMAL.replace('bnlpubkey=bnl1.pub', ''), 'ERR_CONFIG_MISSING_KEY', undefined, 'bnlpubkey');
   expectConfigError(`${MINIMAL}\njust some words`, 'ERR_CONFIG_SYNTAX', 6, undefined);
+});
+
+test('udpbuffer takes bytes with k/m suffixes, and 0 for the kernel default', () => {
+  assert.equal(parse(`${MINIMAL}\nudpbuffer=262144`).udpbuffer, 262144);
+  assert.equal(parse(`${MINIMAL}\nudpbuffer=512k`).udpbuffer, 512 * 1024);
+  assert.equal(parse(`${MINIMAL}\nudpbuffer=4M`).udpbuffer, 4 * 1024 * 1024);
+  assert.equal(parse(`${MINIMAL}\nudpbuffer=0`).udpbuffer, 0);
 });
 
 test('a low MTU is fine with IPv6 disabled', () => {

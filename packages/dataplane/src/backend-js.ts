@@ -20,6 +20,7 @@ import {
   type DatagramBatch,
   type UdpBackend,
   type UdpOpenOptions,
+  DEFAULT_SOCKET_BUFFER,
 } from './backend.js';
 import { DataplaneError } from './errors.js';
 import { encodeEndpoint, parseIp } from './ip-address.js';
@@ -156,6 +157,11 @@ class JsUdpSocket implements BatchUdpSocket {
           this.sendErrors++;
         });
         this.port = this.socket.address().port;
+        const buf = o.socketBuffer ?? DEFAULT_SOCKET_BUFFER;
+        if (buf > 0) {
+          this.socket.setRecvBufferSize(buf);
+          this.socket.setSendBufferSize(buf);
+        }
         resolve();
       });
     });

@@ -17,13 +17,14 @@
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type {
-  BatchUdpSocket,
-  CipherIdValue,
-  CryptoBackend,
-  DatagramBatch,
-  UdpBackend,
-  UdpOpenOptions,
+import {
+  DEFAULT_SOCKET_BUFFER,
+  type BatchUdpSocket,
+  type CipherIdValue,
+  type CryptoBackend,
+  type DatagramBatch,
+  type UdpBackend,
+  type UdpOpenOptions,
 } from './backend.js';
 import { DataplaneError, type DataplaneErrorCode } from './errors.js';
 
@@ -53,6 +54,9 @@ export interface NativeUdpStats {
    * route cannot do GSO, or with CLUEVPN_DP_NO_GSO set, for benchmarks).
    */
   txGsoMessages: number;
+  /** The socket's SO_RCVBUF / SO_SNDBUF as the kernel reports them (twice what was asked for). */
+  rcvbuf: number;
+  sndbuf: number;
 }
 
 interface AddonUdpSocket {
@@ -78,7 +82,7 @@ interface Addon {
   liveKeys(): number;
   sealBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array): void;
   openBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array): void;
-  UdpSocket: new (bindAddress: string | null, port: number, batchSize: number, slotSize: number, headroom: number) => AddonUdpSocket;
+  UdpSocket: new (bindAddress: string | null, port: number, batchSize: number, slotSize: number, headroom: number, bufferBytes: number) => AddonUdpSocket;
 }
 
 /** Path of the release build, relative to this file once compiled to dist/src. */
@@ -326,12 +330,13 @@ export function nativeUdpBackend(): NativeUdpBackend {
       const batchSize = options.batchSize ?? 64;
       const slotSize = options.slotSize ?? 2048;
       const headroom = options.headroom ?? 64;
-      for (const [name, v] of [['port', options.port], ['batchSize', batchSize], ['slotSize', slotSize], ['headroom', headroom]] as const) {
+      const socketBuffer = options.socketBuffer ?? DEFAULT_SOCKET_BUFFER;
+      for (const [name, v] of [['port', options.port], ['batchSize', batchSize], ['slotSize', slotSize], ['headroom', headroom], ['socketBuffer', socketBuffer]] as const) {
         if (!Number.isInteger(v)) throw new DataplaneError('ERR_DP_CONFIG', `open: ${name} must be an integer`);
       }
       let sock: AddonUdpSocket;
       try {
-        sock = new a.UdpSocket(options.bindAddress ?? null, options.port, batchSize, slotSize, headroom);
+        sock = new a.UdpSocket(options.bindAddress ?? null, options.port, batchSize, slotSize, headroom, socketBuffer);
       } catch (err) {
         rethrow(err);
       }

@@ -93,7 +93,25 @@ export interface UdpOpenOptions {
   slotSize?: number;
   /** Free bytes kept in front of each received datagram (default 64). */
   headroom?: number;
+  /**
+   * SO_RCVBUF / SO_SNDBUF to ask for, bytes (the kernel doubles it for its
+   * bookkeeping); 0 keeps the kernel default. Default {@link DEFAULT_SOCKET_BUFFER}.
+   */
+  socketBuffer?: number;
 }
+
+/**
+ * Default UDP socket buffer: 256 KiB. Under saturation the receive buffer
+ * is where the queue stands (the reader is the bottleneck), so its size is
+ * the latency added under load: with 4 MiB the ping RTT under one iperf3
+ * stream was 4–6 ms, with 256 KiB 1.3–2.3 ms, at the same throughput
+ * (BENCHMARKS.md, "UDP socket buffer"). Larger values absorb longer reader
+ * stalls (GC pauses) at high rates.
+ */
+export const DEFAULT_SOCKET_BUFFER = 256 * 1024;
+
+/** The largest socket buffer `socketBuffer` accepts: 64 MiB. */
+export const MAX_SOCKET_BUFFER = 64 * 1024 * 1024;
 
 /** A bound UDP socket that receives and sends in batches. */
 export interface BatchUdpSocket {

@@ -12,7 +12,7 @@
  *   - Keys passed to `installSession` are copied into the crypto backend
  *     and not retained; the caller should wipe its copies.
  */
-import type { CryptoBackend, UdpBackend, BatchUdpSocket } from './backend.js';
+import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, type CryptoBackend, type UdpBackend, type BatchUdpSocket } from './backend.js';
 import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend, nativeUnavailableReason } from './backend-native.js';
 import { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
 import { Lz4Codec } from './compression.js';
@@ -48,6 +48,8 @@ export interface DataplaneOptions {
   backends?: { crypto: CryptoBackend; udp: UdpBackend; name?: string };
   /** Datagrams read per socket wake-up (default 64). */
   batchSize?: number;
+  /** UDP SO_RCVBUF/SO_SNDBUF in bytes, 0 = kernel default (default {@link DEFAULT_SOCKET_BUFFER}). */
+  socketBuffer?: number;
   logger?: DataplaneLogger;
   events?: DataplaneEvents;
   /** Overrides of {@link DEFAULT_LIMITS}. */
@@ -225,6 +227,10 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new DataplaneError('ERR_DP_CONFIG', `port must be 0..65535, got ${String(port)}`);
   const batchSize = options.batchSize ?? 64;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1024) throw new DataplaneError('ERR_DP_CONFIG', 'batchSize must be 1..1024');
+  const socketBuffer = options.socketBuffer ?? DEFAULT_SOCKET_BUFFER;
+  if (!Number.isInteger(socketBuffer) || socketBuffer < 0 || socketBuffer > MAX_SOCKET_BUFFER) {
+    throw new DataplaneError('ERR_DP_CONFIG', `socketBuffer must be 0..${MAX_SOCKET_BUFFER} bytes, got ${String(socketBuffer)}`);
+  }
   const limits: DataplaneLimits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
   checkLimits(limits);
   const logger = options.logger ?? silentLogger;
@@ -232,7 +238,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
 
   const headroom = 64;
   const slotSize = Math.max(2048, (headroom + OVERHEAD + mtu + 63) & ~63);
-  const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom });
+  const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom, socketBuffer });
   const ready = (socket as { ready?: Promise<void> }).ready;
   if (ready !== undefined) await ready;
 

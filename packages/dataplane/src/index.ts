@@ -30,6 +30,6 @@ export { PrefixTable, contains } from './routing-table.js';
 export { parsePrefix } from './ip-address.js';
 export type { Prefix } from './ip-address.js';
 export type { BatchUdpSocket, CryptoBackend, DatagramBatch, UdpBackend, UdpOpenOptions } from './backend.js';
-export { CipherId, SOURCE_LEN } from './backend.js';
+export { CipherId, DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, SOURCE_LEN } from './backend.js';
 export { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
 export { nativeAvailable, nativeCryptoBackend, nativeUdpBackend } from './backend-native.js';

@@ -10,7 +10,8 @@ import dgram from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
-import { type DatagramBatch, SOURCE_LEN } from '../src/backend.js';
+import { readFileSync } from 'node:fs';
+import { DEFAULT_SOCKET_BUFFER, type DatagramBatch, SOURCE_LEN } from '../src/backend.js';
 import { type NativeBatchUdpSocket, nativeUdpBackend } from '../src/backend-native.js';
 
 interface Received {
@@ -229,6 +230,31 @@ describe('native UDP backend', () => {
     } finally {
       a.close();
     }
+  });
+
+  it('socket buffers: the default, an explicit size and 0 (kernel default) as the kernel reports them', () => {
+    const def = udp.open({ port: 0, bindAddress: '127.0.0.1' });
+    const big = udp.open({ port: 0, bindAddress: '127.0.0.1', socketBuffer: 1 << 20 });
+    const kernel = udp.open({ port: 0, bindAddress: '127.0.0.1', socketBuffer: 0 });
+    try {
+      // Linux doubles the value asked for (bookkeeping); as root FORCE passes rmem_max.
+      const rmemDefault = Number(readFileSync('/proc/sys/net/core/rmem_default', 'utf8'));
+      if (process.getuid?.() === 0) {
+        assert.equal(def.stats().rcvbuf, 2 * DEFAULT_SOCKET_BUFFER);
+        assert.equal(def.stats().sndbuf, 2 * DEFAULT_SOCKET_BUFFER);
+        assert.equal(big.stats().rcvbuf, 2 << 20);
+      }
+      assert.equal(kernel.stats().rcvbuf, rmemDefault);
+      assert.notEqual(def.stats().rcvbuf, big.stats().rcvbuf);
+    } finally {
+      def.close();
+      big.close();
+      kernel.close();
+    }
+    assert.equal(def.stats().rcvbuf, 0, 'closed: nothing to report');
+    assert.equal(codeOf(() => udp.open({ port: 0, socketBuffer: -1 })), 'ERR_DP_CONFIG');
+    assert.equal(codeOf(() => udp.open({ port: 0, socketBuffer: (64 << 20) + 1 })), 'ERR_DP_CONFIG');
+    assert.equal(codeOf(() => udp.open({ port: 0, socketBuffer: 1.5 })), 'ERR_DP_CONFIG');
   });
 
   it('rejects bad options and endpoints with stable codes', () => {

@@ -42,7 +42,8 @@
 #define MAX_BATCH 1024        /* UIO_MAXIOV */
 #define MAX_SLOT (1 << 17)    /* bytes per slot, headroom included */
 #define MAX_ENDPOINTS 65536
-#define SOCK_BUF (4 << 20)    /* SO_RCVBUF / SO_SNDBUF asked for */
+#define SOCK_BUF (256 << 10)  /* SO_RCVBUF / SO_SNDBUF asked for by default (see DEFAULT_SOCKET_BUFFER) */
+#define MAX_SOCK_BUF (64 << 20)
 
 typedef struct {
   union {
@@ -337,10 +338,10 @@ static int parse_host(udp_sock *s, const char *host, uint16_t port, endpoint *ep
   return -1;
 }
 
-/* new UdpSocket(bindAddress: string|null, port, batchSize, slotSize, headroom) */
+/* new UdpSocket(bindAddress: string|null, port, batchSize, slotSize, headroom[, bufferBytes]) */
 static napi_value ctor(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5], self;
+  size_t argc = 6;
+  napi_value argv[6], self;
   if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok || argc < 5)
     return dp_throw(env, "ERR_DP_NATIVE", 0, "UdpSocket(bindAddress, port, batchSize, slotSize, headroom)");
   int32_t port, batch, slot, headroom;
@@ -352,6 +353,13 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
   if (slot < 64 || slot > MAX_SLOT) return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: slotSize %d not in 64..%d", slot, MAX_SLOT);
   if (headroom < 0 || headroom > slot - 64)
     return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: headroom %d must leave at least 64 bytes of slot %d", headroom, slot);
+  int32_t sockbuf = SOCK_BUF;
+  if (argc >= 6) {
+    napi_valuetype bt;
+    napi_typeof(env, argv[5], &bt);
+    if (bt != napi_undefined && (!dp_get_int(env, argv[5], &sockbuf) || sockbuf < 0 || sockbuf > MAX_SOCK_BUF))
+      return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: bufferBytes must be 0 (kernel default) or 1..%d", MAX_SOCK_BUF);
+  }
 
   /* Bind address: null/undefined = "::" dual stack. */
   char host[INET6_ADDRSTRLEN + 1] = "";
@@ -399,15 +407,19 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
     fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   }
   if (fd < 0) return dp_throw(env, "ERR_DP_NATIVE", errno, "UdpSocket: socket()");
-  int zero = 0, big = SOCK_BUF;
+  int zero = 0, big = sockbuf;
   if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
     int e = errno;
     close(fd);
     return dp_throw(env, "ERR_DP_NATIVE", e, "UdpSocket: IPV6_V6ONLY=0");
   }
-  /* Large buffers absorb bursts; FORCE works as root past rmem_max. Best effort. */
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  /* Larger buffers absorb longer stalls of the reader; under saturation they
+   * also hold a standing queue (latency). FORCE works as root past
+   * rmem_max. Best effort; 0 keeps the kernel default. */
+  if (big > 0) {
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  }
   if (bind(fd, &addr.sa, alen) != 0) {
     int e = errno;
     close(fd);
@@ -763,6 +775,13 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "txErrors", s->tx_errors);
   put_num(env, o, "txDroppedFull", s->tx_dropped_full);
   put_num(env, o, "txGsoMessages", s->tx_gso_messages);
+  int rb = 0, sb = 0;
+  socklen_t l = sizeof rb;
+  if (s->closed || getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rb, &l) != 0) rb = 0;
+  l = sizeof sb;
+  if (s->closed || getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sb, &l) != 0) sb = 0;
+  put_num(env, o, "rcvbuf", rb);
+  put_num(env, o, "sndbuf", sb);
   return o;
 }
 
