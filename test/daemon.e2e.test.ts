@@ -112,9 +112,19 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
 
   // reload: a newer list adds n3 (peer, routes, hook)
   writeFileSync(join(dir, 'bnl'), makeBnl(key, 2, [1, 2, 3]));
+  // n2 refuses at once (TCP reset), n3 never answers (SYNs dropped): the
+  // answer comes after the reload's wait, not n3's handshake timeout, and says so
+  await lab.exec('h1', 'iptables', ['-w', '-A', 'OUTPUT', '-d', '192.0.2.2', '-p', 'tcp', '--dport', '3406', '-j', 'REJECT', '--reject-with', 'tcp-reset']);
+  await lab.exec('h1', 'iptables', ['-w', '-A', 'OUTPUT', '-d', '192.0.2.3', '-p', 'tcp', '--dport', '3406', '-j', 'DROP']);
+  const t2 = Date.now();
   const r2 = cluevpn(conf, 'reload');
+  const reloadMs = Date.now() - t2;
   assert.equal(r2.code, 0, r2.err);
-  assert.match(r2.out, /applied BNL serial 2/);
+  assert.match(r2.out, /applied BNL serial 2, pushed to 0 of 2 nodes \(1 failed, 1 still trying in the background\)/);
+  assert.ok(reloadMs >= 2500 && reloadMs < 4500, `reload answered after ${reloadMs} ms (waits 3 s)`);
+  // the push to n3 ends in the background, at its handshake timeout, and is logged
+  await d.waitForOutput(/BNL pushed .*count=0 .*failed=2/, { timeoutMs: 8000 });
+  await lab.exec('h1', 'iptables', ['-w', '-F', 'OUTPUT']);
   assert.match(await routes(), /10\.88\.0\.3 /);
   assert.deepEqual((JSON.parse(cluevpn(conf, 'peers', '--json').out) as { name: string }[]).map((p) => p.name), ['n2', 'n3']);
 

@@ -16,7 +16,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ControlError, request, requestReloadAndPush, type DaemonTarget } from './control/index.js';
-import { renderGraph, renderPeers, renderStatus } from './control/render.js';
+import { pushSummary, renderGraph, renderPeers, renderStatus } from './control/render.js';
 import { registerCaCommands } from './ca/index.js';
 
 /** Exit codes of `cluevpn`. */
@@ -91,7 +91,7 @@ export function buildProgram(): Command {
     .action(async () => {
       const r = await requestReloadAndPush(target(program));
       if (r.via === 'signal') print(`no control socket; sent SIGUSR1 to cluevpnd pid ${r.pid}\n`);
-      else print(r.applied ? `applied BNL serial ${r.serial}, pushed to ${r.pushedTo} nodes\n` : `BNL on disk is not newer; serial ${r.serial} stays\n`);
+      else print(r.applied ? `applied BNL serial ${r.serial}, ${pushSummary(r)}\n` : `BNL on disk is not newer; serial ${r.serial} stays\n`);
     });
 
   program

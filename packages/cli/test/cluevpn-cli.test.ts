@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderGraph, renderStatus, humanAgo, humanCount } from '../src/control/render.js';
+import { pushSummary, renderGraph, renderStatus, humanAgo, humanCount } from '../src/control/render.js';
 import type { StatusReport } from '../src/control/protocol.js';
 
 const BIN = fileURLToPath(new URL('../../bin/cluevpn', import.meta.url));
@@ -41,6 +41,13 @@ test('status table shows every per-peer field the issue asks for', () => {
   assert.match(gamma!, /^ga"mma +idle +10\.9\.0\.2:3406 +- +- +never +1 +never .* 6\* +-$/);
   assert.equal(humanAgo(90_061_000), '1d1h');
   assert.equal(humanCount(999), '999');
+});
+
+test('a reload answer reads as pushed to N of M, with failures and background pushes when there are any', () => {
+  assert.equal(pushSummary({ pushedTo: 4, pushTargets: 4, pushFailed: 0, pushPending: 0 }), 'pushed to 4 of 4 nodes');
+  assert.equal(pushSummary({ pushedTo: 1, pushTargets: 1, pushFailed: 0, pushPending: 0 }), 'pushed to 1 of 1 node');
+  assert.equal(pushSummary({ pushedTo: 3, pushTargets: 5, pushFailed: 1, pushPending: 1 }), 'pushed to 3 of 5 nodes (1 failed, 1 still trying in the background)');
+  assert.equal(pushSummary({ pushedTo: 0, pushTargets: 998, pushFailed: 0, pushPending: 998 }), 'pushed to 0 of 998 nodes (998 still trying in the background)');
 });
 
 test('graph is valid-looking DOT with escaped names, link state and traffic, stale serials marked', () => {

@@ -109,6 +109,12 @@ export interface ReloadResult {
   applied: boolean;
   /** Peers the list was pushed to (0 when nothing was newer). */
   pushedTo: number;
+  /** Peers a push was started for (every other node; 0 when nothing was newer). */
+  pushTargets: number;
+  /** Pushes that failed (refused or unreachable). */
+  pushFailed: number;
+  /** Pushes still running when the answer was sent: they go on in the background. */
+  pushPending: number;
 }
 
 /** Specification: the commands of version 1. */

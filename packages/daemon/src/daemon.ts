@@ -46,6 +46,13 @@ const execFileP = promisify(execFile);
 /** Version reported by `status`. */
 export const DAEMON_VERSION = '0.1.0';
 
+/**
+ * Implementation: how long a reload waits for its pushes before answering.
+ * A node that does not answer costs a handshake timeout; those pushes go on
+ * in the background and the answer says how many are still pending.
+ */
+export const RELOAD_PUSH_WAIT_MS = 3000;
+
 /** Options of `startDaemon`. */
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -375,7 +382,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     if (!r.accepted) {
       if (r.code === 'ERR_BNL_DUPLICATE' || r.code === 'ERR_BNL_STALE') {
         log.info('BNL on disk is not newer', { serial: store.current!.bnl.serial, code: r.code });
-        return { serial: store.current!.bnl.serial, applied: false, pushedTo: 0 };
+        return { serial: store.current!.bnl.serial, applied: false, pushedTo: 0, pushTargets: 0, pushFailed: 0, pushPending: 0 };
       }
       throw new DaemonError('ERR_BNL_INVALID', `BNL on disk refused (${r.code}): ${r.reason}`);
     }
@@ -383,9 +390,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     applying = done.catch(() => undefined);
     await done;
     log.notice('BNL applied from disk', { serial: r.list.bnl.serial, added: r.diff.added.length, removed: r.diff.removed.length, changed: r.diff.changed.length });
-    const pushedTo = await mesh!.pushToAll();
-    log.notice('BNL pushed', { serial: r.list.bnl.serial, count: pushedTo, targets: nameToId.size });
-    return { serial: r.list.bnl.serial, applied: true, pushedTo };
+    // Wait for the pushes a while, not for every unreachable node's timeout:
+    // the rest finish in the background and are logged then.
+    const p = mesh!.pushToAll();
+    const serial = r.list.bnl.serial;
+    void p.done.then(() => log.notice('BNL pushed', { serial, count: p.ok, failed: p.failed, targets: p.targets }));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([p.done, new Promise<void>((res) => (timer = setTimeout(res, RELOAD_PUSH_WAIT_MS)))]);
+    clearTimeout(timer);
+    return { serial, applied: true, pushedTo: p.ok, pushTargets: p.targets, pushFailed: p.failed, pushPending: p.targets - p.ok - p.failed };
   }
 
   function bnlStatus(): BnlStatusReport {

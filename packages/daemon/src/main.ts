@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<void> {
     actions: {
       reload: async () => {
         const r = await running.reloadAndPush();
-        logger.info('reload done', { serial: r.serial, count: r.pushedTo });
+        logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
       },
       stop: async () => {
         await running.stop();

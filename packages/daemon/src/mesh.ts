@@ -75,6 +75,18 @@ export const PUSH_CONCURRENCY = 16;
 /** Implementation: largest control frame (a 4 MiB BNL in base64 plus slack). */
 export const MAX_CONTROL_FRAME = Math.ceil((BNL_MAX_BYTES * 4) / 3) + 64 * 1024;
 
+/** Counters of one `pushToAll`, updated as pushes finish. */
+export interface PushProgress {
+  /** Nodes pushed to (every other node of the list). */
+  readonly targets: number;
+  /** Nodes that took the list or had it. */
+  ok: number;
+  /** Nodes that refused it or could not be reached. */
+  failed: number;
+  /** Settles when every push has finished. */
+  done: Promise<void>;
+}
+
 /** Specification: request types of the gossip over the control channel. */
 export const GossipRequest = { pull: 'bnl-pull', push: 'bnl-push' } as const;
 
@@ -128,8 +140,12 @@ export interface Mesh {
   rxEpoch(name: string, localIndex: number, epoch: number): void;
   /** Forgets a revoked node: sessions torn down, stored keys deleted. */
   removePeer(name: string): void;
-  /** Pushes the current list to every node; resolves with how many took or had it. */
-  pushToAll(): Promise<number>;
+  /**
+   * Pushes the current list to every node. Returns at once with live
+   * counters; `done` settles when every push has finished (a node that does
+   * not answer takes up to the handshake timeout).
+   */
+  pushToAll(): PushProgress;
   /** One pull round now (also run by the timer). */
   pullRound(): Promise<void>;
   peer(name: string): MeshPeerView;
@@ -292,7 +308,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
 
   async function pushTo(name: string, conn?: ControlConnection): Promise<boolean> {
     const cur = bnl.current;
-    if (!cur) return false;
+    if (!cur || closed) return false;
     let c = conn;
     try {
       c ??= await connect(name);
@@ -336,14 +352,16 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     await Promise.all(choosePullTargets(others(), PULL_FANOUT).map((n) => pullFrom(n)));
   };
 
-  const pushToAll = async (): Promise<number> => {
+  const pushToAll = (): PushProgress => {
     const cur = bnl.current;
     if (cur) seen.add(cur.hash);
-    let ok = 0;
-    await inParallel(others(), PUSH_CONCURRENCY, async (n) => {
-      if (await pushTo(n)) ok++;
+    const targets = others();
+    const progress: PushProgress = { targets: targets.length, ok: 0, failed: 0, done: Promise.resolve() };
+    progress.done = inParallel(targets, PUSH_CONCURRENCY, async (n) => {
+      if (await pushTo(n)) progress.ok++;
+      else progress.failed++;
     });
-    return ok;
+    return progress;
   };
 
   // 5. timers

@@ -47,7 +47,7 @@ function handlers(state: { level: number; reloads: number }): ControlHandlers {
     reloadAndPush: async () => {
       state.reloads++;
       if (state.reloads > 1) throw new DaemonError('ERR_BNL_INVALID', 'signature does not verify');
-      return { serial: 4, applied: true, pushedTo: 2 };
+      return { serial: 4, applied: true, pushedTo: 2, pushTargets: 3, pushFailed: 1, pushPending: 0 };
     },
   };
 }
@@ -79,7 +79,7 @@ test('control socket: mode 0600, every command, typed errors, in-order answers',
     const codeOf = (a: Record<string, unknown>) => (a.error as { code: string }).code;
     assert.equal(codeOf(answers[2]!), 'ERR_CONTROL_BAD_REQUEST');
     assert.equal((answers[3]!.result as { serial: number }).serial, 3);
-    assert.deepEqual(answers[4]!.result, { serial: 4, applied: true, pushedTo: 2 });
+    assert.deepEqual(answers[4]!.result, { serial: 4, applied: true, pushedTo: 2, pushTargets: 3, pushFailed: 1, pushPending: 0 });
     assert.equal(codeOf(answers[5]!), 'ERR_BNL_INVALID');
     assert.equal(codeOf(answers[6]!), 'ERR_CONTROL_VERSION');
     assert.equal(answers[6]!.v, 1);

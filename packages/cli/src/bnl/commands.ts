@@ -23,6 +23,7 @@ import {
   type SignedBnl,
 } from '@cluevpn/bnl';
 import { ControlError, requestReloadAndPush } from '../control/client.js';
+import { pushSummary } from '../control/render.js';
 import { parseNodeCsv } from './csv.js';
 import { applyKeyValues, cidrArg, parseKeyValues, type KeyValue } from './edit.js';
 import { BnlCliError, BnlExit, EXIT_CODES_HELP } from './exit-codes.js';
@@ -312,7 +313,7 @@ export function buildBnlProgram(io: BnlIo): Command {
       try {
         const r = await requestReloadAndPush({ ...(opts.config !== undefined ? { configFile: opts.config } : {}), ...(g.net !== undefined ? { netname: g.net } : {}) }, { env: io.env });
         if (r.via === 'signal') io.out(`sent SIGUSR1 to cluevpnd${r.pid !== null ? ` (pid ${r.pid})` : ''}: it reloads and pushes; check with cluevpn status\n`);
-        else io.out(`cluevpnd holds serial ${r.serial}${r.applied ? ' (just applied)' : ' (the file was not newer)'}, pushed to ${r.pushedTo} node(s)\n`);
+        else io.out(`cluevpnd holds serial ${r.serial}${r.applied ? ` (just applied), ${pushSummary(r)}` : ' (the file was not newer)'}\n`);
       } catch (err) {
         if (!(err instanceof ControlError)) throw err;
         if (err.code === 'ERR_NO_DAEMON') throw new BnlCliError(BnlExit.daemon, `no running cluevpnd answered (${err.message})`, 'start cluevpnd (the nodes get the list by pulling, too), or name the daemon with -c FILE / -n NET', { cause: err });

@@ -175,6 +175,10 @@ export interface ReloadAndPushAnswer {
   serial: number | null;
   /** Peers pushed to; `null` via signal. */
   pushedTo: number | null;
+  /** Peers a push was started for, failed pushes, pushes still running in the background; `null` via signal. */
+  pushTargets: number | null;
+  pushFailed: number | null;
+  pushPending: number | null;
   /** Whether the file on disk was newer and applied; `null` via signal. */
   applied: boolean | null;
   /** The daemon's pid, when known from the pidfile (via signal). */
@@ -192,7 +196,7 @@ export async function requestReloadAndPush(target: DaemonTarget, opts: RequestOp
   const where = findDaemon(target, opts.env);
   try {
     const r = await requestAt(where.socket, 'reload-and-push', {}, opts.timeoutMs ?? 30_000);
-    return { via: 'socket', serial: r.serial, pushedTo: r.pushedTo, applied: r.applied, pid: null };
+    return { via: 'socket', serial: r.serial, pushedTo: r.pushedTo, pushTargets: r.pushTargets, pushFailed: r.pushFailed, pushPending: r.pushPending, applied: r.applied, pid: null };
   } catch (err) {
     if (!(err instanceof ControlError) || err.code !== 'ERR_NO_DAEMON') throw err;
     const pid = readLivePid(where.pidfile);
@@ -200,7 +204,7 @@ export async function requestReloadAndPush(target: DaemonTarget, opts: RequestOp
       throw new ControlError('ERR_NO_DAEMON', `no running cluevpnd for ${where.configFile}: nothing answers on ${where.socket} and ${where.pidfile} names no live process`, { cause: err });
     }
     process.kill(pid, 'SIGUSR1');
-    return { via: 'signal', serial: null, pushedTo: null, applied: null, pid };
+    return { via: 'signal', serial: null, pushedTo: null, pushTargets: null, pushFailed: null, pushPending: null, applied: null, pid };
   }
 }
 

@@ -41,6 +41,15 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')).join('\n');
 }
 
+/** `pushed to 3 of 5 nodes (1 failed, 1 still trying in the background)` for a reload answer. */
+export function pushSummary(r: { pushedTo: number | null; pushTargets: number | null; pushFailed: number | null; pushPending: number | null }): string {
+  const failed = r.pushFailed ?? 0;
+  const pending = r.pushPending ?? 0;
+  const targets = r.pushTargets ?? 0;
+  const extra = [failed > 0 ? `${failed} failed` : '', pending > 0 ? `${pending} still trying in the background` : ''].filter(Boolean);
+  return `pushed to ${r.pushedTo ?? 0} of ${targets} node${targets === 1 ? '' : 's'}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+}
+
 /** The human `cluevpn status` output: a header and one row per peer. */
 export function renderStatus(s: StatusReport): string {
   const head = [
