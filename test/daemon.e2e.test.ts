@@ -121,7 +121,7 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   const reloadMs = Date.now() - t2;
   assert.equal(r2.code, 0, r2.err);
   assert.match(r2.out, /applied BNL serial 2, pushed to 0 of 2 nodes \(1 failed, 1 still trying in the background\)/);
-  assert.ok(reloadMs >= 2500 && reloadMs < 4500, `reload answered after ${reloadMs} ms (waits 3 s)`);
+  assert.ok(reloadMs >= 2500 && reloadMs < 5000, `reload answered after ${reloadMs} ms (waits 3 s)`);
   // the push to n3 ends in the background, at its handshake timeout, and is logged
   await d.waitForOutput(/BNL pushed .*count=0 .*failed=2/, { timeoutMs: 8000 });
   await lab.exec('h1', 'iptables', ['-w', '-F', 'OUTPUT']);
