@@ -14,7 +14,9 @@
  *      so that it learns *why* a peer failed (no certificate, untrusted,
  *      expired) and can count it; an unverified socket is destroyed before
  *      a single application byte is read;
- *   4. bytes read during the handshake ≤ `maxPreAuthBytes`;
+ *   4. bytes read before authentication ≤ `maxPreAuthBytes`: watched every
+ *      20 ms while the handshake runs (the connection is cut as soon as it
+ *      is over) and checked once more when it completes;
  *   5. `authorize(identity)`: BNL membership, pin, OU (see `authorizePeer`);
  *   6. frames (cap checked on the header), requests dispatched one at a
  *      time to the handler registered for their `type`; idle time-out.
@@ -64,6 +66,9 @@ export interface ControlLimits {
 }
 
 /** Implementation defaults of `ControlLimits`. */
+/** Implementation: how often a connection's byte count is checked during the handshake. */
+const PRE_AUTH_WATCH_MS = 20;
+
 export const DEFAULT_CONTROL_LIMITS: Readonly<ControlLimits> = Object.freeze({
   handshakeTimeoutMs: 5_000,
   idleTimeoutMs: 60_000,
@@ -170,6 +175,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   const perIp = new Map<string, number>();
   const raws = new Map<string, net.Socket>();
   const open = new Set<net.Socket>();
+  const preAuthWatches = new Map<net.Socket, NodeJS.Timeout>();
 
   const tlsServer = tls.createServer({
     key: opts.credentials.keyPem,
@@ -197,6 +203,10 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
     const addr = normIp(socket.remoteAddress);
     const raw = raws.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    if (raw !== undefined) {
+      clearInterval(preAuthWatches.get(raw));
+      preAuthWatches.delete(raw);
+    }
     const id = identityOf(socket);
     if (!socket.authorized || id === undefined) {
       const err = socket.authorizationError;
@@ -341,8 +351,22 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     open.add(raw);
     const key = `${raw.remoteAddress}|${raw.remotePort}`;
     raws.set(key, raw);
+    // Step 4 during the handshake too: OpenSSL reads a ClientHello of up to
+    // 128 KiB while it waits, so watch the raw byte count until the peer is
+    // authenticated (secureConnection clears the watch) or gone.
+    const watch = setInterval(() => {
+      if (raw.bytesRead <= limits.maxPreAuthBytes) return;
+      clearInterval(watch);
+      bump(stats.refused, 'pre-auth-bytes');
+      log.warn('control connection refused', { reason: 'pre-auth-bytes', endpoint: ip, err: `${raw.bytesRead} bytes during the handshake` });
+      raw.destroy();
+    }, PRE_AUTH_WATCH_MS);
+    watch.unref();
+    preAuthWatches.set(raw, watch);
     raw.on('error', (err: NodeJS.ErrnoException) => log.debug('control socket error', { endpoint: ip, err: err.code ?? err.message }));
     raw.once('close', () => {
+      clearInterval(watch);
+      preAuthWatches.delete(raw);
       stats.connections--;
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left <= 0) perIp.delete(ip);

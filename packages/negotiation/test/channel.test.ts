@@ -199,6 +199,38 @@ describe('bounds', () => {
     }
   });
 
+  test('a handshake that streams more than maxPreAuthBytes is cut while it runs, not at its timeout', async () => {
+    const hsTimeout = 5000;
+    const server = await startServer({ handshakeTimeoutMs: hsTimeout, maxPreAuthBytes: 64 * 1024 });
+    // A ClientHello that claims 130 000 bytes (OpenSSL accepts up to ~128 KiB
+    // and waits for the rest), sent in 16 KiB handshake records.
+    const body = Buffer.alloc(130_000);
+    const hello = Buffer.concat([Buffer.from([0x01, (body.length >> 16) & 0xff, (body.length >> 8) & 0xff, body.length & 0xff]), body]);
+    const records: Buffer[] = [];
+    for (let off = 0; off < 100_000; off += 16_384) {
+      const frag = hello.subarray(off, Math.min(off + 16_384, 100_000));
+      records.push(Buffer.concat([Buffer.from([0x16, 0x03, 0x01, frag.length >> 8, frag.length & 0xff]), frag]));
+    }
+    const t0 = Date.now();
+    const sock = net.connect(server.port, '127.0.0.1', () => {
+      for (const r of records) sock.write(r);
+    });
+    sock.on('error', () => undefined);
+    sock.resume();
+    try {
+      await new Promise<void>((resolve) => sock.once('close', () => resolve()));
+      const lived = Date.now() - t0;
+      assert.ok(lived < hsTimeout / 2, `the connection lived ${lived} ms`);
+      const st = server.stats();
+      assert.equal(st.refused['pre-auth-bytes'], 1, JSON.stringify(st.refused));
+      assert.equal(st.refused['handshake-timeout'], undefined);
+      await until(() => server.stats().connections === 0, 'connection released');
+    } finally {
+      sock.destroy();
+      await server.close();
+    }
+  });
+
   test('garbage and slow-loris connections are cut off and do not delay a good negotiation in parallel', async () => {
     const hsTimeout = 600;
     const server = await startServer({ handshakeTimeoutMs: hsTimeout, maxConnectionsPerIp: 64 });
