@@ -163,4 +163,23 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   assert.equal(existsSync(join(dir, 'ctl.sock')), false);
   const link = await lab.exec('h1', 'ip', ['link', 'show', 'dmn0'], { check: false });
   assert.notEqual(link.code, 0, 'device removed');
+
+  // an older list put in place by hand (serial 2; this node held 3) does not start
+  writeFileSync(join(dir, 'bnl'), makeBnl(key, 2, [1, 2, 3]));
+  const old = await lab.exec('h1', process.execPath, [CLUEVPND, '-D', '-c', conf, '--backend', 'js'], { check: false, timeoutMs: 15_000 });
+  assert.equal(old.code, 1, old.stdout + old.stderr);
+  assert.match(old.stdout + old.stderr, /serial 2, older than serial 3 this node accepted before/);
+  // the newest list starts it again
+  writeFileSync(join(dir, 'bnl'), makeBnl(key, 3, [1, 3]));
+  const again = lab.spawn('h1', process.execPath, [CLUEVPND, '-D', '-c', conf, '--backend', 'js'], { label: 'cluevpnd n1 again' });
+  await again.waitForOutput(/cluevpnd started/, { timeoutMs: 5000 });
+  const againRes = await again.stop('SIGTERM', 3000);
+  assert.equal(againRes.code, 0, JSON.stringify(againRes).slice(-1500));
+  // SIGTERM while still starting (the pidfile is the first step): the start
+  // finishes, then a clean stop (exit 0, downcmd, pidfile removed)
+  const early = lab.spawn('h1', process.execPath, [CLUEVPND, '-D', '-c', conf, '--backend', 'js'], { label: 'cluevpnd n1 early stop' });
+  await waitFor(() => existsSync(join(dir, 'cluevpnd.pid')), { timeoutMs: 10_000, intervalMs: 1, description: 'pidfile written' });
+  const earlyRes = await early.stop('SIGTERM', 3000);
+  assert.equal(earlyRes.code, 0, JSON.stringify(earlyRes).slice(-1500));
+  assert.equal(existsSync(join(dir, 'cluevpnd.pid')), false);
 });

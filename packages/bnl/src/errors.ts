@@ -20,6 +20,7 @@ export type BnlErrorCode =
   | 'ERR_BNL_NETWORK'
   | 'ERR_BNL_KEY'
   | 'ERR_BNL_IO'
+  | 'ERR_BNL_ROLLBACK'
   | 'ERR_BNL_GOSSIP';
 
 /** Codes of single validation problems (see {@link BnlProblem}). */

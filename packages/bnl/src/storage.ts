@@ -17,6 +17,9 @@ export interface BnlStorage {
   writeList(bytes: Uint8Array): Promise<void>;
   readTrust(): Promise<Uint8Array | null>;
   writeTrust(bytes: Uint8Array): Promise<void>;
+  /** The highest serial this store ever accepted (the rollback guard). */
+  readHighest(): Promise<Uint8Array | null>;
+  writeHighest(bytes: Uint8Array): Promise<void>;
 }
 
 /**
@@ -79,33 +82,45 @@ export async function removeStaleTemporaries(path: string): Promise<number> {
 
 /**
  * File storage: the list at `path` (mode 0644, it is public), the trust
- * sidecar at `path + ".trust"`.
+ * sidecar at `path + ".trust"`, the highest serial accepted at
+ * `path + ".highest"`.
  */
 export function createFileStorage(path: string): BnlStorage {
   const trustPath = `${path}.trust`;
+  const highestPath = `${path}.highest`;
   let cleaned = false;
   return {
     where: path,
     async readList() {
       if (!cleaned) {
         cleaned = true;
-        await removeStaleTemporaries(path);
+        for (const p of [path, trustPath, highestPath]) await removeStaleTemporaries(p);
       }
       return readOrNull(path);
     },
     writeList: (bytes) => atomicWriteFile(path, bytes, 0o644),
     readTrust: () => readOrNull(trustPath),
     writeTrust: (bytes) => atomicWriteFile(trustPath, bytes, 0o644),
+    readHighest: () => readOrNull(highestPath),
+    writeHighest: (bytes) => atomicWriteFile(highestPath, bytes, 0o644),
   };
 }
 
 /** In-memory storage (tests, simulations). `failWrites` makes every write reject with `ERR_BNL_IO`. */
-export function createMemoryStorage(initial?: { list?: Uint8Array; trust?: Uint8Array }): BnlStorage & { failWrites: boolean; list: Uint8Array | null; trust: Uint8Array | null } {
+export function createMemoryStorage(initial?: { list?: Uint8Array; trust?: Uint8Array; highest?: Uint8Array }): BnlStorage & { failWrites: boolean; list: Uint8Array | null; trust: Uint8Array | null; highest: Uint8Array | null } {
   const s = {
     where: 'memory',
     failWrites: false,
     list: initial?.list ?? null,
     trust: initial?.trust ?? null,
+    highest: initial?.highest ?? null,
+    async readHighest() {
+      return s.highest;
+    },
+    async writeHighest(bytes: Uint8Array) {
+      if (s.failWrites) throw new BnlError('ERR_BNL_IO', 'memory storage: write failure injected');
+      s.highest = Buffer.from(bytes);
+    },
     async readList() {
       return s.list;
     },

@@ -70,6 +70,20 @@ function encodeTrust(t: BnlTrust): Uint8Array {
   return Buffer.from(`${JSON.stringify({ keys: [...t.keys].sort(), threshold: t.threshold })}\n`, 'ascii');
 }
 
+function encodeHighest(serial: number): Uint8Array {
+  return Buffer.from(`${JSON.stringify({ serial })}\n`, 'ascii');
+}
+
+function decodeHighest(bytes: Uint8Array, where: string): number {
+  try {
+    const j = JSON.parse(Buffer.from(bytes).toString('utf8')) as { serial?: unknown };
+    if (typeof j.serial !== 'number' || !Number.isSafeInteger(j.serial) || j.serial < 0) throw new Error('no serial');
+    return j.serial;
+  } catch (err) {
+    throw new BnlError('ERR_BNL_FORMAT', `${where}.highest is unreadable: ${(err as Error).message}; it holds the highest serial this node accepted (delete it to accept the stored list as it is)`, { cause: err });
+  }
+}
+
 function decodeTrust(bytes: Uint8Array, where: string): BnlTrust {
   try {
     const j = JSON.parse(Buffer.from(bytes).toString('utf8')) as { keys?: unknown; threshold?: unknown };
@@ -142,6 +156,17 @@ export class BnlStore {
       const e = firstError as BnlError;
       throw new BnlError(e.code, `stored list ${storage.where}: ${e.message}`, { cause: firstError });
     }
+    // Rollback guard: an older list put in place by hand (a backup, a copy
+    // from another node) would bring back revoked nodes until the next pull.
+    const highestBytes = await storage.readHighest();
+    const highest = highestBytes ? decodeHighest(highestBytes, storage.where) : null;
+    if (highest !== null && list.bnl.serial < highest) {
+      throw new BnlError(
+        'ERR_BNL_ROLLBACK',
+        `stored list ${storage.where} has serial ${list.bnl.serial}, older than serial ${highest} this node accepted before; put the newest list there (bnl sign gives a list a new serial), or delete ${storage.where}.highest to accept this one`,
+      );
+    }
+    if (highest === null || list.bnl.serial > highest) await storage.writeHighest(encodeHighest(list.bnl.serial));
     return new BnlStore(storage, list, trustAfter(list, verifiedBy), options);
   }
 
@@ -221,6 +246,12 @@ export class BnlStore {
       this.#logger?.error('bnl write failed', { serial: list.bnl.serial, err: (err as Error).message });
       return { accepted: false, code: 'ERR_BNL_IO', reason: (err as Error).message, list, settled: false };
     }
+    // After the list: a crash in between leaves the mark below the list (raised
+    // at the next open), never above it. The list is in place by now, so a
+    // failure here only weakens the rollback guard: logged, not a refusal.
+    await this.#storage.writeHighest(encodeHighest(list.bnl.serial)).catch((err: Error) => {
+      this.#logger?.error('bnl high-water mark write failed', { serial: list.bnl.serial, err: err.message });
+    });
     const previous = cur;
     this.#current = list;
     this.#trust = nextTrust;

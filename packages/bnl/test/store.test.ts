@@ -55,6 +55,52 @@ test('every bad offer is rejected with its code and leaves the list and the file
   });
 });
 
+test('rollback guard: an older list copied over the file refuses to open; a newer one, or deleting the mark, is accepted', async () => {
+  await withDir(async (dir) => {
+    const k = newKey();
+    const path = join(dir, 'bnl');
+    const store = await BnlStore.open({ path, trust: trustOf(1, k) });
+    const v3 = signed(makeTestBnl(3, { serial: 3 }), k);
+    const v7 = signed(makeTestBnl(3, { serial: 7 }), k);
+    assert.equal(code(await store.offer(v3.bytes)), 'accepted');
+    assert.equal(code(await store.offer(v7.bytes)), 'accepted');
+    assert.equal(JSON.parse(await readFile(`${path}.highest`, 'utf8')).serial, 7);
+    // an admin restores an old backup and restarts
+    await writeFile(path, v3.bytes);
+    await assert.rejects(BnlStore.open({ path, trust: trustOf(1, k) }), (e: BnlError) => {
+      assert.equal(e.code, 'ERR_BNL_ROLLBACK');
+      assert.match(e.message, /serial 3, older than serial 7/);
+      assert.match(e.message, /bnl\.highest/);
+      return true;
+    });
+    // a newer list in place opens and raises the mark
+    const v9 = signed(makeTestBnl(3, { serial: 9 }), k);
+    await writeFile(path, v9.bytes);
+    assert.equal((await BnlStore.open({ path, trust: trustOf(1, k) })).current?.bnl.serial, 9);
+    assert.equal(JSON.parse(await readFile(`${path}.highest`, 'utf8')).serial, 9);
+    // the documented way out: delete the mark to accept an older list on purpose
+    await writeFile(path, v3.bytes);
+    await rm(`${path}.highest`);
+    assert.equal((await BnlStore.open({ path, trust: trustOf(1, k) })).current?.bnl.serial, 3);
+    assert.equal(JSON.parse(await readFile(`${path}.highest`, 'utf8')).serial, 3);
+    // an unreadable mark is an error naming it, not silently ignored
+    await writeFile(`${path}.highest`, 'junk');
+    await assert.rejects(BnlStore.open({ path, trust: trustOf(1, k) }), (e: BnlError) => e.code === 'ERR_BNL_FORMAT' && /bnl\.highest/.test(e.message));
+  });
+});
+
+test('a failed high-water mark write does not refuse a list already in place', async () => {
+  const k = newKey();
+  const storage = createMemoryStorage();
+  const store = await BnlStore.open({ storage, trust: trustOf(1, k) });
+  storage.writeHighest = async () => {
+    throw new BnlError('ERR_BNL_IO', 'disk full');
+  };
+  assert.equal(code(await store.offer(signed(makeTestBnl(3, { serial: 2 }), k).bytes)), 'accepted');
+  assert.equal(store.current?.bnl.serial, 2);
+  assert.equal(storage.highest, null);
+});
+
 test('a write failure rejects with ERR_BNL_IO and keeps the current list', async () => {
   const k = newKey();
   const storage = createMemoryStorage();

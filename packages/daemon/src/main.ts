@@ -138,9 +138,30 @@ async function main(argv: string[]): Promise<void> {
     report(`error: ${(err as Error).message}`);
     fail(EXIT.failed, (err as Error).message);
   }
-  let daemon;
+  // Signals are handled from before the start: a SIGTERM while starting
+  // waits for the start to finish and then stops cleanly (hooks, pidfile),
+  // instead of killing the process half set up.
+  // (Installed first: the handlers run from the event loop, after `starting` is set.)
+  let starting: Promise<Awaited<ReturnType<typeof startDaemon>>> = new Promise(() => undefined);
+  installSignalHandlers({
+    logger,
+    actions: {
+      reload: async () => {
+        const r = await (await starting).reloadAndPush();
+        logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
+      },
+      stop: async () => {
+        const running = await starting.catch(() => undefined);
+        if (running === undefined) return new Promise<void>(() => undefined); // the start-up failure path exits
+        await running.stop();
+        await logger.close();
+      },
+    },
+  });
+  starting = startDaemon({ config, logger, ...(args.backend ? { backend: args.backend } : {}) });
+  starting.catch(() => undefined); // handled below; the signal actions only wait on it
   try {
-    daemon = await startDaemon({ config, logger, ...(args.backend ? { backend: args.backend } : {}) });
+    await starting;
   } catch (err) {
     const msg = err instanceof DaemonError || (err as { code?: string }).code ? `${(err as Error).message}` : String(err);
     logger.error('start-up failed', { err });
@@ -148,20 +169,6 @@ async function main(argv: string[]): Promise<void> {
     await logger.close();
     fail(EXIT.failed, msg);
   }
-  const running = daemon;
-  installSignalHandlers({
-    logger,
-    actions: {
-      reload: async () => {
-        const r = await running.reloadAndPush();
-        logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
-      },
-      stop: async () => {
-        await running.stop();
-        await logger.close();
-      },
-    },
-  });
   report('ready');
 }
 
