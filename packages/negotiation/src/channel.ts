@@ -14,9 +14,9 @@
  *      so that it learns *why* a peer failed (no certificate, untrusted,
  *      expired) and can count it; an unverified socket is destroyed before
  *      a single application byte is read;
- *   4. bytes read before authentication ≤ `maxPreAuthBytes`: watched every
- *      20 ms while the handshake runs (the connection is cut as soon as it
- *      is over) and checked once more when it completes;
+ *   4. bytes read before authentication ≤ `maxPreAuthBytes`: one timer
+ *      checks every connection still in its handshake each 20 ms (cut as
+ *      soon as one is over) and each is checked once more when it completes;
  *   5. `authorize(identity)`: BNL membership, pin, OU (see `authorizePeer`);
  *   6. frames (cap checked on the header), requests dispatched one at a
  *      time to the handler registered for their `type`; idle time-out.
@@ -175,7 +175,30 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   const perIp = new Map<string, number>();
   const raws = new Map<string, net.Socket>();
   const open = new Set<net.Socket>();
-  const preAuthWatches = new Map<net.Socket, NodeJS.Timeout>();
+  // Connections still in the handshake, checked together by one timer
+  // (not one per connection: a flood of stalled handshakes costs one wake-up).
+  const handshaking = new Map<net.Socket, string>();
+  let watchTimer: NodeJS.Timeout | undefined;
+  const stopWatchIfIdle = (): void => {
+    if (handshaking.size === 0 && watchTimer !== undefined) {
+      clearInterval(watchTimer);
+      watchTimer = undefined;
+    }
+  };
+  const watchPreAuth = (): void => {
+    for (const [raw, ip] of handshaking) {
+      if (raw.bytesRead <= limits.maxPreAuthBytes) continue;
+      handshaking.delete(raw);
+      bump(stats.refused, 'pre-auth-bytes');
+      log.warn('control connection refused', { reason: 'pre-auth-bytes', endpoint: ip, err: `${raw.bytesRead} bytes during the handshake` });
+      raw.destroy();
+    }
+    stopWatchIfIdle();
+  };
+  const unwatch = (raw: net.Socket): void => {
+    handshaking.delete(raw);
+    stopWatchIfIdle();
+  };
 
   const tlsServer = tls.createServer({
     key: opts.credentials.keyPem,
@@ -203,10 +226,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
     const addr = normIp(socket.remoteAddress);
     const raw = raws.get(`${socket.remoteAddress}|${socket.remotePort}`);
-    if (raw !== undefined) {
-      clearInterval(preAuthWatches.get(raw));
-      preAuthWatches.delete(raw);
-    }
+    if (raw !== undefined) unwatch(raw);
     const id = identityOf(socket);
     if (!socket.authorized || id === undefined) {
       const err = socket.authorizationError;
@@ -354,19 +374,14 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     // Step 4 during the handshake too: OpenSSL reads a ClientHello of up to
     // 128 KiB while it waits, so watch the raw byte count until the peer is
     // authenticated (secureConnection clears the watch) or gone.
-    const watch = setInterval(() => {
-      if (raw.bytesRead <= limits.maxPreAuthBytes) return;
-      clearInterval(watch);
-      bump(stats.refused, 'pre-auth-bytes');
-      log.warn('control connection refused', { reason: 'pre-auth-bytes', endpoint: ip, err: `${raw.bytesRead} bytes during the handshake` });
-      raw.destroy();
-    }, PRE_AUTH_WATCH_MS);
-    watch.unref();
-    preAuthWatches.set(raw, watch);
+    handshaking.set(raw, ip);
+    if (watchTimer === undefined) {
+      watchTimer = setInterval(watchPreAuth, PRE_AUTH_WATCH_MS);
+      watchTimer.unref();
+    }
     raw.on('error', (err: NodeJS.ErrnoException) => log.debug('control socket error', { endpoint: ip, err: err.code ?? err.message }));
     raw.once('close', () => {
-      clearInterval(watch);
-      preAuthWatches.delete(raw);
+      unwatch(raw);
       stats.connections--;
       const left = (perIp.get(ip) ?? 1) - 1;
       if (left <= 0) perIp.delete(ip);
@@ -400,6 +415,8 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       return new Promise<void>((resolve) => {
         netServer.close(() => resolve());
         for (const s of open) s.destroy();
+        handshaking.clear();
+        stopWatchIfIdle();
       });
     },
   };
