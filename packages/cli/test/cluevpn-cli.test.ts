@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pushSummary, renderGraph, renderStatus, humanAgo, humanCount } from '../src/control/render.js';
+import { pushSummary, renderGraph, renderStatus, humanAgo, humanBytes, humanCount } from '../src/control/render.js';
 import type { StatusReport } from '../src/control/protocol.js';
 
 const BIN = fileURLToPath(new URL('../../bin/cluevpn', import.meta.url));
@@ -34,7 +34,9 @@ test('status table shows every per-peer field the issue asks for', () => {
   const [header, bnl, memory, drops, cols, beta, gamma] = out.split('\n');
   assert.match(header!, /alpha \(id 1\) network lab, pid 42, up 5m1s/);
   assert.match(bnl!, /BNL serial 7, 3 nodes/);
-  assert.equal(memory, 'memory: rss 70MB, V8 heap 12MB used of 20MB, external 3.0MB (buffers 2.0MB)');
+  assert.equal(memory, 'memory: rss 70MiB, V8 heap 12MiB used of 20MiB, external 3.0MiB (buffers 2.0MiB)');
+  assert.equal(humanBytes(900), '900 B');
+  assert.equal(humanBytes(1536), '1.5KiB');
   assert.match(drops!, /unknown-index=4/);
   assert.match(cols!, /^PEER +STATE +ENDPOINT +CIPHER +COMP +KEY AGE +NEGS +LAST RX +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
   assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +aes-256-gcm +none +1m5s +1 +2s +1\.5K +1\.9M +12 +900 +7 +replay=3$/);

@@ -16,6 +16,11 @@ export function humanCount(n: number, base: 1000 | 1024 = 1000): string {
   return i === 0 ? String(n) : `${v < 10 ? v.toFixed(1) : Math.round(v)}${units[i]}`;
 }
 
+/** Bytes with binary units: `900 B`, `1.5KiB`, `70MiB` (the table style of humanCount). */
+export function humanBytes(n: number): string {
+  return n < 1024 ? `${n} B` : `${humanCount(n, 1024)}iB`;
+}
+
 /** Milliseconds as `3s`, `5m2s`, `2h5m`, `3d4h`; `never` for null. */
 export function humanAgo(ms: number | null): string {
   if (ms === null) return 'never';
@@ -57,7 +62,7 @@ export function renderStatus(s: StatusReport): string {
     `BNL serial ${s.bnl.serial}${s.bnl.signedAt ? ` signed ${s.bnl.signedAt}` : ''}, ${s.bnl.nodes} nodes, ${s.bnl.path}`,
   ];
   const m = s.memory;
-  head.push(`memory: rss ${humanCount(m.rss, 1024)}B, V8 heap ${humanCount(m.heapUsed, 1024)}B used of ${humanCount(m.heapTotal, 1024)}B, external ${humanCount(m.external, 1024)}B (buffers ${humanCount(m.arrayBuffers, 1024)}B)`);
+  head.push(`memory: rss ${humanBytes(m.rss)}, V8 heap ${humanBytes(m.heapUsed)} used of ${humanBytes(m.heapTotal)}, external ${humanBytes(m.external)} (buffers ${humanBytes(m.arrayBuffers)})`);
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
