@@ -394,7 +394,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // the rest finish in the background and are logged then.
     const p = mesh!.pushToAll();
     const serial = r.list.bnl.serial;
-    void p.done.then(() => log.notice('BNL pushed', { serial, count: p.ok, failed: p.failed, targets: p.targets }));
+    void p.done.then(
+      () => log.notice('BNL pushed', { serial, count: p.ok, failed: p.failed, targets: p.targets }),
+      (err: unknown) => log.error('BNL push stopped', { serial, count: p.ok, failed: p.failed, targets: p.targets, err }),
+    );
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([p.done, new Promise<void>((res) => (timer = setTimeout(res, RELOAD_PUSH_WAIT_MS)))]);
     clearTimeout(timer);
