@@ -14,11 +14,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { udpDatagramsFromPcap } from './lib/cluevpn.js';
 import { createLab, labSkipReason, listNamespaces, type Lab, type LabHost } from './lib/lab.js';
 import type { TrackedProcess } from './lib/process.js';
 
@@ -50,29 +51,9 @@ function pairKeys(i: number, j: number): { ij: Record<string, unknown>; ji: Reco
   };
 }
 
-/** UDP payloads of IPv4 datagrams from `src` to `dst:port` in a pcap file (linktypes 1, 113, 276). */
+/** UDP payloads of IPv4 datagrams from `src` to port `dport` in a pcap file. */
 function udpPayloadsFromPcap(file: string, src: string, dport: number): Buffer[] {
-  const b = readFileSync(file);
-  if (b.length < 24) return [];
-  const magic = b.readUInt32LE(0);
-  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d; // µs or ns timestamps
-  const u32 = (o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
-  const linktype = u32(20);
-  const l2 = linktype === 1 ? 14 : linktype === 113 ? 16 : linktype === 276 ? 20 : -1;
-  assert.ok(l2 >= 0, `unsupported pcap linktype ${linktype}`);
-  const out: Buffer[] = [];
-  for (let o = 24; o + 16 <= b.length; ) {
-    const caplen = u32(o + 8);
-    const pkt = b.subarray(o + 16, o + 16 + caplen);
-    o += 16 + caplen;
-    const ip = pkt.subarray(l2);
-    if (ip.length < 28 || ip[0] >>> 4 !== 4 || ip[9] !== 17) continue;
-    const ihl = (ip[0] & 15) * 4;
-    if (`${ip[12]}.${ip[13]}.${ip[14]}.${ip[15]}` !== src || ip.readUInt16BE(ihl + 2) !== dport) continue;
-    const ulen = ip.readUInt16BE(ihl + 4);
-    out.push(Buffer.from(ip.subarray(ihl + 8, ihl + ulen)));
-  }
-  return out;
+  return udpDatagramsFromPcap(file).filter((d) => d.src === src && d.dport === dport).map((d) => d.payload);
 }
 
 async function statsOf(p: TrackedProcess, seq: number): Promise<{ drops: Record<string, number>; peers: Array<{ id: string; drops: Record<string, number>; rxPackets: number; txPackets: number }> }> {

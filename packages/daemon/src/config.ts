@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER } from '@cluevpn/dataplane';
 import { parseCompAlgos, parseCryptAlgos, type AlgoPreference, type CipherAlgo, type CompressionAlgo } from '@cluevpn/negotiation';
 import { ConfigError } from './errors.js';
 
@@ -108,8 +109,6 @@ export interface DaemonConfig {
 export const DEFAULT_PORT = 3406;
 /** Default inner MTU (1500 − 20 IPv4 − 8 UDP − 36 overhead, rounded down). */
 export const DEFAULT_MTU = 1420;
-/** Default `udpbuffer` (the data plane's DEFAULT_SOCKET_BUFFER). */
-export const DEFAULT_UDPBUFFER = 256 * 1024;
 
 /** Environment the config module reads: only these two variables, for tests and packagers. */
 export interface ConfigEnv {
@@ -265,7 +264,7 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   disableipv6: { kind: 'value', parse: parseBool },
   preferipv6: { kind: 'value', parse: parseBool },
   mtu: { kind: 'value', parse: parseIntIn(576, 65535) },
-  udpbuffer: { kind: 'value', parse: parseSize(4096, 64 * 1024 * 1024) },
+  udpbuffer: { kind: 'value', parse: parseSize(4096, MAX_SOCKET_BUFFER) },
   rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   user: { kind: 'value', parse: parseAccount },
@@ -390,7 +389,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     disableipv6,
     preferipv6,
     mtu,
-    udpbuffer: one<number>('udpbuffer') ?? DEFAULT_UDPBUFFER,
+    udpbuffer: one<number>('udpbuffer') ?? DEFAULT_SOCKET_BUFFER,
     rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
     user: one<string>('user'),
