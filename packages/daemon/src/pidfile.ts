@@ -4,28 +4,12 @@
  * daemon runs for this network); one naming a dead process is replaced.
  */
 import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { livePid } from '@cluevpn/control';
 import { dirname } from 'node:path';
 import { writeFileAtomicSync } from '@cluevpn/atomic-file';
 import { PidfileError } from './errors.js';
 
-/** The pid in `path` if that process is alive, else `null` (missing file, garbage, dead pid). */
-export function livePid(path: string): number | null {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  const pid = Number(text.trim());
-  if (!Number.isInteger(pid) || pid <= 1) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
-  }
-}
+export { livePid };
 
 /**
  * Writes `pid` (default this process) to `path`. Throws `ERR_PIDFILE_IN_USE`

@@ -15,7 +15,7 @@
 import { createConnection } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
-import { CONTROL_PROTOCOL_VERSION, type ControlCommand, type ControlResults } from './protocol.js';
+import { CONTROL_PROTOCOL_VERSION, livePid, type ControlCommand, type ControlResults } from './protocol.js';
 
 /** Error of a control request; `code` is stable. */
 export class ControlError extends Error {
@@ -208,23 +208,11 @@ export async function requestReloadAndPush(target: DaemonTarget, opts: RequestOp
   }
 }
 
-/** The pid in `pidfile` when that process is alive, else `null`. */
+/** The pid in `pidfile` when that process is alive, else `null`; an unreadable pidfile is `ERR_NO_DAEMON`. */
 export function readLivePid(pidfile: string): number | null {
-  let text: string;
   try {
-    text = readFileSync(pidfile, 'utf8');
+    return livePid(pidfile);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new ControlError('ERR_NO_DAEMON', `cannot read ${pidfile}: ${(err as Error).message}`, { cause: err });
-  }
-  const pid = Number(text.trim());
-  if (!Number.isInteger(pid) || pid <= 1) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return null;
-    if ((err as NodeJS.ErrnoException).code === 'EPERM') return pid;
-    throw err;
   }
 }
