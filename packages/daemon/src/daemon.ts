@@ -22,12 +22,10 @@
  * and keys gone from the data plane; their subnets' routes removed), update
  * changed endpoints and subnets, run the subnet hooks.
  */
-import { execFile } from 'node:child_process';
 import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { isIP } from 'node:net';
-import { promisify } from 'node:util';
 import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
@@ -41,7 +39,6 @@ import type { Logger, RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
 
-const execFileP = promisify(execFile);
 
 /** Version reported by `status`. */
 export const DAEMON_VERSION = '0.1.0';
@@ -174,7 +171,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
     for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
-    // One `ip -batch` process for all routes (a 1 000-node list took 3 s with one process per route).
+    // All routes in one rtnetlink exchange (a 1 000-node list took 3 s with one `ip` process per route).
     await addRoutes(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
 
     // 4. data plane
@@ -298,7 +295,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   async function delRoute(cidr: string): Promise<void> {
     if (privilegesDropped) return;
     try {
-      await execFileP('ip', [cidr.includes(':') ? '-6' : '-4', 'route', 'del', cidr, 'dev', tun!.name]);
+      await tun!.removeRoute(cidr);
     } catch (err) {
       log.warn('cannot remove route', { subnet: cidr, err });
     }

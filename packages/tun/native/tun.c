@@ -42,6 +42,7 @@
  * queue fd).
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -55,6 +56,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "netlink.h"
 #include "offload.h"
 
 #include <node_api.h>
@@ -975,6 +977,82 @@ static napi_value js_set_up(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * netlink(ifname, kinds: number[], cidrs: string[]) -> Int32Array: applies
+ * each (kind, cidr) in order through rtnetlink (netlink.c); per operation 0
+ * on success, the positive errno the kernel answered, or -1 when the CIDR
+ * text does not parse. Throws (errno name as code) when the interface does
+ * not exist or the netlink socket fails as a whole.
+ */
+static napi_value js_netlink(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ + 1];
+  size_t nlen = 0;
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof name, &nlen) != napi_ok || nlen == 0 || nlen >= IFNAMSIZ) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "netlink: bad interface name");
+    return NULL;
+  }
+  bool ok1 = false, ok2 = false;
+  napi_is_array(env, argv[1], &ok1);
+  napi_is_array(env, argv[2], &ok2);
+  uint32_t n = 0, n2 = 0;
+  if (!ok1 || !ok2 || napi_get_array_length(env, argv[1], &n) != napi_ok || napi_get_array_length(env, argv[2], &n2) != napi_ok || n != n2) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "netlink: kinds and cidrs must be arrays of one length");
+    return NULL;
+  }
+  unsigned ifindex = if_nametoindex(name);
+  if (ifindex == 0) {
+    throw_errno(env, "if_nametoindex", errno, 0);
+    return NULL;
+  }
+  napi_value ab, out;
+  int32_t *res = NULL;
+  CHECK_NAPI(env, napi_create_arraybuffer(env, (size_t)n * sizeof(int32_t) + 1, (void **)&res, &ab));
+  CHECK_NAPI(env, napi_create_typedarray(env, napi_int32_array, n, ab, 0, &out));
+  if (n == 0) return out;
+  nl_op *ops = calloc(n, sizeof *ops);
+  int *idx = calloc(n, sizeof *idx);
+  int *errs = calloc(n, sizeof *errs);
+  if (ops == NULL || idx == NULL || errs == NULL) {
+    free(ops);
+    free(idx);
+    free(errs);
+    napi_throw_error(env, "ENOMEM", "netlink: out of memory");
+    return NULL;
+  }
+  int m = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value k, c;
+    int32_t kind = 0;
+    char text[INET6_ADDRSTRLEN + 8];
+    size_t tlen = 0;
+    res[i] = -1;
+    if (napi_get_element(env, argv[1], i, &k) != napi_ok || napi_get_value_int32(env, k, &kind) != napi_ok ||
+        (kind != NL_ADD_ADDRESS && kind != NL_ADD_ROUTE && kind != NL_DEL_ROUTE) ||
+        napi_get_element(env, argv[2], i, &c) != napi_ok ||
+        napi_get_value_string_utf8(env, c, text, sizeof text, &tlen) != napi_ok || tlen >= sizeof text - 1) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+      }
+      continue;
+    }
+    if (nl_parse_cidr(text, &ops[m]) != 0) continue;
+    ops[m].kind = kind;
+    idx[m++] = (int)i;
+  }
+  (void)nl_apply(ifindex, ops, m, errs); /* a socket failure is in errs[] too */
+  for (int j = 0; j < m; j++) res[idx[j]] = errs[j];
+  free(ops);
+  free(idx);
+  free(errs);
+  return out;
+}
+
 /* ---------- module ---------- */
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -990,6 +1068,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"setMtu", NULL, js_set_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
     {"getMtu", NULL, js_get_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setUp", NULL, js_set_up, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"netlink", NULL, js_netlink, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_value n;
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -1,12 +1,14 @@
 /**
- * Addresses and routes through `ip` (iproute2), run asynchronously with
- * execFile so the event loop never blocks. MTU and link state use ioctls in
- * the native addon instead (see device.ts).
+ * Addresses and routes through rtnetlink, by the native addon
+ * (native/netlink.c): the requests `ip addr add` / `ip route add|del … dev X`
+ * send, without a child process and without parsing ip's error text. One
+ * call for any number of requests; each gets its own answer, so a failing
+ * one is reported by itself and does not stop the others. MTU and link
+ * state use ioctls (see device.ts).
  */
-import { execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { getSystemErrorMap } from 'node:util';
 import { TunError, TunErrorCode } from './errors.js';
+import { native, NETLINK_ADD_ADDRESS, NETLINK_ADD_ROUTE, NETLINK_DEL_ROUTE } from './native.js';
 
 /** A checked CIDR. */
 interface Cidr {
@@ -14,13 +16,30 @@ interface Cidr {
   text: string;
 }
 
-/** Parses `addr/len` (IPv4 or IPv6). Throws ERR_TUN_CONFIG on anything else. */
+const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** IPv6 text (no zone): the WHATWG URL parser's host parser, which is native and compiles no regular expression. */
+function isIPv6(addr: string): boolean {
+  if (!/^[0-9A-Fa-f:.]+$/.test(addr) || !addr.includes(':')) return false;
+  try {
+    new URL(`http://[${addr}]/`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Parses `addr/len` (IPv4 or IPv6). Throws ERR_TUN_CONFIG on anything else.
+ * (Not `net.isIP`: its IPv6 expression costs ~10 ms to compile on first use,
+ * on the daemon's start-up path.)
+ */
 export function parseCidr(cidr: string): Cidr {
   if (typeof cidr !== 'string') throw new TunError(TunErrorCode.CONFIG, 'CIDR must be a string');
   const slash = cidr.indexOf('/');
   const addr = slash < 0 ? cidr : cidr.slice(0, slash);
-  const family = isIP(addr);
-  if (family !== 4 && family !== 6) throw new TunError(TunErrorCode.CONFIG, `"${cidr}" is not an IPv4/IPv6 CIDR`);
+  const family = IPV4.test(addr) ? 4 : isIPv6(addr) ? 6 : 0;
+  if (family === 0) throw new TunError(TunErrorCode.CONFIG, `"${cidr}" is not an IPv4/IPv6 CIDR`);
   const max = family === 4 ? 32 : 128;
   let len = max;
   if (slash >= 0) {
@@ -33,107 +52,67 @@ export function parseCidr(cidr: string): Cidr {
   return { family, text: `${addr}/${len}` };
 }
 
-let ipPath: string | undefined;
-function ipBinary(): string {
-  if (ipPath === undefined) {
-    // A non-root PATH often lacks /usr/sbin.
-    ipPath = ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'].find((p) => existsSync(p)) ?? 'ip';
-  }
-  return ipPath;
-}
+/** What one request does, for messages. */
+export type NetlinkKind = 'addr add' | 'route add' | 'route del';
+const KIND_CODE: Record<NetlinkKind, number> = {
+  'addr add': NETLINK_ADD_ADDRESS,
+  'route add': NETLINK_ADD_ROUTE,
+  'route del': NETLINK_DEL_ROUTE,
+};
 
-/** RTNETLINK messages printed by `ip`, mapped back to errno names. */
-const RTNETLINK_ERRNO: ReadonlyArray<readonly [string, string]> = [
-  ['File exists', 'EEXIST'],
-  ['Operation not permitted', 'EPERM'],
-  ['Permission denied', 'EACCES'],
-  ['No such device', 'ENODEV'],
-  ['Cannot find device', 'ENODEV'],
-  ['Invalid argument', 'EINVAL'],
-  ['Network is unreachable', 'ENETUNREACH'],
-  ['No such process', 'ESRCH'],
-  ['Address family not supported', 'EAFNOSUPPORT'],
-];
-
-/** Runs `ip args…`; rejects with ERR_TUN_PERMISSION or ERR_TUN_CONFIG (+ errno when recognisable). */
-export function runIp(args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile(ipBinary(), args, { timeout: 10_000 }, (err, _stdout, stderr) => {
-      if (err === null) {
-        resolve();
-        return;
-      }
-      reject(ipError(args.join(' '), String(stderr).trim() || err.message, err));
-    });
-  });
-}
-
-/** The error `ip` reported for one command (stderr text), as a TunError. */
-function ipError(command: string, text: string, cause?: Error): TunError {
-  const errno = RTNETLINK_ERRNO.find(([m]) => text.includes(m))?.[1];
-  const code = errno === 'EPERM' || errno === 'EACCES' ? TunErrorCode.PERMISSION : TunErrorCode.CONFIG;
+/** The error the kernel answered (positive errno) for one request, as a TunError. */
+function netlinkError(what: string, errno: number): TunError {
+  const [name, text] = getSystemErrorMap().get(-errno) ?? [`errno ${errno}`, 'unknown error'];
+  const code = name === 'EPERM' || name === 'EACCES' ? TunErrorCode.PERMISSION : TunErrorCode.CONFIG;
   const hint = code === TunErrorCode.PERMISSION ? ' (needs CAP_NET_ADMIN: run as root)' : '';
-  return new TunError(code, `ip ${command}: ${text}${hint}`, { errno, syscall: 'ip', ...(cause ? { cause } : {}) });
+  return new TunError(code, `${what}: ${text} (${name})${hint}`, { errno: name, syscall: 'netlink' });
 }
 
 /**
- * Runs many `ip` commands in one process (`ip -force -batch -`): each
- * command is one argument list without global options. Resolves with one
- * entry per command, `null` when it succeeded, else its TunError (which
- * `ip` names by line: "Command failed -:N"). One process instead of one per
- * route: a 1 000-node list took 3 s with a process per route.
+ * Applies `requests` to device `dev` in order (synchronously: the kernel
+ * answers each at once). One entry per request: `null` when applied, else
+ * its TunError (ERR_TUN_CONFIG with `errno`, e.g. 'EEXIST', 'ESRCH' for a
+ * route that is not there; ERR_TUN_PERMISSION without CAP_NET_ADMIN). A
+ * malformed CIDR is reported in its entry and not sent. Throws only when
+ * the device does not exist.
  */
-export function runIpBatch(commands: readonly (readonly string[])[]): Promise<(TunError | null)[]> {
-  if (commands.length === 0) return Promise.resolve([]);
-  for (const c of commands) {
-    for (const a of c) if (!/^[\w.:/-]+$/.test(a)) throw new TunError(TunErrorCode.CONFIG, `ip batch argument "${a}" has characters ip's batch parser would split`);
-  }
-  return new Promise((resolve) => {
-    const child = spawn(ipBinary(), ['-force', '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'], timeout: 10_000 + commands.length * 20 });
-    let stderr = '';
-    let spawnError: Error | undefined;
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => (stderr += d));
-    child.on('error', (err) => (spawnError = err));
-    child.stdin.on('error', () => {}); // EPIPE when ip died early: reported through the exit below
-    child.stdin.end(`${commands.map((c) => c.join(' ')).join('\n')}\n`);
-    child.on('close', (status, signal) => {
-      const results: (TunError | null)[] = commands.map(() => null);
-      let pending: string[] = [];
-      for (const line of stderr.split('\n')) {
-        const failed = /^Command failed -:(\d+)$/.exec(line.trim());
-        if (failed) {
-          const k = Number(failed[1]) - 1;
-          if (k >= 0 && k < commands.length) results[k] = ipError(commands[k]!.join(' '), pending.join('; ') || 'failed');
-          pending = [];
-        } else if (line.trim()) pending.push(line.trim());
-      }
-      if (spawnError !== undefined || signal !== null || pending.length > 0) {
-        // ip stopped without naming a line (not found, killed, a fatal parse error):
-        // nothing after the last named failure is known to have been applied.
-        const why = spawnError?.message ?? (pending.join('; ') || `ip exited with ${signal ?? status}`);
-        const last = results.reduce((m, r, k) => (r ? k : m), -1);
-        for (let k = last + 1; k < commands.length; k++) results[k] = ipError(commands[k]!.join(' '), why, spawnError);
-      }
-      resolve(results);
-    });
+export function applyNetlink(dev: string, requests: readonly { kind: NetlinkKind; cidr: string }[]): (TunError | null)[] {
+  const results: (TunError | null)[] = requests.map(() => null);
+  const kinds: number[] = [];
+  const cidrs: string[] = [];
+  const at: number[] = [];
+  requests.forEach((r, k) => {
+    try {
+      cidrs.push(parseCidr(r.cidr).text);
+      kinds.push(KIND_CODE[r.kind]);
+      at.push(k);
+    } catch (e) {
+      results[k] = e as TunError;
+    }
   });
+  if (kinds.length === 0) return results;
+  let answers: Int32Array;
+  try {
+    answers = native().netlink(dev, kinds, cidrs);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new TunError(TunErrorCode.CONFIG, `${dev}: ${err.message}`, { errno: err.code, syscall: 'if_nametoindex', cause: e });
+  }
+  at.forEach((k, j) => {
+    const a = answers[j]!;
+    const what = `${requests[k]!.kind} ${cidrs[j]} dev ${dev}`;
+    if (a === -1) results[k] = new TunError(TunErrorCode.CONFIG, `${what}: not a CIDR`);
+    else if (a !== 0) results[k] = netlinkError(what, a);
+  });
+  return results;
 }
 
-/** The `ip route add` command (batch form) for a checked prefix into `dev`. */
-export function routeAddCommand(dev: string, cidr: string): string[] {
-  return ['route', 'add', parseCidr(cidr).text, 'dev', dev];
-}
-
-/** `ip addr add` for one address on `dev` (IPv6 without duplicate address detection). */
-export function addAddress(dev: string, cidr: string): Promise<void> {
-  const c = parseCidr(cidr);
-  const args = c.family === 6 ? ['-6', 'addr', 'add', c.text, 'dev', dev, 'nodad'] : ['-4', 'addr', 'add', c.text, 'dev', dev];
-  return runIp(args);
-}
-
-/** `ip route add` of a prefix into `dev`. */
-export function addRoute(dev: string, cidr: string): Promise<void> {
-  const c = parseCidr(cidr);
-  return runIp([c.family === 6 ? '-6' : '-4', 'route', 'add', c.text, 'dev', dev]);
+/** One request; resolves when applied, rejects with its TunError. */
+export function applyOne(dev: string, kind: NetlinkKind, cidr: string): Promise<void> {
+  try {
+    const [r] = applyNetlink(dev, [{ kind, cidr }]);
+    return r ? Promise.reject(r) : Promise.resolve();
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }

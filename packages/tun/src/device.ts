@@ -168,39 +168,22 @@ class NativeTunDevice implements TunDevice {
 
   addAddress(cidr: string): Promise<void> {
     if (this.#closed) return Promise.reject(new TunError(TunErrorCode.CLOSED, `${this.name} is closed`));
-    try {
-      return configure.addAddress(this.name, cidr);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return configure.applyOne(this.name, 'addr add', cidr);
   }
 
   addRoute(cidr: string): Promise<void> {
     if (this.#closed) return Promise.reject(new TunError(TunErrorCode.CLOSED, `${this.name} is closed`));
-    try {
-      return configure.addRoute(this.name, cidr);
-    } catch (e) {
-      return Promise.reject(e);
-    }
+    return configure.applyOne(this.name, 'route add', cidr);
+  }
+
+  removeRoute(cidr: string): Promise<void> {
+    if (this.#closed) return Promise.reject(new TunError(TunErrorCode.CLOSED, `${this.name} is closed`));
+    return configure.applyOne(this.name, 'route del', cidr);
   }
 
   async addRoutes(cidrs: readonly string[]): Promise<(TunError | null)[]> {
     if (this.#closed) throw new TunError(TunErrorCode.CLOSED, `${this.name} is closed`);
-    const results: (TunError | null)[] = [];
-    const commands: string[][] = [];
-    const at: number[] = [];
-    for (const c of cidrs) {
-      try {
-        commands.push(configure.routeAddCommand(this.name, c));
-        at.push(results.length);
-        results.push(null);
-      } catch (e) {
-        results.push(e as TunError);
-      }
-    }
-    const ran = await configure.runIpBatch(commands);
-    ran.forEach((r, k) => (results[at[k]!] = r));
-    return results;
+    return configure.applyNetlink(this.name, cidrs.map((cidr) => ({ kind: 'route add' as const, cidr })));
   }
 
   onPackets(handler: PacketHandler | null): void {

@@ -16,7 +16,7 @@ export const TunErrorCode = {
   IO: 'ERR_TUN_IO',
   /** The device was used after `close()`. */
   CLOSED: 'ERR_TUN_CLOSED',
-  /** Bad options, or the kernel / `ip` rejected a configuration step; `errno` names it when known. */
+  /** Bad options, or the kernel rejected a configuration step; `errno` names it when known. */
   CONFIG: 'ERR_TUN_CONFIG',
   /** The packet handler threw; the exception is the `cause`. Reading continues. */
   HANDLER: 'ERR_TUN_HANDLER',
@@ -27,9 +27,9 @@ export type TunErrorCodeValue = (typeof TunErrorCode)[keyof typeof TunErrorCode]
 
 /** Extra fields of a {@link TunError}. */
 export interface TunErrorDetails {
-  /** errno name such as `'EBUSY'`, when a system call or `ip` reported one. */
+  /** errno name such as `'EBUSY'`, when a system call or the kernel (netlink) reported one. */
   errno?: string;
-  /** The failing system call or command (`'TUNSETIFF'`, `'SIOCSIFMTU'`, `'ip'`). */
+  /** The failing system call or command (`'TUNSETIFF'`, `'SIOCSIFMTU'`, `'netlink'`). */
   syscall?: string;
   /** The underlying error. */
   cause?: unknown;
@@ -37,7 +37,7 @@ export interface TunErrorDetails {
 
 /**
  * The one error class of this package. `code` is stable; `errno` (an errno
- * name, not a number) and `syscall` are set when the kernel or `ip` said why.
+ * name, not a number) and `syscall` are set when the kernel said why.
  */
 export class TunError extends Error {
   /** Stable machine-readable code. */

@@ -59,7 +59,14 @@ export interface NativeTun {
   setMtu(ifname: string, mtu: number): void;
   getMtu(ifname: string): number;
   setUp(ifname: string, up: boolean): void;
+  /** rtnetlink requests (kind NETLINK_* below) in order; per request 0, the kernel's positive errno, or -1 for a CIDR that does not parse. */
+  netlink(ifname: string, kinds: number[], cidrs: string[]): Int32Array;
 }
+
+/** Request kinds of `netlink`; mirrored in native/netlink.h. */
+export const NETLINK_ADD_ADDRESS = 1;
+export const NETLINK_ADD_ROUTE = 2;
+export const NETLINK_DEL_ROUTE = 3;
 
 /**
  * Which build to load: `native/build/Release/tun.node`, or with

@@ -158,7 +158,7 @@ class MemoryTunDevice implements MemoryTun {
     this.#live();
     const c = parseCidr(cidr).text;
     if (this.addresses.includes(c)) {
-      throw new TunError(TunErrorCode.CONFIG, `address ${c} already on ${this.name}`, { errno: 'EEXIST', syscall: 'ip' });
+      throw new TunError(TunErrorCode.CONFIG, `addr add ${c} dev ${this.name}: file already exists (EEXIST)`, { errno: 'EEXIST', syscall: 'netlink' });
     }
     this.addresses.push(c);
   }
@@ -166,9 +166,16 @@ class MemoryTunDevice implements MemoryTun {
     this.#live();
     const c = parseCidr(cidr).text;
     if (this.routes.includes(c)) {
-      throw new TunError(TunErrorCode.CONFIG, `route ${c} already on ${this.name}`, { errno: 'EEXIST', syscall: 'ip' });
+      throw new TunError(TunErrorCode.CONFIG, `route add ${c} dev ${this.name}: file already exists (EEXIST)`, { errno: 'EEXIST', syscall: 'netlink' });
     }
     this.routes.push(c);
+  }
+  async removeRoute(cidr: string): Promise<void> {
+    this.#live();
+    const c = parseCidr(cidr).text;
+    const k = this.routes.indexOf(c);
+    if (k < 0) throw new TunError(TunErrorCode.CONFIG, `route del ${c} dev ${this.name}: no such process (ESRCH)`, { errno: 'ESRCH', syscall: 'netlink' });
+    this.routes.splice(k, 1);
   }
   async addRoutes(cidrs: readonly string[]): Promise<(TunError | null)[]> {
     this.#live();

@@ -152,10 +152,13 @@ export interface TunDevice {
   addAddress(cidr: string): Promise<void>;
   /** Routes a prefix (IPv4 or IPv6) into this device. Errors as for `addAddress`. */
   addRoute(cidr: string): Promise<void>;
+  /** Removes a route of a prefix into this device (`errno` 'ESRCH' when there is none). Errors as for `addAddress`. */
+  removeRoute(cidr: string): Promise<void>;
   /**
-   * Routes many prefixes into this device in one `ip` process. Resolves
-   * (never rejects for a bad route) with one entry per prefix, in order:
-   * `null` when added, else its error as `addRoute` would reject with.
+   * Routes many prefixes into this device in one rtnetlink exchange (no
+   * child process). Resolves (never rejects for a bad route) with one entry
+   * per prefix, in order: `null` when added, else its error as `addRoute`
+   * would reject with.
    */
   addRoutes(cidrs: readonly string[]): Promise<(TunError | null)[]>;
 

@@ -30,7 +30,7 @@ test('open, configure (MTU, up, IPv4/IPv6 addresses and routes) and close leave 
   });
 });
 
-test('addRoutes adds 600 routes in one ip process; a failing one is named and the others still applied', { skip }, async () => {
+test('addRoutes adds 600 routes in one netlink exchange; a failing one is named and the others still applied; removeRoute; kernel errors', { skip }, async () => {
   await withNetns(async (ns) => {
     const r = await inNetns(ns, 'add-routes');
     assert.equal(r.code, 0, r.stderr);
@@ -40,7 +40,7 @@ test('addRoutes adds 600 routes in one ip process; a failing one is named and th
     assert.equal(ok4, null);
     assert.equal(exists.code, 'ERR_TUN_CONFIG');
     assert.equal(exists.errno, 'EEXIST');
-    assert.match(exists.message, /route add 10\.80\.5\.0\/24 dev tunrt0: .*File exists/);
+    assert.match(exists.message, /^route add 10\.80\.5\.0\/24 dev tunrt0: .*exists \(EEXIST\)$/);
     assert.equal(ok6, null);
     assert.equal(bad.code, 'ERR_TUN_CONFIG');
     assert.match(bad.message, /prefix length/);
@@ -51,6 +51,21 @@ test('addRoutes adds 600 routes in one ip process; a failing one is named and th
     assert.equal(res.routes6, 2);
     assert.equal(res.empty, 0);
     assert.equal(res.closed, 'ERR_TUN_CLOSED');
+    // removeRoute: gone from the kernel's table; a second removal is ESRCH.
+    assert.equal(res.removed, null);
+    assert.equal(res.removed6, null);
+    assert.equal(res.removedAgain.errno, 'ESRCH');
+    assert.equal(res.removedAgain.code, 'ERR_TUN_CONFIG');
+    assert.equal(res.after4, res.routes4 - 1);
+    assert.equal(res.after6, res.routes6 - 1);
+    // The kernel's own refusals come back per request with their errno.
+    assert.equal(res.hostBits.errno, 'EINVAL', JSON.stringify(res.hostBits));
+    assert.equal(res.addr6, null);
+    assert.equal(res.addrAgain.errno, 'EEXIST');
+    // IFA_F_NODAD: the IPv6 address is usable at once (flags without 0x40 tentative).
+    assert.notEqual(res.v6flags, null);
+    assert.equal(parseInt(res.v6flags, 16) & 0x40, 0, `flags ${res.v6flags}`);
+    assert.equal(res.closedRemove, 'ERR_TUN_CLOSED');
   });
 });
 

@@ -174,8 +174,21 @@ test('addresses and routes are recorded; duplicates are ERR_TUN_CONFIG with EEXI
   assert.deepEqual(batch.map((e) => e?.code ?? null), [null, 'ERR_TUN_CONFIG', 'ERR_TUN_CONFIG', null]);
   assert.equal(batch[1]!.errno, 'EEXIST');
   assert.deepEqual(t.routes, ['10.2.0.0/16', '10.3.0.0/16', 'fd01::/64']);
+  await t.removeRoute('10.3.0.0/16');
+  await assert.rejects(t.removeRoute('10.3.0.0/16'), { code: 'ERR_TUN_CONFIG', errno: 'ESRCH' });
+  assert.deepEqual(t.routes, ['10.2.0.0/16', 'fd01::/64']);
   t.down();
   assert.equal(t.isUp, false);
+});
+
+test('CIDR text is checked without node:net: dotted quads without leading zeros, IPv6 without zones, prefix within the family', async () => {
+  const t = createMemoryTun();
+  for (const good of ['0.0.0.0/0', '255.255.255.255/32', '10.0.0.1', '::/0', '::1/128', 'fd00:1:2:3:4:5:6:7/128', '::ffff:10.0.0.1/128', 'FD00::A/64', '2001:db8::/32']) {
+    await t.addRoute(good);
+  }
+  for (const bad of ['01.2.3.4/32', '256.1.1.1/32', '1.2.3/24', '1.2.3.4.5/32', '1.2.3.4/33', '1.2.3.4/', '1.2.3.4/+1', 'fe80::1%eth0/64', '1:2:3/64', 'fd00::1::2/64', '::/129', '[::1]/128', 'fd00::g/64', '', ' 10.0.0.0/8']) {
+    await assert.rejects(t.addRoute(bad), { code: 'ERR_TUN_CONFIG' }, bad);
+  }
 });
 
 test('close is idempotent; afterwards every operation but stats throws ERR_TUN_CLOSED and queued packets are gone', async () => {
