@@ -3,9 +3,12 @@
 // Two lab hosts (bstart-h1, bstart-h2), one network from make-network, then
 // REPEAT rounds of:
 //  1. fresh: state.db of both removed; both daemons spawned at t0; a probe in
-//     h1 pings h2's tunnel address every 10 ms (`ping -D -i 0.01 -c 1 -w 3`,
-//     restarted every 10 ms while the route is missing); the first echo reply
-//     (its `ping -D` timestamp) minus t0 is the figure. The control socket
+//     h1 sends an ICMP echo to h2's tunnel address every 10 ms; the wall-clock
+//     time of the first echo reply minus t0 is the figure. The probe
+//     (--probe quiet, the default) is ONE process, lib/first-reply.py; the
+//     old one (--probe shell) restarted `ping -D -i 0.01 -c 1 -w 3` in a shell
+//     loop every 10 ms while the route was missing, and that fork storm took
+//     CPU from the daemons it timed (kept for comparison). The control socket
 //     appearing marks "daemon ready" (Node start-up + wiring, no network).
 //     `status` afterwards must show a negotiated, not restored, session.
 //  2. restart: both daemons stopped (SIGTERM) and spawned again keeping
@@ -17,7 +20,7 @@
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { buildStamp, changedSince, createHarness, control, fmt, grepFile, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
 
-const opts = { repeat: 5, backend: undefined, loglevel: undefined };
+const opts = { repeat: 5, backend: undefined, loglevel: undefined, probe: 'quiet' };
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -25,8 +28,9 @@ const opts = { repeat: 5, backend: undefined, loglevel: undefined };
     if (a === '--repeat' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) opts.repeat = Number(argv[++i]);
     else if (a === '--backend' && ['native', 'js'].includes(argv[i + 1])) opts.backend = argv[++i];
     else if (a === '--loglevel' && /^[0-7]$/.test(argv[i + 1] ?? '')) opts.loglevel = argv[++i];
+    else if (a === '--probe' && ['quiet', 'shell'].includes(argv[i + 1])) opts.probe = argv[++i];
     else {
-      process.stderr.write(`startup: bad argument '${a}' (--repeat N, --backend native|js, --loglevel 0-7)\n`);
+      process.stderr.write(`startup: bad argument '${a}' (--repeat N, --backend native|js, --loglevel 0-7, --probe quiet|shell)\n`);
       process.exit(2);
     }
   }
@@ -72,8 +76,21 @@ function roundLog(file, t0) {
   return lines.slice(0, 30).map((l) => `    ${l}`).join('\n') || '    (nothing logged at this level; --loglevel 6 shows negotiation attempts)';
 }
 
+/** Python without a version-manager shim in front (pyenv's costs ~0.3 s of CPU per start). */
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+const FIRST_REPLY = new URL('./first-reply.py', import.meta.url).pathname;
+
 /** Probe from h1: resolves with the wall-clock ms of the first echo reply, NaN after `timeoutMs`. */
 function probe(timeoutMs) {
+  if (opts.probe === 'quiet') {
+    const c = h.spawnInHost(1, PYTHON, [FIRST_REPLY, PEER_ADDR, String(timeoutMs / 1000), '0.01']);
+    return new Promise((res) => {
+      c.on('close', () => {
+        const m = c.out.match(/^(\d+\.\d+)$/m);
+        res(m ? Number(m[1]) * 1000 : NaN);
+      });
+    });
+  }
   // -c 1 -w 3: with a deadline, ping keeps sending (every 10 ms) until one reply
   // arrives. Before the daemon has added its route, ping exits at once
   // (Network is unreachable): retry after 10 ms.
@@ -156,7 +173,7 @@ async function main() {
   if (rebuilt.length) problems.push(`dist of ${rebuilt.join(', ')} was rebuilt during the run: the figures may mix builds`);
   process.stdout.write(`\nstart-up: 2 daemons (alpha in bstart-h1, beta in bstart-h2), ${opts.repeat} rounds, backend ${opts.backend ?? 'default'}\n${stamp.text}\n`);
   process.stdout.write('ms after t0 = both daemons spawned (slower of the two daemons): loaded = log "BNL loaded" (Node start, imports, config, BNL verified);\n');
-  process.stdout.write('started = log "cluevpnd started" (TUN, data plane, state, control channel up); ready = control socket seen; reply = first echo reply h1 → 10.99.0.2 (ping every 10 ms)\n\n');
+  process.stdout.write(`started = log "cluevpnd started" (TUN, data plane, state, control channel up); ready = control socket seen; reply = first echo reply h1 → 10.99.0.2 (echo every 10 ms, probe ${opts.probe === 'quiet' ? 'quiet: one process' : 'shell: ping restarted in a loop'})\n\n`);
   printTable([
     ['case', 'loaded med', 'started med', 'ready med', 'ready max', 'reply med', 'reply max', 'target', 'verdict (max)'],
     row('fresh negotiation (no state.db)', fresh, TARGET_FRESH_MS),
