@@ -5,8 +5,9 @@
  *   - AEAD: OpenSSL EVP contexts (Node's own OpenSSL 3) keyed once per key
  *     handle; one call per batch, the nonce is the only per-packet setup.
  *   - UDP: a dual-stack socket read with `recvmmsg` into a preallocated slab
- *     when libuv reports it readable (one JavaScript call per batch), written
- *     with `sendmmsg` to endpoints stored in C by slot.
+ *     when libuv reports it readable (one JavaScript call per batch; with
+ *     UDP GRO one message may carry up to 64 datagrams of a flow, split in C),
+ *     written with `sendmmsg` (UDP_SEGMENT runs) to endpoints stored in C by slot.
  *
  * The addon is loaded lazily from `native/build/Release/cluevpn_dataplane.node`
  * (built by `scripts/build-native`). `CLUEVPN_DATAPLANE_ADDON` may name
@@ -54,6 +55,14 @@ export interface NativeUdpStats {
    * route cannot do GSO, or with CLUEVPN_DP_NO_GSO set, for benchmarks).
    */
   txGsoMessages: number;
+  /**
+   * Received messages that carried several datagrams coalesced by the
+   * kernel (UDP GRO), each split into its datagrams before the handler sees
+   * them (0 when GRO is off: kernel, or CLUEVPN_DP_NO_GRO set, for benchmarks).
+   */
+  rxGroMessages: number;
+  /** 1 when UDP GRO is on for this socket, else 0. */
+  gro: number;
   /** The socket's SO_RCVBUF / SO_SNDBUF as the kernel reports them (twice what was asked for). */
   rcvbuf: number;
   sndbuf: number;

@@ -65,8 +65,9 @@ export interface CryptoBackend {
 
 /**
  * A batch of received datagrams. Borrowed: valid only until the handler returns.
- * Datagram `i` is `buffer[offsets[i] .. offsets[i] + lengths[i]]`, with at
- * least `headroom` writable bytes before it inside its slot. Its source
+ * Datagram `i` is `buffer[offsets[i] .. offsets[i] + lengths[i]]`; the
+ * bytes in front of it may belong to the previous datagram (UDP GRO hands
+ * over runs of datagrams back to back), so write only inside it. Its source
  * address is `sources[i * SOURCE_LEN ..]`: 16 bytes of IPv6 address (IPv4
  * as v4-mapped `::ffff:a.b.c.d`) then the port, big endian.
  */

@@ -103,8 +103,16 @@ describe('native UDP backend', () => {
           assert.deepEqual(r.data, payloads[i], `datagram ${i} content and order`);
           assert.equal(r.host, expectSource);
           assert.equal(r.port, tx.port);
-          assert.equal((r.offset - 64) % 2048, 0, 'datagram sits at headroom inside its slot');
+          if (rx.stats().gro === 0) assert.equal((r.offset - 64) % 2048, 0, 'datagram sits at headroom inside its slot');
         });
+        // With GRO: a datagram starts at the headroom of its 64 KiB region or right after the one before it.
+        if (rx.stats().gro === 1) {
+          c.got.forEach((r, i) => {
+            const atRegion = (r.offset - 64) % (64 + 65536) === 0;
+            const afterPrevious = i > 0 && r.offset === c.got[i - 1].offset + c.got[i - 1].data.length;
+            assert.ok(atRegion || afterPrevious, `datagram ${i} at ${r.offset}`);
+          });
+        }
         assert.ok(c.batches.every((n) => n >= 1 && n <= 64));
         assert.equal(rx.stats().rxDatagrams, 64);
         assert.equal(tx.stats().txDatagrams, 64);
@@ -163,6 +171,82 @@ describe('native UDP backend', () => {
     } finally {
       rxA.close();
       rxB.close();
+      tx.close();
+    }
+  });
+
+  it('GRO: a UDP_SEGMENT run arrives as one message, split back into intact datagrams, at most batchSize per call', async () => {
+    const rx = udp.open({ port: 0, bindAddress: '127.0.0.1', batchSize: 16 });
+    const tx = udp.open({ port: 0, bindAddress: '127.0.0.1' });
+    try {
+      assert.equal(rx.stats().gro, 1, 'UDP_GRO accepted by this kernel');
+      tx.setEndpoint(0, '127.0.0.1', rx.port);
+      const n = 150;
+      const payloads = Array.from({ length: n }, (_, i) => {
+        const p = randomBytes(i === n - 1 ? 500 : 1200);
+        p.writeUInt32BE(i, 0);
+        return p;
+      });
+      const buf = Buffer.concat(payloads);
+      const offs = Int32Array.from(payloads.map((_, i) => i * 1200));
+      const lens = Int32Array.from(payloads.map((p) => p.length));
+      const c = collect(rx, n);
+      assert.equal(tx.sendBatch(buf, n, offs, lens, new Int32Array(n)), n);
+      await c.done;
+      assert.deepEqual(c.got.map((r) => r.data), payloads, 'every datagram intact, in order, boundaries kept');
+      assert.ok(c.got.every((r) => r.host === '::ffff:127.0.0.1' && r.port === tx.port), 'each split datagram carries the source');
+      assert.ok(c.batches.every((k) => k >= 1 && k <= 16), `calls of at most batchSize: ${c.batches.join(',')}`);
+      const st = rx.stats();
+      assert.ok(st.rxGroMessages >= 1 && st.rxGroMessages < n / 2, `coalesced messages: ${st.rxGroMessages}`);
+      assert.equal(st.rxDatagrams, n);
+    } finally {
+      rx.close();
+      tx.close();
+    }
+  });
+
+  it('GRO off (CLUEVPN_DP_NO_GRO): the same run arrives one datagram per message', async () => {
+    process.env.CLUEVPN_DP_NO_GRO = '1';
+    let rx: NativeBatchUdpSocket;
+    try {
+      rx = udp.open({ port: 0, bindAddress: '127.0.0.1', batchSize: 16 });
+    } finally {
+      delete process.env.CLUEVPN_DP_NO_GRO;
+    }
+    const tx = udp.open({ port: 0, bindAddress: '127.0.0.1' });
+    try {
+      assert.equal(rx.stats().gro, 0);
+      tx.setEndpoint(0, '127.0.0.1', rx.port);
+      const { payloads, buf, offs, lens } = datagrams(40, 1000);
+      const c = collect(rx, 40);
+      assert.equal(tx.sendBatch(buf, 40, offs, lens, new Int32Array(40)), 40);
+      await c.done;
+      c.got.forEach((r, i) => assert.deepEqual(r.data, payloads[i]));
+      assert.equal(rx.stats().rxGroMessages, 0);
+    } finally {
+      rx.close();
+      tx.close();
+    }
+  });
+
+  it('GRO: datagrams of a coalesced run longer than a slot are dropped and counted, the shorter last one kept', async () => {
+    const rx = udp.open({ port: 0, bindAddress: '127.0.0.1', slotSize: 256, headroom: 64 });
+    const tx = udp.open({ port: 0, bindAddress: '127.0.0.1' });
+    try {
+      tx.setEndpoint(0, '127.0.0.1', rx.port);
+      const parts = [...Array.from({ length: 5 }, () => randomBytes(300)), randomBytes(150)];
+      const buf = Buffer.concat(parts);
+      const offs = Int32Array.from(parts.map((_, i) => i * 300));
+      const lens = Int32Array.from(parts.map((p) => p.length));
+      const c = collect(rx, 1);
+      assert.equal(tx.sendBatch(buf, 6, offs, lens, new Int32Array(6)), 6);
+      await c.done;
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(c.got.length, 1);
+      assert.deepEqual(c.got[0].data, parts[5]);
+      assert.equal(rx.stats().rxTruncated, 5);
+    } finally {
+      rx.close();
       tx.close();
     }
   });

@@ -5,6 +5,7 @@
  *   1. the socket becomes readable;
  *   2. recvmmsg() fills up to `batch` slots of the preallocated slab
  *      (slot i at i * slotSize, datagram at + headroom) and their sources;
+ *      with UDP GRO (below) it fills regions of 64 KiB instead;
  *   3. truncated datagrams (larger than a slot) are dropped and counted;
  *   4. offsets/lengths/sources are written into typed arrays JavaScript
  *      already holds, and JavaScript is called once with the count;
@@ -16,6 +17,18 @@
  * Send: sendmmsg() over (offset, length, endpoint slot) triples; the
  * destination addresses live in a C table filled by setEndpoint, so no
  * address is marshalled per packet.
+ *
+ * UDP GRO (receive; on unless CLUEVPN_DP_NO_GRO is set or the kernel refuses
+ * the option): the kernel hands over a run of datagrams of one flow (e.g. a
+ * peer's UDP_SEGMENT send) as ONE message of up to 64 KiB with a UDP_GRO
+ * control message giving the segment size, instead of one socket buffer,
+ * one queue entry and one copy per datagram. The slab is then
+ * max(1, batch/4) regions of 64 KiB (after the headroom), one per message,
+ * and each message is split here into its datagrams, which JavaScript sees
+ * exactly as before (offset, length, source each; at most `batch` per call,
+ * so one round may take several calls).
+ * The datagrams of one message follow each other without a gap, so there is
+ * no headroom in front of the second and later ones.
  */
 #include "addon.h"
 
@@ -33,6 +46,9 @@
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
 
 #define MAX_ROUNDS 8          /* batches per wake-up before yielding to the loop */
 #define SEND_CHUNK 128        /* messages per sendmmsg call */
@@ -44,6 +60,7 @@
 #define MAX_ENDPOINTS 65536
 #define SOCK_BUF (256 << 10)  /* SO_RCVBUF / SO_SNDBUF asked for by default (see DEFAULT_SOCKET_BUFFER) */
 #define MAX_SOCK_BUF (64 << 20)
+#define GRO_PAYLOAD 65536      /* bytes per GRO receive region after the headroom: the largest UDP payload */
 
 typedef struct {
   union {
@@ -77,6 +94,13 @@ typedef struct {
   struct mmsghdr *rmsgs;
   struct iovec *riov;
   struct sockaddr_storage *rnames;
+  int gro;                   /* 1 while UDP_GRO is on: rmsgs are regions of GRO_REGION bytes */
+  uint32_t rmsg_count;       /* messages per recvmmsg (batch, or the region count with GRO) */
+  uint32_t rcap;             /* datagrams the offsets/lengths/sources arrays hold */
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } *rctl;                   /* per message, GRO only */
   struct mmsghdr smsgs[SEND_CHUNK];
   struct iovec siov[SEND_IOVS];
   int32_t ssegs[SEND_CHUNK]; /* datagrams carried by smsgs[i] */
@@ -90,7 +114,7 @@ typedef struct {
   uint32_t eps_cap;
 
   /* Counters (read with stats()). */
-  double rx_datagrams, rx_batches, rx_truncated, rx_errors, cb_exceptions;
+  double rx_datagrams, rx_batches, rx_truncated, rx_errors, cb_exceptions, rx_gro_messages;
   double tx_datagrams, tx_no_endpoint, tx_errors, tx_dropped_full, tx_gso_messages;
 } udp_sock;
 
@@ -175,6 +199,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   free(s->rmsgs);
   free(s->riov);
   free(s->rnames);
+  free(s->rctl);
   free(s->eps);
   free(s);
 }
@@ -195,35 +220,78 @@ static void write_source(uint8_t *dst, const struct sockaddr_storage *ss) {
   }
 }
 
-/* One recvmmsg. Returns the raw count (-1: nothing more now); *delivered gets
- * the number of datagrams written to the arrays. */
-static int recv_round(udp_sock *s, int *delivered) {
-  for (uint32_t i = 0; i < s->batch; i++) {
+/* The segment size of a GRO message, 0 when it carries one datagram. */
+static int gro_size(const struct msghdr *h) {
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR((struct msghdr *)h, c)) {
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO && c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int g;
+      memcpy(&g, CMSG_DATA(c), sizeof g);
+      return g;
+    }
+  }
+  return 0;
+}
+
+/* One recvmmsg into the messages; returns their count, -1 when nothing more now. */
+static int recv_round(udp_sock *s) {
+  for (uint32_t i = 0; i < s->rmsg_count; i++) {
     s->rmsgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
     s->rmsgs[i].msg_hdr.msg_flags = 0;
+    if (s->gro) s->rmsgs[i].msg_hdr.msg_controllen = sizeof s->rctl[i];
   }
   int n;
   do {
-    n = recvmmsg(s->fd, s->rmsgs, s->batch, MSG_DONTWAIT, NULL);
+    n = recvmmsg(s->fd, s->rmsgs, s->rmsg_count, MSG_DONTWAIT, NULL);
   } while (n < 0 && errno == EINTR);
-  *delivered = 0;
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) s->rx_errors++;
     return -1;
   }
-  int k = 0;
-  for (int i = 0; i < n; i++) {
-    if (s->rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+  return n;
+}
+
+/*
+ * Writes the next datagrams of the n received messages, from (*msg, *at) on,
+ * into the arrays: at most `batch` of them. A message is one datagram, or
+ * with GRO a run of datagrams of the size in its UDP_GRO control message
+ * (the last may be shorter). Datagrams longer than a slot (slotSize minus
+ * headroom) are dropped and counted, with or without GRO. Returns the count.
+ */
+static int fill_batch(udp_sock *s, int n, int *msg, uint32_t *at) {
+  const uint32_t max_len = s->slot_size - s->headroom;
+  uint32_t k = 0;
+  while (*msg < n && k < s->batch) {
+    int i = *msg;
+    const struct msghdr *h = &s->rmsgs[i].msg_hdr;
+    uint32_t len = s->rmsgs[i].msg_len;
+    if (h->msg_flags & MSG_TRUNC) {
       s->rx_truncated++;
+      (*msg)++;
+      *at = 0;
       continue;
     }
-    s->offsets[k] = (int32_t)((uint32_t)i * s->slot_size + s->headroom);
-    s->lengths[k] = (int32_t)s->rmsgs[i].msg_len;
-    write_source(s->sources + (size_t)k * DP_SOURCE_LEN, &s->rnames[i]);
-    k++;
+    int g = s->gro ? gro_size(h) : 0;
+    uint32_t seg = g > 0 && (uint32_t)g < len ? (uint32_t)g : len;
+    if (*at == 0 && seg != len) s->rx_gro_messages++;
+    uint32_t base = (uint32_t)((uint8_t *)s->riov[i].iov_base - s->slab);
+    while (*at < len && k < s->batch) {
+      uint32_t l = len - *at < seg ? len - *at : seg;
+      if (l > max_len) {
+        s->rx_truncated++;
+      } else {
+        s->offsets[k] = (int32_t)(base + *at);
+        s->lengths[k] = (int32_t)l;
+        write_source(s->sources + (size_t)k * DP_SOURCE_LEN, &s->rnames[i]);
+        k++;
+      }
+      *at += seg;
+    }
+    if (*at >= len) {
+      (*msg)++;
+      *at = 0;
+    }
   }
-  *delivered = k;
-  return n;
+  return (int)k;
 }
 
 static void on_readable(uv_poll_t *h, int status, int events) {
@@ -238,10 +306,16 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   s->in_callback = 1;
   for (int round = 0; round < MAX_ROUNDS && !s->closed; round++) {
-    int k;
-    int n = recv_round(s, &k);
+    int n = recv_round(s);
     if (n < 0) break;
-    if (k > 0 && s->cb_ref != NULL) {
+    /* With GRO one round may hold more datagrams than a batch: deliver them
+     * in several calls of at most `batch` (the slab is not reused until the
+     * next round). */
+    int msg = 0;
+    uint32_t at = 0;
+    while (msg < n && !s->closed) {
+      int k = fill_batch(s, n, &msg, &at);
+      if (k == 0 || s->cb_ref == NULL) continue;
       napi_value cb, recv, argv[1], result;
       s->rx_datagrams += k;
       s->rx_batches++;
@@ -259,7 +333,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
         }
       }
     }
-    if ((uint32_t)n < s->batch) break;
+    if ((uint32_t)n < s->rmsg_count) break;
   }
   s->in_callback = 0;
   napi_close_handle_scope(env, scope);
@@ -449,40 +523,56 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
   s->batch = (uint32_t)batch;
   s->slot_size = (uint32_t)slot;
   s->headroom = (uint32_t)headroom;
-  s->rmsgs = calloc((size_t)batch, sizeof *s->rmsgs);
-  s->riov = calloc((size_t)batch, sizeof *s->riov);
-  s->rnames = calloc((size_t)batch, sizeof *s->rnames);
+  int one = 1;
+  s->gro = getenv("CLUEVPN_DP_NO_GRO") == NULL && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+  s->rmsg_count = s->gro ? (batch / 4 > 0 ? (uint32_t)batch / 4 : 1) : (uint32_t)batch;
+  s->rcap = (uint32_t)batch; /* datagrams per handler call, GRO or not */
+  /* GRO regions: headroom, then room for the largest UDP payload, 64-byte aligned. */
+  size_t region = s->gro ? (((size_t)headroom + GRO_PAYLOAD + 63) & ~(size_t)63) : (size_t)slot;
+  size_t slab_bytes = (size_t)s->rmsg_count * region;
+  s->rmsgs = calloc(s->rmsg_count, sizeof *s->rmsgs);
+  s->riov = calloc(s->rmsg_count, sizeof *s->riov);
+  s->rnames = calloc(s->rmsg_count, sizeof *s->rnames);
+  if (s->gro) s->rctl = calloc(s->rmsg_count, sizeof *s->rctl);
 
   napi_value jslab, jab_off, jab_len, joff, jlen, jsrc, jport;
   void *p;
-  int ok = s->rmsgs != NULL && s->riov != NULL && s->rnames != NULL &&
-           napi_create_buffer(env, (size_t)batch * (size_t)slot, &p, &jslab) == napi_ok;
+  int ok = s->rmsgs != NULL && s->riov != NULL && s->rnames != NULL && (!s->gro || s->rctl != NULL) &&
+           napi_create_buffer(env, slab_bytes, &p, &jslab) == napi_ok;
   if (ok) s->slab = p;
-  ok = ok && napi_create_arraybuffer(env, (size_t)batch * 4, &p, &jab_off) == napi_ok &&
-       napi_create_typedarray(env, napi_int32_array, (size_t)batch, jab_off, 0, &joff) == napi_ok;
+  ok = ok && napi_create_arraybuffer(env, (size_t)s->rcap * 4, &p, &jab_off) == napi_ok &&
+       napi_create_typedarray(env, napi_int32_array, s->rcap, jab_off, 0, &joff) == napi_ok;
   if (ok) s->offsets = p;
-  ok = ok && napi_create_arraybuffer(env, (size_t)batch * 4, &p, &jab_len) == napi_ok &&
-       napi_create_typedarray(env, napi_int32_array, (size_t)batch, jab_len, 0, &jlen) == napi_ok;
+  ok = ok && napi_create_arraybuffer(env, (size_t)s->rcap * 4, &p, &jab_len) == napi_ok &&
+       napi_create_typedarray(env, napi_int32_array, s->rcap, jab_len, 0, &jlen) == napi_ok;
   if (ok) s->lengths = p;
-  ok = ok && napi_create_buffer(env, (size_t)batch * DP_SOURCE_LEN, &p, &jsrc) == napi_ok;
+  ok = ok && napi_create_buffer(env, (size_t)s->rcap * DP_SOURCE_LEN, &p, &jsrc) == napi_ok;
   if (ok) s->sources = p;
   if (!ok) {
     close(fd);
     free(s->rmsgs);
     free(s->riov);
     free(s->rnames);
+    free(s->rctl);
     free(s);
     return dp_throw(env, "ERR_DP_NATIVE", ENOMEM, "UdpSocket: buffers");
   }
-  memset(s->slab, 0, (size_t)batch * (size_t)slot);
-  memset(s->sources, 0, (size_t)batch * DP_SOURCE_LEN);
-  for (int32_t i = 0; i < batch; i++) {
-    s->riov[i].iov_base = s->slab + (size_t)i * (size_t)slot + (size_t)headroom;
-    s->riov[i].iov_len = (size_t)(slot - headroom);
+  /* Without GRO the slab is small and cleared; with GRO it is 1 MiB or more
+   * and left as allocated (pages become resident only when datagrams land
+   * there; JavaScript reads only received bytes). */
+  if (!s->gro) memset(s->slab, 0, slab_bytes);
+  memset(s->sources, 0, (size_t)s->rcap * DP_SOURCE_LEN);
+  for (uint32_t i = 0; i < s->rmsg_count; i++) {
+    s->riov[i].iov_base = s->slab + (size_t)i * region + (size_t)headroom;
+    s->riov[i].iov_len = region - (size_t)headroom;
     s->rmsgs[i].msg_hdr.msg_iov = &s->riov[i];
     s->rmsgs[i].msg_hdr.msg_iovlen = 1;
     s->rmsgs[i].msg_hdr.msg_name = &s->rnames[i];
     s->rmsgs[i].msg_hdr.msg_namelen = sizeof s->rnames[i];
+    if (s->gro) {
+      s->rmsgs[i].msg_hdr.msg_control = &s->rctl[i];
+      s->rmsgs[i].msg_hdr.msg_controllen = sizeof s->rctl[i];
+    }
   }
   napi_create_uint32(env, bport, &jport);
   /* The arrays are properties of `this`, so they live as long as the object. */
@@ -498,6 +588,7 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
     free(s->rmsgs);
     free(s->riov);
     free(s->rnames);
+    free(s->rctl);
     free(s);
     return dp_throw(env, "ERR_DP_NATIVE", 0, "UdpSocket: wrap");
   }
@@ -775,6 +866,8 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "txErrors", s->tx_errors);
   put_num(env, o, "txDroppedFull", s->tx_dropped_full);
   put_num(env, o, "txGsoMessages", s->tx_gso_messages);
+  put_num(env, o, "rxGroMessages", s->rx_gro_messages);
+  put_num(env, o, "gro", s->gro);
   int rb = 0, sb = 0;
   socklen_t l = sizeof rb;
   if (s->closed || getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rb, &l) != 0) rb = 0;
