@@ -982,18 +982,15 @@ static napi_value js_set_up(napi_env env, napi_callback_info info) {
  * each (kind, cidr) in order through rtnetlink (netlink.c); per operation 0
  * on success, the positive errno the kernel answered, or -1 when the CIDR
  * text does not parse. Throws (errno name as code) when the interface does
- * not exist or the netlink socket fails as a whole.
+ * not exist; a netlink socket that cannot be opened or fails mid-way gives
+ * its errno in every entry not answered.
  */
 static napi_value js_netlink(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  char name[IFNAMSIZ + 1];
-  size_t nlen = 0;
-  if (napi_get_value_string_utf8(env, argv[0], name, sizeof name, &nlen) != napi_ok || nlen == 0 || nlen >= IFNAMSIZ) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "netlink: bad interface name");
-    return NULL;
-  }
+  struct ifreq ifr;
+  if (!ifreq_for(env, argv[0], &ifr)) return NULL;
   bool ok1 = false, ok2 = false;
   napi_is_array(env, argv[1], &ok1);
   napi_is_array(env, argv[2], &ok2);
@@ -1002,7 +999,7 @@ static napi_value js_netlink(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "netlink: kinds and cidrs must be arrays of one length");
     return NULL;
   }
-  unsigned ifindex = if_nametoindex(name);
+  unsigned ifindex = if_nametoindex(ifr.ifr_name);
   if (ifindex == 0) {
     throw_errno(env, "if_nametoindex", errno, 0);
     return NULL;
