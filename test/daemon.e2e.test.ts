@@ -182,4 +182,19 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   const earlyRes = await early.stop('SIGTERM', 3000);
   assert.equal(earlyRes.code, 0, JSON.stringify(earlyRes).slice(-1500));
   assert.equal(existsSync(join(dir, 'cluevpnd.pid')), false);
+
+  // without -D: the command starts a detached daemon, prints its pid once it
+  // is ready and exits 0; the daemon keeps the Node flags of the entry
+  // point's shebang (run directly, as an installed command is)
+  const detached = await lab.exec('h1', CLUEVPND, ['-c', conf, '--backend', 'js'], { check: false, timeoutMs: 15_000 });
+  const pid = Number(/^cluevpnd: started, pid (\d+)\n$/.exec(detached.stdout)?.[1]);
+  assert.equal(detached.code, 0, detached.stdout + detached.stderr);
+  assert.ok(pid > 0, detached.stdout);
+  try {
+    assert.equal(readFileSync(join(dir, 'cluevpnd.pid'), 'utf8'), `${pid}\n`);
+    assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(1, 3), ['--max-semi-space-size=1', join(REPO_ROOT, 'packages/daemon/dist/src/main.js')]);
+  } finally {
+    process.kill(pid, 'SIGTERM');
+  }
+  await waitFor(() => !existsSync(join(dir, 'cluevpnd.pid')), { timeoutMs: 5000, description: 'detached daemon stopped' });
 });

@@ -16,7 +16,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { parseDaemonArgs, type DaemonArgs } from './args.js';
 import { loadConfig, type DaemonConfig } from './config.js';
 import { startDaemon } from './daemon.js';
 import { ConfigError, DaemonError } from './errors.js';
@@ -25,33 +25,6 @@ import { installSignalHandlers } from './signals.js';
 
 /** Exit codes of `cluevpnd`. */
 export const EXIT = { ok: 0, failed: 1, config: 2 } as const;
-
-interface Args {
-  config?: string;
-  net?: string;
-  foreground?: boolean;
-  debug?: number;
-  readyFd?: number;
-  backend?: 'native' | 'js';
-}
-
-function parseArgs(argv: string[]): Args {
-  const program = new Command('cluevpnd')
-    .description('The ClueVPN mesh daemon.')
-    .option('-c, --config <file>', 'config file (default /etc/cluevpn/cluevpn.conf)')
-    .option('-n, --net <netname>', 'network name: read /etc/cluevpn/NETNAME/cluevpn.conf')
-    .option('-D, --foreground', 'stay in the foreground (for systemd)')
-    .option('-d, --debug <level>', 'log level 0–7 (overrides loglevel=)', (v: string) => {
-      if (!/^[0-7]$/.test(v)) throw new InvalidArgumentError('must be a number 0–7');
-      return Number(v);
-    })
-    .addOption(new Option('--ready-fd <fd>', 'internal').hideHelp().argParser(Number))
-    .addOption(new Option('--backend <name>', 'data-plane backend: native | js').choices(['native', 'js']))
-    .exitOverride()
-    .showHelpAfterError();
-  program.parse(argv);
-  return program.opts<Args>();
-}
 
 function fail(code: number, message: string): never {
   process.stderr.write(`cluevpnd: ${message}\n`);
@@ -64,7 +37,8 @@ async function detach(argv: string[], config: DaemonConfig): Promise<number> {
     process.stderr.write('cluevpnd: note: logmethod=stderr and no -D: the detached daemon\'s log is discarded; use -D, syslog or a file\n');
   }
   const script = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, [script, ...argv.slice(2), '-D', '--ready-fd', '3'], {
+  // execArgv: keep the flags of bin/cluevpnd's shebang (the small young generation).
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv.slice(2), '-D', '--ready-fd', '3'], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
   });
@@ -97,13 +71,13 @@ async function detach(argv: string[], config: DaemonConfig): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<void> {
-  let args: Args;
-  try {
-    args = parseArgs(argv);
-  } catch (err) {
-    if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.config);
-    throw err;
+  const parsed = parseDaemonArgs(argv.slice(2));
+  if (!parsed.ok) {
+    process.stdout.write(parsed.stdout);
+    process.stderr.write(parsed.stderr);
+    process.exit(parsed.exitCode === 0 ? EXIT.ok : EXIT.config);
   }
+  const args: DaemonArgs = parsed.args;
   // Synchronous: `fail` exits right after reporting.
   let readyFd = args.readyFd;
   const report = (line: string): void => {

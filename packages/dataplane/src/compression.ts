@@ -15,19 +15,17 @@
  */
 import { createRequire } from 'node:module';
 
+/** The block functions of the `lz4` package's native addon (what its `encodeBlock` / `decodeBlock` are). */
 interface Lz4Bindings {
   compress(input: Buffer, output: Buffer, sIdx: number, eIdx: number): number;
   compressHCLimited(input: Buffer, output: Buffer, maxOut: number, level: number): number;
   uncompress(input: Buffer, output: Buffer, sIdx: number, eIdx: number): number;
 }
-interface Lz4Module {
-  encodeBlock(input: Buffer, output: Buffer, sIdx: number, eIdx: number): number;
-  decodeBlock(input: Buffer, output: Buffer, sIdx: number, eIdx: number): number;
-  utils: { bindings: Lz4Bindings };
-}
 
+// Only the addon: the package's main module also loads its stream classes,
+// xxhash and cuint (13 more files at every daemon start), which we never use.
 const require = createRequire(import.meta.url);
-const lz4 = require('lz4') as Lz4Module;
+const lz4 = require('lz4/build/Release/lz4.node') as Lz4Bindings;
 
 /** Compression algorithms per pair (specification of the session parameters). */
 export const CompressionAlgo = {
@@ -89,8 +87,8 @@ export class Lz4Codec {
     }
     const n =
       level <= 0
-        ? lz4.encodeBlock(view, this.output, 0, len - 1)
-        : lz4.utils.bindings.compressHCLimited(view, this.output, len - 1, level > LZ4_MAX_LEVEL ? LZ4_MAX_LEVEL : level);
+        ? lz4.compress(view, this.output, 0, len - 1)
+        : lz4.compressHCLimited(view, this.output, len - 1, level > LZ4_MAX_LEVEL ? LZ4_MAX_LEVEL : level);
     if (!(n > 0 && n < len)) return 0;
     this.output.copy(buf, off, 0, n);
     return n;
@@ -103,10 +101,10 @@ export class Lz4Codec {
    * a probe buffer used on the failure path to classify bombs.
    */
   decompress(src: Buffer, off: number, len: number, out: Buffer): number {
-    const n = lz4.decodeBlock(src, out, off, off + len);
+    const n = lz4.uncompress(src, out, off, off + len);
     if (n >= 0) return n;
     if (this.probe === null) this.probe = Buffer.alloc(BOMB_PROBE_LEN);
-    const m = lz4.decodeBlock(src, this.probe, off, off + len);
+    const m = lz4.uncompress(src, this.probe, off, off + len);
     return m > out.length ? DecompressError.BOMB : DecompressError.MALFORMED;
   }
 }

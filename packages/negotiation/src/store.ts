@@ -14,11 +14,18 @@
  *   the way out — it is never reset silently.
  */
 import { chmodSync, closeSync, constants, openSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
 import type { CompressionAlgo } from './algorithms.js';
 import { DATAPLANE_CIPHER, type DataplaneCipher } from './algorithms.js';
 import { NegotiationError, StateCorruptError } from './errors.js';
 import { KEY_BYTES } from './keys.js';
+
+/**
+ * The addon's path, handed to better-sqlite3 so that it does not search for
+ * it with the `bindings` package (about 5 ms of every daemon start).
+ */
+const SQLITE_ADDON = createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node');
 
 /** Specification: current schema version (`PRAGMA user_version`). */
 export const SCHEMA_VERSION = 1;
@@ -126,7 +133,7 @@ export class StateStore implements SessionStore {
     if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
     let db: Database.Database | undefined;
     try {
-      db = new Database(file, { readonly: opts.readonly === true, fileMustExist: true });
+      db = new Database(file, { readonly: opts.readonly === true, fileMustExist: true, nativeBinding: SQLITE_ADDON });
       const store = new StateStore(file, db);
       store.init(opts.readonly === true);
       return store;

@@ -148,6 +148,20 @@ describe('mutual TLS', () => {
       await s6.close();
     }
   });
+
+  test("'::' listens on every address: IPv4 and IPv6 loopback both reach it", async () => {
+    const any = await startServer({}, '::');
+    try {
+      assert.equal(any.host, '::');
+      for (const host of ['127.0.0.1', '::1']) {
+        const c = await connectControl({ host, port: any.port, peerName: 'alpha', credentials: creds('bravo'), authorize: policyAuthorizer(policy) });
+        assert.equal(((await c.request('echo', host.length)) as { body: number }).body, host.length, host);
+        c.close();
+      }
+    } finally {
+      await any.close();
+    }
+  });
 });
 
 describe('bounds', () => {
