@@ -192,7 +192,7 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   assert.ok(pid > 0, detached.stdout);
   try {
     assert.equal(readFileSync(join(dir, 'cluevpnd.pid'), 'utf8'), `${pid}\n`);
-    assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(1, 3), ['--max-semi-space-size=1', join(REPO_ROOT, 'packages/daemon/dist/src/main.js')]);
+    assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(1, 3), ['--max-semi-space-size=1', CLUEVPND]);
   } finally {
     process.kill(pid, 'SIGTERM');
   }

@@ -164,6 +164,8 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
         assert.equal(r.code, 0, r.stderr);
         const st = JSON.parse(r.stdout) as StatusReport;
         assert.equal(st.bnl.serial, 1, a);
+        // started as an operator starts it (bin/cluevpnd run directly): from the current bundle, with its code cache
+        assert.equal(st.loaded, 'bundle (code cache accepted)', a);
         assert.deepEqual(st.peers.map((p) => p.name).sort(), FIRST.filter((n) => n !== a).sort(), a);
         for (const p of st.peers) {
           assert.notEqual(p.cipher, null, `${a}: session with ${p.name}`);

@@ -26,6 +26,7 @@ function report(): StatusReport {
     ],
     drops: { 'unknown-index': 4 },
     memory: { rss: 70 * 1048576, heapUsed: 12_500_000, heapTotal: 20 * 1048576, external: 3 * 1048576, arrayBuffers: 2 * 1048576 },
+    loaded: 'bundle (code cache accepted)',
   };
 }
 

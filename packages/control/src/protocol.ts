@@ -75,6 +75,12 @@ export interface StatusReport {
   drops: DropCounts;
   /** The daemon's memory, from `process.memoryUsage()`, in bytes. */
   memory: MemoryReport;
+  /**
+   * How the daemon's code was loaded (`packages/daemon/src/entry.ts`):
+   * "bundle (code cache accepted)" — or "rejected" / "missing" — or
+   * "modules (why)"; "" when the daemon was started in-process (tests).
+   */
+  loaded: string;
 }
 
 /** Where the daemon's memory is: resident set, V8 heap, and memory outside it. */

@@ -33,6 +33,7 @@ import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
+import { loadedAs } from './entry.js';
 import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
@@ -278,7 +279,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     throw err;
   }
 
-  log.notice('cluevpnd started', { node: self.name, id: self.id, device: tun.name, port: dataplane.port, serial: store.current!.bnl.serial, pid: process.pid });
+  log.notice('cluevpnd started', {
+    node: self.name,
+    id: self.id,
+    device: tun.name,
+    port: dataplane.port,
+    serial: store.current!.bnl.serial,
+    pid: process.pid,
+    loaded: loadedAs(),
+  });
 
   async function addRoutes(cidrs: readonly string[]): Promise<void> {
     if (cidrs.length === 0) return;
@@ -460,6 +469,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       peers: st.peers.map((p) => peerStatus(p, now)).sort((a, b) => (a.name < b.name ? -1 : 1)),
       drops,
       memory: memoryReport(),
+      loaded: loadedAs(),
     };
   }
 

@@ -48,7 +48,7 @@ export type LogFieldName =
   | 'peer' | 'peerid' | 'node' | 'id' | 'endpoint' | 'serial' | 'err' | 'code' | 'reason'
   | 'subnet' | 'subnets' | 'device' | 'port' | 'path' | 'cmd' | 'hook' | 'status' | 'signal'
   | 'ms' | 'count' | 'pid' | 'level' | 'cipher' | 'compression' | 'epoch' | 'index' | 'version'
-  | 'user' | 'group' | 'request' | 'added' | 'removed' | 'changed' | 'nodes' | 'targets' | 'failed' | 'pending';
+  | 'user' | 'group' | 'request' | 'added' | 'removed' | 'changed' | 'nodes' | 'targets' | 'failed' | 'pending' | 'loaded';
 
 /** Structured fields of one record. */
 export type LogFields = { [K in LogFieldName]?: unknown };

@@ -15,7 +15,6 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { parseDaemonArgs, type DaemonArgs } from './args.js';
 import { loadConfig, type DaemonConfig } from './config.js';
 import { startDaemon } from './daemon.js';
@@ -36,8 +35,9 @@ async function detach(argv: string[], config: DaemonConfig): Promise<number> {
   if (config.logmethod === 'stderr') {
     process.stderr.write('cluevpnd: note: logmethod=stderr and no -D: the detached daemon\'s log is discarded; use -D, syslog or a file\n');
   }
-  const script = fileURLToPath(import.meta.url);
-  // execArgv: keep the flags of bin/cluevpnd's shebang (the small young generation).
+  // The same entry point (bin/cluevpnd: bundle or modules) with the same
+  // Node flags (its shebang's: the small young generation).
+  const script = argv[1]!;
   const child = spawn(process.execPath, [...process.execArgv, script, ...argv.slice(2), '-D', '--ready-fd', '3'], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
@@ -70,7 +70,8 @@ async function detach(argv: string[], config: DaemonConfig): Promise<number> {
   });
 }
 
-async function main(argv: string[]): Promise<void> {
+/** Runs `cluevpnd` with `argv` as `process.argv` (node, script, arguments). */
+export async function main(argv: string[]): Promise<void> {
   const parsed = parseDaemonArgs(argv.slice(2));
   if (!parsed.ok) {
     process.stdout.write(parsed.stdout);
@@ -145,5 +146,3 @@ async function main(argv: string[]): Promise<void> {
   }
   report('ready');
 }
-
-await main(process.argv);
