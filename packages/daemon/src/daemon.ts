@@ -22,7 +22,6 @@
  * and keys gone from the data plane; their subnets' routes removed), update
  * changed endpoints and subnets, run the subnet hooks.
  */
-import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { isIP } from 'node:net';
@@ -39,6 +38,7 @@ import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
+import { dnsPromises } from './lazy.js';
 
 
 /** Version reported by `status`. */
@@ -98,7 +98,7 @@ export async function chooseEndpoint(node: BnlNode, config: Pick<DaemonConfig, '
     let family = isIP(host);
     if (family === 0) {
       try {
-        const r = await lookup(host, { family: config.disableipv6 ? 4 : 0 });
+        const r = await dnsPromises().lookup(host, { family: config.disableipv6 ? 4 : 0 });
         host = r.address;
         family = r.family;
       } catch (err) {

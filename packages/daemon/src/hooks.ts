@@ -26,8 +26,8 @@
  * | `PEER`      | `subnetupcmd`/`subnetdowncmd`: the owner's name    |
  * | `PEERID`    | `subnetupcmd`/`subnetdowncmd`: the owner's id      |
  */
-import { spawn } from 'node:child_process';
 import type { Logger } from './logging.js';
+import { childProcess } from './lazy.js';
 
 /** The hooks a config may define. */
 export type HookName = 'upcmd' | 'downcmd' | 'mysubnetupcmd' | 'subnetupcmd' | 'subnetdowncmd';
@@ -104,7 +104,7 @@ export function createHookRunner(opts: HookRunnerOptions): HookRunner {
       }
       const fields = { hook, subnet: extra.SUBNET, peer: extra.PEER };
       log.info('running hook', fields);
-      const child = spawn(shell, ['-c', command], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const child = childProcess().spawn(shell, ['-c', command], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let timedOut = false;
       let output = '';
       const collect = (d: Buffer) => {

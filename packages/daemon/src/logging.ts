@@ -17,10 +17,11 @@
  * Children (`log.child('bnl')` → `cluevpnd:bnl`) share the root's level, so
  * `setLevel` at run time applies everywhere at once.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { DaemonError } from './errors.js';
 import type { LogMethod } from './config.js';
+import { childProcess } from './lazy.js';
 
 /** Syslog severities, the numeric log levels of `loglevel=` and `-d`. */
 export const LogLevel = {
@@ -189,7 +190,7 @@ function syslogSink(tag: string, socket: string | undefined): Sink {
     const t = Date.now();
     if (t - lastSpawn < 1000) return undefined;
     lastSpawn = t;
-    const c = spawn('logger', args, { stdio: ['pipe', 'ignore', 'inherit'] });
+    const c = childProcess().spawn('logger', args, { stdio: ['pipe', 'ignore', 'inherit'] });
     c.on('error', (err) => {
       process.stderr.write(`cluevpnd: syslog: cannot run logger: ${err.message}\n`);
       if (child === c) child = undefined;

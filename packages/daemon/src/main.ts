@@ -13,7 +13,6 @@
  * Exit codes: 0 stopped cleanly; 1 start-up or run-time failure; 2 bad
  * arguments or config.
  */
-import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import { parseDaemonArgs, type DaemonArgs } from './args.js';
 import { loadConfig, type DaemonConfig } from './config.js';
@@ -21,6 +20,7 @@ import { startDaemon } from './daemon.js';
 import { ConfigError, DaemonError } from './errors.js';
 import { createLogger } from './logging.js';
 import { installSignalHandlers } from './signals.js';
+import { childProcess } from './lazy.js';
 
 /** Exit codes of `cluevpnd`. */
 export const EXIT = { ok: 0, failed: 1, config: 2 } as const;
@@ -38,7 +38,7 @@ async function detach(argv: string[], config: DaemonConfig): Promise<number> {
   // The same entry point (bin/cluevpnd: bundle or modules) with the same
   // Node flags (its shebang's: the small young generation).
   const script = argv[1]!;
-  const child = spawn(process.execPath, [...process.execArgv, script, ...argv.slice(2), '-D', '--ready-fd', '3'], {
+  const child = childProcess().spawn(process.execPath, [...process.execArgv, script, ...argv.slice(2), '-D', '--ready-fd', '3'], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
   });

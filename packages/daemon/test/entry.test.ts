@@ -125,3 +125,19 @@ test('the built daemon bundle is current, covers the daemon modules and exports 
   const shebang = readFileSync(fileURLToPath(new URL('../../bin/cluevpnd', import.meta.url)), 'utf8').split('\n')[0]!;
   assert.equal(shebang, `#!/usr/bin/env -S node ${manifest.nodeFlags.join(' ')}`, 'the cache was made with the flags of the entry point');
 });
+
+test('loading the daemon (bundle or modules) does not load node:child_process, node:dgram or node:dns (used on demand only)', () => {
+  const entryUrl = new URL('../src/entry.js', import.meta.url).href;
+  const script = `const before = new Set(process.moduleLoadList);
+    const e = await import(${JSON.stringify(entryUrl)});
+    await e.loadDaemon(${JSON.stringify(DAEMON_DIST)});
+    process.stdout.write(JSON.stringify({ loaded: e.loadedAs(), added: process.moduleLoadList.filter((m) => !before.has(m)) }));`;
+  for (const env of [{}, { CLUEVPND_MODULES: '1' }]) {
+    const r = spawnSync(process.execPath, ['--max-semi-space-size=1', '--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+    assert.equal(r.status, 0, r.stderr);
+    const { loaded, added } = JSON.parse(r.stdout) as { loaded: string; added: string[] };
+    assert.match(loaded, 'CLUEVPND_MODULES' in env ? /^modules/ : /^bundle \(code cache accepted\)$/);
+    assert.ok(added.includes('NativeModule tls'), `${loaded}: the daemon's modules were loaded (tls among them)`);
+    assert.deepEqual(added.filter((m) => /^NativeModule (child_process|dgram|dns)/.test(m)), [], loaded);
+  }
+});
