@@ -286,9 +286,11 @@ export function buildStamp() {
   const head = spawnSync('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || '?';
   const dirty = spawnSync('git', ['-C', REPO, 'status', '--porcelain', '--untracked-files=no', 'packages'], { encoding: 'utf8' }).stdout.trim() !== '';
   const dist = {};
-  for (const p of DIST_PACKAGES) {
+  // each package's compiled modules, and the daemon's bundle (what bin/cluevpnd runs when it is current)
+  const files = [...DIST_PACKAGES.map((p) => [p, join(REPO, 'packages', p, 'dist/src/index.js')]), ['daemon bundle', join(REPO, 'packages/daemon/dist/cluevpnd.cjs')]];
+  for (const [p, file] of files) {
     try {
-      dist[p] = statSync(join(REPO, 'packages', p, 'dist/src/index.js')).mtimeMs;
+      dist[p] = statSync(file).mtimeMs;
     } catch (err) {
       if (err.code !== 'ENOENT') throw err;
       dist[p] = NaN;
@@ -299,7 +301,7 @@ export function buildStamp() {
 /** Packages whose dist changed since `stamp` (empty when none). */
 export function changedSince(stamp) {
   const now = buildStamp();
-  return DIST_PACKAGES.filter((p) => now.dist[p] !== stamp.dist[p] && !(Number.isNaN(now.dist[p]) && Number.isNaN(stamp.dist[p])));
+  return Object.keys(now.dist).filter((p) => now.dist[p] !== stamp.dist[p] && !(Number.isNaN(now.dist[p]) && Number.isNaN(stamp.dist[p])));
 }
 
 /** Last `n` lines of a file ('' when missing), for failure reports. */
