@@ -14,13 +14,14 @@
  *   Node flags of `bin/cluevpnd` (V8 refuses a cache made by another
  *   version, with other flags or for other source, and then compiles);
  * - `dist/cluevpnd.cjs.json`: the manifest: every file that went into the
- *   bundle with its size and modification time.
+ *   bundle, and the bundle itself, with its size and modification time.
  *
  * {@link loadDaemon} runs the bundle only when every file in the manifest
  * is unchanged; otherwise (a module rebuilt by `tsc -b` after the bundle
  * was made, or no bundle at all) it imports the modules themselves — the
  * same code, a slower start — and says why on stderr. It never runs a
- * bundle older than the code it was made from. `CLUEVPND_MODULES=1` in the
+ * bundle older than the code it was made from, and a bundle that fails to
+ * compile or load falls back the same way. `CLUEVPND_MODULES=1` in the
  * environment loads the modules without a warning (to compare, or to rule
  * the bundle out).
  */
@@ -88,6 +89,7 @@ export function bundleStaleReason(dist: string): string | undefined {
   }
   if (manifest.version !== 1 || typeof manifest.inputs !== 'object' || manifest.inputs === null) return `bundle manifest ${join(dist, MANIFEST_FILE)} of an unknown version`;
   for (const [rel, was] of Object.entries(manifest.inputs)) {
+    if (typeof was !== 'object' || was === null || typeof was.size !== 'number' || typeof was.mtimeMs !== 'number') return `bundle manifest ${join(dist, MANIFEST_FILE)}: malformed entry for ${rel}`;
     const st = statSync(resolve(dist, rel), { throwIfNoEntry: false });
     if (st === undefined) return `${rel} is gone since the bundle was made`;
     if (st.size !== was.size || st.mtimeMs !== was.mtimeMs) return `${rel} changed since the bundle was made (run scripts/setup)`;
@@ -103,26 +105,35 @@ export function bundleStaleReason(dist: string): string | undefined {
 export async function loadDaemon(dist: string, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<DaemonEntry> {
   const forced = process.env.CLUEVPND_MODULES === '1';
   const stale = forced ? 'CLUEVPND_MODULES=1' : bundleStaleReason(dist);
-  let info: EntryInfo;
-  let entry: DaemonEntry;
+  let info: EntryInfo | undefined;
+  let entry: DaemonEntry | undefined;
+  let reason = stale;
   if (stale === undefined) {
     const file = join(dist, BUNDLE_FILE);
-    let cachedData: Buffer | undefined;
     try {
-      cachedData = readFileSync(join(dist, CACHE_FILE));
+      let cachedData: Buffer | undefined;
+      try {
+        cachedData = readFileSync(join(dist, CACHE_FILE));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      const script = compileBundle(file, cachedData);
+      const bundled = runBundle(script, file) as Partial<DaemonEntry>;
+      if (typeof bundled.main !== 'function') throw new Error('it exports no main()');
+      info = { mode: 'bundle', cache: cachedData === undefined ? 'missing' : script.cachedDataRejected === true ? 'rejected' : 'accepted' };
+      entry = bundled as DaemonEntry;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // The daemon must still start: the modules are the same code.
+      reason = `cannot load ${file}: ${(err as Error).message.split('\n')[0]}`;
     }
-    const script = compileBundle(file, cachedData);
-    info = { mode: 'bundle', cache: cachedData === undefined ? 'missing' : script.cachedDataRejected === true ? 'rejected' : 'accepted' };
-    entry = runBundle(script, file) as DaemonEntry;
-  } else {
-    if (!forced) warn(`cluevpnd: warning: ${stale}; loading the modules instead (same code, slower start)`);
-    info = { mode: 'modules', reason: stale };
+  }
+  if (reason !== undefined) {
+    if (!forced) warn(`cluevpnd: warning: ${reason}; loading the modules instead (same code, slower start)`);
+    info = { mode: 'modules', reason };
     entry = (await import('./main.js')) as DaemonEntry;
   }
-  (globalThis as Record<symbol, unknown>)[ENTRY_INFO_KEY] = info;
-  return entry;
+  (globalThis as Record<symbol, unknown>)[ENTRY_INFO_KEY] = info!;
+  return entry!;
 }
 
 /** The {@link EntryInfo} of this process (undefined when not started by `loadDaemon`, as in tests). */

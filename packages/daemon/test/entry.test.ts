@@ -45,6 +45,8 @@ test('the manifest decides: current, a file changed in size or time, a file gone
     assert.match(bundleStaleReason(dist) ?? '', /src\/a\.js changed/);
     rmSync(input);
     assert.equal(bundleStaleReason(dist), 'src/a.js is gone since the bundle was made');
+    writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 1, inputs: { 'src/a.js': null } }));
+    assert.match(bundleStaleReason(dist) ?? '', /malformed entry for src\/a\.js/);
     writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 2, inputs: {} }));
     assert.match(bundleStaleReason(dist) ?? '', /unknown version/);
     writeFileSync(join(dist, MANIFEST_FILE), '{"version": 1, "inp');
@@ -111,6 +113,16 @@ test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPN
     }
     assert.deepEqual(entryInfo(), { mode: 'modules', reason: 'CLUEVPND_MODULES=1' });
     assert.equal(warnings.length, 1, 'no second warning');
+
+    // a bundle that does not compile, or exports no main, still lets the daemon start (from the modules)
+    for (const [text, why] of [['exports.main = (;\n', /cannot load .*cluevpnd\.cjs: Unexpected token/], ['exports.other = 1;\n', /cannot load .*cluevpnd\.cjs: it exports no main\(\)/]] as const) {
+      writeFileSync(join(dist, BUNDLE_FILE), text);
+      writeManifest(dist, ['src/a.js', BUNDLE_FILE]);
+      assert.equal(bundleStaleReason(dist), undefined);
+      assert.equal(await loadDaemon(dist, (l) => warnings.push(l)), await import('../src/main.js'));
+      assert.equal(entryInfo()?.mode, 'modules');
+      assert.match(warnings.at(-1)!, why);
+    }
   } finally {
     cleanup();
   }
@@ -119,7 +131,7 @@ test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPN
 test('the built daemon bundle is current, covers the daemon modules and exports main', async () => {
   assert.equal(bundleStaleReason(DAEMON_DIST), undefined, 'scripts/bundle-daemon ran after the last tsc -b');
   const manifest = JSON.parse(readFileSync(join(DAEMON_DIST, MANIFEST_FILE), 'utf8')) as BundleManifest & { nodeFlags: string[] };
-  for (const m of ['src/main.js', 'src/daemon.js', '../../dataplane/dist/src/send.js', '../../negotiation/dist/src/store.js', '../../tun/dist/src/native.js']) {
+  for (const m of [BUNDLE_FILE, 'src/main.js', 'src/daemon.js', '../../dataplane/dist/src/send.js', '../../negotiation/dist/src/store.js', '../../tun/dist/src/native.js']) {
     assert.ok(m in manifest.inputs, `${m} is in the bundle`);
   }
   const shebang = readFileSync(fileURLToPath(new URL('../../bin/cluevpnd', import.meta.url)), 'utf8').split('\n')[0]!;
