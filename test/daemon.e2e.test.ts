@@ -185,14 +185,24 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
 
   // without -D: the command starts a detached daemon, prints its pid once it
   // is ready and exits 0; the daemon keeps the Node flags of the entry
-  // point's shebang (run directly, as an installed command is)
-  const detached = await lab.exec('h1', CLUEVPND, ['-c', conf, '--backend', 'js'], { check: false, timeoutMs: 15_000 });
+  // point's shebang (run directly, as an installed command is) and runs
+  // without NODE_EXTRA_CA_CERTS (the shebang drops it: Node would parse it
+  // at every start, and a file that is not there makes Node warn)
+  const detached = await lab.exec('h1', CLUEVPND, ['-c', conf, '--backend', 'js'], {
+    check: false,
+    timeoutMs: 15_000,
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: join(dir, 'no-such-ca.pem') },
+  });
   const pid = Number(/^cluevpnd: started, pid (\d+)\n$/.exec(detached.stdout)?.[1]);
   assert.equal(detached.code, 0, detached.stdout + detached.stderr);
   assert.ok(pid > 0, detached.stdout);
   try {
     assert.equal(readFileSync(join(dir, 'cluevpnd.pid'), 'utf8'), `${pid}\n`);
     assert.deepEqual(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(1, 3), ['--max-semi-space-size=1', CLUEVPND]);
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    assert.ok(environ.some((v) => v.startsWith('PATH=')), 'the daemon keeps the rest of its environment');
+    assert.equal(environ.filter((v) => v.startsWith('NODE_EXTRA_CA_CERTS=')).length, 0);
+    assert.doesNotMatch(detached.stderr, /extra certs/i);
   } finally {
     process.kill(pid, 'SIGTERM');
   }

@@ -18,6 +18,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ControlError, request, requestReloadAndPush, type DaemonTarget } from './control/index.js';
 import { pushSummary, renderGraph, renderPeers, renderStatus } from './control/render.js';
 import { registerCaCommands } from './ca/index.js';
+import { quietOnClosedStdout } from './stdout.js';
 
 /** Exit codes of `cluevpn`. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, noDaemon: 3 } as const;
@@ -124,5 +125,6 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 if (process.argv[1] !== undefined && /(?:^|\/)(cluevpn|cluevpn-main\.js)$/.test(process.argv[1])) {
+  quietOnClosedStdout('cluevpn');
   process.exitCode = await main(process.argv);
 }

@@ -187,3 +187,16 @@ test('-n NET puts the list under $CLUEVPN_CONFDIR/NET/ like the daemon', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('bnl and cluevpn run through their shebang without NODE_EXTRA_CA_CERTS, and stop quietly when stdout is closed', () => {
+  for (const bin of [BIN, fileURLToPath(new URL('../../bin/cluevpn', import.meta.url))]) {
+    // The reader (`true`) is gone long before Node has started: every write gets EPIPE.
+    // A kept NODE_EXTRA_CA_CERTS pointing nowhere would make Node warn on stderr.
+    const r = spawnSync('bash', ['-c', '"$1" --help | true; echo "rc=${PIPESTATUS[0]}"', '_', bin], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' },
+    });
+    assert.equal(r.stdout.trim(), 'rc=0', `${bin}: ${r.stderr}`);
+    assert.equal(r.stderr, '', `${bin}: nothing on stderr (no EPIPE stack trace, no extra-certs warning)`);
+  }
+});

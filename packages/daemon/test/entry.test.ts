@@ -135,7 +135,7 @@ test('the built daemon bundle is current, covers the daemon modules and exports 
     assert.ok(m in manifest.inputs, `${m} is in the bundle`);
   }
   const shebang = readFileSync(fileURLToPath(new URL('../../bin/cluevpnd', import.meta.url)), 'utf8').split('\n')[0]!;
-  assert.equal(shebang, `#!/usr/bin/env -S node ${manifest.nodeFlags.join(' ')}`, 'the cache was made with the flags of the entry point');
+  assert.equal(shebang, `#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node ${manifest.nodeFlags.join(' ')}`, 'the cache was made with the flags of the entry point');
 });
 
 test('loading the daemon (bundle or modules) does not load node:child_process, node:dgram or node:dns (used on demand only)', () => {

@@ -135,6 +135,9 @@ async function main() {
   // Reference: bare Node start-up.
   const nodeBare = [];
   for (let i = 0; i < 3; i++) nodeBare.push((await h.must('node', ['-e', '0'])).ms);
+  // bin/cluevpnd drops NODE_EXTRA_CA_CERTS (Node parses that file before any JavaScript).
+  const nodeBareNoCa = [];
+  if (process.env.NODE_EXTRA_CA_CERTS) for (let i = 0; i < 3; i++) nodeBareNoCa.push((await h.must('env', ['-u', 'NODE_EXTRA_CA_CERTS', 'node', '-e', '0'])).ms);
 
   const fresh = [];
   const restart = [];
@@ -180,7 +183,7 @@ async function main() {
     row('restart keeping state.db', restart, TARGET_RESTART_MS),
   ]);
   process.stdout.write(`\nper round (ms, ready alpha/beta, reply): ${fresh.map((f, i) => `#${i + 1} fresh ${fmt(f.readyMs[0])}/${fmt(f.readyMs[1])}, ${fmt(f.pingMs)}; restart ${fmt(restart[i].readyMs[0])}/${fmt(restart[i].readyMs[1])}, ${fmt(restart[i].pingMs)}`).join(' | ')}\n`);
-  process.stdout.write(`reference: bare 'node -e 0' ${nodeBare.map((x) => fmt(x)).join(', ')} ms\n`);
+  process.stdout.write(`reference: bare 'node -e 0' ${nodeBare.map((x) => fmt(x)).join(', ')} ms${nodeBareNoCa.length ? `; without NODE_EXTRA_CA_CERTS (as bin/cluevpnd runs) ${nodeBareNoCa.map((x) => fmt(x)).join(', ')} ms` : ''}\n`);
   process.stdout.write(`last start of alpha in its log: ${startedLine}\n`);
   if (slow.length) process.stdout.write(`\nrounds slower than ${TARGET_FRESH_MS} ms:\n${slow.join('\n')}\n`);
   if (problems.length) {
