@@ -33,6 +33,7 @@ import { startMesh, type Mesh } from './mesh.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { loadedAs } from './entry.js';
+import { keepYoungGenerationSmall } from './heap.js';
 import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
@@ -288,6 +289,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     pid: process.pid,
     loaded: loadedAs(),
   });
+  // After the first packets can flow: node:v8 costs ~3 ms to load (see heap.ts).
+  setImmediate(keepYoungGenerationSmall);
 
   async function addRoutes(cidrs: readonly string[]): Promise<void> {
     if (cidrs.length === 0) return;
