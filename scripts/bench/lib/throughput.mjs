@@ -13,16 +13,13 @@
 // Then one table (ratios against tinc) and the line
 // `ratios: vs_tinc_1=… vs_tinc_4=… vs_nebula_1=… vs_nebula_4=…` (cluevpn
 // against tinc and nebula; n/a when cluevpn is not available).
-import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
+import { createLab, median, usageHelpers } from './lab.mjs';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const NETNS_LAB = resolve(HERE, '../../netns-lab');
+const { usageError, posInt } = usageHelpers('throughput');
 const VPNS = ['raw', 'tinc', 'nebula', 'cluevpn'];
 
 // ---------------------------------------------------------------- options
@@ -46,88 +43,12 @@ const opts = { repeat: 3, duration: 10, pingCount: 20, only: VPNS, keep: false }
     } else usageError(`unknown argument '${a}'`);
   }
 }
-function posInt(s, name) {
-  if (!/^[1-9][0-9]*$/.test(s)) usageError(`${name} needs a positive integer, not '${s}'`);
-  return Number(s);
-}
-function usageError(msg) {
-  process.stderr.write(`throughput: ${msg}\n`);
-  process.exit(2);
-}
 
-// ---------------------------------------------------------------- process plumbing
-const prefix = `bench${randomBytes(2).toString('hex')}`;
-const work = mkdtempSync(join(tmpdir(), 'bench-'));
-const background = new Set(); // ChildProcess
-const started = []; // { vpn, down, dir } for pair-down at exit
-let labUp = false;
-
-function cleanupSync() {
-  for (const c of background) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  background.clear();
-  for (const s of started.splice(0)) spawnSync(s.down, [prefix, s.dir], { stdio: 'ignore' });
-  if (labUp) {
-    const r = spawnSync(NETNS_LAB, ['down', prefix], { encoding: 'utf8' });
-    if (r.status !== 0) process.stderr.write(`throughput: lab teardown failed: ${r.stderr}\n`);
-    labUp = false;
-  }
-  rmSync(work, { recursive: true, force: true });
-}
-process.on('exit', cleanupSync);
-process.on('SIGINT', () => process.exit(130));
-process.on('SIGTERM', () => process.exit(143));
-process.on('SIGHUP', () => process.exit(129));
-
-/** Runs a command to completion: { code, stdout, stderr }. */
-function run(cmd, args, { timeoutMs = 120_000 } = {}) {
-  return new Promise((resolvePromise, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    background.add(c);
-    let stdout = '';
-    let stderr = '';
-    c.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
-    c.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => c.kill('SIGKILL'), timeoutMs);
-    c.on('error', (e) => {
-      clearTimeout(timer);
-      background.delete(c);
-      reject(e);
-    });
-    c.on('close', (code, signal) => {
-      clearTimeout(timer);
-      background.delete(c);
-      resolvePromise({ code: code ?? (signal ? 128 : 1), stdout, stderr });
-    });
-  });
-}
-const ns = (host) => `${prefix}-${host}`;
-const inHost = (host, cmd, args, o) => run('ip', ['netns', 'exec', ns(host), cmd, ...args], o);
-function startInHost(host, cmd, args) {
-  const c = spawn('ip', ['netns', 'exec', ns(host), cmd, ...args], { stdio: 'ignore' });
-  background.add(c);
-  c.on('exit', () => background.delete(c));
-  return c;
-}
-async function stopChild(c) {
-  if (c.exitCode !== null || c.signalCode !== null) return;
-  const exited = new Promise((r) => c.once('exit', r));
-  c.kill('SIGTERM');
-  const t = setTimeout(() => c.kill('SIGKILL'), 2000);
-  await exited;
-  clearTimeout(t);
-}
-function log(msg) {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
+const lab = createLab('throughput');
+const { prefix, inHost, startInHost, stopChild, log } = lab;
 
 // ---------------------------------------------------------------- measurements
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-const median = (xs) => {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (v.length === 0) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-};
 
 /** CPU time (utime + stime, all threads) of the pids, in seconds. */
 function cpuSeconds(pids) {
@@ -189,35 +110,11 @@ async function iperf(addr, streams, seconds, pids) {
   };
 }
 
-async function waitForPing(addr, timeoutS) {
-  const deadline = Date.now() + timeoutS * 1000;
-  while (Date.now() < deadline) {
-    const r = await inHost('h1', 'ping', ['-n', '-c', '1', '-W', '1', addr]);
-    if (r.code === 0) return true;
-    await sleep(200);
-  }
-  return false;
-}
-
 /** Measures one VPN; returns its result or { available: false, note }. */
 async function measure(vpn) {
-  let addr = '192.0.2.2';
-  let pids = [];
-  const dir = join(work, vpn);
-  mkdirSync(dir);
-  if (vpn !== 'raw') {
-    const up = join(HERE, `${vpn}-pair-up`);
-    const down = join(HERE, `${vpn}-pair-down`);
-    if (!existsSync(up)) return { available: false, note: `not available (no ${up})` };
-    log(`${vpn}: starting`);
-    started.push({ vpn, down, dir });
-    const r = await run(up, [prefix, dir], { timeoutMs: 60_000 });
-    if (r.code !== 0) return { available: false, note: `not available (${vpn}-pair-up failed: ${r.stderr.trim().slice(-300)})` };
-    addr = r.stdout.match(/^addr=(\S+)$/m)?.[1];
-    pids = (r.stdout.match(/^pids=(.+)$/m)?.[1] ?? '').trim().split(/\s+/).filter(Boolean).map(Number);
-    if (!addr || pids.length === 0) return { available: false, note: `${vpn}-pair-up printed no addr=/pids= lines` };
-    if (!(await waitForPing(addr, 15))) return { available: false, note: `no ping through ${vpn} within 15 s` };
-  }
+  const pair = await lab.pairUp(vpn);
+  if (!pair.available) return pair;
+  const { addr, pids } = pair;
   const res = { available: true, vpn };
   const server = startInHost('h2', 'iperf3', ['-s']);
   await sleep(300);
@@ -248,10 +145,7 @@ async function measure(vpn) {
     res.rss = pids.length ? rssMiB(pids) : NaN;
   } finally {
     await stopChild(server);
-    if (vpn !== 'raw') {
-      const s = started.pop();
-      await run(s.down, [prefix, s.dir], { timeoutMs: 30_000 });
-    }
+    await lab.pairDown(vpn);
   }
   return res;
 }
@@ -343,12 +237,7 @@ console.log(
 );
 console.log(`iperf3 TCP ${opts.duration} s x ${opts.repeat} (medians), ${opts.pingCount} pings per RTT figure; lab ${prefix}`);
 
-const up = await run(NETNS_LAB, ['up', prefix, '2']);
-if (up.code !== 0) {
-  process.stderr.write(`throughput: lab set-up failed: ${up.stderr}`);
-  process.exit(1);
-}
-labUp = true;
+if (!(await lab.up())) process.exit(1);
 const results = {};
 for (const vpn of opts.only) {
   try {
