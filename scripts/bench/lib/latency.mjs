@@ -124,7 +124,7 @@ for (let round = 1; round <= opts.rounds; round++) {
 
 // ---------------------------------------------------------------- output
 const f = (x, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : '-');
-const ok = (v) => results[v].note === undefined && results[v].rounds.length > 0;
+const ok = (v) => results[v] !== undefined && results[v].note === undefined && results[v].rounds.length > 0;
 const agg = (v, phase, key) => (ok(v) ? median(results[v].rounds.map((r) => r[phase][key])) : NaN);
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-');
 const header = ['', 'RTT median ms', 'p90 ms', 'added ms', 'x tinc', 'x floor-c', 'lost', 'round medians'];
