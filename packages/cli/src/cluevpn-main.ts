@@ -15,6 +15,7 @@
  * 2 usage error; 3 no daemon answers (or its config cannot be read).
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { versionText } from '@cluevpn/control';
 import { ControlError, request, requestReloadAndPush, type DaemonTarget } from './control/index.js';
 import { pushSummary, renderGraph, renderPeers, renderStatus } from './control/render.js';
 import { registerCaCommands } from './ca/index.js';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
     .description('Inspect and control a running cluevpnd; manage the network CA.')
     .option('-c, --config <file>', 'config file of the daemon to talk to (default /etc/cluevpn/cluevpn.conf)')
     .option('-n, --net <netname>', 'network name: use /etc/cluevpn/NET/cluevpn.conf')
+    .version(versionText('cluevpn'), '-V, --version', 'print the version and exit')
     .showHelpAfterError()
     .exitOverride();
 

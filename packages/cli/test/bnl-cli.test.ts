@@ -200,3 +200,18 @@ test('bnl and cluevpn run through their shebang without NODE_EXTRA_CA_CERTS, and
     assert.equal(r.stderr, '', `${bin}: nothing on stderr (no EPIPE stack trace, no extra-certs warning)`);
   }
 });
+
+test('bnl and cluevpn print the release version (the root package.json one) with -V and --version, exit 0', () => {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../../package.json', import.meta.url)), 'utf8')) as { version: string };
+  for (const [bin, tool] of [
+    [BIN, 'bnl'],
+    [fileURLToPath(new URL('../../bin/cluevpn', import.meta.url)), 'cluevpn'],
+  ] as const) {
+    for (const flag of ['-V', '--version']) {
+      const r = spawnSync(bin, [flag], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `${tool} ${flag}: ${r.stderr}`);
+      assert.equal(r.stdout, `${tool} ${pkg.version} (node ${process.version})\n`);
+      assert.equal(r.stderr, '');
+    }
+  }
+});

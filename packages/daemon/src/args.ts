@@ -4,11 +4,13 @@
  * The daemon used `commander` (as the `cluevpn` and `bnl` commands still
  * do); loading it cost every daemon start about 14 ms of a ~200 ms module
  * graph on the benchmark machine, for six options. The behaviour is the
- * same: `-h/--help` prints the usage and exits 0; an unknown option, a
+ * same: `-h/--help` prints the usage and `-V/--version` the version, and
+ * both exit 0; an unknown option, a
  * missing or invalid value, or a stray argument prints `error: …` and the
  * usage on stderr and exits 2 (a configuration error).
  */
 import { parseArgs } from 'node:util';
+import { versionText } from '@cluevpn/control';
 
 /** What the daemon was asked to do. */
 export interface DaemonArgs {
@@ -35,6 +37,7 @@ Options:
   -D, --foreground     stay in the foreground (for systemd)
   -d, --debug <level>  log level 0–7 (overrides loglevel=)
   --backend <name>     data-plane backend: native | js
+  -V, --version        print the version and exit
   -h, --help           display help for command
 `;
 
@@ -46,6 +49,7 @@ const OPTIONS = {
   'ready-fd': { type: 'string' },
   backend: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
 } as const;
 
 function usageError(message: string): ParsedArgs {
@@ -66,6 +70,7 @@ export function parseDaemonArgs(argv: readonly string[]): ParsedArgs {
   }
   const v = parsed.values;
   if (v.help === true) return { ok: false, exitCode: 0, stdout: USAGE, stderr: '' };
+  if (v.version === true) return { ok: false, exitCode: 0, stdout: `${versionText('cluevpnd')}\n`, stderr: '' };
   if (parsed.positionals.length > 0) return usageError(`too many arguments: '${parsed.positionals[0]}' (cluevpnd takes options only)`);
   const args: DaemonArgs = {};
   if (v.config !== undefined) args.config = v.config;

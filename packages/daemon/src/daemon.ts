@@ -33,6 +33,7 @@ import { startMesh, type Mesh } from './mesh.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { loadedAs } from './entry.js';
+import { CLUEVPN_VERSION } from '@cluevpn/control';
 import { keepYoungGenerationSmall } from './heap.js';
 import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
@@ -41,9 +42,8 @@ import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
 import { dnsPromises } from './lazy.js';
 
-
-/** Version reported by `status`. */
-export const DAEMON_VERSION = '0.1.0';
+/** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
+export const DAEMON_VERSION = CLUEVPN_VERSION;
 
 /**
  * Implementation: how long a reload waits for its pushes before answering.
@@ -288,6 +288,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     serial: store.current!.bnl.serial,
     pid: process.pid,
     loaded: loadedAs(),
+    version: DAEMON_VERSION,
   });
   // After the first packets can flow: node:v8 costs ~3 ms to load (see heap.ts).
   setImmediate(keepYoungGenerationSmall);

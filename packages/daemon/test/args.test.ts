@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseDaemonArgs, USAGE } from '../src/args.js';
 
@@ -57,4 +58,17 @@ test('the installed entry point exits 2 with the error on stderr, 0 with the usa
   const help = spawnSync(BIN, ['--help'], { encoding: 'utf8' });
   assert.equal(help.status, 0);
   assert.equal(help.stdout, USAGE);
+});
+
+test('-V / --version print the release version (the root package.json one) and exit 0, from the parser and from bin/cluevpnd', () => {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../../package.json', import.meta.url)), 'utf8')) as { version: string };
+  const line = `cluevpnd ${pkg.version} (node ${process.version})\n`;
+  for (const argv of [['-V'], ['--version'], ['-D', '--version']]) {
+    assert.deepEqual(parseDaemonArgs(argv), { ok: false, exitCode: 0, stdout: line, stderr: '' });
+  }
+  const r = spawnSync(BIN, ['--version'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, line);
+  assert.equal(r.stderr, '');
+  assert.match(USAGE, /-V, --version/);
 });

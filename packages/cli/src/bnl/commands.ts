@@ -22,6 +22,7 @@ import {
   type BnlNode,
   type SignedBnl,
 } from '@cluevpn/bnl';
+import { versionText } from '@cluevpn/control';
 import { ControlError, requestReloadAndPush } from '../control/client.js';
 import { pushSummary } from '../control/render.js';
 import { parseNodeCsv } from './csv.js';
@@ -87,6 +88,7 @@ export function buildBnlProgram(io: BnlIo): Command {
     .option('--draft <path>', 'draft being edited (default: <file>.draft)')
     .option('-n, --net <name>', 'network name: use /etc/cluevpn/NAME/')
     .option('--debug', 'print stack traces of errors')
+    .version(versionText('bnl'), '-V, --version', 'print the version and exit')
     .addHelpText('after', `\nFiles: edits go to the draft; "bnl sign" writes the signed list that cluevpnd reads.\n$CLUEVPN_CONFDIR replaces /etc/cluevpn.\n\n${EXIT_CODES_HELP}\n`)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s), outputError: () => undefined })
