@@ -41,6 +41,31 @@ export function usageHelpers(tool) {
 }
 
 /**
+ * Walks the command-line arguments: `handle(name, value)` returns false for
+ * an argument it does not know (a usage error); `value()` takes the next
+ * argument (a usage error when there is none).
+ */
+export function parseOptions(tool, argv, handle) {
+  const { usageError } = usageHelpers(tool);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => {
+      if (i + 1 >= argv.length) usageError(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (!handle(a, value)) usageError(`unknown argument '${a}'`);
+  }
+}
+
+/** `--only LIST`: names from `known`, with the underlay ('raw') always measured first (added latency needs it). */
+export function onlyList(tool, list, known) {
+  const only = list.split(',');
+  for (const v of only) if (!known.includes(v)) usageHelpers(tool).usageError(`--only: unknown '${v}' (${known.join(',')})`);
+  if (!only.includes('raw')) only.unshift('raw');
+  return only;
+}
+
+/**
  * One lab of two hosts (`PREFIX-h1` 192.0.2.1, `PREFIX-h2` 192.0.2.2) for the
  * benchmark `tool`. Everything it starts is stopped and the lab and the
  * work directory removed when the process exits.

@@ -16,35 +16,25 @@
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLab, median, quantile, usageHelpers } from './lab.mjs';
+import { createLab, median, onlyList, parseOptions, quantile, usageHelpers } from './lab.mjs';
 
 const { usageError, posInt } = usageHelpers('latency');
 const VPNS = ['raw', 'floor-c', 'floor-node', 'floor-js', 'tinc', 'cluevpn'];
 const opts = { pings: 60, interval: 0.2, rounds: 2, size: 56, warmup: 3000, only: VPNS };
-{
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) usageError(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--quick') Object.assign(opts, { pings: 20, rounds: 1, warmup: 500 });
-    else if (a === '--pings') opts.pings = posInt(val(), a);
-    else if (a === '--rounds') opts.rounds = posInt(val(), a);
-    else if (a === '--size') opts.size = posInt(val(), a);
-    else if (a === '--warmup') opts.warmup = posInt(val(), a);
-    else if (a === '--interval') {
-      const s = val();
-      if (!/^[0-9]*\.?[0-9]+$/.test(s) || Number(s) < 0.01 || Number(s) > 10) usageError(`--interval needs seconds in 0.01..10, not '${s}'`);
-      opts.interval = Number(s);
-    } else if (a === '--only') {
-      opts.only = val().split(',');
-      for (const v of opts.only) if (!VPNS.includes(v)) usageError(`--only: unknown '${v}' (${VPNS.join(',')})`);
-      if (!opts.only.includes('raw')) opts.only.unshift('raw'); // added latency needs the underlay
-    } else usageError(`unknown argument '${a}'`);
-  }
-}
+parseOptions('latency', process.argv.slice(2), (a, val) => {
+  if (a === '--quick') Object.assign(opts, { pings: 20, rounds: 1, warmup: 500 });
+  else if (a === '--pings') opts.pings = posInt(val(), a);
+  else if (a === '--rounds') opts.rounds = posInt(val(), a);
+  else if (a === '--size') opts.size = posInt(val(), a);
+  else if (a === '--warmup') opts.warmup = posInt(val(), a);
+  else if (a === '--interval') {
+    const s = val();
+    if (!/^[0-9]*\.?[0-9]+$/.test(s) || Number(s) < 0.01 || Number(s) > 10) usageError(`--interval needs seconds in 0.01..10, not '${s}'`);
+    opts.interval = Number(s);
+  } else if (a === '--only') opts.only = onlyList('latency', val(), VPNS);
+  else return false;
+  return true;
+});
 
 const lab = createLab('latency');
 const { inHost, log } = lab;

@@ -17,32 +17,22 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createLab, median, usageHelpers } from './lab.mjs';
+import { createLab, median, onlyList, parseOptions, usageHelpers } from './lab.mjs';
 
-const { usageError, posInt } = usageHelpers('throughput');
+const { posInt } = usageHelpers('throughput');
 const VPNS = ['raw', 'tinc', 'nebula', 'cluevpn'];
 
 // ---------------------------------------------------------------- options
 const opts = { repeat: 3, duration: 10, pingCount: 20, only: VPNS, keep: false };
-{
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) usageError(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--quick') Object.assign(opts, { repeat: 1, duration: 3, pingCount: 10 });
-    else if (a === '--repeat') opts.repeat = posInt(val(), a);
-    else if (a === '--duration') opts.duration = posInt(val(), a);
-    else if (a === '--pings') opts.pingCount = posInt(val(), a);
-    else if (a === '--only') {
-      opts.only = val().split(',');
-      for (const v of opts.only) if (!VPNS.includes(v)) usageError(`--only: unknown '${v}' (${VPNS.join(',')})`);
-      if (!opts.only.includes('raw')) opts.only.unshift('raw'); // added latency needs the underlay
-    } else usageError(`unknown argument '${a}'`);
-  }
-}
+parseOptions('throughput', process.argv.slice(2), (a, val) => {
+  if (a === '--quick') Object.assign(opts, { repeat: 1, duration: 3, pingCount: 10 });
+  else if (a === '--repeat') opts.repeat = posInt(val(), a);
+  else if (a === '--duration') opts.duration = posInt(val(), a);
+  else if (a === '--pings') opts.pingCount = posInt(val(), a);
+  else if (a === '--only') opts.only = onlyList('throughput', val(), VPNS);
+  else return false;
+  return true;
+});
 
 const lab = createLab('throughput');
 const { prefix, inHost, startInHost, stopChild, log } = lab;
