@@ -24,6 +24,8 @@ import {
   type CipherIdValue,
   type CryptoBackend,
   type DatagramBatch,
+  type ExpressLease,
+  type ExpressSetup,
   type UdpBackend,
   type UdpOpenOptions,
 } from './backend.js';
@@ -61,6 +63,15 @@ export interface NativeUdpStats {
    * them (0 when GRO is off: kernel, or CLUEVPN_DP_NO_GRO set, for benchmarks).
    */
   rxGroMessages: number;
+  /**
+   * Lone datagrams delivered to the TUN by the express path (native/src/
+   * express.c) without entering JavaScript; not counted in rxDatagrams.
+   */
+  rxExpress: number;
+  /** Of those, how many the TUN device refused (counted in its stats too). */
+  rxExpressTunFailed: number;
+  /** Sessions leased to the express path right now (stale ones included until replaced). */
+  expressLeases: number;
   /** 1 when UDP GRO is on for this socket, else 0. */
   gro: number;
   /** The socket's SO_RCVBUF / SO_SNDBUF as the kernel reports them (twice what was asked for). */
@@ -83,6 +94,17 @@ interface AddonUdpSocket {
   unref(): void;
   stats(): Omit<NativeUdpStats, 'handlerExceptions'> & { handlerExceptions: number };
   fd(): number;
+  expressSetup(gen: Int32Array | null, writer?: unknown, owner?: object, mtu?: number): void;
+  expressLease(
+    localIndex: number,
+    rxHandle: number,
+    epoch: number,
+    gen: number,
+    window: Uint8Array,
+    counters: Float64Array,
+    endpointKey: Uint8Array,
+    subnets: Uint8Array,
+  ): boolean;
 }
 
 interface Addon {
@@ -300,6 +322,26 @@ export class NativeBatchUdpSocket implements BatchUdpSocket {
     this.closed = true;
     this.handler = undefined;
     this.sock.close();
+  }
+
+  /** {@inheritDoc BatchUdpSocket.expressSetup} Throws ERR_DP_NATIVE on a bad writer, ERR_DP_CLOSED after close. */
+  expressSetup(setup: ExpressSetup | null): void {
+    try {
+      if (setup === null) this.sock.expressSetup(null);
+      else this.sock.expressSetup(setup.gen, setup.writer.external, setup.writer.owner, setup.mtu);
+    } catch (err) {
+      rethrow(err);
+    }
+  }
+
+  /** {@inheritDoc BatchUdpSocket.expressLease} */
+  expressLease(l: ExpressLease): boolean {
+    if (this.closed) return false;
+    try {
+      return this.sock.expressLease(l.localIndex, l.rxHandle, l.epoch, l.gen, l.window, l.counters, l.endpointKey, l.subnets);
+    } catch (err) {
+      rethrow(err);
+    }
   }
 
   /** Keeps the event loop alive while receiving (the default). */

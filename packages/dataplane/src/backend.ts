@@ -136,6 +136,41 @@ export interface BatchUdpSocket {
   sendBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, slots: Int32Array): number;
   /** Stops receiving and closes the socket. Idempotent. */
   close(): void;
+  /**
+   * Optional (the native socket): the express receive path, see
+   * `native/src/express.c`. `expressSetup` turns it on with the shared
+   * lease-generation cell, the TUN's C writer and the inner MTU, or off
+   * (`null`, dropping every lease); `expressLease` hands C one session's
+   * receive state and returns false when the lease was refused (stale
+   * generation, too many subnets).
+   */
+  expressSetup?(setup: ExpressSetup | null): void;
+  expressLease?(lease: ExpressLease): boolean;
+}
+
+/** What the express receive path needs from the data plane (see {@link BatchUdpSocket.expressSetup}). */
+export interface ExpressSetup {
+  /** Lease generation: a lease is valid while its generation equals gen[0]. */
+  gen: Int32Array;
+  /** The TUN device's C writer (`TunDevice.expressWriter()`). */
+  writer: { external: unknown; owner: object };
+  mtu: number;
+}
+
+/** One session's receive state, lent to C until the generation changes. */
+export interface ExpressLease {
+  localIndex: number;
+  rxHandle: number;
+  epoch: number;
+  gen: number;
+  /** The replay window's shared state (`ReplayWindow.state`, 1032 bytes). */
+  window: Uint8Array;
+  /** The peer's counters (`Peer.counters`). */
+  counters: Float64Array;
+  /** The peer's endpoint as the socket reports sources (18 bytes). */
+  endpointKey: Uint8Array;
+  /** The peer's subnets: 18 bytes each, [family, prefix length, 16 address bytes]. */
+  subnets: Uint8Array;
 }
 
 /** Factory for batched UDP sockets. */

@@ -19,6 +19,8 @@ export interface DataplaneTun {
   readonly slotSize: number;
   onPackets(handler: ((batch: { count: number; buffer: Buffer; offsets: Int32Array; lengths: Int32Array }) => void) | null): void;
   writeBatch(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  /** Optional: the device's C writer for the express receive path (`@cluevpn/tun`'s TunDevice has it). */
+  expressWriter?(): { external: unknown; owner: object };
 }
 
 /** Counter limits, timers and rates (implementation constants; tests shrink them). */

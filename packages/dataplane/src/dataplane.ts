@@ -13,7 +13,7 @@
  *     and not retained; the caller should wipe its copies.
  */
 import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, type CryptoBackend, type UdpBackend, type BatchUdpSocket } from './backend.js';
-import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend, nativeUnavailableReason } from './backend-native.js';
+import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend, nativeUnavailableReason, type NativeUdpStats } from './backend-native.js';
 import { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
 import { Lz4Codec } from './compression.js';
 import { DEFAULT_LIMITS, type DataplaneLimits, type DataplaneTun, type PipelineContext } from './context.js';
@@ -54,6 +54,14 @@ export interface DataplaneOptions {
   events?: DataplaneEvents;
   /** Overrides of {@link DEFAULT_LIMITS}. */
   limits?: Partial<DataplaneLimits>;
+  /**
+   * The express receive path (default true): lone datagrams of a leased
+   * session go from the native socket to the TUN in C (see receive.ts, step
+   * 12). Used only when the socket and the TUN both offer it (native
+   * backend, real TUN device); `CLUEVPN_DP_NO_EXPRESS=1` in the environment
+   * turns it off too (benchmarks compare).
+   */
+  express?: boolean;
 }
 
 /** A peer as given to `addPeer`. */
@@ -126,6 +134,13 @@ export interface DataplaneStats {
   mtu: number;
   /** Whether packets are framed inside the TUN's slots without a copy. */
   zeroCopy: boolean;
+  /**
+   * The express receive path (receive.ts step 12): whether it is on, lone
+   * datagrams it delivered to the TUN without JavaScript (also counted in
+   * the peers' rx counters), of those how many the TUN refused, and the
+   * sessions leased now. Zeros when off.
+   */
+  express: { on: boolean; delivered: number; tunFailed: number; leases: number };
   /** Drops by reason, all peers and unattributed ones together (zero counts left out). */
   drops: Partial<Record<DropReasonName, number>>;
   icmp: { sent: number; rateLimited: number };
@@ -268,10 +283,19 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   const live = (): void => {
     if (closed) throw new DataplaneError('ERR_DP_CLOSED', 'the data plane is closed');
   };
+  const express = options.express ?? process.env.CLUEVPN_DP_NO_EXPRESS !== '1';
+  if (express && socket.expressSetup !== undefined && typeof tun.expressWriter === 'function') {
+    socket.expressSetup({ gen: peers.expressGen, writer: tun.expressWriter(), mtu });
+    receive.expressOn = true;
+  }
+  const expressStats = (): DataplaneStats['express'] => {
+    const st = receive.expressOn ? (socket as { stats?: () => Partial<NativeUdpStats> }).stats?.() : undefined;
+    return { on: receive.expressOn, delivered: st?.rxExpress ?? 0, tunFailed: st?.rxExpressTunFailed ?? 0, leases: st?.expressLeases ?? 0 };
+  };
   // Bound once: the pipelines' handlers are not closures per packet.
   socket.onDatagrams((b) => receive.onDatagrams(b));
   tun.onPackets((b) => send.onTunBatch(b));
-  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy });
+  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn });
 
   const dp: Dataplane = {
     get port() {
@@ -382,6 +406,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         port: closed ? 0 : socket.port,
         mtu,
         zeroCopy: send.zeroCopy,
+        express: expressStats(),
         drops: dropTableToRecord(ctx.drops),
         icmp: { sent: ctx.icmp.sent, rateLimited: ctx.icmp.rateLimited },
         eventErrors: events.errors,
@@ -397,7 +422,8 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         // A TUN closed before us has no handler to clear: nothing to undo.
         logger.debug('dataplane close: tun already closed', { err: String(err) });
       }
-      socket.close();
+      receive.expressOn = false;
+      socket.close(); // drops the express leases and the TUN writer with it
       peers.retireAll();
       logger.info('dataplane stopped', {});
     },

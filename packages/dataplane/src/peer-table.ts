@@ -102,6 +102,8 @@ export class Session {
   retired = false;
   /** Has been the primary at some time (false while a receive-only session waits for `promote`). */
   promoted = false;
+  /** The express lease generation this session was last leased at (-1: never). */
+  expressGen = -1;
 
   constructor(peer: Peer, p: SessionParams, txHandle: number, rxHandle: number, nowMs: number) {
     this.peer = peer;
@@ -184,6 +186,17 @@ export class PeerTable {
   private readonly freeSlots: number[] = [];
   /** Bumped whenever a session is retired, so a pipeline can tell that a handle it collected died. */
   generation = 0;
+  /**
+   * The express receive path's lease generation (shared with C, see
+   * native/src/express.c): bumped by {@link voidExpress} on every change
+   * that could make a lease wrong, which voids every lease at once.
+   */
+  readonly expressGen = new Int32Array(1);
+
+  /** Voids every express lease (C falls back to the JavaScript pipeline until re-leased). */
+  voidExpress(): void {
+    this.expressGen[0] = (this.expressGen[0] + 1) | 0;
+  }
 
   constructor(
     private readonly crypto: CryptoBackend,
@@ -224,6 +237,7 @@ export class PeerTable {
 
   /** Replaces a peer's subnets (routes and spoof set). */
   setSubnets(peer: Peer, prefixes: Prefix[]): void {
+    this.voidExpress();
     this.routes.removeValue(peer.slot);
     peer.subnetSet.clear();
     for (const p of prefixes) {
@@ -244,6 +258,7 @@ export class PeerTable {
   /** Sets the UDP endpoint (numeric host). Throws `ERR_DP_CONFIG`. */
   setEndpoint(peer: Peer, host: string, port: number): void {
     encodeEndpoint(host, port, peer.endpointKey, 0);
+    this.voidExpress();
     this.onEndpointSet(peer.slot, host, port);
     peer.hasEndpoint = true;
     peer.endpointHost = host;
@@ -253,6 +268,7 @@ export class PeerTable {
   /** Removes a peer, its routes, sessions and keys. Throws `ERR_DP_PEER` if unknown. */
   remove(id: string): void {
     const peer = this.get(id);
+    this.voidExpress();
     while (peer.sessions.length > 0) this.retire(peer.sessions[peer.sessions.length - 1]);
     this.routes.removeValue(peer.slot);
     this.onEndpointCleared(peer.slot);
@@ -352,6 +368,7 @@ export class PeerTable {
     if (s.retired) return;
     s.retired = true;
     this.generation++;
+    this.voidExpress();
     if (s.retireTimer !== null) {
       clearTimeout(s.retireTimer);
       s.retireTimer = null;

@@ -21,6 +21,13 @@
  *     and a source inside the peer's subnets ('spoofed').
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
+ * 12. Express lease: when a lone datagram (a batch of one: what idle
+ *     traffic looks like) was delivered uncompressed, its session's receive
+ *     state is lent to the native socket (`expressLease`), which then
+ *     delivers the next lone datagrams of that session to the TUN in C,
+ *     without entering JavaScript, for as long as nothing changes (every
+ *     change that matters bumps `PeerTable.expressGen`, including a newer
+ *     epoch here). See native/src/express.c for the checks it repeats.
  *
  * Nothing is allocated per packet (event handlers aside, which are rate-
  * limited or rare).
@@ -134,6 +141,7 @@ export class ReceivePipeline {
     const wall = Date.now();
     let nPlain = 0;
     let nDec = 0;
+    let lone: Session | null = null;
     for (let j = 0; j < n; j++) {
       const s = this.sessions[j] as Session;
       this.sessions[j] = null;
@@ -167,7 +175,10 @@ export class ReceivePipeline {
         continue;
       }
       peer.counters[PeerCounter.LAST_RX_MS] = wall;
-      if (epochAdvanced) ctx.events.rxEpoch(peer, s.localIndex, epoch);
+      if (epochAdvanced) {
+        ctx.peers.voidExpress();
+        ctx.events.rxEpoch(peer, s.localIndex, epoch);
+      }
       // 8: roaming
       if (newest) this.roam(peer, batch.sources, this.source[j] * SOURCE_LEN);
       // 9: payload
@@ -194,11 +205,45 @@ export class ReceivePipeline {
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += plen;
+        if (count === 1) lone = s;
       }
     }
+    // 12: express lease
+    if (lone !== null && this.expressOn && lone.expressGen !== ctx.peers.expressGen[0] && !lone.retired) this.lease(lone);
     // 11: into the TUN
     if (nPlain > 0) this.writeTun(buf, this.plainOffs, this.plainLens, nPlain);
     if (nDec > 0) this.writeTun(this.decArena, this.decOffs, this.decLens, nDec);
+  }
+
+  /** True once the socket's express path is set up (Dataplane). */
+  expressOn = false;
+  /** Express leases refused by the socket (diagnostics). */
+  expressRefused = 0;
+
+  /** Step 12 (rare: once per session and lease generation; allocates the subnet list). */
+  private lease(s: Session): void {
+    const ctx = this.ctx;
+    const peer = s.peer;
+    const gen = ctx.peers.expressGen[0];
+    s.expressGen = gen;
+    if (!peer.hasEndpoint || ctx.socket.expressLease === undefined) return;
+    const subnets = new Uint8Array(18 * peer.subnets.length);
+    peer.subnets.forEach((p, i) => {
+      subnets[18 * i] = p.family;
+      subnets[18 * i + 1] = p.length;
+      subnets.set(p.bytes, 18 * i + 2);
+    });
+    const ok = ctx.socket.expressLease({
+      localIndex: s.localIndex,
+      rxHandle: s.rxHandle,
+      epoch: s.rxEpoch,
+      gen,
+      window: s.window.state,
+      counters: peer.counters,
+      endpointKey: peer.endpointKey,
+      subnets,
+    });
+    if (!ok) this.expressRefused++;
   }
 
   /** Step 10 for one packet: IP well-formedness and the spoof check. Counts the drop. */

@@ -10,6 +10,12 @@
  * and bit are computed with division and remainder, which are exact on
  * such integers, never with 32-bit shifts. Nothing allocates.
  *
+ * The state lives in one ArrayBuffer, {@link ReplayWindow.state}: the newest
+ * counter as a float64 at byte 0, then the ring as 256 uint32 at byte 8.
+ * The native express receive path (native/src/express.c) updates the same
+ * memory with the same algorithm, on the same thread, so a counter either
+ * side accepted is seen as used by the other.
+ *
  * Use: `check()` before spending the AEAD (no state change), `update()`
  * only after the packet authenticated; `update()` re-checks, so two copies
  * of one datagram in one batch are caught at the second update.
@@ -21,14 +27,19 @@ const RING_BLOCKS = 256; // power of two
 export const REPLAY_WINDOW_SIZE = (RING_BLOCKS - 1) * BLOCK_BITS; // 8160
 const MAX = Number.MAX_SAFE_INTEGER;
 
+/** Bytes of {@link ReplayWindow.state}. */
+export const REPLAY_STATE_BYTES = 8 + RING_BLOCKS * 4;
+
 /** Per-(session, epoch) replay state. The zero value accepts counter 0 first. */
 export class ReplayWindow {
-  private readonly ring = new Uint32Array(RING_BLOCKS);
-  private last = 0;
+  /** The whole state (layout above), shared with the native express path. */
+  readonly state = new Uint8Array(REPLAY_STATE_BYTES);
+  private readonly newestCell = new Float64Array(this.state.buffer, 0, 1);
+  private readonly ring = new Uint32Array(this.state.buffer, 8, RING_BLOCKS);
 
   /** The newest counter accepted by {@link update} (0 before any). */
   get newest(): number {
-    return this.last;
+    return this.newestCell[0];
   }
 
   /**
@@ -38,8 +49,9 @@ export class ReplayWindow {
    */
   check(counter: number): boolean {
     if (!(counter >= 0 && counter <= MAX)) return false;
-    if (counter > this.last) return true;
-    if (this.last - counter > REPLAY_WINDOW_SIZE) return false;
+    const last = this.newestCell[0];
+    if (counter > last) return true;
+    if (last - counter > REPLAY_WINDOW_SIZE) return false;
     const block = Math.floor(counter / BLOCK_BITS) % RING_BLOCKS;
     return (this.ring[block] & (1 << counter % BLOCK_BITS)) === 0;
   }
@@ -52,13 +64,14 @@ export class ReplayWindow {
   update(counter: number): boolean {
     if (!(counter >= 0 && counter <= MAX)) return false;
     const indexBlock = Math.floor(counter / BLOCK_BITS);
-    if (counter > this.last) {
-      const current = Math.floor(this.last / BLOCK_BITS);
+    const last = this.newestCell[0];
+    if (counter > last) {
+      const current = Math.floor(last / BLOCK_BITS);
       let diff = indexBlock - current;
       if (diff > RING_BLOCKS) diff = RING_BLOCKS;
       for (let i = current + 1; i <= current + diff; i++) this.ring[i % RING_BLOCKS] = 0;
-      this.last = counter;
-    } else if (this.last - counter > REPLAY_WINDOW_SIZE) {
+      this.newestCell[0] = counter;
+    } else if (last - counter > REPLAY_WINDOW_SIZE) {
       return false;
     }
     const block = indexBlock % RING_BLOCKS;
@@ -71,7 +84,6 @@ export class ReplayWindow {
 
   /** Forgets everything (new epoch): back to the zero value. */
   reset(): void {
-    this.ring.fill(0);
-    this.last = 0;
+    this.state.fill(0);
   }
 }

@@ -93,6 +93,21 @@ enum {
   ST_COUNT
 };
 
+/*
+ * A C entry point to write one packet, for another addon in this process
+ * (the dataplane's express receive path: packets decrypted in C go to the
+ * device without entering JavaScript). Mirrored in the dataplane addon's
+ * express.c; `magic` names this layout. `write` returns 1 when the kernel
+ * took the packet, 0 when it was dropped (counted in the device's stats, as
+ * writeBatch counts) or the device is closed.
+ */
+#define TUN_EXPRESS_WRITER_MAGIC 0x434c5457u /* "CLTW", layout version 1 */
+typedef struct {
+  uint32_t magic;
+  int (*write)(void *dev, const uint8_t *p, size_t len);
+  void *dev;
+} tun_express_writer;
+
 typedef struct tun_dev {
   napi_env env;
   int fd;
@@ -135,6 +150,9 @@ typedef struct tun_dev {
   napi_async_context actx;
 
   uint64_t stats[ST_COUNT];
+
+  /* Handed to the dataplane addon's express path (expressWriter). */
+  tun_express_writer writer;
 } tun_dev;
 
 /* ---------- error helpers ---------- */
@@ -779,6 +797,30 @@ static int32_t write_coalesced(tun_dev *d, const uint8_t *data, const int32_t *o
   return write_one(d, p0, (size_t)lens[i]);
 }
 
+static int express_write(void *dev, const uint8_t *p, size_t len) {
+  tun_dev *d = dev;
+  if (d->closing || d->fd < 0) return 0;
+  return write_one(d, p, len);
+}
+
+/*
+ * expressWriter(handle) -> external pointing at the device's
+ * tun_express_writer. Valid while the handle object lives: the user keeps a
+ * reference to the handle, and the writer refuses once the device is closed.
+ */
+static napi_value js_express_writer(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = get_dev(env, argv[0]);
+  if (!d) return NULL;
+  d->writer.magic = TUN_EXPRESS_WRITER_MAGIC;
+  d->writer.write = express_write;
+  d->writer.dev = d;
+  CHECK_NAPI(env, napi_create_external(env, &d->writer, NULL, NULL, &out));
+  return out;
+}
+
 /* write(handle, buf, off, len) -> 1 written, 0 dropped/failed (counted). */
 static napi_value js_write(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -1060,6 +1102,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"ref", NULL, js_ref, NULL, NULL, NULL, napi_enumerable, NULL},
     {"write", NULL, js_write, NULL, NULL, NULL, napi_enumerable, NULL},
     {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"expressWriter", NULL, js_express_writer, NULL, NULL, NULL, napi_enumerable, NULL},
     {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setMtu", NULL, js_set_mtu, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -212,6 +212,11 @@ class NativeTunDevice implements TunDevice {
     return this.#n.writeBatch(this.#h, buf, offsets, lengths, count);
   }
 
+  expressWriter(): { external: unknown; owner: object } {
+    this.#live();
+    return { external: this.#n.expressWriter(this.#h), owner: this.#h };
+  }
+
   ref(): this {
     this.#live();
     this.#n.ref(this.#h, true);

@@ -55,6 +55,8 @@ export interface NativeTun {
   write(h: NativeHandle, buf: Uint8Array, off: number, len: number): number;
   writeBatch(h: NativeHandle, buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
   stats(h: NativeHandle, out: Float64Array): void;
+  /** An external pointing at the device's C writer (see TunDevice.expressWriter). */
+  expressWriter(h: NativeHandle): unknown;
   close(h: NativeHandle): void;
   setMtu(ifname: string, mtu: number): void;
   getMtu(ifname: string): number;

@@ -184,6 +184,16 @@ export interface TunDevice {
    * Bounds are checked for all entries before anything is written.
    */
   writeBatch(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
+  /**
+   * For another native addon in this process (the data plane's express
+   * receive path): a C writer of single packets into this device, as an
+   * opaque `external` (the layout is in native/tun.c, `tun_express_writer`)
+   * plus the `owner` object the caller must keep referenced while it uses
+   * the writer. Writes count in {@link stats} as `write` does and are
+   * refused once the device is closed. Absent on devices without a native
+   * fd (the in-memory fake). Throws `ERR_TUN_CLOSED` after close.
+   */
+  expressWriter?(): { external: unknown; owner: object };
 
   /** An active reader keeps the process alive (default). Returns this. */
   ref(): this;

@@ -244,6 +244,28 @@ static int open_one(EVP_CIPHER_CTX *ctx, uint8_t *p, int len) {
   return EVP_DecryptFinal_ex(ctx, ct + outl, &fl) == 1;
 }
 
+/*
+ * Opens one datagram dg[0 .. len) (len >= 36) with key `handle` into `out`
+ * (len - 36 bytes), leaving `dg` untouched. 1 iff authentic; 0 for an
+ * unknown handle or a forgery (then `out` holds garbage, never used).
+ */
+int dp_aead_open_to(napi_env env, int32_t handle, const uint8_t *dg, int len, uint8_t *out) {
+  dp_keytab *t = keytab(env);
+  key_slot *k = t == NULL ? NULL : lookup(t, handle);
+  if (k == NULL || len < DP_HEADER_LEN + DP_TAG_LEN) return 0;
+  EVP_CIPHER_CTX *ctx = k->dec;
+  int ctlen = len - DP_HEADER_LEN - DP_TAG_LEN;
+  const uint8_t *ct = dg + DP_HEADER_LEN;
+  int outl = 0, fl = 0;
+  if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, dg + DP_NONCE_OFFSET) != 1) return 0;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, DP_TAG_LEN, (void *)(ct + ctlen)) != 1) return 0;
+  if (EVP_DecryptUpdate(ctx, NULL, &outl, dg, DP_HEADER_LEN) != 1) return 0;
+  outl = 0;
+  if (ctlen > 0 && EVP_DecryptUpdate(ctx, out, &outl, ct, ctlen) != 1) return 0;
+  if (outl != ctlen) return 0;
+  return EVP_DecryptFinal_ex(ctx, out + outl, &fl) == 1;
+}
+
 /* sealBatch(buf, count, offs, lens, handles) */
 static napi_value seal_batch(napi_env env, napi_callback_info info) {
   batch_args a;

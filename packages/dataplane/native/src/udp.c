@@ -31,6 +31,7 @@
  * no headroom in front of the second and later ones.
  */
 #include "addon.h"
+#include "express.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -113,6 +114,8 @@ typedef struct {
   endpoint *eps;
   uint32_t eps_cap;
 
+  dp_xrx *xrx; /* express receive (express.c); NULL until expressSetup */
+
   /* Counters (read with stats()). */
   double rx_datagrams, rx_batches, rx_truncated, rx_errors, cb_exceptions, rx_gro_messages;
   double tx_datagrams, tx_no_endpoint, tx_errors, tx_dropped_full, tx_gso_messages;
@@ -173,6 +176,10 @@ static void do_close(udp_sock *s) {
     napi_delete_reference(s->env, s->cb_ref);
     s->cb_ref = NULL;
   }
+  if (s->xrx != NULL) {
+    dp_xrx_free(s->env, s->xrx);
+    s->xrx = NULL;
+  }
   /* The async context and the object are still in use by on_readable when
    * close() runs inside the receive callback: release them afterwards. */
   if (s->actx != NULL && !s->in_callback) {
@@ -196,6 +203,7 @@ static void finalize(napi_env env, void *data, void *hint) {
     s->closed = 1;
   }
   if (s->self_ref != NULL) napi_delete_reference(env, s->self_ref);
+  dp_xrx_free(env, s->xrx);
   free(s->rmsgs);
   free(s->riov);
   free(s->rnames);
@@ -316,6 +324,11 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     while (msg < n && !s->closed) {
       int k = fill_batch(s, n, &msg, &at);
       if (k == 0 || s->cb_ref == NULL) continue;
+      /* A lone datagram may take the express path (express.c) and never enter JavaScript. */
+      if (k == 1 && s->xrx != NULL &&
+          dp_xrx_try(env, s->xrx, s->slab + s->offsets[0], (uint32_t)s->lengths[0], s->sources)) {
+        continue;
+      }
       napi_value cb, recv, argv[1], result;
       s->rx_datagrams += k;
       s->rx_batches++;
@@ -868,6 +881,11 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "txGsoMessages", s->tx_gso_messages);
   put_num(env, o, "rxGroMessages", s->rx_gro_messages);
   put_num(env, o, "gro", s->gro);
+  double xd, xf, xl;
+  dp_xrx_stats(s->xrx, &xd, &xf, &xl);
+  put_num(env, o, "rxExpress", xd);
+  put_num(env, o, "rxExpressTunFailed", xf);
+  put_num(env, o, "expressLeases", xl);
   int rb = 0, sb = 0;
   socklen_t l = sizeof rb;
   if (s->closed || getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rb, &l) != 0) rb = 0;
@@ -876,6 +894,31 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "rcvbuf", rb);
   put_num(env, o, "sndbuf", sb);
   return o;
+}
+
+/* expressSetup(gen, writer, owner, mtu) | expressSetup(null): see express.c. */
+static napi_value m_express_setup(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  if (s->closed) return dp_throw(env, "ERR_DP_CLOSED", 0, "the socket is closed");
+  if (s->xrx == NULL && (s->xrx = dp_xrx_new()) == NULL) return dp_throw(env, "ERR_DP_NATIVE", 0, "out of memory");
+  return dp_xrx_setup(env, s->xrx, argc, argv);
+}
+
+/* expressLease(localIndex, rxHandle, epoch, gen, window, counters, endpointKey, subnets) -> boolean. */
+static napi_value m_express_lease(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  if (s->closed || s->xrx == NULL) {
+    napi_value f;
+    napi_get_boolean(env, false, &f);
+    return f;
+  }
+  return dp_xrx_lease(env, s->xrx, argc, argv);
 }
 
 static napi_value m_fd(napi_env env, napi_callback_info info) {
@@ -898,6 +941,8 @@ napi_status dp_udp_init(napi_env env, napi_value exports) {
       {"unref", NULL, m_unref, NULL, NULL, NULL, napi_default_method, NULL},
       {"stats", NULL, m_stats, NULL, NULL, NULL, napi_default_method, NULL},
       {"fd", NULL, m_fd, NULL, NULL, NULL, napi_default_method, NULL},
+      {"expressSetup", NULL, m_express_setup, NULL, NULL, NULL, napi_default_method, NULL},
+      {"expressLease", NULL, m_express_lease, NULL, NULL, NULL, napi_default_method, NULL},
   };
   napi_value cls;
   napi_status st = napi_define_class(env, "UdpSocket", NAPI_AUTO_LENGTH, ctor, NULL, sizeof methods / sizeof methods[0], methods, &cls);

@@ -1,0 +1,322 @@
+/*
+ * Express receive: a lone datagram from the socket into the TUN device
+ * without entering JavaScript.
+ *
+ * At idle every datagram arrives alone, and the JavaScript receive pipeline
+ * costs ~100 µs per datagram on a cold event loop (measured: BENCHMARKS.md,
+ * "Idle latency"), several times the kernel's own work. So TypeScript keeps
+ * every decision and hands C a *lease* per session it has just delivered a
+ * lone datagram for: receiver index, key handle, epoch, the session's replay
+ * window (memory shared with TypeScript's ReplayWindow), the peer's endpoint
+ * and subnets, and its counters. C delivers a datagram on its own only when
+ * every check below passes; anything else, it leaves the datagram untouched
+ * to the JavaScript pipeline, which does the full work and the accounting:
+ *
+ *   1. one datagram in the batch, type DATA, no flags, reserved bytes zero,
+ *      payload 1..MTU, counter < 2^53 (as checkHeader);
+ *   2. a lease for the receiver index whose generation is the current one
+ *      (TypeScript bumps the shared generation cell on every change that
+ *      could make a lease wrong: a session retired, an endpoint or subnets
+ *      set, a peer removed, a newer receive epoch);
+ *   3. the epoch is the lease's (the session's newest), the source address
+ *      is the peer's endpoint (no roaming here), the counter is new to the
+ *      replay window;
+ *   4. authentic, opened into a scratch buffer (the datagram stays intact
+ *      for JavaScript if a later check fails);
+ *   5. the inner packet is IPv4/IPv6 with a consistent length and a source
+ *      inside the peer's subnets.
+ * Then: replay window update, rx counters and last-rx time, one write to
+ * the TUN through the device's C writer (packages/tun, expressWriter).
+ *
+ * Nonces: receive only, so no counter is ever used to seal here. The replay
+ * window is the one TypeScript uses (same ring layout as replay-window.ts),
+ * and everything runs on the JavaScript thread, so a counter accepted here
+ * is seen as used by the pipeline and vice versa.
+ */
+#include "express.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define XR_SLOTS 256 /* power of two; direct-mapped by receiver index */
+#define XR_MAX_SUBNETS 16
+#define RING_BLOCKS 256
+#define WINDOW_SIZE ((RING_BLOCKS - 1) * 32)
+#define WINDOW_BYTES (8 + RING_BLOCKS * 4)
+#define COUNTER_HIGH_MAX 0x1fffffu
+#define VERSION_TYPE_DATA 0x11 /* version 1, type DATA */
+/* Peer counters (peer-table.ts, PeerCounter). */
+#define PC_RX_PACKETS 2
+#define PC_RX_BYTES 3
+#define PC_LAST_RX_MS 4
+#define PC_MIN 5
+
+typedef struct {
+  uint8_t family; /* 4 or 6 */
+  uint8_t len;    /* prefix length */
+  uint8_t bytes[16];
+} subnet;
+
+typedef struct {
+  int used;
+  uint32_t local_index;
+  int32_t rx_handle;
+  uint32_t epoch;
+  int32_t gen;
+  uint8_t *win; /* WINDOW_BYTES: float64 newest, then uint32 ring[256] */
+  double *counters;
+  napi_ref win_ref, counters_ref;
+  uint8_t endpoint[DP_SOURCE_LEN];
+  int nsubnets;
+  subnet subnets[XR_MAX_SUBNETS];
+} lease;
+
+struct dp_xrx {
+  int32_t *gen; /* shared generation cell */
+  napi_ref gen_ref;
+  const tun_express_writer *writer;
+  napi_ref writer_ref, owner_ref;
+  uint32_t mtu;
+  uint32_t live;
+  uint8_t *scratch; /* mtu bytes */
+  double delivered, write_failed;
+  lease tab[XR_SLOTS];
+};
+
+static void unref(napi_env env, napi_ref *r) {
+  if (*r != NULL) {
+    napi_delete_reference(env, *r);
+    *r = NULL;
+  }
+}
+
+static void drop_lease(napi_env env, dp_xrx *x, lease *e) {
+  if (!e->used) return;
+  unref(env, &e->win_ref);
+  unref(env, &e->counters_ref);
+  e->used = 0;
+  e->win = NULL;
+  e->counters = NULL;
+  x->live--;
+}
+
+static void clear_all(napi_env env, dp_xrx *x) {
+  for (int i = 0; i < XR_SLOTS; i++) drop_lease(env, x, &x->tab[i]);
+  unref(env, &x->gen_ref);
+  unref(env, &x->writer_ref);
+  unref(env, &x->owner_ref);
+  x->gen = NULL;
+  x->writer = NULL;
+  free(x->scratch);
+  x->scratch = NULL;
+}
+
+dp_xrx *dp_xrx_new(void) { return calloc(1, sizeof(dp_xrx)); }
+
+void dp_xrx_free(napi_env env, dp_xrx *x) {
+  if (x == NULL) return;
+  clear_all(env, x);
+  free(x);
+}
+
+void dp_xrx_stats(const dp_xrx *x, double *delivered, double *write_failed, double *leases) {
+  *delivered = x == NULL ? 0 : x->delivered;
+  *write_failed = x == NULL ? 0 : x->write_failed;
+  *leases = x == NULL ? 0 : x->live;
+}
+
+static int get_f64(napi_env env, napi_value v, double **data, size_t *len) {
+  bool is = false;
+  napi_typedarray_type t;
+  size_t n;
+  void *d;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
+  if (napi_get_typedarray_info(env, v, &t, &n, &d, NULL, NULL) != napi_ok || t != napi_float64_array) return 0;
+  *data = d;
+  *len = n;
+  return 1;
+}
+
+napi_value dp_xrx_setup(napi_env env, dp_xrx *x, size_t argc, napi_value *argv) {
+  napi_valuetype t0 = napi_undefined;
+  if (argc >= 1) napi_typeof(env, argv[0], &t0);
+  clear_all(env, x);
+  if (t0 == napi_null || t0 == napi_undefined) return NULL;
+  /* expressSetup(gen: Int32Array(1), writer: external, owner: object, mtu) */
+  int32_t *gen;
+  size_t glen;
+  void *w = NULL;
+  int32_t mtu;
+  napi_valuetype t2 = napi_undefined;
+  if (argc < 4 || !dp_get_i32(env, argv[0], &gen, &glen) || glen < 1 ||
+      napi_get_value_external(env, argv[1], &w) != napi_ok || w == NULL ||
+      napi_typeof(env, argv[2], &t2) != napi_ok || t2 != napi_object || !dp_get_int(env, argv[3], &mtu) || mtu < 68 ||
+      mtu > 65535) {
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressSetup(gen: Int32Array, writer: external, owner: object, mtu)");
+  }
+  const tun_express_writer *wr = w;
+  if (wr->magic != TUN_EXPRESS_WRITER_MAGIC || wr->write == NULL) {
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressSetup: not a TUN express writer of this version");
+  }
+  x->scratch = malloc((size_t)mtu);
+  if (x->scratch == NULL) return dp_throw(env, "ERR_DP_NATIVE", 0, "expressSetup: out of memory");
+  if (napi_create_reference(env, argv[0], 1, &x->gen_ref) != napi_ok ||
+      napi_create_reference(env, argv[1], 1, &x->writer_ref) != napi_ok ||
+      napi_create_reference(env, argv[2], 1, &x->owner_ref) != napi_ok) {
+    clear_all(env, x);
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressSetup: cannot reference its arguments");
+  }
+  x->gen = gen;
+  x->writer = wr;
+  x->mtu = (uint32_t)mtu;
+  return NULL;
+}
+
+static int get_u32(napi_env env, napi_value v, uint32_t *out) {
+  return napi_get_value_uint32(env, v, out) == napi_ok;
+}
+
+napi_value dp_xrx_lease(napi_env env, dp_xrx *x, size_t argc, napi_value *argv) {
+  /* expressLease(localIndex, rxHandle, epoch, gen, window: Uint8Array(1032),
+   *              counters: Float64Array, endpointKey: Uint8Array(18),
+   *              subnets: Uint8Array(18 * n)) -> true when leased */
+  napi_value out;
+  uint32_t index, epoch;
+  int32_t handle, gen;
+  uint8_t *win, *ep, *sn;
+  size_t winlen, eplen, snlen, clen;
+  double *counters;
+  if (argc < 8 || !get_u32(env, argv[0], &index) || !dp_get_int(env, argv[1], &handle) || !get_u32(env, argv[2], &epoch) ||
+      !dp_get_int(env, argv[3], &gen) || !dp_get_u8(env, argv[4], &win, &winlen) || winlen != WINDOW_BYTES ||
+      !get_f64(env, argv[5], &counters, &clen) || clen < PC_MIN || !dp_get_u8(env, argv[6], &ep, &eplen) ||
+      eplen != DP_SOURCE_LEN || !dp_get_u8(env, argv[7], &sn, &snlen) || snlen % 18 != 0) {
+    return dp_throw(env, "ERR_DP_NATIVE", 0,
+                    "expressLease(localIndex, rxHandle, epoch, gen, window, counters, endpointKey, subnets)");
+  }
+  int ok = x->gen != NULL && gen == *x->gen && snlen / 18 <= XR_MAX_SUBNETS && ((uintptr_t)win & 7) == 0;
+  for (size_t i = 0; ok && i < snlen / 18; i++) {
+    uint8_t f = sn[i * 18], l = sn[i * 18 + 1];
+    if (!((f == 4 && l <= 32) || (f == 6 && l <= 128))) ok = 0;
+  }
+  if (ok) {
+    lease *e = &x->tab[index & (XR_SLOTS - 1)];
+    drop_lease(env, x, e);
+    if (napi_create_reference(env, argv[4], 1, &e->win_ref) != napi_ok ||
+        napi_create_reference(env, argv[5], 1, &e->counters_ref) != napi_ok) {
+      unref(env, &e->win_ref);
+      return dp_throw(env, "ERR_DP_NATIVE", 0, "expressLease: cannot reference its arguments");
+    }
+    e->used = 1;
+    x->live++;
+    e->local_index = index;
+    e->rx_handle = handle;
+    e->epoch = epoch;
+    e->gen = gen;
+    e->win = win;
+    e->counters = counters;
+    memcpy(e->endpoint, ep, DP_SOURCE_LEN);
+    e->nsubnets = (int)(snlen / 18);
+    for (int i = 0; i < e->nsubnets; i++) {
+      e->subnets[i].family = sn[i * 18];
+      e->subnets[i].len = sn[i * 18 + 1];
+      memcpy(e->subnets[i].bytes, sn + i * 18 + 2, 16);
+    }
+  }
+  napi_get_boolean(env, ok, &out);
+  return out;
+}
+
+static inline uint32_t be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline uint64_t win_newest(const uint8_t *w) {
+  double d;
+  memcpy(&d, w, 8);
+  return (uint64_t)d;
+}
+
+/* replay-window.ts check(): no state change. */
+static int win_check(const uint8_t *w, uint64_t c) {
+  uint64_t last = win_newest(w);
+  if (c > last) return 1;
+  if (last - c > WINDOW_SIZE) return 0;
+  uint32_t block;
+  memcpy(&block, w + 8 + ((c / 32) % RING_BLOCKS) * 4, 4);
+  return (block & (1u << (c % 32))) == 0;
+}
+
+/* replay-window.ts update(). */
+static int win_update(uint8_t *w, uint64_t c) {
+  uint64_t last = win_newest(w);
+  uint64_t ib = c / 32;
+  uint32_t *ring = (uint32_t *)(w + 8); /* 8-byte aligned (checked at lease) */
+  if (c > last) {
+    uint64_t cur = last / 32, diff = ib - cur;
+    if (diff > RING_BLOCKS) diff = RING_BLOCKS;
+    for (uint64_t i = cur + 1; i <= cur + diff; i++) ring[i % RING_BLOCKS] = 0;
+    double d = (double)c;
+    memcpy(w, &d, 8);
+  } else if (last - c > WINDOW_SIZE) {
+    return 0;
+  }
+  uint32_t *b = &ring[ib % RING_BLOCKS], bit = 1u << (c % 32);
+  if (*b & bit) return 0;
+  *b |= bit;
+  return 1;
+}
+
+static int in_subnets(const lease *e, int family, const uint8_t *addr) {
+  for (int i = 0; i < e->nsubnets; i++) {
+    const subnet *s = &e->subnets[i];
+    if (s->family != family) continue;
+    int full = s->len / 8, rest = s->len % 8;
+    if (memcmp(addr, s->bytes, (size_t)full) != 0) continue;
+    if (rest != 0) {
+      uint8_t mask = (uint8_t)(0xff << (8 - rest));
+      if ((addr[full] & mask) != s->bytes[full]) continue;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+int dp_xrx_try(napi_env env, dp_xrx *x, const uint8_t *dg, uint32_t len, const uint8_t *src) {
+  if (x == NULL || x->live == 0 || x->writer == NULL) return 0;
+  /* 1. header */
+  if (len <= DP_HEADER_LEN + DP_TAG_LEN || len - DP_HEADER_LEN - DP_TAG_LEN > x->mtu) return 0;
+  if (dg[0] != VERSION_TYPE_DATA || dg[1] != 0 || dg[2] != 0 || dg[3] != 0) return 0;
+  uint32_t index = be32(dg + 4), epoch = be32(dg + 8), hi = be32(dg + 12);
+  if (hi > COUNTER_HIGH_MAX) return 0;
+  uint64_t counter = ((uint64_t)hi << 32) | be32(dg + 16);
+  /* 2. lease */
+  lease *e = &x->tab[index & (XR_SLOTS - 1)];
+  if (!e->used || e->local_index != index || e->gen != *x->gen) return 0;
+  /* 3. epoch, endpoint, replay */
+  if (epoch != e->epoch || memcmp(src, e->endpoint, DP_SOURCE_LEN) != 0 || !win_check(e->win, counter)) return 0;
+  /* 4. authentic */
+  uint32_t plen = len - DP_HEADER_LEN - DP_TAG_LEN;
+  if (!dp_aead_open_to(env, e->rx_handle, dg, (int)len, x->scratch)) return 0;
+  /* 5. inner packet */
+  const uint8_t *p = x->scratch;
+  int v = p[0] >> 4;
+  if (v == 4) {
+    if (plen < 20 || (p[0] & 0x0f) < 5) return 0;
+    uint32_t total = ((uint32_t)p[2] << 8) | p[3];
+    if (total < 20 || total > plen || !in_subnets(e, 4, p + 12)) return 0;
+  } else if (v == 6) {
+    if (plen < 40 || 40 + (((uint32_t)p[4] << 8) | p[5]) > plen || !in_subnets(e, 6, p + 8)) return 0;
+  } else {
+    return 0;
+  }
+  if (!win_update(e->win, counter)) return 0; /* cannot fail after win_check on this thread */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  e->counters[PC_LAST_RX_MS] = (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+  e->counters[PC_RX_PACKETS] += 1;
+  e->counters[PC_RX_BYTES] += plen;
+  x->delivered++;
+  if (!x->writer->write(x->writer->dev, p, plen)) x->write_failed++;
+  return 1;
+}

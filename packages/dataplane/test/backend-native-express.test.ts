@@ -1,0 +1,97 @@
+/**
+ * The express receive path (native/src/express.c; receive.ts step 12) on a
+ * real TUN device in a throw-away network namespace: fixtures/express-child
+ * sends hand-built datagrams to a native data plane and reports, per step,
+ * what reached the TUN (read back from a UDP socket behind it), the express
+ * counters and the drops. Needs root, /dev/net/tun and `ip netns`; skips
+ * otherwise. Also run against the ASan/UBSan build by native/sanitize-test.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const CHILD = fileURLToPath(new URL('./fixtures/express-child.js', import.meta.url));
+
+function skipReason(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (!existsSync('/dev/net/tun')) return 'needs /dev/net/tun';
+  if (spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' }).status !== 0) return 'needs ip netns';
+  return false;
+}
+
+interface Step {
+  name: string;
+  arrived: string[];
+  express: { on: boolean; delivered: number; tunFailed: number; leases: number };
+  drops: Record<string, number>;
+  rxPackets: number;
+}
+
+test('express receive: lone datagrams of a leased session reach the TUN in C; everything else falls back to JavaScript intact', { skip: skipReason() }, () => {
+  const ns = `xr-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  let out: string;
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, CHILD], { encoding: 'utf8', timeout: 30_000, env: process.env });
+    assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+    out = r.stdout;
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+  const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+  assert.ok(line !== undefined, out);
+  const steps = (JSON.parse(line.slice(7)) as { steps: Step[] }).steps;
+  const s = (name: string): Step => steps.find((x) => x.name === name)!;
+  const drop = (st: Step, k: string): number => st.drops[k] ?? 0;
+
+  // The first lone datagram goes through JavaScript and leases the session.
+  assert.deepEqual(s('first').arrived, ['m1']);
+  assert.equal(s('first').express.on, true);
+  assert.equal(s('first').express.delivered, 0);
+  assert.equal(s('first').express.leases, 1);
+  // The next ones are delivered by C, counted in the peer's rx counters too.
+  assert.deepEqual(s('second').arrived, ['m2']);
+  assert.equal(s('second').express.delivered, 1);
+  assert.equal(s('second').rxPackets, 2);
+  assert.deepEqual(s('third').arrived, ['m3']);
+  assert.equal(s('third').express.delivered, 2);
+  assert.equal(s('third').express.tunFailed, 0);
+  // A replay of a counter C accepted: refused (C shares the replay window) and counted by JavaScript.
+  assert.deepEqual(s('replay').arrived, []);
+  assert.equal(drop(s('replay'), 'replayed'), 1);
+  assert.equal(s('replay').express.delivered, 2);
+  // A forged tag: JavaScript still sees the datagram intact and counts it.
+  assert.deepEqual(s('forged').arrived, []);
+  assert.equal(drop(s('forged'), 'auth-failed'), 1);
+  // An inner source outside the peer's subnets.
+  assert.deepEqual(s('spoofed').arrived, []);
+  assert.equal(drop(s('spoofed'), 'spoofed'), 1);
+  // The compressed flag on a payload that is not LZ4: C leaves it, JavaScript refuses it.
+  assert.deepEqual(s('compressed-flag').arrived, []);
+  assert.equal(drop(s('compressed-flag'), 'decompress-failed'), 1);
+  assert.equal(s('compressed-flag').express.delivered, 2);
+  // The lease survives what it refused.
+  assert.deepEqual(s('after-failures').arrived, ['m8']);
+  assert.equal(s('after-failures').express.delivered, 3);
+  assert.equal(s('after-failures').rxPackets, 4);
+  // A newer epoch: JavaScript resets the window and voids the lease ...
+  assert.deepEqual(s('new-epoch').arrived, ['e2m0']);
+  assert.equal(s('new-epoch').express.delivered, 3);
+  // ... so the old epoch is refused, not delivered by a stale lease.
+  assert.deepEqual(s('old-epoch').arrived, []);
+  assert.equal(drop(s('old-epoch'), 'old-epoch'), 1);
+  assert.equal(s('old-epoch').express.delivered, 3);
+  assert.deepEqual(s('epoch2-next').arrived, ['e2m1']);
+  assert.equal(s('epoch2-next').express.delivered, 4);
+  assert.deepEqual(s('epoch2-replay-of-express').arrived, []);
+  assert.equal(drop(s('epoch2-replay-of-express'), 'replayed'), 2);
+  // The endpoint moved: C does not roam; JavaScript delivers and moves the endpoint back.
+  assert.deepEqual(s('endpoint-moved').arrived, ['roam']);
+  assert.equal(s('endpoint-moved').express.delivered, 4);
+  assert.deepEqual(s('after-roam').arrived, ['e2m3']);
+  assert.equal(s('after-roam').express.delivered, 5);
+  assert.equal(s('after-roam').rxPackets, 8);
+});
