@@ -26,6 +26,7 @@ import {
   type DatagramBatch,
   type ExpressLease,
   type ExpressSetup,
+  type ExpressTxLease,
   type UdpBackend,
   type UdpOpenOptions,
 } from './backend.js';
@@ -72,6 +73,12 @@ export interface NativeUdpStats {
   rxExpressTunFailed: number;
   /** Sessions leased to the express path right now (stale ones included until replaced). */
   expressLeases: number;
+  /** Lone TUN packets framed, sealed and sent by the express send path (also in txDatagrams when sent). */
+  txExpress: number;
+  /** Of those, how many the socket did not send. */
+  txExpressFailed: number;
+  /** (destination, source) pairs leased to the express send path right now. */
+  expressTxLeases: number;
   /** 1 when UDP GRO is on for this socket, else 0. */
   gro: number;
   /** The socket's SO_RCVBUF / SO_SNDBUF as the kernel reports them (twice what was asked for). */
@@ -95,6 +102,18 @@ interface AddonUdpSocket {
   stats(): Omit<NativeUdpStats, 'handlerExceptions'> & { handlerExceptions: number };
   fd(): number;
   expressSetup(gen: Int32Array | null, writer?: unknown, owner?: object, mtu?: number): void;
+  expressTxSetup(gen: Int32Array | null, mtu?: number): unknown;
+  expressTxLease(
+    addrs: Uint8Array,
+    slot: number,
+    remoteIndex: number,
+    epoch: number,
+    txHandle: number,
+    counterBase: number,
+    counterCount: number,
+    gen: number,
+    counters: Float64Array,
+  ): boolean;
   expressLease(
     localIndex: number,
     rxHandle: number,
@@ -339,6 +358,26 @@ export class NativeBatchUdpSocket implements BatchUdpSocket {
     if (this.closed) return false;
     try {
       return this.sock.expressLease(l.localIndex, l.rxHandle, l.epoch, l.gen, l.window, l.counters, l.endpointKey, l.subnets);
+    } catch (err) {
+      rethrow(err);
+    }
+  }
+
+  /** {@inheritDoc BatchUdpSocket.expressTxSetup} */
+  expressTxSetup(gen: Int32Array | null, mtu: number): { external: unknown; owner: object } | null {
+    try {
+      const external = this.sock.expressTxSetup(gen, mtu);
+      return gen === null ? null : { external, owner: this.sock };
+    } catch (err) {
+      rethrow(err);
+    }
+  }
+
+  /** {@inheritDoc BatchUdpSocket.expressTxLease} */
+  expressTxLease(l: ExpressTxLease): boolean {
+    if (this.closed) return false;
+    try {
+      return this.sock.expressTxLease(l.addrs, l.slot, l.remoteIndex, l.epoch, l.txHandle, l.counterBase, l.counterCount, l.gen, l.counters);
     } catch (err) {
       rethrow(err);
     }

@@ -146,6 +146,32 @@ export interface BatchUdpSocket {
    */
   expressSetup?(setup: ExpressSetup | null): void;
   expressLease?(lease: ExpressLease): boolean;
+  /**
+   * Optional (the native socket): the express send path. `expressTxSetup`
+   * turns it on with the shared send-lease generation cell and the inner MTU
+   * and returns the C sender to hand to the TUN (`setExpressSender`), or
+   * turns it off (`null`, returns null).
+   */
+  expressTxSetup?(gen: Int32Array | null, mtu: number): { external: unknown; owner: object } | null;
+  /** Lends C a block of a session's counters for one (destination, source) pair; false when refused. */
+  expressTxLease?(lease: ExpressTxLease): boolean;
+}
+
+/** A send lease (see {@link BatchUdpSocket.expressTxLease}). */
+export interface ExpressTxLease {
+  /** 33 bytes: family (4 or 6), destination (16 bytes, IPv4 in the first 4), source (same). */
+  addrs: Uint8Array;
+  /** The peer's endpoint slot. */
+  slot: number;
+  remoteIndex: number;
+  epoch: number;
+  txHandle: number;
+  /** First counter of the block; the session's counter is already past the block. */
+  counterBase: number;
+  counterCount: number;
+  gen: number;
+  /** The peer's counters (`Peer.counters`). */
+  counters: Float64Array;
 }
 
 /** What the express receive path needs from the data plane (see {@link BatchUdpSocket.expressSetup}). */

@@ -21,6 +21,8 @@ export interface DataplaneTun {
   writeBatch(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
   /** Optional: the device's C writer for the express receive path (`@cluevpn/tun`'s TunDevice has it). */
   expressWriter?(): { external: unknown; owner: object };
+  /** Optional: sets or clears the C consumer of lone packets (the express send path). */
+  setExpressSender?(sender: { external: unknown; owner: object } | null): void;
 }
 
 /** Counter limits, timers and rates (implementation constants; tests shrink them). */

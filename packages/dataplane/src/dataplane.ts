@@ -135,12 +135,22 @@ export interface DataplaneStats {
   /** Whether packets are framed inside the TUN's slots without a copy. */
   zeroCopy: boolean;
   /**
-   * The express receive path (receive.ts step 12): whether it is on, lone
+   * The express paths. Receive (receive.ts step 12): whether it is on, lone
    * datagrams it delivered to the TUN without JavaScript (also counted in
    * the peers' rx counters), of those how many the TUN refused, and the
    * sessions leased now. Zeros when off.
    */
-  express: { on: boolean; delivered: number; tunFailed: number; leases: number };
+  express: {
+    on: boolean;
+    delivered: number;
+    tunFailed: number;
+    leases: number;
+    /** The express send path (send.ts step 12): on, lone packets it sent, of those not sent (socket), (destination, source) pairs leased now. */
+    sendOn: boolean;
+    sent: number;
+    sendFailed: number;
+    sendLeases: number;
+  };
   /** Drops by reason, all peers and unattributed ones together (zero counts left out). */
   drops: Partial<Record<DropReasonName, number>>;
   icmp: { sent: number; rateLimited: number };
@@ -288,14 +298,27 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     socket.expressSetup({ gen: peers.expressGen, writer: tun.expressWriter(), mtu });
     receive.expressOn = true;
   }
+  if (express && send.zeroCopy && socket.expressTxSetup !== undefined && typeof tun.setExpressSender === 'function') {
+    tun.setExpressSender(socket.expressTxSetup(peers.expressTxGen, mtu));
+    send.expressOn = true;
+  }
   const expressStats = (): DataplaneStats['express'] => {
     const st = receive.expressOn ? (socket as { stats?: () => Partial<NativeUdpStats> }).stats?.() : undefined;
-    return { on: receive.expressOn, delivered: st?.rxExpress ?? 0, tunFailed: st?.rxExpressTunFailed ?? 0, leases: st?.expressLeases ?? 0 };
+    return {
+      on: receive.expressOn,
+      delivered: st?.rxExpress ?? 0,
+      tunFailed: st?.rxExpressTunFailed ?? 0,
+      leases: st?.expressLeases ?? 0,
+      sendOn: send.expressOn,
+      sent: st?.txExpress ?? 0,
+      sendFailed: st?.txExpressFailed ?? 0,
+      sendLeases: st?.expressTxLeases ?? 0,
+    };
   };
   // Bound once: the pipelines' handlers are not closures per packet.
   socket.onDatagrams((b) => receive.onDatagrams(b));
   tun.onPackets((b) => send.onTunBatch(b));
-  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn });
+  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn });
 
   const dp: Dataplane = {
     get port() {
@@ -348,6 +371,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (!Number.isInteger(epoch) || epoch <= s.txEpoch || epoch > 0xffffffff) {
         throw new DataplaneError('ERR_DP_CONFIG', `send epoch ${epoch} must be a u32 above the current ${s.txEpoch}`);
       }
+      peers.voidExpress();
       s.txEpoch = epoch;
       s.txCounter = 0;
       s.softRekeyAsked = false;
@@ -362,6 +386,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     setLocalSubnets(cidrs: readonly string[]): void {
       live();
       const prefixes = parseSubnets(cidrs);
+      peers.voidExpress();
       ctx.localSubnets.clear();
       for (const p of prefixes) ctx.localSubnets.insert(p, 0);
     },
@@ -423,6 +448,14 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         logger.debug('dataplane close: tun already closed', { err: String(err) });
       }
       receive.expressOn = false;
+      if (send.expressOn) {
+        send.expressOn = false;
+        try {
+          tun.setExpressSender?.(null);
+        } catch (err) {
+          logger.debug('dataplane close: tun already closed', { err: String(err) });
+        }
+      }
       socket.close(); // drops the express leases and the TUN writer with it
       peers.retireAll();
       logger.info('dataplane stopped', {});

@@ -29,7 +29,7 @@ export { REPLAY_WINDOW_SIZE, ReplayWindow } from './replay-window.js';
 export { PrefixTable, contains } from './routing-table.js';
 export { parsePrefix } from './ip-address.js';
 export type { Prefix } from './ip-address.js';
-export type { BatchUdpSocket, CryptoBackend, DatagramBatch, ExpressLease, ExpressSetup, UdpBackend, UdpOpenOptions } from './backend.js';
+export type { BatchUdpSocket, CryptoBackend, DatagramBatch, ExpressLease, ExpressSetup, ExpressTxLease, UdpBackend, UdpOpenOptions } from './backend.js';
 export { CipherId, DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, SOURCE_LEN } from './backend.js';
 export { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
 export { nativeAvailable, nativeCryptoBackend, nativeUdpBackend } from './backend-native.js';

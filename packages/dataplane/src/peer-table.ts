@@ -104,6 +104,8 @@ export class Session {
   promoted = false;
   /** The express lease generation this session was last leased at (-1: never). */
   expressGen = -1;
+  /** The express send generation this session last leased a counter block at (-1: never). */
+  expressTxGen = -1;
 
   constructor(peer: Peer, p: SessionParams, txHandle: number, rxHandle: number, nowMs: number) {
     this.peer = peer;
@@ -192,10 +194,18 @@ export class PeerTable {
    * that could make a lease wrong, which voids every lease at once.
    */
   readonly expressGen = new Int32Array(1);
+  /** The same for the express send path (send.ts step 12); also bumped alone by {@link voidExpressTx}. */
+  readonly expressTxGen = new Int32Array(1);
 
-  /** Voids every express lease (C falls back to the JavaScript pipeline until re-leased). */
+  /** Voids every express lease, both directions (C falls back to the JavaScript pipelines until re-leased). */
   voidExpress(): void {
     this.expressGen[0] = (this.expressGen[0] + 1) | 0;
+    this.expressTxGen[0] = (this.expressTxGen[0] + 1) | 0;
+  }
+
+  /** Voids every express send lease. */
+  voidExpressTx(): void {
+    this.expressTxGen[0] = (this.expressTxGen[0] + 1) | 0;
   }
 
   constructor(
@@ -335,6 +345,7 @@ export class PeerTable {
     const peer = s.peer;
     const previous = peer.primary;
     if (previous === s) return;
+    this.voidExpress();
     if (s.retireTimer !== null) {
       // A former primary taken back: it must not expire under the pipelines.
       clearTimeout(s.retireTimer);

@@ -22,6 +22,17 @@
  * 10. One `sealBatch` for the whole batch, one `sendBatch`; per-peer tx
  *     counters for what the socket took, 'send-failed' for the rest.
  * 11. One TUN `writeBatch` for the queued ICMP replies.
+ * 12. Express lease: when a lone packet (a read of one: what idle traffic
+ *     looks like) was sent, uncompressed, framed in place, with the peer's
+ *     primary session, its (destination, source) pair is leased to the
+ *     native socket with a block of {@link TX_LEASE_BLOCK} counters taken out
+ *     of the session's counter for good: the next lone packets of that pair
+ *     are framed, sealed and sent in C straight from the TUN read, without
+ *     entering JavaScript (native/src/express.c). Any change to peers,
+ *     sessions, routes, endpoints, local subnets or send epochs voids every
+ *     send lease (`PeerTable.expressTxGen`), and so does this pipeline
+ *     sending on a session that may hold one, so that C's counters never
+ *     fall behind what the peer's replay window still accepts.
  *
  * Nothing here allocates per packet: all arrays are sized at construction
  * (and grown, rarely, when a batch is larger than any before).
@@ -42,6 +53,13 @@ export interface TunBatch {
   offsets: Int32Array;
   lengths: Int32Array;
 }
+
+/**
+ * Counters lent to C per send lease. Leases of one session (one per
+ * (destination, source) pair, at most 64) run ahead of each other by at most
+ * 64 × 64 = 4096 counters, inside the peer's replay window of 8160.
+ */
+export const TX_LEASE_BLOCK = 64;
 
 /** Bytes per slot of the send arena and the ICMP arena (implementation). */
 const ICMP_SLOT = IcmpConst.V6_MAX_REPLY;
@@ -78,6 +96,12 @@ export class SendPipeline {
   private readonly holdSlot: number;
   private depth = 0;
   private readonly pendingFlush = new Set<Peer>();
+  /** True once the express send path is set up (Dataplane). */
+  expressOn = false;
+  /** Send leases the socket refused (diagnostics). */
+  expressTxRefused = 0;
+  /** Family, destination and source of the lone packet being sent (step 12). */
+  private readonly leaseAddrs = new Uint8Array(33);
 
   constructor(ctx: PipelineContext) {
     this.ctx = ctx;
@@ -174,6 +198,7 @@ export class SendPipeline {
       // 4. route
       const slot = routes.lookup(buf, dstOff, family);
       const peer: Peer | undefined = slot >= 0 ? bySlot[slot] : undefined;
+      if (count === 1 && peer !== undefined && this.expressOn) this.noteAddrs(buf, family, dstOff, srcOff);
       if (peer === undefined) {
         countDrop(ctx, null, DropReason.NO_ROUTE);
         const l = ctx.icmp.build(buf, off, len, this.icmpArena, this.icmpOffs[nIcmp], now);
@@ -202,6 +227,7 @@ export class SendPipeline {
         continue;
       }
       s.txCounter = counter + 1;
+      if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
       if (counter >= limits.rekeyAfterMessages && !s.softRekeyAsked) {
         s.softRekeyAsked = true;
         ctx.events.rekeyNeeded(peer, 'counter-soft-limit', now);
@@ -239,6 +265,8 @@ export class SendPipeline {
       if (ctx.peers.generation !== generation) n = this.dropRetired(n);
       ctx.crypto.sealBatch(out, n, this.offs, this.payloadLens, this.handles);
       const sent = ctx.socket.sendBatch(out, n, this.offs, this.wireLens, this.slots);
+      // 12. express lease
+      if (count === 1 && sent === 1 && this.expressOn) this.leaseTx(this.sessions[0] as Session);
       for (let j = 0; j < n; j++) {
         const peer = (this.sessions[j] as Session).peer;
         this.sessions[j] = null;
@@ -250,6 +278,45 @@ export class SendPipeline {
     }
     // 11. ICMP replies
     if (nIcmp > 0) this.writeIcmp(nIcmp);
+  }
+
+  private noteAddrs(buf: Buffer, family: 4 | 6, dstOff: number, srcOff: number): void {
+    const a = this.leaseAddrs;
+    const len = family === 4 ? 4 : 16;
+    a.fill(0);
+    a[0] = family;
+    for (let k = 0; k < len; k++) {
+      a[1 + k] = buf[dstOff + k];
+      a[17 + k] = buf[srcOff + k];
+    }
+  }
+
+  /** Step 12 (rare: once per block of lone packets or after a change; allocates the lease record). */
+  private leaseTx(s: Session): void {
+    const ctx = this.ctx;
+    const peer = s.peer;
+    if (!this.inPlace || s.retired || peer.primary !== s || s.compressAlgo !== CompressionAlgo.NONE || !peer.hasEndpoint) return;
+    if (ctx.socket.expressTxLease === undefined) return;
+    const base = s.txCounter;
+    const room = ctx.limits.rekeyAfterMessages - base;
+    if (room < 1) return;
+    const gen = ctx.peers.expressTxGen[0];
+    const counterCount = Math.min(TX_LEASE_BLOCK, room);
+    // The block is the session's no more: JavaScript goes on after it, whatever C does with it.
+    s.txCounter = base + counterCount;
+    s.expressTxGen = gen;
+    const ok = ctx.socket.expressTxLease({
+      addrs: this.leaseAddrs,
+      slot: peer.slot,
+      remoteIndex: s.remoteIndex,
+      epoch: s.txEpoch,
+      txHandle: s.txHandle,
+      counterBase: base,
+      counterCount,
+      gen,
+      counters: peer.counters,
+    });
+    if (!ok) this.expressTxRefused++;
   }
 
   /** Step 5: keeps a copy of a packet for a peer without a session (rare path; allocates once per peer). False when it was not kept. */
@@ -397,6 +464,7 @@ export class SendPipeline {
       ctx.events.rekeyNeeded(peer, 'counter-limit', performance.now());
       return false;
     }
+    if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
     const k = this.keepalive;
     encodeHeader(k, 0, MessageType.KEEPALIVE, 0, s.remoteIndex, s.txEpoch, s.txCounter++);
     const o = this.one;

@@ -108,6 +108,21 @@ typedef struct {
   void *dev;
 } tun_express_writer;
 
+/*
+ * The other direction: a C consumer of single packets read from the device
+ * (the dataplane's express send path), tried before JavaScript when a read
+ * yields exactly one packet. `send` gets the packet in its slot with the
+ * free bytes before and after it, may rewrite the slot in place, and returns
+ * 1 when it took the packet (JavaScript does not see it), 0 to leave it, as
+ * read, to the packet handler. Mirrored in the dataplane addon's express.h.
+ */
+#define TUN_EXPRESS_SENDER_MAGIC 0x434c5453u /* "CLTS", layout version 1 */
+typedef struct {
+  uint32_t magic;
+  int (*send)(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
+  void *ctx;
+} tun_express_sender;
+
 typedef struct tun_dev {
   napi_env env;
   int fd;
@@ -153,6 +168,9 @@ typedef struct tun_dev {
 
   /* Handed to the dataplane addon's express path (expressWriter). */
   tun_express_writer writer;
+  /* Set by setExpressSender: tried for lone packets before JavaScript. */
+  const tun_express_sender *sender;
+  napi_ref sender_ref, sender_owner_ref;
 } tun_dev;
 
 /* ---------- error helpers ---------- */
@@ -213,10 +231,13 @@ static void on_uv_closed(uv_handle_t *h) {
   maybe_free(d);
 }
 
+static void drop_sender(tun_dev *d);
+
 static void release_js(tun_dev *d) {
   if (d->js_released) return;
   d->js_released = 1;
   napi_env env = d->env;
+  drop_sender(d);
   if (d->is_setup) {
     napi_delete_reference(env, d->slab_ref);
     napi_delete_reference(env, d->offsets_ref);
@@ -439,6 +460,12 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (read_err == 0) n = d->vnet ? fill_vnet(d, &read_err) : fill_plain(d, &read_err);
     napi_handle_scope scope;
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    if (n == 1 && d->sender != NULL &&
+        d->sender->send(d->sender->ctx, d->slab + d->offsets[0], (size_t)d->lengths[0], (size_t)d->headroom,
+                        (size_t)(d->slot - d->headroom - d->lengths[0]))) {
+      d->stats[ST_PACKETS_IN]++;
+      n = 0;
+    }
     if (n > 0) {
       d->stats[ST_PACKETS_IN] += (uint64_t)n;
       d->stats[ST_BATCHES_IN]++;
@@ -821,6 +848,42 @@ static napi_value js_express_writer(napi_env env, napi_callback_info info) {
   return out;
 }
 
+static void drop_sender(tun_dev *d) {
+  d->sender = NULL;
+  if (d->sender_ref != NULL) napi_delete_reference(d->env, d->sender_ref);
+  if (d->sender_owner_ref != NULL) napi_delete_reference(d->env, d->sender_owner_ref);
+  d->sender_ref = d->sender_owner_ref = NULL;
+}
+
+/*
+ * setExpressSender(handle, external | null, owner): sets or clears the C
+ * consumer of lone packets (tun_express_sender). `owner` is kept referenced
+ * while set (it owns what `external` points to).
+ */
+static napi_value js_set_express_sender(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_dev *d = get_dev(env, argv[0]);
+  if (!d) return NULL;
+  drop_sender(d);
+  napi_valuetype t = napi_undefined;
+  if (argc >= 2) napi_typeof(env, argv[1], &t);
+  if (t == napi_null || t == napi_undefined) return NULL;
+  void *p = NULL;
+  napi_valuetype to = napi_undefined;
+  if (argc < 3 || napi_get_value_external(env, argv[1], &p) != napi_ok || p == NULL ||
+      napi_typeof(env, argv[2], &to) != napi_ok || to != napi_object ||
+      ((const tun_express_sender *)p)->magic != TUN_EXPRESS_SENDER_MAGIC) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "setExpressSender(handle, sender external | null, owner)");
+    return NULL;
+  }
+  CHECK_NAPI(env, napi_create_reference(env, argv[1], 1, &d->sender_ref));
+  CHECK_NAPI(env, napi_create_reference(env, argv[2], 1, &d->sender_owner_ref));
+  d->sender = p;
+  return NULL;
+}
+
 /* write(handle, buf, off, len) -> 1 written, 0 dropped/failed (counted). */
 static napi_value js_write(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -1103,6 +1166,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"write", NULL, js_write, NULL, NULL, NULL, napi_enumerable, NULL},
     {"writeBatch", NULL, js_write_batch, NULL, NULL, NULL, napi_enumerable, NULL},
     {"expressWriter", NULL, js_express_writer, NULL, NULL, NULL, napi_enumerable, NULL},
+    {"setExpressSender", NULL, js_set_express_sender, NULL, NULL, NULL, napi_enumerable, NULL},
     {"stats", NULL, js_stats, NULL, NULL, NULL, napi_enumerable, NULL},
     {"close", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
     {"setMtu", NULL, js_set_mtu, NULL, NULL, NULL, napi_enumerable, NULL},

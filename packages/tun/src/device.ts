@@ -217,6 +217,12 @@ class NativeTunDevice implements TunDevice {
     return { external: this.#n.expressWriter(this.#h), owner: this.#h };
   }
 
+  setExpressSender(sender: { external: unknown; owner: object } | null): void {
+    this.#live();
+    if (sender === null) this.#n.setExpressSender(this.#h, null);
+    else this.#n.setExpressSender(this.#h, sender.external, sender.owner);
+  }
+
   ref(): this {
     this.#live();
     this.#n.ref(this.#h, true);

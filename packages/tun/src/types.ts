@@ -194,6 +194,15 @@ export interface TunDevice {
    * fd (the in-memory fake). Throws `ERR_TUN_CLOSED` after close.
    */
   expressWriter?(): { external: unknown; owner: object };
+  /**
+   * For another native addon in this process (the data plane's express send
+   * path): sets, or clears with `null`, a C consumer tried for every read
+   * that yields exactly one packet, before the packet handler (layout in
+   * native/tun.c, `tun_express_sender`); a packet it takes never reaches the
+   * handler. `owner` stays referenced while set. Throws `ERR_TUN_CLOSED`
+   * after close.
+   */
+  setExpressSender?(sender: { external: unknown; owner: object } | null): void;
 
   /** An active reader keeps the process alive (default). Returns this. */
   ref(): this;

@@ -52,5 +52,7 @@ void dp_aead_free(dp_instance *inst);
 napi_status dp_udp_init(napi_env env, napi_value exports);
 /* One datagram opened out of place (aead.c); 1 iff authentic. */
 int dp_aead_open_to(napi_env env, int32_t handle, const uint8_t *dg, int len, uint8_t *out);
+/* One packet sealed in place (aead.c): header at p, `len` payload bytes, tag after; 0 for an unknown handle. */
+int dp_aead_seal_one(napi_env env, int32_t handle, uint8_t *p, int len);
 
 #endif

@@ -266,6 +266,13 @@ int dp_aead_open_to(napi_env env, int32_t handle, const uint8_t *dg, int len, ui
   return EVP_DecryptFinal_ex(ctx, out + outl, &fl) == 1;
 }
 
+/* Seals one packet in place (header at p, payload len bytes, tag after) with key `handle`; 0 for an unknown handle. */
+int dp_aead_seal_one(napi_env env, int32_t handle, uint8_t *p, int len) {
+  dp_keytab *t = keytab(env);
+  key_slot *k = t == NULL ? NULL : lookup(t, handle);
+  return k != NULL && seal_one(k->enc, p, len);
+}
+
 /* sealBatch(buf, count, offs, lens, handles) */
 static napi_value seal_batch(napi_env env, napi_callback_info info) {
   batch_args a;

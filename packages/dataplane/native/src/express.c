@@ -320,3 +320,208 @@ int dp_xrx_try(napi_env env, dp_xrx *x, const uint8_t *dg, uint32_t len, const u
   if (!x->writer->write(x->writer->dev, p, plen)) x->write_failed++;
   return 1;
 }
+
+/*
+ * Express send: a lone packet read from the TUN, framed, sealed and sent in
+ * C (tun.c hands it over through tun_express_sender before JavaScript).
+ *
+ * After the send pipeline has sent a lone packet itself, it leases the pair
+ * (destination, source) it routed: the peer's endpoint slot, the session's
+ * remote index, send epoch and key handle, and a *block of counters* that it
+ * takes out of the session's counter for good (Session.txCounter moves past
+ * the block before C gets it). C only ever seals with counters of its block,
+ * each once, so no nonce can repeat; a block is never handed out twice.
+ * Unused counters of a voided lease are skipped, never reused. C takes a
+ * packet only when: IPv4/IPv6 with the leased destination and source, at
+ * most the MTU, room for header and tag around it in its slot, a lease of
+ * the current generation with counters left. Anything else goes to
+ * JavaScript unchanged, which then sends it and leases again.
+ *
+ * The generation cell (separate from the receive one) is bumped on every
+ * change to peers, sessions, routes, endpoints, local subnets and send
+ * epochs, and whenever JavaScript sends on a session that may hold a lease
+ * (so that C's counters never fall behind the peer's replay window).
+ */
+#define XT_SLOTS 64 /* power of two */
+#define PC_TX_PACKETS 0
+#define PC_TX_BYTES 1
+
+typedef struct {
+  int used;
+  uint8_t family;
+  uint8_t dst[16], src[16];
+  int32_t slot;
+  uint32_t remote_index, epoch;
+  int32_t tx_handle;
+  uint64_t next, end;
+  int32_t gen;
+  double *counters;
+  napi_ref counters_ref;
+} tx_lease;
+
+struct dp_xtx {
+  int32_t *gen;
+  napi_ref gen_ref;
+  uint32_t mtu;
+  uint32_t live;
+  double sent, failed;
+  tx_lease tab[XT_SLOTS];
+};
+
+static void drop_tx_lease(napi_env env, dp_xtx *x, tx_lease *e) {
+  if (!e->used) return;
+  unref(env, &e->counters_ref);
+  e->used = 0;
+  e->counters = NULL;
+  x->live--;
+}
+
+static void clear_tx(napi_env env, dp_xtx *x) {
+  for (int i = 0; i < XT_SLOTS; i++) drop_tx_lease(env, x, &x->tab[i]);
+  unref(env, &x->gen_ref);
+  x->gen = NULL;
+}
+
+dp_xtx *dp_xtx_new(void) { return calloc(1, sizeof(dp_xtx)); }
+
+void dp_xtx_free(napi_env env, dp_xtx *x) {
+  if (x == NULL) return;
+  clear_tx(env, x);
+  free(x);
+}
+
+void dp_xtx_stats(const dp_xtx *x, double *sent, double *failed, double *leases) {
+  *sent = x == NULL ? 0 : x->sent;
+  *failed = x == NULL ? 0 : x->failed;
+  *leases = x == NULL ? 0 : x->live;
+}
+
+napi_value dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) {
+  napi_valuetype t0 = napi_undefined;
+  if (argc >= 1) napi_typeof(env, argv[0], &t0);
+  clear_tx(env, x);
+  if (t0 == napi_null || t0 == napi_undefined) return NULL;
+  int32_t *gen, mtu;
+  size_t glen;
+  if (argc < 2 || !dp_get_i32(env, argv[0], &gen, &glen) || glen < 1 || !dp_get_int(env, argv[1], &mtu) || mtu < 68 ||
+      mtu > 65535) {
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup(gen: Int32Array, mtu)");
+  }
+  if (napi_create_reference(env, argv[0], 1, &x->gen_ref) != napi_ok) {
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup: cannot reference its arguments");
+  }
+  x->gen = gen;
+  x->mtu = (uint32_t)mtu;
+  return NULL;
+}
+
+static inline uint32_t addr_hash(const uint8_t *a, int n) {
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < n; i++) h = (h ^ a[i]) * 16777619u;
+  return h;
+}
+
+napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) {
+  /* expressTxLease(addrs: Uint8Array(33) [family, dst[16], src[16]], slot, remoteIndex, epoch, txHandle,
+   *                counterBase, counterCount, gen, counters: Float64Array) -> true when leased */
+  napi_value out;
+  uint8_t *addrs;
+  size_t alen, clen;
+  int32_t slot, handle, gen;
+  uint32_t remote, epoch;
+  double base, count;
+  double *counters;
+  if (argc < 9 || !dp_get_u8(env, argv[0], &addrs, &alen) || alen != 33 || !dp_get_int(env, argv[1], &slot) ||
+      !get_u32(env, argv[2], &remote) || !get_u32(env, argv[3], &epoch) || !dp_get_int(env, argv[4], &handle) ||
+      napi_get_value_double(env, argv[5], &base) != napi_ok || napi_get_value_double(env, argv[6], &count) != napi_ok ||
+      !dp_get_int(env, argv[7], &gen) || !get_f64(env, argv[8], &counters, &clen) || clen < PC_MIN) {
+    return dp_throw(env, "ERR_DP_NATIVE", 0,
+                    "expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters)");
+  }
+  uint8_t family = addrs[0];
+  int ok = x->gen != NULL && gen == *x->gen && (family == 4 || family == 6) && slot >= 0 && base >= 0 && count >= 1 &&
+           count <= 65536 && base + count <= 9007199254740991.0 && base == (double)(uint64_t)base &&
+           count == (double)(uint64_t)count;
+  if (ok) {
+    int n = family == 4 ? 4 : 16;
+    tx_lease *e = &x->tab[addr_hash(addrs + 1, n) & (XT_SLOTS - 1)];
+    drop_tx_lease(env, x, e);
+    if (napi_create_reference(env, argv[8], 1, &e->counters_ref) != napi_ok) {
+      return dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxLease: cannot reference its arguments");
+    }
+    e->used = 1;
+    x->live++;
+    e->family = family;
+    memset(e->dst, 0, 16);
+    memset(e->src, 0, 16);
+    memcpy(e->dst, addrs + 1, (size_t)n);
+    memcpy(e->src, addrs + 17, (size_t)n);
+    e->slot = slot;
+    e->remote_index = remote;
+    e->epoch = epoch;
+    e->tx_handle = handle;
+    e->next = (uint64_t)base;
+    e->end = (uint64_t)base + (uint64_t)count;
+    e->gen = gen;
+    e->counters = counters;
+  }
+  napi_get_boolean(env, ok, &out);
+  return out;
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+int dp_xtx_try(napi_env env, dp_xtx *x, void *sock, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom) {
+  if (x == NULL || x->live == 0 || x->gen == NULL) return 0;
+  if (headroom < DP_HEADER_LEN || tailroom < DP_TAG_LEN || len > x->mtu) return 0;
+  int v = len > 0 ? pkt[0] >> 4 : 0, n;
+  const uint8_t *dst, *src;
+  if (v == 4 && len >= 20) {
+    n = 4;
+    src = pkt + 12;
+    dst = pkt + 16;
+  } else if (v == 6 && len >= 40) {
+    n = 16;
+    src = pkt + 8;
+    dst = pkt + 24;
+  } else {
+    return 0;
+  }
+  tx_lease *e = &x->tab[addr_hash(dst, n) & (XT_SLOTS - 1)];
+  if (!e->used || e->gen != *x->gen || e->family != (v == 4 ? 4 : 6) || memcmp(e->dst, dst, (size_t)n) != 0 ||
+      memcmp(e->src, src, (size_t)n) != 0) {
+    return 0;
+  }
+  if (e->next >= e->end) {
+    drop_tx_lease(env, x, e); /* spent: JavaScript sends this one and leases a new block */
+    return 0;
+  }
+  uint64_t counter = e->next++;
+  uint8_t *h = pkt - DP_HEADER_LEN;
+  h[0] = 0x11; /* version 1, DATA */
+  h[1] = 0;
+  h[2] = 0;
+  h[3] = 0;
+  put_be32(h + 4, e->remote_index);
+  put_be32(h + 8, e->epoch);
+  put_be32(h + 12, (uint32_t)(counter >> 32));
+  put_be32(h + 16, (uint32_t)counter);
+  if (!dp_aead_seal_one(env, e->tx_handle, h, (int)len)) {
+    /* Unknown handle (cannot happen while the generation holds): the slot now holds a header; drop it. */
+    x->failed++;
+    return 1;
+  }
+  if (dp_udp_send_slot(sock, e->slot, h, len + DP_HEADER_LEN + DP_TAG_LEN)) {
+    e->counters[PC_TX_PACKETS] += 1;
+    e->counters[PC_TX_BYTES] += (double)len;
+    x->sent++;
+  } else {
+    x->failed++;
+  }
+  return 1;
+}

@@ -12,7 +12,29 @@ typedef struct {
   void *dev;
 } tun_express_writer;
 
+/* Mirror of packages/tun/native/tun.c's tun_express_sender (layout version 1). */
+#define TUN_EXPRESS_SENDER_MAGIC 0x434c5453u
+typedef struct {
+  uint32_t magic;
+  int (*send)(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
+  void *ctx;
+} tun_express_sender;
+
 typedef struct dp_xrx dp_xrx;
+typedef struct dp_xtx dp_xtx;
+
+/* Sends one datagram to endpoint `slot` of socket `sock` (udp.c): 1 sent, 0 dropped (counted there). */
+int dp_udp_send_slot(void *sock, int32_t slot, const uint8_t *p, size_t len);
+
+dp_xtx *dp_xtx_new(void);
+void dp_xtx_free(napi_env env, dp_xtx *x);
+/* expressTxSetup(gen: Int32Array(1), mtu) | expressTxSetup(null). */
+napi_value dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv);
+/* expressTxLease(...) -> boolean. */
+napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv);
+/* 1 when the packet (in its TUN slot) was framed, sealed and sent here; 0 to leave it, unchanged, to JavaScript. */
+int dp_xtx_try(napi_env env, dp_xtx *x, void *sock, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
+void dp_xtx_stats(const dp_xtx *x, double *sent, double *failed, double *leases);
 
 dp_xrx *dp_xrx_new(void);
 /* Releases every reference and the table. */

@@ -115,6 +115,8 @@ typedef struct {
   uint32_t eps_cap;
 
   dp_xrx *xrx; /* express receive (express.c); NULL until expressSetup */
+  dp_xtx *xtx; /* express send (express.c); NULL until expressTxSetup */
+  tun_express_sender sender; /* handed to the TUN addon (expressTxSetup's result) */
 
   /* Counters (read with stats()). */
   double rx_datagrams, rx_batches, rx_truncated, rx_errors, cb_exceptions, rx_gro_messages;
@@ -180,6 +182,10 @@ static void do_close(udp_sock *s) {
     dp_xrx_free(s->env, s->xrx);
     s->xrx = NULL;
   }
+  if (s->xtx != NULL) {
+    dp_xtx_free(s->env, s->xtx);
+    s->xtx = NULL;
+  }
   /* The async context and the object are still in use by on_readable when
    * close() runs inside the receive callback: release them afterwards. */
   if (s->actx != NULL && !s->in_callback) {
@@ -204,6 +210,7 @@ static void finalize(napi_env env, void *data, void *hint) {
   }
   if (s->self_ref != NULL) napi_delete_reference(env, s->self_ref);
   dp_xrx_free(env, s->xrx);
+  dp_xtx_free(env, s->xtx);
   free(s->rmsgs);
   free(s->riov);
   free(s->rnames);
@@ -886,6 +893,10 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "rxExpress", xd);
   put_num(env, o, "rxExpressTunFailed", xf);
   put_num(env, o, "expressLeases", xl);
+  dp_xtx_stats(s->xtx, &xd, &xf, &xl);
+  put_num(env, o, "txExpress", xd);
+  put_num(env, o, "txExpressFailed", xf);
+  put_num(env, o, "expressTxLeases", xl);
   int rb = 0, sb = 0;
   socklen_t l = sizeof rb;
   if (s->closed || getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rb, &l) != 0) rb = 0;
@@ -921,6 +932,68 @@ static napi_value m_express_lease(napi_env env, napi_callback_info info) {
   return dp_xrx_lease(env, s->xrx, argc, argv);
 }
 
+int dp_udp_send_slot(void *sock, int32_t slot, const uint8_t *p, size_t len) {
+  udp_sock *s = sock;
+  if (s->closed) return 0;
+  if (slot < 0 || (uint32_t)slot >= s->eps_cap || s->eps[slot].len == 0) {
+    s->tx_no_endpoint++;
+    return 0;
+  }
+  ssize_t w;
+  do w = sendto(s->fd, p, len, MSG_DONTWAIT, &s->eps[slot].addr.sa, s->eps[slot].len);
+  while (w < 0 && errno == EINTR);
+  if (w >= 0) {
+    s->tx_datagrams++;
+    return 1;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) s->tx_dropped_full++;
+  else s->tx_errors++;
+  return 0;
+}
+
+/* The TUN addon's entry point (tun_express_sender.send). */
+static int express_send(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom) {
+  udp_sock *s = ctx;
+  if (s->closed || s->xtx == NULL) return 0;
+  return dp_xtx_try(s->env, s->xtx, s, pkt, len, headroom, tailroom);
+}
+
+/* expressTxSetup(gen, mtu) -> sender external | expressTxSetup(null): see express.c. */
+static napi_value m_express_tx_setup(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  if (s->closed) return dp_throw(env, "ERR_DP_CLOSED", 0, "the socket is closed");
+  if (s->xtx == NULL && (s->xtx = dp_xtx_new()) == NULL) return dp_throw(env, "ERR_DP_NATIVE", 0, "out of memory");
+  napi_value r = dp_xtx_setup(env, s->xtx, argc, argv);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) return r;
+  napi_valuetype t = napi_undefined;
+  napi_typeof(env, argv[0], &t);
+  if (t == napi_null || t == napi_undefined) return NULL;
+  s->sender.magic = TUN_EXPRESS_SENDER_MAGIC;
+  s->sender.send = express_send;
+  s->sender.ctx = s;
+  if (napi_create_external(env, &s->sender, NULL, NULL, &out) != napi_ok) return NULL;
+  return out;
+}
+
+/* expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters) -> boolean. */
+static napi_value m_express_tx_lease(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  udp_sock *s = unwrap_this(env, info, &argc, argv);
+  if (s == NULL) return NULL;
+  if (s->closed || s->xtx == NULL) {
+    napi_value f;
+    napi_get_boolean(env, false, &f);
+    return f;
+  }
+  return dp_xtx_lease(env, s->xtx, argc, argv);
+}
+
 static napi_value m_fd(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   udp_sock *s = unwrap_this(env, info, &argc, NULL);
@@ -943,6 +1016,8 @@ napi_status dp_udp_init(napi_env env, napi_value exports) {
       {"fd", NULL, m_fd, NULL, NULL, NULL, napi_default_method, NULL},
       {"expressSetup", NULL, m_express_setup, NULL, NULL, NULL, napi_default_method, NULL},
       {"expressLease", NULL, m_express_lease, NULL, NULL, NULL, napi_default_method, NULL},
+      {"expressTxSetup", NULL, m_express_tx_setup, NULL, NULL, NULL, napi_default_method, NULL},
+      {"expressTxLease", NULL, m_express_tx_lease, NULL, NULL, NULL, napi_default_method, NULL},
   };
   napi_value cls;
   napi_status st = napi_define_class(env, "UdpSocket", NAPI_AUTO_LENGTH, ctor, NULL, sizeof methods / sizeof methods[0], methods, &cls);
