@@ -1,8 +1,9 @@
 // Idle latency, taken apart: the added ping RTT of tinc and cluevpnd next to
 // three floors that forward without encryption (lib/floor/): a plain C poll()
 // loop, the same C inside Node's event loop, and that plus one empty
-// JavaScript call per readable event. Started by scripts/bench/latency; see
-// --help there.
+// JavaScript call per readable event; and cluevpnd with its express path
+// off (`cluevpn-noexpress`: every packet through the JavaScript pipelines)
+// next to the default. Started by scripts/bench/latency; see --help there.
 //
 // Per round, per VPN: `X-pair-up` (lib/README.md), 5 pings, then PINGS
 // pings of SIZE bytes at INTERVAL s (idle: the daemons sleep between pings):
@@ -19,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLab, median, onlyList, parseOptions, quantile, usageHelpers } from './lab.mjs';
 
 const { usageError, posInt } = usageHelpers('latency');
-const VPNS = ['raw', 'floor-c', 'floor-node', 'floor-js', 'tinc', 'cluevpn'];
+const VPNS = ['raw', 'floor-c', 'floor-node', 'floor-js', 'tinc', 'cluevpn-noexpress', 'cluevpn'];
 const opts = { pings: 60, interval: 0.2, rounds: 2, size: 56, warmup: 3000, only: VPNS };
 parseOptions('latency', process.argv.slice(2), (a, val) => {
   if (a === '--quick') Object.assign(opts, { pings: 20, rounds: 1, warmup: 500 });
