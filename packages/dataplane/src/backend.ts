@@ -174,6 +174,13 @@ export interface ExpressTxLease {
   counters: Float64Array;
 }
 
+/**
+ * Reads of at most this many packets (socket or TUN) are offered to the
+ * express paths: idle traffic, one packet or the two fragments of a large
+ * ping (native/src/express.h, DP_EXPRESS_MAX_BATCH; tun.c, TUN_EXPRESS_MAX_BATCH).
+ */
+export const EXPRESS_MAX_BATCH = 4;
+
 /** What the express receive path needs from the data plane (see {@link BatchUdpSocket.expressSetup}). */
 export interface ExpressSetup {
   /** Lease generation: a lease is valid while its generation equals gen[0]. */

@@ -21,8 +21,8 @@
  *     and a source inside the peer's subnets ('spoofed').
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
- * 12. Express lease: when a lone datagram (a batch of one: what idle
- *     traffic looks like) was delivered uncompressed, its session's receive
+ * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
+ *     what idle traffic looks like) delivered a datagram uncompressed, its session's receive
  *     state is lent to the native socket (`expressLease`), which then
  *     delivers the next lone datagrams of that session to the TUN in C,
  *     without entering JavaScript, for as long as nothing changes (every
@@ -32,7 +32,7 @@
  * Nothing is allocated per packet (event handlers aside, which are rate-
  * limited or rare).
  */
-import { HEADER_LEN, SOURCE_LEN, type DatagramBatch } from './backend.js';
+import { EXPRESS_MAX_BATCH, HEADER_LEN, SOURCE_LEN, type DatagramBatch } from './backend.js';
 import { DecompressError } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
@@ -205,7 +205,7 @@ export class ReceivePipeline {
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += plen;
-        if (count === 1) lone = s;
+        if (count <= EXPRESS_MAX_BATCH) lone = s;
       }
     }
     // 12: express lease

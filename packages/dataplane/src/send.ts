@@ -22,8 +22,8 @@
  * 10. One `sealBatch` for the whole batch, one `sendBatch`; per-peer tx
  *     counters for what the socket took, 'send-failed' for the rest.
  * 11. One TUN `writeBatch` for the queued ICMP replies.
- * 12. Express lease: when a lone packet (a read of one: what idle traffic
- *     looks like) was sent, uncompressed, framed in place, with the peer's
+ * 12. Express lease: when a small read (≤ EXPRESS_MAX_BATCH packets: what
+ *     idle traffic looks like) was sent, its last packet uncompressed, framed in place, with the peer's
  *     primary session, its (destination, source) pair is leased to the
  *     native socket with a block of {@link TX_LEASE_BLOCK} counters taken out
  *     of the session's counter for good: the next lone packets of that pair
@@ -37,7 +37,7 @@
  * Nothing here allocates per packet: all arrays are sized at construction
  * (and grown, rarely, when a batch is larger than any before).
  */
-import { HEADER_LEN, TAG_LEN } from './backend.js';
+import { EXPRESS_MAX_BATCH, HEADER_LEN, TAG_LEN } from './backend.js';
 import { CompressionAlgo } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
@@ -198,7 +198,6 @@ export class SendPipeline {
       // 4. route
       const slot = routes.lookup(buf, dstOff, family);
       const peer: Peer | undefined = slot >= 0 ? bySlot[slot] : undefined;
-      if (count === 1 && peer !== undefined && this.expressOn) this.noteAddrs(buf, family, dstOff, srcOff);
       if (peer === undefined) {
         countDrop(ctx, null, DropReason.NO_ROUTE);
         const l = ctx.icmp.build(buf, off, len, this.icmpArena, this.icmpOffs[nIcmp], now);
@@ -232,6 +231,8 @@ export class SendPipeline {
         s.softRekeyAsked = true;
         ctx.events.rekeyNeeded(peer, 'counter-soft-limit', now);
       }
+      // (step 12 needs the addresses of the last packet, before compression rewrites it)
+      if (count <= EXPRESS_MAX_BATCH && this.expressOn) this.noteAddrs(buf, family, dstOff, srcOff);
       // 7. placement
       let payloadOff: number;
       if (this.inPlace) payloadOff = off;
@@ -266,7 +267,9 @@ export class SendPipeline {
       ctx.crypto.sealBatch(out, n, this.offs, this.payloadLens, this.handles);
       const sent = ctx.socket.sendBatch(out, n, this.offs, this.wireLens, this.slots);
       // 12. express lease
-      if (count === 1 && sent === 1 && this.expressOn) this.leaseTx(this.sessions[0] as Session);
+      if (count <= EXPRESS_MAX_BATCH && sent === n && this.expressOn && ctx.peers.generation === generation) {
+        this.leaseTx(this.sessions[n - 1] as Session);
+      }
       for (let j = 0; j < n; j++) {
         const peer = (this.sessions[j] as Session).peer;
         this.sessions[j] = null;

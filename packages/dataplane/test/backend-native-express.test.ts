@@ -32,7 +32,7 @@ interface Step {
 
 interface SendStep {
   name: string;
-  datagrams: Array<{ type: number; index: number; epoch: number; counter: number; payload: string | null }>;
+  datagrams: Array<{ type: number; index: number; epoch: number; counter: number; payload: string | null; authentic: boolean; length: number }>;
   express: Step['express'] & { sendOn: boolean; sent: number; sendFailed: number; sendLeases: number };
   txCounter: number;
   txPackets: number;
@@ -113,6 +113,10 @@ test('express receive: lone datagrams of a leased session reach the TUN in C; ev
   assert.deepEqual(s('after-roam').arrived, ['e2m3']);
   assert.equal(s('after-roam').express.delivered, 5);
   assert.equal(s('after-roam').rxPackets, 8);
+  // Two datagrams in one batch: both by C, in order.
+  assert.deepEqual(s('pair').arrived, ['pair-a', 'pair-b']);
+  assert.equal(s('pair').express.delivered, 7);
+  assert.equal(s('pair').rxPackets, 10);
 });
 
 test('express send: lone TUN packets are sealed and sent in C with counters JavaScript never uses; bursts, new epochs and new sessions stay correct', { skip }, () => {
@@ -125,13 +129,15 @@ test('express send: lone TUN packets are sealed and sent in C with counters Java
     'new-epoch': Array.from({ length: 5 }, (_, i) => `e${i}`),
     'new-session': Array.from({ length: 5 }, (_, i) => `n${i}`),
   };
+  const fragments = s('fragments');
   const used = new Set<string>();
   let total = 0;
   for (const step of steps) {
     const d = step.datagrams;
     total += d.length;
     // every packet arrived once, authentic, as DATA, in order
-    assert.deepEqual(d.map((x) => x.payload), expected[step.name], `${step.name}: payloads`);
+    assert.ok(d.every((x) => x.authentic), `${step.name}: authentic`);
+    if (step !== fragments) assert.deepEqual(d.map((x) => x.payload), expected[step.name], `${step.name}: payloads`);
     assert.ok(d.every((x) => x.type === 0x11), `${step.name}: DATA`);
     for (let i = 1; i < d.length; i++) assert.ok(d[i].counter > d[i - 1].counter, `${step.name}: counters increase (${d[i - 1].counter}, ${d[i].counter})`);
     // no nonce twice: (key = receiver index here, epoch, counter) unique over the whole run
@@ -159,4 +165,8 @@ test('express send: lone TUN packets are sealed and sent in C with counters Java
   assert.ok(s('new-epoch').express.sent > s('after-burst').express.sent);
   assert.ok(s('new-session').datagrams.every((x) => x.epoch === 1 && x.index === 10));
   assert.ok(s('new-session').express.sent > s('new-epoch').express.sent);
+  // 2000-byte datagrams leave as two fragments (1420 + the rest) each, sealed by C too
+  assert.equal(fragments.datagrams.length, 6);
+  assert.deepEqual(fragments.datagrams.map((x) => x.length > 1000), [true, false, true, false, true, false]);
+  assert.ok(fragments.express.sent - s('new-session').express.sent >= 4, `fragments sent by C: ${fragments.express.sent - s('new-session').express.sent}`);
 });

@@ -111,12 +111,13 @@ typedef struct {
 /*
  * The other direction: a C consumer of single packets read from the device
  * (the dataplane's express send path), tried before JavaScript when a read
- * yields exactly one packet. `send` gets the packet in its slot with the
+ * yields at most TUN_EXPRESS_MAX_BATCH packets. `send` gets the packet in its slot with the
  * free bytes before and after it, may rewrite the slot in place, and returns
  * 1 when it took the packet (JavaScript does not see it), 0 to leave it, as
  * read, to the packet handler. Mirrored in the dataplane addon's express.h.
  */
 #define TUN_EXPRESS_SENDER_MAGIC 0x434c5453u /* "CLTS", layout version 1 */
+#define TUN_EXPRESS_MAX_BATCH 4                 /* reads of at most this many packets are offered */
 typedef struct {
   uint32_t magic;
   int (*send)(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
@@ -460,11 +461,21 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (read_err == 0) n = d->vnet ? fill_vnet(d, &read_err) : fill_plain(d, &read_err);
     napi_handle_scope scope;
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-    if (n == 1 && d->sender != NULL &&
-        d->sender->send(d->sender->ctx, d->slab + d->offsets[0], (size_t)d->lengths[0], (size_t)d->headroom,
-                        (size_t)(d->slot - d->headroom - d->lengths[0]))) {
-      d->stats[ST_PACKETS_IN]++;
-      n = 0;
+    if (n >= 1 && n <= TUN_EXPRESS_MAX_BATCH && d->sender != NULL) {
+      /* Small reads (idle traffic: one packet, or the two fragments of a
+       * large ping) go to the express sender first, in order; JavaScript
+       * gets what it left, from the first packet it did not take on. */
+      int32_t m = 0;
+      while (m < n && d->sender->send(d->sender->ctx, d->slab + d->offsets[m], (size_t)d->lengths[m], (size_t)d->headroom,
+                                      (size_t)(d->slot - d->headroom - d->lengths[m]))) {
+        m++;
+      }
+      if (m > 0) {
+        d->stats[ST_PACKETS_IN] += (uint64_t)m;
+        memmove(d->offsets, d->offsets + m, (size_t)(n - m) * sizeof *d->offsets);
+        memmove(d->lengths, d->lengths + m, (size_t)(n - m) * sizeof *d->lengths);
+        n -= m;
+      }
     }
     if (n > 0) {
       d->stats[ST_PACKETS_IN] += (uint64_t)n;

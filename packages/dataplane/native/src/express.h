@@ -20,6 +20,9 @@ typedef struct {
   void *ctx;
 } tun_express_sender;
 
+/* Batches (socket reads, TUN reads) of at most this many packets are offered to the express paths. */
+#define DP_EXPRESS_MAX_BATCH 4
+
 typedef struct dp_xrx dp_xrx;
 typedef struct dp_xtx dp_xtx;
 

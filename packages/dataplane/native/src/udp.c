@@ -331,10 +331,23 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     while (msg < n && !s->closed) {
       int k = fill_batch(s, n, &msg, &at);
       if (k == 0 || s->cb_ref == NULL) continue;
-      /* A lone datagram may take the express path (express.c) and never enter JavaScript. */
-      if (k == 1 && s->xrx != NULL &&
-          dp_xrx_try(env, s->xrx, s->slab + s->offsets[0], (uint32_t)s->lengths[0], s->sources)) {
-        continue;
+      /* A small batch (idle traffic: one datagram, or the two fragments of a
+       * large ping) may take the express path (express.c) and never enter
+       * JavaScript: C takes datagrams in order while it can; JavaScript gets
+       * the rest, from the first one C left on. */
+      if (k <= DP_EXPRESS_MAX_BATCH && s->xrx != NULL) {
+        int m = 0;
+        while (m < k && dp_xrx_try(env, s->xrx, s->slab + s->offsets[m], (uint32_t)s->lengths[m],
+                                   s->sources + (size_t)m * DP_SOURCE_LEN)) {
+          m++;
+        }
+        if (m == k) continue;
+        if (m > 0) {
+          memmove(s->offsets, s->offsets + m, (size_t)(k - m) * sizeof *s->offsets);
+          memmove(s->lengths, s->lengths + m, (size_t)(k - m) * sizeof *s->lengths);
+          memmove(s->sources, s->sources + (size_t)m * DP_SOURCE_LEN, (size_t)(k - m) * DP_SOURCE_LEN);
+          k -= m;
+        }
       }
       napi_value cb, recv, argv[1], result;
       s->rx_datagrams += k;
