@@ -39,7 +39,7 @@ static int fwd_open(fwd_t *f, const char *name, int port, const char *ip, int pp
   if (f->tun < 0) return *what = "open /dev/net/tun", -errno;
   memset(&ifr, 0, sizeof ifr);
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
   if (ioctl(f->tun, TUNSETIFF, &ifr) < 0) return *what = "TUNSETIFF", -errno;
   f->udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (f->udp < 0) return *what = "socket", -errno;
