@@ -38,11 +38,18 @@ interface SendStep {
   txPackets: number;
 }
 
-let result: { steps: Step[]; sendSteps: SendStep[] } | null = null;
+interface Cross {
+  expected: string[];
+  arrived: string[];
+  expressDelivered: number;
+  sent: number;
+}
+
+let result: { steps: Step[]; sendSteps: SendStep[]; cross: Cross } | null = null;
 const skip = skipReason();
 
 /** Runs the child once (in a throw-away namespace) and keeps its report. */
-function run(): { steps: Step[]; sendSteps: SendStep[] } {
+function run(): { steps: Step[]; sendSteps: SendStep[]; cross: Cross } {
   if (result !== null) return result;
   const ns = `xr-${process.pid}`;
   execFileSync('ip', ['netns', 'add', ns]);
@@ -57,7 +64,7 @@ function run(): { steps: Step[]; sendSteps: SendStep[] } {
   }
   const line = out.split('\n').find((l) => l.startsWith('RESULT '));
   assert.ok(line !== undefined, out);
-  result = JSON.parse(line.slice(7)) as { steps: Step[]; sendSteps: SendStep[] };
+  result = JSON.parse(line.slice(7)) as { steps: Step[]; sendSteps: SendStep[]; cross: Cross };
   return result;
 }
 
@@ -169,4 +176,14 @@ test('express send: lone TUN packets are sealed and sent in C with counters Java
   assert.equal(fragments.datagrams.length, 6);
   assert.deepEqual(fragments.datagrams.map((x) => x.length > 1000), [true, false, true, false, true, false]);
   assert.ok(fragments.express.sent - s('new-session').express.sent >= 4, `fragments sent by C: ${fragments.express.sent - s('new-session').express.sent}`);
+});
+
+test('express receive: C and JavaScript share one replay window; 600 random counters (replays, old, jumps) give exactly what a model ReplayWindow accepts', { skip }, () => {
+  const c = run().cross;
+  assert.equal(c.sent, 600);
+  assert.ok(c.expected.length > 200, `model accepted ${c.expected.length}`);
+  assert.ok(c.expected.length < 560, `model refused ${600 - c.expected.length}`);
+  assert.deepEqual(c.arrived, c.expected);
+  // most accepted datagrams were C's (the rest: the first of the epoch and those after a JavaScript one)
+  assert.ok(c.expressDelivered > c.expected.length / 2, `C delivered ${c.expressDelivered} of ${c.expected.length}`);
 });
