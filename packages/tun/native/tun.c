@@ -114,13 +114,17 @@ typedef struct {
  * yields at most TUN_EXPRESS_MAX_BATCH packets. `send` gets the packet in its slot with the
  * free bytes before and after it, may rewrite the slot in place, and returns
  * 1 when it took the packet (JavaScript does not see it), 0 to leave it, as
- * read, to the packet handler. Mirrored in the dataplane addon's express.h.
+ * read, to the packet handler; what it took it may hold until `flush`, which
+ * comes after the read's express loop and before the handler runs (so the
+ * packets of one read can leave in one system call, in order). Mirrored in
+ * the dataplane addon's express.h.
  */
-#define TUN_EXPRESS_SENDER_MAGIC 0x434c5453u /* "CLTS", layout version 1 */
+#define TUN_EXPRESS_SENDER_MAGIC 0x434c5432u /* "CLT2", layout version 2 */
 #define TUN_EXPRESS_MAX_BATCH 4                 /* reads of at most this many packets are offered */
 typedef struct {
   uint32_t magic;
   int (*send)(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
+  void (*flush)(void *ctx); /* sends what `send` took; called after the read's express loop, before the handler */
   void *ctx;
 } tun_express_sender;
 
@@ -471,6 +475,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
         m++;
       }
       if (m > 0) {
+        d->sender->flush(d->sender->ctx);
         d->stats[ST_PACKETS_IN] += (uint64_t)m;
         memmove(d->offsets, d->offsets + m, (size_t)(n - m) * sizeof *d->offsets);
         memmove(d->lengths, d->lengths + m, (size_t)(n - m) * sizeof *d->lengths);
@@ -885,7 +890,8 @@ static napi_value js_set_express_sender(napi_env env, napi_callback_info info) {
   napi_valuetype to = napi_undefined;
   if (argc < 3 || napi_get_value_external(env, argv[1], &p) != napi_ok || p == NULL ||
       napi_typeof(env, argv[2], &to) != napi_ok || to != napi_object ||
-      ((const tun_express_sender *)p)->magic != TUN_EXPRESS_SENDER_MAGIC) {
+      ((const tun_express_sender *)p)->magic != TUN_EXPRESS_SENDER_MAGIC || ((const tun_express_sender *)p)->send == NULL ||
+      ((const tun_express_sender *)p)->flush == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "setExpressSender(handle, sender external | null, owner)");
     return NULL;
   }

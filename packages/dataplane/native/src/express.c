@@ -365,6 +365,8 @@ struct dp_xtx {
   uint32_t mtu;
   uint32_t live;
   double sent, failed;
+  dp_tx_msg pend[DP_EXPRESS_MAX_BATCH]; /* sealed, waiting for dp_xtx_flush */
+  int npend;
   tx_lease tab[XT_SLOTS];
 };
 
@@ -516,12 +518,33 @@ int dp_xtx_try(napi_env env, dp_xtx *x, void *sock, uint8_t *pkt, size_t len, si
     x->failed++;
     return 1;
   }
-  if (dp_udp_send_slot(sock, e->slot, h, len + DP_HEADER_LEN + DP_TAG_LEN)) {
-    e->counters[PC_TX_PACKETS] += 1;
-    e->counters[PC_TX_BYTES] += (double)len;
-    x->sent++;
-  } else {
-    x->failed++;
-  }
+  /* Sent by dp_xtx_flush, which the TUN addon calls after the small read and
+   * before JavaScript sees the rest of it: the datagrams of one read (the two
+   * fragments of a large ping) leave in one sendmmsg, so the peer usually
+   * wakes once for both. */
+  dp_tx_msg *m = &x->pend[x->npend++];
+  m->p = h;
+  m->len = len + DP_HEADER_LEN + DP_TAG_LEN;
+  m->slot = e->slot;
+  m->counters = e->counters;
+  m->inner = len;
+  if (x->npend == DP_EXPRESS_MAX_BATCH) dp_xtx_flush(x, sock);
   return 1;
+}
+
+void dp_xtx_flush(dp_xtx *x, void *sock) {
+  if (x == NULL || x->npend == 0) return;
+  int n = x->npend;
+  x->npend = 0;
+  dp_udp_send_many(sock, x->pend, n);
+  for (int i = 0; i < n; i++) {
+    dp_tx_msg *m = &x->pend[i];
+    if (m->ok) {
+      m->counters[PC_TX_PACKETS] += 1;
+      m->counters[PC_TX_BYTES] += (double)m->inner;
+      x->sent++;
+    } else {
+      x->failed++;
+    }
+  }
 }

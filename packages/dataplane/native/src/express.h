@@ -12,11 +12,12 @@ typedef struct {
   void *dev;
 } tun_express_writer;
 
-/* Mirror of packages/tun/native/tun.c's tun_express_sender (layout version 1). */
-#define TUN_EXPRESS_SENDER_MAGIC 0x434c5453u
+/* Mirror of packages/tun/native/tun.c's tun_express_sender (layout version 2). */
+#define TUN_EXPRESS_SENDER_MAGIC 0x434c5432u
 typedef struct {
   uint32_t magic;
   int (*send)(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
+  void (*flush)(void *ctx);
   void *ctx;
 } tun_express_sender;
 
@@ -26,8 +27,18 @@ typedef struct {
 typedef struct dp_xrx dp_xrx;
 typedef struct dp_xtx dp_xtx;
 
-/* Sends one datagram to endpoint `slot` of socket `sock` (udp.c): 1 sent, 0 dropped (counted there). */
-int dp_udp_send_slot(void *sock, int32_t slot, const uint8_t *p, size_t len);
+/* One sealed datagram of the express send path, waiting for its sendmmsg. */
+typedef struct {
+  const uint8_t *p;
+  size_t len;
+  int32_t slot;
+  double *counters; /* the peer's */
+  size_t inner;     /* inner packet bytes, for the peer's tx counter */
+  int ok;           /* set by dp_udp_send_many: 1 sent */
+} dp_tx_msg;
+
+/* Sends n datagrams in one sendmmsg to their endpoint slots of socket `sock` (udp.c); sets each ok, counts failures there. */
+void dp_udp_send_many(void *sock, dp_tx_msg *msgs, int n);
 
 dp_xtx *dp_xtx_new(void);
 void dp_xtx_free(napi_env env, dp_xtx *x);
@@ -35,8 +46,10 @@ void dp_xtx_free(napi_env env, dp_xtx *x);
 napi_value dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv);
 /* expressTxLease(...) -> boolean. */
 napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv);
-/* 1 when the packet (in its TUN slot) was framed, sealed and sent here; 0 to leave it, unchanged, to JavaScript. */
+/* 1 when the packet (in its TUN slot) was framed, sealed and queued here; 0 to leave it, unchanged, to JavaScript. */
 int dp_xtx_try(napi_env env, dp_xtx *x, void *sock, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
+/* Sends what dp_xtx_try queued (one sendmmsg); call before anything else may send on the socket. */
+void dp_xtx_flush(dp_xtx *x, void *sock);
 void dp_xtx_stats(const dp_xtx *x, double *sent, double *failed, double *leases);
 
 dp_xrx *dp_xrx_new(void);

@@ -945,23 +945,43 @@ static napi_value m_express_lease(napi_env env, napi_callback_info info) {
   return dp_xrx_lease(env, s->xrx, argc, argv);
 }
 
-int dp_udp_send_slot(void *sock, int32_t slot, const uint8_t *p, size_t len) {
+void dp_udp_send_many(void *sock, dp_tx_msg *msgs, int n) {
   udp_sock *s = sock;
-  if (s->closed) return 0;
-  if (slot < 0 || (uint32_t)slot >= s->eps_cap || s->eps[slot].len == 0) {
-    s->tx_no_endpoint++;
-    return 0;
+  struct mmsghdr mh[DP_EXPRESS_MAX_BATCH];
+  struct iovec iov[DP_EXPRESS_MAX_BATCH];
+  int idx[DP_EXPRESS_MAX_BATCH], m = 0;
+  for (int i = 0; i < n; i++) {
+    dp_tx_msg *t = &msgs[i];
+    t->ok = 0;
+    if (s->closed || m == DP_EXPRESS_MAX_BATCH) continue;
+    if (t->slot < 0 || (uint32_t)t->slot >= s->eps_cap || s->eps[t->slot].len == 0) {
+      s->tx_no_endpoint++;
+      continue;
+    }
+    iov[m].iov_base = (void *)t->p;
+    iov[m].iov_len = t->len;
+    memset(&mh[m], 0, sizeof mh[m]);
+    mh[m].msg_hdr.msg_name = &s->eps[t->slot].addr.sa;
+    mh[m].msg_hdr.msg_namelen = s->eps[t->slot].len;
+    mh[m].msg_hdr.msg_iov = &iov[m];
+    mh[m].msg_hdr.msg_iovlen = 1;
+    idx[m++] = i;
   }
-  ssize_t w;
-  do w = sendto(s->fd, p, len, MSG_DONTWAIT, &s->eps[slot].addr.sa, s->eps[slot].len);
-  while (w < 0 && errno == EINTR);
-  if (w >= 0) {
-    s->tx_datagrams++;
-    return 1;
+  int k = 0;
+  while (k < m) {
+    int r = sendmmsg(s->fd, mh + k, (unsigned)(m - k), MSG_DONTWAIT);
+    if (r < 0 && errno == EINTR) continue;
+    if (r > 0) {
+      for (int j = k; j < k + r; j++) msgs[idx[j]].ok = 1;
+      s->tx_datagrams += r;
+      k += r;
+      continue;
+    }
+    /* The message at k was refused: count it, go on with the next. */
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) s->tx_dropped_full++;
+    else s->tx_errors++;
+    k++;
   }
-  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) s->tx_dropped_full++;
-  else s->tx_errors++;
-  return 0;
 }
 
 /* The TUN addon's entry point (tun_express_sender.send). */
@@ -969,6 +989,12 @@ static int express_send(void *ctx, uint8_t *pkt, size_t len, size_t headroom, si
   udp_sock *s = ctx;
   if (s->closed || s->xtx == NULL) return 0;
   return dp_xtx_try(s->env, s->xtx, s, pkt, len, headroom, tailroom);
+}
+
+/* The TUN addon's flush (tun_express_sender.flush): after a small read, before JavaScript. */
+static void express_flush(void *ctx) {
+  udp_sock *s = ctx;
+  if (s->xtx != NULL) dp_xtx_flush(s->xtx, s);
 }
 
 /* expressTxSetup(gen, mtu) -> sender external | expressTxSetup(null): see express.c. */
@@ -988,6 +1014,7 @@ static napi_value m_express_tx_setup(napi_env env, napi_callback_info info) {
   if (t == napi_null || t == napi_undefined) return NULL;
   s->sender.magic = TUN_EXPRESS_SENDER_MAGIC;
   s->sender.send = express_send;
+  s->sender.flush = express_flush;
   s->sender.ctx = s;
   if (napi_create_external(env, &s->sender, NULL, NULL, &out) != napi_ok) return NULL;
   return out;
