@@ -27,6 +27,7 @@ import {
   type ExpressLease,
   type ExpressSetup,
   type ExpressTxLease,
+  type NativeHook,
   type UdpBackend,
   type UdpOpenOptions,
 } from './backend.js';
@@ -65,7 +66,7 @@ export interface NativeUdpStats {
    */
   rxGroMessages: number;
   /**
-   * Lone datagrams delivered to the TUN by the express path (native/src/
+   * Datagrams delivered to the TUN by the express receive path (native/src/
    * express.c) without entering JavaScript; not counted in rxDatagrams.
    */
   rxExpress: number;
@@ -73,7 +74,7 @@ export interface NativeUdpStats {
   rxExpressTunFailed: number;
   /** Sessions leased to the express path right now (stale ones included until replaced). */
   expressLeases: number;
-  /** Lone TUN packets framed, sealed and sent by the express send path (also in txDatagrams when sent). */
+  /** TUN packets framed and sealed by the express send path (also in txDatagrams when sent). */
   txExpress: number;
   /** Of those, how many the socket did not send. */
   txExpressFailed: number;
@@ -364,7 +365,7 @@ export class NativeBatchUdpSocket implements BatchUdpSocket {
   }
 
   /** {@inheritDoc BatchUdpSocket.expressTxSetup} */
-  expressTxSetup(gen: Int32Array | null, mtu: number): { external: unknown; owner: object } | null {
+  expressTxSetup(gen: Int32Array | null, mtu: number): NativeHook | null {
     try {
       const external = this.sock.expressTxSetup(gen, mtu);
       return gen === null ? null : { external, owner: this.sock };

@@ -15,6 +15,10 @@
  */
 
 /** Wire value of the per-pair cipher (as carried in the native calls). */
+import type { NativeHook } from '@cluevpn/tun';
+
+export type { NativeHook };
+
 export const CipherId = {
   AES_256_GCM: 0,
   CHACHA20_POLY1305: 1,
@@ -152,7 +156,7 @@ export interface BatchUdpSocket {
    * and returns the C sender to hand to the TUN (`setExpressSender`), or
    * turns it off (`null`, returns null).
    */
-  expressTxSetup?(gen: Int32Array | null, mtu: number): { external: unknown; owner: object } | null;
+  expressTxSetup?(gen: Int32Array | null, mtu: number): NativeHook | null;
   /** Lends C a block of a session's counters for one (destination, source) pair; false when refused. */
   expressTxLease?(lease: ExpressTxLease): boolean;
 }
@@ -186,7 +190,7 @@ export interface ExpressSetup {
   /** Lease generation: a lease is valid while its generation equals gen[0]. */
   gen: Int32Array;
   /** The TUN device's C writer (`TunDevice.expressWriter()`). */
-  writer: { external: unknown; owner: object };
+  writer: NativeHook;
   mtu: number;
 }
 

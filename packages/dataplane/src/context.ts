@@ -2,7 +2,7 @@
  * The state both pipelines share: tables, backends, limits, counters.
  * Built once by `createDataplane`; the pipelines hold it by reference.
  */
-import type { BatchUdpSocket, CryptoBackend } from './backend.js';
+import type { BatchUdpSocket, CryptoBackend, NativeHook } from './backend.js';
 import type { Lz4Codec } from './compression.js';
 import type { DropReasonValue } from './drop-reasons.js';
 import type { EventDispatcher } from './events.js';
@@ -20,9 +20,9 @@ export interface DataplaneTun {
   onPackets(handler: ((batch: { count: number; buffer: Buffer; offsets: Int32Array; lengths: Int32Array }) => void) | null): void;
   writeBatch(buf: Uint8Array, offsets: Int32Array, lengths: Int32Array, count: number): number;
   /** Optional: the device's C writer for the express receive path (`@cluevpn/tun`'s TunDevice has it). */
-  expressWriter?(): { external: unknown; owner: object };
-  /** Optional: sets or clears the C consumer of lone packets (the express send path). */
-  setExpressSender?(sender: { external: unknown; owner: object } | null): void;
+  expressWriter?(): NativeHook;
+  /** Optional: sets or clears the C consumer of small TUN reads (the express send path). */
+  setExpressSender?(sender: NativeHook | null): void;
 }
 
 /** Counter limits, timers and rates (implementation constants; tests shrink them). */

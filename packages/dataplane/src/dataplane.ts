@@ -55,11 +55,12 @@ export interface DataplaneOptions {
   /** Overrides of {@link DEFAULT_LIMITS}. */
   limits?: Partial<DataplaneLimits>;
   /**
-   * The express receive path (default true): lone datagrams of a leased
-   * session go from the native socket to the TUN in C (see receive.ts, step
-   * 12). Used only when the socket and the TUN both offer it (native
-   * backend, real TUN device); `CLUEVPN_DP_NO_EXPRESS=1` in the environment
-   * turns it off too (benchmarks compare).
+   * The express paths (default true): small reads (idle traffic) of a
+   * leased flow go between the native socket and the TUN in C, both ways
+   * (receive.ts and send.ts, step 12). Used only when the socket and the TUN
+   * both offer it (native backend, real TUN device; sending also needs
+   * in-place framing); `CLUEVPN_DP_NO_EXPRESS=1` in the environment turns it
+   * off too (benchmarks compare).
    */
   express?: boolean;
 }
@@ -135,7 +136,7 @@ export interface DataplaneStats {
   /** Whether packets are framed inside the TUN's slots without a copy. */
   zeroCopy: boolean;
   /**
-   * The express paths. Receive (receive.ts step 12): whether it is on, lone
+   * The express paths. Receive (receive.ts step 12): whether it is on,
    * datagrams it delivered to the TUN without JavaScript (also counted in
    * the peers' rx counters), of those how many the TUN refused, and the
    * sessions leased now. Zeros when off.
@@ -145,7 +146,7 @@ export interface DataplaneStats {
     delivered: number;
     tunFailed: number;
     leases: number;
-    /** The express send path (send.ts step 12): on, lone packets it sent, of those not sent (socket), (destination, source) pairs leased now. */
+    /** The express send path (send.ts step 12): on, packets it sealed, of those not sent (socket), (destination, source) pairs leased now. */
     sendOn: boolean;
     sent: number;
     sendFailed: number;
@@ -303,7 +304,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     send.expressOn = true;
   }
   const expressStats = (): DataplaneStats['express'] => {
-    const st = receive.expressOn ? (socket as { stats?: () => Partial<NativeUdpStats> }).stats?.() : undefined;
+    const st = receive.expressOn || send.expressOn ? (socket as { stats?: () => Partial<NativeUdpStats> }).stats?.() : undefined;
     return {
       on: receive.expressOn,
       delivered: st?.rxExpress ?? 0,

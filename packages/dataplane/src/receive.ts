@@ -22,10 +22,10 @@
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
  * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
- *     what idle traffic looks like) delivered a datagram uncompressed, its session's receive
- *     state is lent to the native socket (`expressLease`), which then
- *     delivers the next lone datagrams of that session to the TUN in C,
- *     without entering JavaScript, for as long as nothing changes (every
+ *     what idle traffic looks like) delivered a datagram uncompressed, its
+ *     session's receive state is lent to the native socket
+ *     (`expressLease`), which then delivers the datagrams of that session's
+ *     next small batches to the TUN in C, without entering JavaScript, for as long as nothing changes (every
  *     change that matters bumps `PeerTable.expressGen`, including a newer
  *     epoch here). See native/src/express.c for the checks it repeats.
  *
@@ -141,7 +141,7 @@ export class ReceivePipeline {
     const wall = Date.now();
     let nPlain = 0;
     let nDec = 0;
-    let lone: Session | null = null;
+    let lease: Session | null = null;
     for (let j = 0; j < n; j++) {
       const s = this.sessions[j] as Session;
       this.sessions[j] = null;
@@ -205,11 +205,11 @@ export class ReceivePipeline {
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += plen;
-        if (count <= EXPRESS_MAX_BATCH) lone = s;
+        if (count <= EXPRESS_MAX_BATCH) lease = s;
       }
     }
     // 12: express lease
-    if (lone !== null && this.expressOn && lone.expressGen !== ctx.peers.expressGen[0] && !lone.retired) this.lease(lone);
+    if (lease !== null && this.expressOn && lease.expressGen !== ctx.peers.expressGen[0] && !lease.retired) this.lease(lease);
     // 11: into the TUN
     if (nPlain > 0) this.writeTun(buf, this.plainOffs, this.plainLens, nPlain);
     if (nDec > 0) this.writeTun(this.decArena, this.decOffs, this.decLens, nDec);
@@ -217,8 +217,6 @@ export class ReceivePipeline {
 
   /** True once the socket's express path is set up (Dataplane). */
   expressOn = false;
-  /** Express leases refused by the socket (diagnostics). */
-  expressRefused = 0;
 
   /** Step 12 (rare: once per session and lease generation; allocates the subnet list). */
   private lease(s: Session): void {
@@ -233,7 +231,8 @@ export class ReceivePipeline {
       subnets[18 * i + 1] = p.length;
       subnets.set(p.bytes, 18 * i + 2);
     });
-    const ok = ctx.socket.expressLease({
+    // Refused (more than 16 subnets, or the socket closed): the session stays in JavaScript until the next generation.
+    ctx.socket.expressLease({
       localIndex: s.localIndex,
       rxHandle: s.rxHandle,
       epoch: s.rxEpoch,
@@ -243,7 +242,6 @@ export class ReceivePipeline {
       endpointKey: peer.endpointKey,
       subnets,
     });
-    if (!ok) this.expressRefused++;
   }
 
   /** Step 10 for one packet: IP well-formedness and the spoof check. Counts the drop. */

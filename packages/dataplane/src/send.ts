@@ -23,11 +23,12 @@
  *     counters for what the socket took, 'send-failed' for the rest.
  * 11. One TUN `writeBatch` for the queued ICMP replies.
  * 12. Express lease: when a small read (≤ EXPRESS_MAX_BATCH packets: what
- *     idle traffic looks like) was sent, its last packet uncompressed, framed in place, with the peer's
- *     primary session, its (destination, source) pair is leased to the
- *     native socket with a block of {@link TX_LEASE_BLOCK} counters taken out
- *     of the session's counter for good: the next lone packets of that pair
- *     are framed, sealed and sent in C straight from the TUN read, without
+ *     idle traffic looks like) was sent whole, framed in place, and its last
+ *     packet went uncompressed with the peer's primary session, that
+ *     packet's (destination, source) pair is leased to the native socket
+ *     with a block of {@link TX_LEASE_BLOCK} counters taken out of the
+ *     session's counter for good: the packets of that pair in the next small
+ *     reads are framed, sealed and sent in C straight from the TUN read, without
  *     entering JavaScript (native/src/express.c). Any change to peers,
  *     sessions, routes, endpoints, local subnets or send epochs voids every
  *     send lease (`PeerTable.expressTxGen`), and so does this pipeline
@@ -98,9 +99,7 @@ export class SendPipeline {
   private readonly pendingFlush = new Set<Peer>();
   /** True once the express send path is set up (Dataplane). */
   expressOn = false;
-  /** Send leases the socket refused (diagnostics). */
-  expressTxRefused = 0;
-  /** Family, destination and source of the lone packet being sent (step 12). */
+  /** Family, destination and source of the last packet of a small read (step 12). */
   private readonly leaseAddrs = new Uint8Array(33);
 
   constructor(ctx: PipelineContext) {
@@ -294,7 +293,7 @@ export class SendPipeline {
     }
   }
 
-  /** Step 12 (rare: once per block of lone packets or after a change; allocates the lease record). */
+  /** Step 12 (rare: once per block of counters or after a change; allocates the lease record). */
   private leaseTx(s: Session): void {
     const ctx = this.ctx;
     const peer = s.peer;
@@ -308,7 +307,8 @@ export class SendPipeline {
     // The block is the session's no more: JavaScript goes on after it, whatever C does with it.
     s.txCounter = base + counterCount;
     s.expressTxGen = gen;
-    const ok = ctx.socket.expressTxLease({
+    // Refused only for a stale generation or a closed socket: C then keeps none, nothing to count.
+    ctx.socket.expressTxLease({
       addrs: this.leaseAddrs,
       slot: peer.slot,
       remoteIndex: s.remoteIndex,
@@ -319,7 +319,6 @@ export class SendPipeline {
       gen,
       counters: peer.counters,
     });
-    if (!ok) this.expressTxRefused++;
   }
 
   /** Step 5: keeps a copy of a packet for a peer without a session (rare path; allocates once per peer). False when it was not kept. */

@@ -109,10 +109,10 @@ typedef struct {
 } tun_express_writer;
 
 /*
- * The other direction: a C consumer of single packets read from the device
- * (the dataplane's express send path), tried before JavaScript when a read
- * yields at most TUN_EXPRESS_MAX_BATCH packets. `send` gets the packet in its slot with the
- * free bytes before and after it, may rewrite the slot in place, and returns
+ * The other direction: a C consumer of packets read from the device (the
+ * dataplane's express send path), tried before JavaScript, packet by packet,
+ * when a read yields at most TUN_EXPRESS_MAX_BATCH packets. `send` gets the
+ * packet in its slot with the free bytes before and after it, may rewrite the slot in place, and returns
  * 1 when it took the packet (JavaScript does not see it), 0 to leave it, as
  * read, to the packet handler; what it took it may hold until `flush`, which
  * comes after the read's express loop and before the handler runs (so the
@@ -173,7 +173,7 @@ typedef struct tun_dev {
 
   /* Handed to the dataplane addon's express path (expressWriter). */
   tun_express_writer writer;
-  /* Set by setExpressSender: tried for lone packets before JavaScript. */
+  /* Set by setExpressSender: tried for small reads before JavaScript. */
   const tun_express_sender *sender;
   napi_ref sender_ref, sender_owner_ref;
 } tun_dev;
@@ -873,7 +873,7 @@ static void drop_sender(tun_dev *d) {
 
 /*
  * setExpressSender(handle, external | null, owner): sets or clears the C
- * consumer of lone packets (tun_express_sender). `owner` is kept referenced
+ * consumer of small reads (tun_express_sender). `owner` is kept referenced
  * while set (it owns what `external` points to).
  */
 static napi_value js_set_express_sender(napi_env env, napi_callback_info info) {

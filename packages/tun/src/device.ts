@@ -14,6 +14,7 @@ import { TunError, TunErrorCode } from './errors.js';
 import { native, OPEN_NO_COALESCE, OPEN_OFFLOAD, OPEN_TAP, STAT_INDEX, type NativeHandle, type NativeTun } from './native.js';
 import { checkMtu, resolveTunOptions, type ResolvedTunOptions } from './options.js';
 import type {
+  NativeHook,
   PacketBatch,
   PacketHandler,
   TunDevice,
@@ -212,12 +213,12 @@ class NativeTunDevice implements TunDevice {
     return this.#n.writeBatch(this.#h, buf, offsets, lengths, count);
   }
 
-  expressWriter(): { external: unknown; owner: object } {
+  expressWriter(): NativeHook {
     this.#live();
     return { external: this.#n.expressWriter(this.#h), owner: this.#h };
   }
 
-  setExpressSender(sender: { external: unknown; owner: object } | null): void {
+  setExpressSender(sender: NativeHook | null): void {
     this.#live();
     if (sender === null) this.#n.setExpressSender(this.#h, null);
     else this.#n.setExpressSender(this.#h, sender.external, sender.owner);

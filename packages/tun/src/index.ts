@@ -9,6 +9,7 @@ export { TunError, TunErrorCode, isTunError } from './errors.js';
 export type { TunErrorCodeValue, TunErrorDetails } from './errors.js';
 export { TUN_DEFAULTS } from './types.js';
 export type {
+  NativeHook,
   PacketBatch,
   PacketHandler,
   TunDevice,

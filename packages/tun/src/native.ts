@@ -57,7 +57,7 @@ export interface NativeTun {
   stats(h: NativeHandle, out: Float64Array): void;
   /** An external pointing at the device's C writer (see TunDevice.expressWriter). */
   expressWriter(h: NativeHandle): unknown;
-  /** Sets (external + owner) or clears (null) the C consumer of lone packets (see TunDevice.setExpressSender). */
+  /** Sets (external + owner) or clears (null) the C consumer of small reads (see TunDevice.setExpressSender). */
   setExpressSender(h: NativeHandle, sender: unknown, owner?: object): void;
   close(h: NativeHandle): void;
   setMtu(ifname: string, mtu: number): void;

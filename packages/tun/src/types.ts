@@ -193,16 +193,16 @@ export interface TunDevice {
    * refused once the device is closed. Absent on devices without a native
    * fd (the in-memory fake). Throws `ERR_TUN_CLOSED` after close.
    */
-  expressWriter?(): { external: unknown; owner: object };
+  expressWriter?(): NativeHook;
   /**
    * For another native addon in this process (the data plane's express send
-   * path): sets, or clears with `null`, a C consumer tried for every read
-   * that yields exactly one packet, before the packet handler (layout in
-   * native/tun.c, `tun_express_sender`); a packet it takes never reaches the
-   * handler. `owner` stays referenced while set. Throws `ERR_TUN_CLOSED`
+   * path): sets, or clears with `null`, a C consumer tried, packet by
+   * packet and before the packet handler, for every read of at most 4
+   * packets (layout in native/tun.c, `tun_express_sender`); a packet it takes
+   * never reaches the handler, which gets the rest of the read in order. `owner` stays referenced while set. Throws `ERR_TUN_CLOSED`
    * after close.
    */
-  setExpressSender?(sender: { external: unknown; owner: object } | null): void;
+  setExpressSender?(sender: NativeHook | null): void;
 
   /** An active reader keeps the process alive (default). Returns this. */
   ref(): this;
@@ -217,6 +217,16 @@ export interface TunDevice {
    * non-persistent interface, with its addresses and routes, at once.
    */
   close(): void;
+}
+
+/**
+ * A C entry point handed between native addons of this process: an opaque
+ * `external` and the `owner` object that must stay referenced while the
+ * entry point is in use (see `TunDevice.expressWriter`).
+ */
+export interface NativeHook {
+  external: unknown;
+  owner: object;
 }
 
 /** Defaults of the read layout. */

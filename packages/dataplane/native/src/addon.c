@@ -62,6 +62,13 @@ int dp_get_i32(napi_env env, napi_value v, int32_t **data, size_t *len) {
   return 1;
 }
 
+int dp_get_f64(napi_env env, napi_value v, double **data, size_t *len) {
+  void *p;
+  if (!get_typed(env, v, napi_float64_array, &p, len)) return 0;
+  *data = p;
+  return 1;
+}
+
 int dp_get_int(napi_env env, napi_value v, int32_t *out) {
   napi_valuetype t;
   if (napi_typeof(env, v, &t) != napi_ok || t != napi_number) return 0;

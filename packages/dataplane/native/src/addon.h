@@ -44,6 +44,7 @@ napi_value dp_throw(napi_env env, const char *code, int err, const char *fmt, ..
 /* Typed-array accessors: 1 on success, 0 when `v` is not of that type. */
 int dp_get_u8(napi_env env, napi_value v, uint8_t **data, size_t *len);
 int dp_get_i32(napi_env env, napi_value v, int32_t **data, size_t *len);
+int dp_get_f64(napi_env env, napi_value v, double **data, size_t *len);
 /* Number accessor: 1 on success, 0 when `v` is not a number. */
 int dp_get_int(napi_env env, napi_value v, int32_t *out);
 

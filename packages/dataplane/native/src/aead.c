@@ -230,18 +230,19 @@ static int seal_one(EVP_CIPHER_CTX *ctx, uint8_t *p, int len) {
   return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, DP_TAG_LEN, pt + len) == 1;
 }
 
-static int open_one(EVP_CIPHER_CTX *ctx, uint8_t *p, int len) {
+/* Opens datagram p[0 .. len) into `out` (len - 36 bytes; out == p + 20 decrypts in place). */
+static int open_one(EVP_CIPHER_CTX *ctx, const uint8_t *p, int len, uint8_t *out) {
   int ctlen = len - DP_HEADER_LEN - DP_TAG_LEN;
-  uint8_t *ct = p + DP_HEADER_LEN;
+  const uint8_t *ct = p + DP_HEADER_LEN;
   int outl = 0, fl = 0;
   if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, p + DP_NONCE_OFFSET) != 1) return 0;
-  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, DP_TAG_LEN, ct + ctlen) != 1) return 0;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, DP_TAG_LEN, (void *)(ct + ctlen)) != 1) return 0;
   if (EVP_DecryptUpdate(ctx, NULL, &outl, p, DP_HEADER_LEN) != 1) return 0;
   outl = 0;
-  if (ctlen > 0 && EVP_DecryptUpdate(ctx, ct, &outl, ct, ctlen) != 1) return 0;
+  if (ctlen > 0 && EVP_DecryptUpdate(ctx, out, &outl, ct, ctlen) != 1) return 0;
   if (outl != ctlen) return 0;
   /* Tag comparison inside OpenSSL is constant time (CRYPTO_memcmp). */
-  return EVP_DecryptFinal_ex(ctx, ct + outl, &fl) == 1;
+  return EVP_DecryptFinal_ex(ctx, out + outl, &fl) == 1;
 }
 
 /*
@@ -252,18 +253,7 @@ static int open_one(EVP_CIPHER_CTX *ctx, uint8_t *p, int len) {
 int dp_aead_open_to(napi_env env, int32_t handle, const uint8_t *dg, int len, uint8_t *out) {
   dp_keytab *t = keytab(env);
   key_slot *k = t == NULL ? NULL : lookup(t, handle);
-  if (k == NULL || len < DP_HEADER_LEN + DP_TAG_LEN) return 0;
-  EVP_CIPHER_CTX *ctx = k->dec;
-  int ctlen = len - DP_HEADER_LEN - DP_TAG_LEN;
-  const uint8_t *ct = dg + DP_HEADER_LEN;
-  int outl = 0, fl = 0;
-  if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, dg + DP_NONCE_OFFSET) != 1) return 0;
-  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, DP_TAG_LEN, (void *)(ct + ctlen)) != 1) return 0;
-  if (EVP_DecryptUpdate(ctx, NULL, &outl, dg, DP_HEADER_LEN) != 1) return 0;
-  outl = 0;
-  if (ctlen > 0 && EVP_DecryptUpdate(ctx, out, &outl, ct, ctlen) != 1) return 0;
-  if (outl != ctlen) return 0;
-  return EVP_DecryptFinal_ex(ctx, out + outl, &fl) == 1;
+  return k != NULL && len >= DP_HEADER_LEN + DP_TAG_LEN && open_one(k->dec, dg, len, out);
 }
 
 /* Seals one packet in place (header at p, payload len bytes, tag after) with key `handle`; 0 for an unknown handle. */
@@ -328,7 +318,7 @@ static napi_value open_batch(napi_env env, napi_callback_info info) {
       last_h = h;
     }
     if (k != NULL && len >= DP_HEADER_LEN + DP_TAG_LEN && in_bounds(off, len, 0, a.buflen)) {
-      good = (uint8_t)open_one(k->dec, a.buf + off, len);
+      good = (uint8_t)open_one(k->dec, a.buf + off, len, a.buf + off + DP_HEADER_LEN);
       if (!good) errors = 1;
     }
     a.ok[i] = good;

@@ -1,18 +1,19 @@
 /*
- * Express receive: a lone datagram from the socket into the TUN device
- * without entering JavaScript.
+ * Express receive: the datagrams of a small batch (≤ DP_EXPRESS_MAX_BATCH,
+ * offered one by one, in order, by udp.c) from the socket into the TUN
+ * device without entering JavaScript.
  *
- * At idle every datagram arrives alone, and the JavaScript receive pipeline
- * costs ~100 µs per datagram on a cold event loop (measured: BENCHMARKS.md,
- * "Idle latency"), several times the kernel's own work. So TypeScript keeps
- * every decision and hands C a *lease* per session it has just delivered a
- * lone datagram for: receiver index, key handle, epoch, the session's replay
+ * At idle datagrams arrive alone (or as the two fragments of a large ping),
+ * and the JavaScript receive pipeline cost ~125 µs for one datagram
+ * (measured: BENCHMARKS.md, session 6), several times the kernel's own work.
+ * So TypeScript keeps every decision and hands C a *lease* per session it
+ * has just delivered a datagram of a small batch for: receiver index, key handle, epoch, the session's replay
  * window (memory shared with TypeScript's ReplayWindow), the peer's endpoint
  * and subnets, and its counters. C delivers a datagram on its own only when
  * every check below passes; anything else, it leaves the datagram untouched
  * to the JavaScript pipeline, which does the full work and the accounting:
  *
- *   1. one datagram in the batch, type DATA, no flags, reserved bytes zero,
+ *   1. type DATA, no flags, reserved bytes zero,
  *      payload 1..MTU, counter < 2^53 (as checkHeader);
  *   2. a lease for the receiver index whose generation is the current one
  *      (TypeScript bumps the shared generation cell on every change that
@@ -126,18 +127,6 @@ void dp_xrx_stats(const dp_xrx *x, double *delivered, double *write_failed, doub
   *leases = x == NULL ? 0 : x->live;
 }
 
-static int get_f64(napi_env env, napi_value v, double **data, size_t *len) {
-  bool is = false;
-  napi_typedarray_type t;
-  size_t n;
-  void *d;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return 0;
-  if (napi_get_typedarray_info(env, v, &t, &n, &d, NULL, NULL) != napi_ok || t != napi_float64_array) return 0;
-  *data = d;
-  *len = n;
-  return 1;
-}
-
 napi_value dp_xrx_setup(napi_env env, dp_xrx *x, size_t argc, napi_value *argv) {
   napi_valuetype t0 = napi_undefined;
   if (argc >= 1) napi_typeof(env, argv[0], &t0);
@@ -189,7 +178,7 @@ napi_value dp_xrx_lease(napi_env env, dp_xrx *x, size_t argc, napi_value *argv) 
   double *counters;
   if (argc < 8 || !get_u32(env, argv[0], &index) || !dp_get_int(env, argv[1], &handle) || !get_u32(env, argv[2], &epoch) ||
       !dp_get_int(env, argv[3], &gen) || !dp_get_u8(env, argv[4], &win, &winlen) || winlen != WINDOW_BYTES ||
-      !get_f64(env, argv[5], &counters, &clen) || clen < PC_MIN || !dp_get_u8(env, argv[6], &ep, &eplen) ||
+      !dp_get_f64(env, argv[5], &counters, &clen) || clen < PC_MIN || !dp_get_u8(env, argv[6], &ep, &eplen) ||
       eplen != DP_SOURCE_LEN || !dp_get_u8(env, argv[7], &sn, &snlen) || snlen % 18 != 0) {
     return dp_throw(env, "ERR_DP_NATIVE", 0,
                     "expressLease(localIndex, rxHandle, epoch, gen, window, counters, endpointKey, subnets)");
@@ -322,10 +311,11 @@ int dp_xrx_try(napi_env env, dp_xrx *x, const uint8_t *dg, uint32_t len, const u
 }
 
 /*
- * Express send: a lone packet read from the TUN, framed, sealed and sent in
- * C (tun.c hands it over through tun_express_sender before JavaScript).
+ * Express send: the packets of a small TUN read, framed and sealed in C and
+ * sent in one sendmmsg (tun.c hands them over one by one through
+ * tun_express_sender before JavaScript, then calls its flush).
  *
- * After the send pipeline has sent a lone packet itself, it leases the pair
+ * After the send pipeline has sent a small read itself, it leases the pair
  * (destination, source) it routed: the peer's endpoint slot, the session's
  * remote index, send epoch and key handle, and a *block of counters* that it
  * takes out of the session's counter for good (Session.txCounter moves past
@@ -398,23 +388,25 @@ void dp_xtx_stats(const dp_xtx *x, double *sent, double *failed, double *leases)
   *leases = x == NULL ? 0 : x->live;
 }
 
-napi_value dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) {
+int dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) {
   napi_valuetype t0 = napi_undefined;
   if (argc >= 1) napi_typeof(env, argv[0], &t0);
   clear_tx(env, x);
-  if (t0 == napi_null || t0 == napi_undefined) return NULL;
+  if (t0 == napi_null || t0 == napi_undefined) return 0;
   int32_t *gen, mtu;
   size_t glen;
   if (argc < 2 || !dp_get_i32(env, argv[0], &gen, &glen) || glen < 1 || !dp_get_int(env, argv[1], &mtu) || mtu < 68 ||
       mtu > 65535) {
-    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup(gen: Int32Array, mtu)");
+    dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup(gen: Int32Array, mtu)");
+    return -1;
   }
   if (napi_create_reference(env, argv[0], 1, &x->gen_ref) != napi_ok) {
-    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup: cannot reference its arguments");
+    dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup: cannot reference its arguments");
+    return -1;
   }
   x->gen = gen;
   x->mtu = (uint32_t)mtu;
-  return NULL;
+  return 1;
 }
 
 static inline uint32_t addr_hash(const uint8_t *a, int n) {
@@ -436,7 +428,7 @@ napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) 
   if (argc < 9 || !dp_get_u8(env, argv[0], &addrs, &alen) || alen != 33 || !dp_get_int(env, argv[1], &slot) ||
       !get_u32(env, argv[2], &remote) || !get_u32(env, argv[3], &epoch) || !dp_get_int(env, argv[4], &handle) ||
       napi_get_value_double(env, argv[5], &base) != napi_ok || napi_get_value_double(env, argv[6], &count) != napi_ok ||
-      !dp_get_int(env, argv[7], &gen) || !get_f64(env, argv[8], &counters, &clen) || clen < PC_MIN) {
+      !dp_get_int(env, argv[7], &gen) || !dp_get_f64(env, argv[8], &counters, &clen) || clen < PC_MIN) {
     return dp_throw(env, "ERR_DP_NATIVE", 0,
                     "expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters)");
   }

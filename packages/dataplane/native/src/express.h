@@ -1,4 +1,4 @@
-/* Express receive path (express.c): lone datagrams into the TUN in C. */
+/* Express paths (express.c): small reads of leased flows handled in C, both directions. */
 #ifndef CLUEVPN_DP_EXPRESS_H
 #define CLUEVPN_DP_EXPRESS_H
 
@@ -42,8 +42,8 @@ void dp_udp_send_many(void *sock, dp_tx_msg *msgs, int n);
 
 dp_xtx *dp_xtx_new(void);
 void dp_xtx_free(napi_env env, dp_xtx *x);
-/* expressTxSetup(gen: Int32Array(1), mtu) | expressTxSetup(null). */
-napi_value dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv);
+/* expressTxSetup(gen: Int32Array(1), mtu) | expressTxSetup(null): 1 on, 0 off, -1 refused (an exception is pending). */
+int dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv);
 /* expressTxLease(...) -> boolean. */
 napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv);
 /* 1 when the packet (in its TUN slot) was framed, sealed and queued here; 0 to leave it, unchanged, to JavaScript. */

@@ -1005,13 +1005,7 @@ static napi_value m_express_tx_setup(napi_env env, napi_callback_info info) {
   if (s == NULL) return NULL;
   if (s->closed) return dp_throw(env, "ERR_DP_CLOSED", 0, "the socket is closed");
   if (s->xtx == NULL && (s->xtx = dp_xtx_new()) == NULL) return dp_throw(env, "ERR_DP_NATIVE", 0, "out of memory");
-  napi_value r = dp_xtx_setup(env, s->xtx, argc, argv);
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return r;
-  napi_valuetype t = napi_undefined;
-  napi_typeof(env, argv[0], &t);
-  if (t == napi_null || t == napi_undefined) return NULL;
+  if (dp_xtx_setup(env, s->xtx, argc, argv) <= 0) return NULL; /* off, or refused with an exception */
   s->sender.magic = TUN_EXPRESS_SENDER_MAGIC;
   s->sender.send = express_send;
   s->sender.flush = express_flush;
