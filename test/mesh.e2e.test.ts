@@ -383,6 +383,8 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       const killed = await gamma.process.stop('SIGKILL', 1000);
       assert.equal(killed.signal, 'SIGKILL');
       const gamma2 = await start('gamma');
+      // a stored session is installed once its peer granted a send epoch (one control-channel exchange)
+      await waitFor(async () => (await gamma2.status()).peers.every((p) => p.restored), { timeoutMs: 10_000, description: 'gamma resumed every stored session' });
       let st = await gamma2.status();
       for (const p of st.peers) {
         assert.equal(p.restored, true, `gamma restored its session with ${p.name}`);
@@ -409,11 +411,11 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
         assert.equal(bAfter.rxPackets, bBefore.rxPackets, `${when}: no replayed datagram delivered on beta`);
         t.diagnostic(`step 6, ${when}: replayed ${toGamma.length} datagrams to gamma (drops ${JSON.stringify(gAfter.drops)}), ${toBeta.length} to beta (drops ${JSON.stringify(bAfter.drops)})`);
       };
-      // at once: gamma's raised floors refuse beta's old epoch; beta still holds gamma's old window
+      // at once: gamma's floors are at the epochs its peers moved to; beta still holds gamma's old window
       await replay('right after the restart');
 
-      // traffic resumes both ways with every peer; the peers speak first (gamma
-      // raised its receive floors, so this needs the epoch bump it asked for)
+      // traffic resumes both ways with every peer; the peers speak first (with the
+      // epochs gamma granted them when it resumed)
       await Promise.all(peersOfGamma.map((n) => pingsWithin(n.name, inner6(3), 10_000)));
       await Promise.all(peersOfGamma.map((n) => pingsWithin('gamma', inner4(idx.get(n.name)!), 10_000)));
       st = await gamma2.status();

@@ -218,7 +218,6 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   // 3. negotiator
   const restored = new Set<string>();
   const negotiations = new Map<string, number>();
-  let starting = true;
   const withPeer = (name: string, what: string, fn: (id: string) => void): void => {
     const id = o.peerId(name);
     if (id === undefined) {
@@ -241,7 +240,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     rekeyIntervalMs: config.rekeyMs,
     events: {
       onSession: (peer, params, options) => {
-        if (starting) restored.add(peer);
+        if (options.primary) restored.add(peer); // only a resumed stored session is installed as the primary at once
         withPeer(peer, 'install session', (id) => dataplane.installSession(id, params, options));
       },
       onPromote: (peer, localIndex) => {
@@ -254,11 +253,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     },
   });
   negotiator.attach(server);
-  try {
-    negotiator.start();
-  } finally {
-    starting = false;
-  }
+  negotiator.start();
 
   // 4. gossip
   const seen = new SeenSet();

@@ -49,17 +49,34 @@
  * peer (replaced keys are overwritten on disk); a session is stored when
  * it is promoted.
  *
- * Restart (fixes fault 3), `start()`:
- *   1. `store.bumpSendEpochs()` — every send epoch +1, durable, before
- *      anything is sent; the peer sees a higher epoch and moves its floor.
- *   2. `store.raiseRxFloors()` — every rx floor +1: the replay window was
- *      lost, so packets of the epoch we last saw could be replays.
- *   3. `onSession(…, { primary: true })` for every stored session (no
- *      renegotiation).
- *   4. `epoch-bump { index, minEpoch }` to every peer, retried with
- *      back-off: the peer moves its send epoch to ≥ our new floor
- *      (persisted, then `onTxEpoch`). A peer that no longer has the
- *      session answers `ERR_NO_SESSION` and we renegotiate.
+ * Restart (fixes fault 3), `start()`: a stored session is resumed without
+ * renegotiating, but nothing is sent or accepted on it until the peer has
+ * handed us a send epoch. The stored file cannot be trusted to know which
+ * epochs we used: it may be an older copy (a backup, a VM snapshot, a
+ * clone of the node), and a reused epoch with the same key reuses nonces.
+ * So every epoch a node sends with is *reserved for it by the receiver*,
+ * durably, and never twice: the receiver's rx floor (`reservePeerEpoch`)
+ * is the highest epoch the peer may have used. Epoch 1 of a negotiated
+ * session is reserved by the negotiation itself (both floors start at 1).
+ *
+ *   1. `store.reservePeerEpoch` — a fresh epoch `g` for the peer's
+ *      sending (we lost our replay window, so the peer must move on).
+ *   2. `epoch-grant { index, epoch: g }` to the peer (retried with
+ *      back-off). The peer answers only for its *live* current session
+ *      (not one it is resuming itself, not a replaced one; otherwise
+ *      `ERR_NO_SESSION`): it reserves an epoch for us from its own floor
+ *      (`grant`), moves its send epoch to `g` if `g` is above it (persisted,
+ *      then `onTxEpoch`; `moved`), and answers `{ grant, epoch, moved }`.
+ *   3. Not moved means our copy of the floor was old: reserve above the
+ *      peer's epoch and ask again (at most 3 rounds).
+ *   4. We persist `grant` as our send epoch and install the session as the
+ *      primary (`onSession(…, { primary: true })`) with floor `g`.
+ *
+ * A grant not above the send epoch in our own file, `ERR_NO_SESSION`, or
+ * no move after 3 rounds drop the stored session and renegotiate (fresh
+ * keys). Two ends that both restarted refuse each other (neither session
+ * is live) and renegotiate, so even two old copies at once cannot repeat
+ * a nonce; two running clones of one node get different grants.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -83,7 +100,7 @@ import { MAX_EPOCH, type SessionStore, type StoredSession } from './store.js';
 export const NegotiationMessage = {
   negotiate: 'negotiate',
   confirm: 'negotiate-confirm',
-  epochBump: 'epoch-bump',
+  epochGrant: 'epoch-grant',
 } as const;
 
 /** Exactly what `Dataplane.installSession` takes. Key buffers stay owned by the Negotiator: valid until `onRetire` for the session returns, zeroed right after. */
@@ -150,8 +167,8 @@ export const systemClock: Clock = {
 /** How `onSession` wants a session installed (`Dataplane.installSession`'s options). */
 export interface SessionInstallOptions {
   /**
-   * true: the session becomes the primary send session at once (restored
-   * sessions). false: accept the peer's packets on it but keep sending
+   * true: the session becomes the primary send session at once (resumed
+   * sessions, after the peer granted an epoch). false: accept the peer's packets on it but keep sending
    * with the current primary until `onPromote` (negotiated sessions).
    */
   primary: boolean;
@@ -192,8 +209,8 @@ export interface NegotiatorOptions {
   triggeredRekeyMinIntervalMs?: number;
   /** `ensureSession` gives up after this; default 20 s. */
   negotiationTimeoutMs?: number;
-  /** First retry delay of a failed epoch-bump request (doubles up to 5 min); default 5 s. */
-  epochBumpRetryMs?: number;
+  /** First retry delay of a failed resume (`epoch-grant` request; doubles up to 5 min); default 5 s. */
+  resumeRetryMs?: number;
 }
 
 /** Counters (monotonic). */
@@ -205,8 +222,12 @@ export interface NegotiatorStats {
   abandoned: number;
   rekeys: Record<string, number>;
   rekeysRateLimited: number;
-  epochBumpsSent: number;
-  epochBumpsReceived: number;
+  /** `epoch-grant` requests sent (resuming stored sessions). */
+  epochGrantsSent: number;
+  /** `epoch-grant` requests answered with a grant. */
+  epochGrantsGiven: number;
+  /** Stored sessions resumed without renegotiating. */
+  resumed: number;
 }
 
 interface Live {
@@ -256,9 +277,11 @@ interface PeerState {
   pending?: PendingInbound;
   /** The initiator's receive-only session while its confirm is in flight. */
   confirming?: Live;
+  /** A stored session waiting for the peer's epoch grant: not installed, nothing sent or accepted on it. */
+  restored?: Live;
   waiters: Set<Waiter>;
   rekeyTimer?: unknown;
-  bumpTimer?: unknown;
+  resumeTimer?: unknown;
   lastTriggered: number;
 }
 
@@ -322,8 +345,9 @@ export class Negotiator {
     abandoned: 0,
     rekeys: {},
     rekeysRateLimited: 0,
-    epochBumpsSent: 0,
-    epochBumpsReceived: 0,
+    epochGrantsSent: 0,
+    epochGrantsGiven: 0,
+    resumed: 0,
   };
 
   constructor(opts: NegotiatorOptions) {
@@ -333,7 +357,7 @@ export class Negotiator {
       overlapMs: 30_000,
       triggeredRekeyMinIntervalMs: 30_000,
       negotiationTimeoutMs: 20_000,
-      epochBumpRetryMs: 5_000,
+      resumeRetryMs: 5_000,
       ...opts,
     } as Required<Omit<NegotiatorOptions, 'logger' | 'clock' | 'random'>>;
     this.clock = opts.clock ?? systemClock;
@@ -345,26 +369,22 @@ export class Negotiator {
   attach(server: { handle(type: string, handler: (body: unknown, ctx: IncomingContext) => unknown): void }): void {
     server.handle(NegotiationMessage.negotiate, (body, ctx) => this.onNegotiate(body, ctx));
     server.handle(NegotiationMessage.confirm, (body, ctx) => this.onConfirm(body, ctx));
-    server.handle(NegotiationMessage.epochBump, (body, ctx) => this.onEpochBump(body, ctx));
+    server.handle(NegotiationMessage.epochGrant, (body, ctx) => this.onEpochGrant(body, ctx));
   }
 
   /**
-   * Restores the stored sessions (see "Restart" above). Call once, before
-   * the data plane sends anything. Throws the store's errors
-   * (`ERR_STATE_CORRUPT`).
+   * Starts resuming the stored sessions (see "Restart" above): each is
+   * installed once its peer granted an epoch. Call once, before the data
+   * plane sends anything. Throws the store's errors (`ERR_STATE_CORRUPT`).
    */
   start(): void {
-    this.o.store.bumpSendEpochs();
-    this.o.store.raiseRxFloors();
     for (const s of this.o.store.listSessions()) {
       const st = this.peer(s.peer);
       const live: Live = { params: paramsOf(s), createdAt: s.createdAt, seq: ++this.seq };
-      st.current = live;
+      st.restored = live;
       this.usedIndexes.add(s.localIndex);
-      this.log.info('session restored', { peer: s.peer, epoch: s.sendEpoch, floor: s.rxEpochFloor });
-      this.o.events.onSession(s.peer, live.params, { primary: true });
-      this.scheduleRekey(s.peer, st);
-      this.scheduleEpochBump(s.peer, st, live, 0);
+      this.log.debug('resuming stored session', { peer: s.peer });
+      this.scheduleResume(s.peer, st, live, s.sendEpoch, 0);
     }
   }
 
@@ -380,7 +400,7 @@ export class Negotiator {
     const st = this.peer(peer);
     if (st.current) return Promise.resolve(summaryOf(peer, st.current));
     const p = this.wait(peer, st);
-    this.startOutbound(peer, st, 'initial');
+    if (!st.restored) this.startOutbound(peer, st, 'initial'); // else the resume settles the waiters
     return p;
   }
 
@@ -445,6 +465,7 @@ export class Negotiator {
       st.current = undefined;
       this.emitRetire(peer, live);
     }
+    this.dropRestored(st);
     this.o.store.deleteSession(peer);
     this.peers.delete(peer);
   }
@@ -479,6 +500,7 @@ export class Negotiator {
       st.confirming = undefined;
       if (st.current) zero(st.current);
       st.current = undefined;
+      this.dropRestored(st);
       this.log.debug('negotiator stopped for peer', { peer });
     }
   }
@@ -656,25 +678,32 @@ export class Negotiator {
     return {};
   }
 
-  private onEpochBump(body: unknown, ctx: IncomingContext): unknown {
+  /** Step 2 of "Restart", at the peer that did not restart: grant an epoch, move to the one granted to us. */
+  private onEpochGrant(body: unknown, ctx: IncomingContext): unknown {
     const peer = ctx.peer.name;
     const b = obj(body);
     const index = u32(b.index, 'index');
-    const minEpoch = u32(b.minEpoch, 'minEpoch', 0);
+    const epoch = u32(b.epoch, 'epoch');
     const st = this.peers.get(peer);
     const cur = st?.current;
-    if (!st || !cur || cur.params.localIndex !== index) throw new NegotiationError('ERR_NO_SESSION', 'no such session');
-    this.counters.epochBumpsReceived++;
-    const epoch = this.o.store.bumpSendEpoch(peer, minEpoch);
-    if (epoch === undefined) {
+    if (!st || !cur || cur.params.localIndex !== index) throw new NegotiationError('ERR_NO_SESSION', 'no such live session');
+    const grant = this.o.store.reservePeerEpoch(peer, index);
+    if (grant === undefined) {
       st.current = undefined;
       this.retireLater(peer, st, cur, false);
       this.startOutbound(peer, st, 'epoch-exhausted');
-      throw new NegotiationError('ERR_NO_SESSION', 'send epochs exhausted; renegotiating');
+      throw new NegotiationError('ERR_NO_SESSION', 'epochs exhausted; renegotiating');
     }
-    cur.params.txEpoch = epoch;
-    this.o.events.onTxEpoch(peer, index, epoch);
-    return { epoch };
+    this.counters.epochGrantsGiven++;
+    cur.params.rxEpochFloor = grant;
+    let moved = false;
+    if (epoch > cur.params.txEpoch) {
+      if (!this.o.store.setSendEpoch(peer, index, epoch)) throw new NegotiationError('ERR_NO_SESSION', 'session not stored');
+      cur.params.txEpoch = epoch;
+      moved = true;
+      this.o.events.onTxEpoch(peer, index, epoch);
+    }
+    return { grant, epoch: cur.params.txEpoch, moved };
   }
 
   // ---- session lifecycle ------------------------------------------------
@@ -710,10 +739,7 @@ export class Negotiator {
     this.o.events.onPromote(peer, p.localIndex);
     this.log.debug('session promoted', { peer, role });
     if (old) this.retireLater(peer, st, old, false);
-    if (st.bumpTimer !== undefined) {
-      this.clock.clearTimeout(st.bumpTimer);
-      st.bumpTimer = undefined;
-    }
+    this.dropRestored(st); // a negotiated session replaces one still waiting for its grant
     this.scheduleRekey(peer, st);
     const summary = summaryOf(peer, live);
     for (const w of st.waiters) this.settle(st, w, undefined, summary);
@@ -773,34 +799,70 @@ export class Negotiator {
     }, 5_000);
   }
 
-  private scheduleEpochBump(peer: string, st: PeerState, live: Live, attempt: number): void {
+  /** Runs "Restart" steps 1-4 for a stored session, retried with back-off while the peer is unreachable. */
+  private scheduleResume(peer: string, st: PeerState, live: Live, storedSendEpoch: number, attempt: number): void {
     const run = (): void => {
-      st.bumpTimer = undefined;
-      if (this.stopped || st.current !== live) return;
-      this.requestEpochBump(peer, live).then(
-        (epoch) => this.log.info('peer moved its send epoch', { peer, epoch }),
+      st.resumeTimer = undefined;
+      if (this.stopped || st.restored !== live) return;
+      this.resume(peer, live, storedSendEpoch).then(
+        ({ txEpoch, rxFloor }) => {
+          if (this.stopped || st.restored !== live) return; // replaced by a negotiation meanwhile
+          st.restored = undefined;
+          live.params.txEpoch = txEpoch;
+          live.params.rxEpochFloor = rxFloor;
+          st.current = live;
+          this.counters.resumed++;
+          this.log.info('session resumed', { peer, epoch: txEpoch, floor: rxFloor });
+          this.o.events.onSession(peer, live.params, { primary: true });
+          this.scheduleRekey(peer, st);
+          const summary = summaryOf(peer, live);
+          for (const w of st.waiters) this.settle(st, w, undefined, summary);
+        },
         (err: unknown) => {
-          if (this.stopped || st.current !== live) return;
-          if (remoteCode(err) === 'ERR_NO_SESSION') {
-            this.log.warn('peer lost the session; renegotiating', { peer });
+          if (this.stopped || st.restored !== live) return;
+          // The peer answered and refused (any remote code), or its answer cannot be used: renegotiate.
+          // Only an unreachable peer (channel errors) is retried.
+          const code = (err as { code?: unknown }).code;
+          if (remoteCode(err) !== undefined || code === 'ERR_NO_SESSION' || code === 'ERR_NEGOTIATION_PROTOCOL') {
+            this.log.info('stored session cannot be resumed; renegotiating', { peer, err: (err as Error).message });
+            this.dropRestored(st);
             this.startOutbound(peer, st, 'peer-lost-session');
             return;
           }
-          this.log.debug('epoch-bump request failed; will retry', { peer, err: (err as Error).message });
-          this.scheduleEpochBump(peer, st, live, attempt + 1);
+          this.log.debug('resuming the stored session failed; will retry', { peer, err: (err as Error).message });
+          this.scheduleResume(peer, st, live, storedSendEpoch, attempt + 1);
         },
       );
     };
     if (attempt === 0) run();
-    else st.bumpTimer = this.clock.setTimeout(run, Math.min(this.o.epochBumpRetryMs * 2 ** (attempt - 1), 300_000));
+    else st.resumeTimer = this.clock.setTimeout(run, Math.min(this.o.resumeRetryMs * 2 ** (attempt - 1), 300_000));
   }
 
-  private async requestEpochBump(peer: string, live: Live): Promise<number> {
+  /** One resume exchange; resolves to the epoch granted to us and the one the peer moved to. */
+  private async resume(peer: string, live: Live, storedSendEpoch: number): Promise<{ txEpoch: number; rxFloor: number }> {
+    const idx = live.params.localIndex;
+    const reserve = (atLeast: number): number => {
+      const e = this.o.store.reservePeerEpoch(peer, idx, atLeast);
+      if (e === undefined) throw new NegotiationError('ERR_NO_SESSION', 'stored session gone or its epochs exhausted');
+      return e;
+    };
     const ch = await this.o.transport.connect(peer);
     try {
-      this.counters.epochBumpsSent++;
-      const r = obj(await ch.request(NegotiationMessage.epochBump, { index: live.params.remoteIndex, minEpoch: live.params.rxEpochFloor }));
-      return u32(r.epoch, 'epoch');
+      let floor = reserve(0);
+      for (let round = 0; round < 3; round++) {
+        this.counters.epochGrantsSent++;
+        const r = obj(await ch.request(NegotiationMessage.epochGrant, { index: live.params.remoteIndex, epoch: floor }));
+        const grant = u32(r.grant, 'grant');
+        const theirs = u32(r.epoch, 'epoch');
+        // Our file says we already sent with an epoch at or above the grant: the peer's view is older than ours.
+        if (grant <= storedSendEpoch) throw new NegotiationError('ERR_NO_SESSION', `granted epoch ${grant} is not above our stored ${storedSendEpoch}`);
+        if (r.moved === true && theirs === floor) {
+          if (!this.o.store.setSendEpoch(peer, idx, grant)) throw new NegotiationError('ERR_NO_SESSION', 'stored session gone');
+          return { txEpoch: grant, rxFloor: floor };
+        }
+        floor = reserve(theirs + 1); // our floor was older than the peer's epoch: reserve above it
+      }
+      throw new NegotiationError('ERR_NO_SESSION', 'the peer did not move to a reserved epoch');
     } finally {
       ch.close();
     }
@@ -844,9 +906,19 @@ export class Negotiator {
 
   private clearTimers(st: PeerState): void {
     if (st.rekeyTimer !== undefined) this.clock.clearTimeout(st.rekeyTimer);
-    if (st.bumpTimer !== undefined) this.clock.clearTimeout(st.bumpTimer);
+    if (st.resumeTimer !== undefined) this.clock.clearTimeout(st.resumeTimer);
     st.rekeyTimer = undefined;
-    st.bumpTimer = undefined;
+    st.resumeTimer = undefined;
+  }
+
+  /** Forgets a stored session that was never installed (keys zeroed, index freed; no event: the data plane never had it). */
+  private dropRestored(st: PeerState): void {
+    const r = st.restored;
+    if (!r) return;
+    st.restored = undefined;
+    if (st.resumeTimer !== undefined) this.clock.clearTimeout(st.resumeTimer);
+    st.resumeTimer = undefined;
+    this.forget(r);
   }
 
   private allocIndex(): number {

@@ -59,9 +59,9 @@ export interface StoredSession {
   rxKey: Buffer;
   /** Milliseconds since the epoch. */
   createdAt: number;
-  /** The send epoch currently in use (persisted before use). */
+  /** The highest send epoch we used (persisted before use). Not trusted after a restart: an older copy of the file may hold a lower one (see `Negotiator`, "Restart"). */
   sendEpoch: number;
-  /** Lowest receive epoch accepted from the peer. */
+  /** The highest epoch the peer may have sent with: reserved for it here (`reservePeerEpoch`) or seen from it (`noteRxEpoch`). */
   rxEpochFloor: number;
 }
 
@@ -73,12 +73,17 @@ export interface SessionStore {
   putSession(s: StoredSession): void;
   /** Deletes the peer's session (keys erased); no-op when absent. */
   deleteSession(peer: string): void;
-  /** +1 on every session's send epoch in one transaction; sessions at `MAX_EPOCH` are deleted. Returns peer → new epoch. */
-  bumpSendEpochs(): Map<string, number>;
-  /** Sets the peer's send epoch to max(current + 1, `atLeast`); returns it, or undefined (session deleted) when it would pass `MAX_EPOCH` or there is no session. */
-  bumpSendEpoch(peer: string, atLeast?: number): number | undefined;
-  /** +1 on every session's rx epoch floor in one transaction (on start: the replay window was lost). Returns peer → new floor. */
-  raiseRxFloors(): Map<string, number>;
+  /**
+   * Reserves a new epoch for the peer's sending on session `localIndex`:
+   * rx floor := max(floor + 1, `atLeast`), durable when it returns. The rx
+   * floor is the highest epoch the peer may have sent with (reserved for it
+   * here or seen from it), so a reserved epoch is never handed out twice.
+   * Returns it, or undefined when there is no such session or it would pass
+   * `MAX_EPOCH` (renegotiate).
+   */
+  reservePeerEpoch(peer: string, localIndex: number, atLeast?: number): number | undefined;
+  /** Records that we send with `epoch` on session `localIndex` (only ever raised); durable when it returns. False when there is no such session. */
+  setSendEpoch(peer: string, localIndex: number, epoch: number): boolean;
   /** Raises the peer's rx floor to `epoch` if it is higher and the session's local index matches. */
   noteRxEpoch(peer: string, localIndex: number, epoch: number): void;
 }
@@ -236,46 +241,26 @@ export class StateStore implements SessionStore {
     });
   }
 
-  /** See `SessionStore.bumpSendEpochs`. Durable when it returns. */
-  bumpSendEpochs(): Map<string, number> {
+  /** See `SessionStore.reservePeerEpoch`. */
+  reservePeerEpoch(peer: string, localIndex: number, atLeast = 0): number | undefined {
     return this.wrap(() =>
       this.db.transaction(() => {
-        this.db.prepare('DELETE FROM sessions WHERE send_epoch >= ?').run(MAX_EPOCH);
-        this.db.prepare('UPDATE sessions SET send_epoch = send_epoch + 1').run();
-        const out = new Map<string, number>();
-        for (const r of this.db.prepare('SELECT peer, send_epoch FROM sessions').all() as Array<{ peer: string; send_epoch: number }>) out.set(r.peer, r.send_epoch);
-        return out;
-      }).immediate(),
-    );
-  }
-
-  /** See `SessionStore.bumpSendEpoch`. Durable when it returns. */
-  bumpSendEpoch(peer: string, atLeast = 0): number | undefined {
-    return this.wrap(() =>
-      this.db.transaction(() => {
-        const r = this.db.prepare('SELECT send_epoch FROM sessions WHERE peer = ?').get(peer) as { send_epoch: number } | undefined;
+        const r = this.db.prepare('SELECT rx_epoch_floor FROM sessions WHERE peer = ? AND local_index = ?').get(peer, localIndex) as { rx_epoch_floor: number } | undefined;
         if (!r) return undefined;
-        const next = Math.max(r.send_epoch + 1, atLeast);
-        if (next > MAX_EPOCH) {
-          this.db.prepare('DELETE FROM sessions WHERE peer = ?').run(peer);
-          return undefined;
-        }
-        this.db.prepare('UPDATE sessions SET send_epoch = ? WHERE peer = ?').run(next, peer);
+        const next = Math.max(r.rx_epoch_floor + 1, atLeast);
+        if (next > MAX_EPOCH) return undefined;
+        this.db.prepare('UPDATE sessions SET rx_epoch_floor = ? WHERE peer = ?').run(next, peer);
         return next;
       }).immediate(),
     );
   }
 
-  /** See `SessionStore.raiseRxFloors`. */
-  raiseRxFloors(): Map<string, number> {
-    return this.wrap(() =>
-      this.db.transaction(() => {
-        this.db.prepare('UPDATE sessions SET rx_epoch_floor = MIN(rx_epoch_floor + 1, ?)').run(MAX_EPOCH);
-        const out = new Map<string, number>();
-        for (const r of this.db.prepare('SELECT peer, rx_epoch_floor FROM sessions').all() as Array<{ peer: string; rx_epoch_floor: number }>) out.set(r.peer, r.rx_epoch_floor);
-        return out;
-      }).immediate(),
-    );
+  /** See `SessionStore.setSendEpoch`. */
+  setSendEpoch(peer: string, localIndex: number, epoch: number): boolean {
+    return this.wrap(() => {
+      if (this.db.prepare('UPDATE sessions SET send_epoch = ? WHERE peer = ? AND local_index = ? AND send_epoch < ?').run(epoch, peer, localIndex, epoch).changes > 0) return true;
+      return this.db.prepare('SELECT 1 FROM sessions WHERE peer = ? AND local_index = ?').get(peer, localIndex) !== undefined;
+    });
   }
 
   /** See `SessionStore.noteRxEpoch`. */

@@ -116,29 +116,19 @@ export class MemoryStore implements SessionStore {
   deleteSession(peer: string): void {
     this.rows.delete(peer);
   }
-  bumpSendEpochs(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const [p, s] of this.rows) {
-      if (s.sendEpoch >= MAX_EPOCH) this.rows.delete(p);
-      else out.set(p, ++s.sendEpoch);
-    }
-    return out;
-  }
-  bumpSendEpoch(peer: string, atLeast = 0): number | undefined {
+  reservePeerEpoch(peer: string, localIndex: number, atLeast = 0): number | undefined {
     const s = this.rows.get(peer);
-    if (!s) return undefined;
-    const next = Math.max(s.sendEpoch + 1, atLeast);
-    if (next > MAX_EPOCH) {
-      this.rows.delete(peer);
-      return undefined;
-    }
-    s.sendEpoch = next;
+    if (!s || s.localIndex !== localIndex) return undefined;
+    const next = Math.max(s.rxEpochFloor + 1, atLeast);
+    if (next > MAX_EPOCH) return undefined;
+    s.rxEpochFloor = next;
     return next;
   }
-  raiseRxFloors(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const [p, s] of this.rows) out.set(p, (s.rxEpochFloor = Math.min(s.rxEpochFloor + 1, MAX_EPOCH)));
-    return out;
+  setSendEpoch(peer: string, localIndex: number, epoch: number): boolean {
+    const s = this.rows.get(peer);
+    if (!s || s.localIndex !== localIndex) return false;
+    if (s.sendEpoch < epoch) s.sendEpoch = epoch;
+    return true;
   }
   noteRxEpoch(peer: string, localIndex: number, epoch: number): void {
     const s = this.rows.get(peer);

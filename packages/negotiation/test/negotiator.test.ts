@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Negotiator, StateStore, parseCompAlgos, parseCryptAlgos, type NegotiationTransport, type SessionParams, type SessionStore } from '../src/index.js';
@@ -25,6 +26,8 @@ interface Node {
   primary: SessionParams | undefined;
   /** Events a data plane would refuse (promote/retire of an unknown index, double install). */
   violations: string[];
+  /** Every (tx key, send epoch) the node's data plane would send with, in order: `hex(key)/epoch`. */
+  sendsWith: string[];
 }
 
 function makeNode(
@@ -34,7 +37,7 @@ function makeNode(
 ): Node {
   const clock = opts.clock ?? new ManualClock();
   const store = opts.store ?? new MemoryStore();
-  const node: Node = { name, neg: undefined as unknown as Negotiator, store, clock, sessions: [], promoted: [], retired: [], txEpochs: [], live: new Map(), primary: undefined, violations: [] };
+  const node: Node = { name, neg: undefined as unknown as Negotiator, store, clock, sessions: [], promoted: [], retired: [], txEpochs: [], live: new Map(), primary: undefined, violations: [], sendsWith: [] };
   const trace = opts.trace ?? [];
   const ep = net.node(name);
   node.neg = new Negotiator({
@@ -53,7 +56,10 @@ function makeNode(
         if (node.live.has(p.localIndex)) node.violations.push(`install of live ${p.localIndex}`);
         node.sessions.push(p);
         node.live.set(p.localIndex, p);
-        if (o.primary) node.primary = p;
+        if (o.primary) {
+          node.primary = p;
+          node.sendsWith.push(`${p.txKey.toString('hex')}/${p.txEpoch}`);
+        }
       },
       onPromote: (_peer, idx) => {
         trace.push([name, 'promote', idx]);
@@ -61,6 +67,7 @@ function makeNode(
         if (!p) node.violations.push(`promote of unknown ${idx}`);
         node.promoted.push(idx);
         node.primary = p;
+        if (p) node.sendsWith.push(`${p.txKey.toString('hex')}/${p.txEpoch}`);
       },
       onRetire: (_peer, idx) => {
         trace.push([name, 'retire', idx]);
@@ -68,7 +75,12 @@ function makeNode(
         if (node.primary?.localIndex === idx) node.primary = undefined;
         node.retired.push(idx);
       },
-      onTxEpoch: (_peer, idx, e) => node.txEpochs.push([idx, e]),
+      onTxEpoch: (_peer, idx, e) => {
+        node.txEpochs.push([idx, e]);
+        const p = node.live.get(idx);
+        if (p) node.sendsWith.push(`${p.txKey.toString('hex')}/${e}`);
+        else node.violations.push(`epoch of unknown ${idx}`);
+      },
     },
   });
   node.neg.attach(ep);
@@ -381,11 +393,23 @@ describe('Negotiator', () => {
   });
 });
 
+/** Fails when any (key, epoch) pair appears twice across the given nodes (a nonce reuse). */
+function assertNoReuse(...nodes: Node[]): void {
+  const seen = new Map<string, string>();
+  for (const n of nodes) {
+    for (const k of n.sendsWith) {
+      assert.ok(!seen.has(k), `(key, epoch) ${k.slice(0, 8)}…/${k.split('/')[1]} used by ${seen.get(k)} and again by ${n.name}`);
+      seen.set(k, n.name);
+    }
+  }
+}
+
 describe('restart', () => {
   const t = tempDir('neg-restart-');
   after(t.cleanup);
+  const negotiations = (net: MemoryNetwork) => net.log.filter(([, , type]) => type === 'negotiate').length;
 
-  test('restart restores without renegotiating, bumps epochs, raises floors, and moves the peer', async () => {
+  test('restart resumes without renegotiating: installed only once the peer granted an epoch above every one used', async () => {
     const net = new MemoryNetwork();
     const file = join(t.dir, 'alpha.db');
     let store = StateStore.open(file);
@@ -396,34 +420,157 @@ describe('restart', () => {
     const first = a.sessions[0]!;
     const keyCopy = Buffer.from(first.txKey);
     a.neg.noteRxEpoch('bravo', first.localIndex, 1);
-    const seenEpochs: number[] = [1];
+    const runs: Node[] = [a];
     for (let round = 0; round < 3; round++) {
       a.neg.stop();
       store.close();
-      const negotiationsBefore = net.log.filter(([, , type]) => type === 'negotiate').length;
+      const negotiationsBefore = negotiations(net);
       store = StateStore.open(file);
       a = makeNode(net, 'alpha', { store });
+      runs.push(a);
       a.neg.start();
-      assert.equal(a.sessions.length, 1);
+      assert.equal(a.sessions.length, 0, 'nothing installed before the grant');
+      await until(() => a.primary !== undefined, 'resumed');
       const s = a.sessions[0]!;
-      assert.equal(a.primary, s, 'restored as the primary at once');
+      assert.equal(a.sessions.length, 1);
       assert.deepEqual(s.txKey, keyCopy);
       assert.equal(s.localIndex, first.localIndex);
-      assert.ok(s.txEpoch > Math.max(...seenEpochs), `epoch ${s.txEpoch} must exceed ${seenEpochs.join(',')}`);
-      seenEpochs.push(s.txEpoch);
-      assert.equal(s.rxEpochFloor, 2 + round);
-      await until(() => b.txEpochs.length === round + 1, 'epoch-bump at the peer');
+      assert.equal(store.getSession('bravo')!.sendEpoch, s.txEpoch, 'the granted epoch is stored before use');
       const [idx, epoch] = last(b.txEpochs);
+      assert.equal(b.txEpochs.length, round + 1, 'the peer moved its send epoch once per restart');
       assert.equal(idx, b.sessions[0]!.localIndex);
-      assert.ok(epoch >= s.rxEpochFloor);
+      assert.equal(s.rxEpochFloor, epoch, 'we accept from the epoch the peer moved to');
       assert.equal(b.store.getSession('alpha')!.sendEpoch, epoch);
-      assert.equal(net.log.filter(([, , type]) => type === 'negotiate').length, negotiationsBefore);
+      assert.equal(negotiations(net), negotiationsBefore, 'no renegotiation');
     }
+    assertNoReuse(...runs);
     a.neg.stop();
     store.close();
   });
 
-  test('a peer that lost the session answers the epoch-bump with ERR_NO_SESSION and the pair renegotiates', async () => {
+  test('an older copy of state.db never repeats a (key, epoch): the grant comes from the peer, not the file', async () => {
+    const net = new MemoryNetwork();
+    const file = join(t.dir, 'alpha-old.db');
+    const backup = join(t.dir, 'alpha-old.db.backup');
+    let store = StateStore.open(file);
+    let a = makeNode(net, 'alpha', { store });
+    const b = makeNode(net, 'bravo');
+    await a.neg.ensureSession('bravo');
+    await until(() => b.primary !== undefined, 'session');
+    const runs: Node[] = [a];
+    const restart = async (): Promise<void> => {
+      a.neg.stop();
+      store.close();
+      store = StateStore.open(file);
+      a = makeNode(net, 'alpha', { store });
+      runs.push(a);
+      a.neg.start();
+      await until(() => a.primary !== undefined, 'resumed');
+    };
+    await restart();
+    a.neg.stop();
+    store.close();
+    copyFileSync(file, backup); // the backup / VM snapshot
+    store = StateStore.open(file);
+    await restart();
+    await restart();
+    a.neg.stop();
+    store.close();
+    copyFileSync(backup, file); // put the old copy back
+    store = StateStore.open(file);
+    await restart();
+    assertNoReuse(...runs);
+    assert.equal(negotiations(net), 1, 'still the first session: resumed every time');
+    a.neg.stop();
+    store.close();
+  });
+
+  test('two running clones of one node get different epochs from the peer', async () => {
+    const net = new MemoryNetwork();
+    const file = join(t.dir, 'alpha-clone.db');
+    let store = StateStore.open(file);
+    const a = makeNode(net, 'alpha', { store });
+    const b = makeNode(net, 'bravo');
+    await a.neg.ensureSession('bravo');
+    await until(() => b.primary !== undefined, 'session');
+    a.neg.stop();
+    store.close();
+    copyFileSync(file, `${file}.1`);
+    copyFileSync(file, `${file}.2`);
+    const s1 = StateStore.open(`${file}.1`);
+    const s2 = StateStore.open(`${file}.2`);
+    const c1 = makeNode(net, 'alpha', { store: s1 });
+    c1.neg.start();
+    await until(() => c1.primary !== undefined, 'clone 1 resumed');
+    const c2 = makeNode(net, 'alpha', { store: s2 });
+    c2.neg.start();
+    await until(() => c2.primary !== undefined, 'clone 2 resumed');
+    assert.deepEqual(c1.primary!.txKey, c2.primary!.txKey, 'same stored keys');
+    assert.notEqual(c1.primary!.txEpoch, c2.primary!.txEpoch);
+    assertNoReuse(a, c1, c2);
+    c1.neg.stop();
+    c2.neg.stop();
+    s1.close();
+    s2.close();
+  });
+
+  test('both ends restarted from their files: neither session is live, so they renegotiate fresh keys', async () => {
+    const net = new MemoryNetwork();
+    const a = makeNode(net, 'alpha');
+    const b = makeNode(net, 'bravo');
+    await a.neg.ensureSession('bravo');
+    await until(() => b.primary !== undefined, 'session');
+    const oldKey = Buffer.from(a.primary!.txKey);
+    a.neg.stop();
+    b.neg.stop();
+    const a2 = makeNode(net, 'alpha', { store: a.store });
+    const b2 = makeNode(net, 'bravo', { store: b.store });
+    a2.neg.start();
+    b2.neg.start();
+    await until(() => a2.primary !== undefined && b2.primary !== undefined && a2.promoted.length > 0 && b2.promoted.length > 0, 'renegotiation');
+    await settle();
+    assertPaired(a2.primary!, b2.primary!);
+    assert.notDeepEqual(a2.primary!.txKey, oldKey, 'fresh keys');
+    assertNoReuse(a, a2);
+    assertNoReuse(b, b2);
+  });
+
+  test('the peer restarted from an older copy: it reserves above our epoch and we move there, never back', async () => {
+    const net = new MemoryNetwork();
+    const a = makeNode(net, 'alpha');
+    const file = join(t.dir, 'bravo-old.db');
+    let store = StateStore.open(file);
+    let b = makeNode(net, 'bravo', { store });
+    await a.neg.ensureSession('bravo');
+    await until(() => b.primary !== undefined, 'session');
+    b.neg.stop();
+    store.close();
+    copyFileSync(file, `${file}.backup`);
+    for (let i = 0; i < 2; i++) {
+      store = StateStore.open(file);
+      b = makeNode(net, 'bravo', { store });
+      b.neg.start();
+      await until(() => b.primary !== undefined, 'bravo resumed');
+      b.neg.stop();
+      store.close();
+    }
+    const epochBefore = a.primary!.txEpoch;
+    const movesBefore = a.txEpochs.length;
+    copyFileSync(`${file}.backup`, file);
+    store = StateStore.open(file);
+    b = makeNode(net, 'bravo', { store });
+    b.neg.start();
+    await until(() => b.primary !== undefined, 'bravo resumed from the old copy');
+    assert.equal(a.txEpochs.length, movesBefore + 1, 'alpha moved once more');
+    const [, moved] = last(a.txEpochs);
+    assert.ok(moved > epochBefore, `alpha moved up (${epochBefore} -> ${moved})`);
+    assert.equal(b.primary!.rxEpochFloor, moved);
+    assertNoReuse(a);
+    b.neg.stop();
+    store.close();
+  });
+
+  test('a peer that lost the session answers ERR_NO_SESSION and the pair renegotiates', async () => {
     const net = new MemoryNetwork();
     const a = makeNode(net, 'alpha');
     let b = makeNode(net, 'bravo');
@@ -436,5 +583,27 @@ describe('restart', () => {
     a2.neg.start();
     await until(() => a2.promoted.length === 1 && b.promoted.length === 1, 'renegotiation');
     assertPaired(a2.primary!, b.primary!);
+  });
+
+  test('an unreachable peer: the stored session waits (nothing sent), ensureSession waits for it, resumed once the peer answers', async () => {
+    const net = new MemoryNetwork();
+    const clock = new ManualClock();
+    const a = makeNode(net, 'alpha', { clock });
+    const b = makeNode(net, 'bravo');
+    await a.neg.ensureSession('bravo');
+    await until(() => b.primary !== undefined, 'session');
+    a.neg.stop();
+    net.down('bravo');
+    const a2 = makeNode(net, 'alpha', { store: a.store, clock });
+    a2.neg.start();
+    const waiting = a2.neg.ensureSession('bravo');
+    await settle();
+    assert.equal(a2.sessions.length, 0, 'nothing installed while the peer cannot grant');
+    net.down('bravo', false);
+    clock.advance(5_000);
+    const s = await waiting;
+    assert.equal(s.localIndex, a.sessions[0]!.localIndex, 'the stored session, resumed');
+    assert.equal(negotiations(net), 1);
+    assertNoReuse(a, a2);
   });
 });

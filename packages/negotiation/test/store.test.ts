@@ -45,38 +45,44 @@ describe('StateStore', () => {
     assert.equal(statSync(f).mode & 0o777, 0o600);
   });
 
-  test('sessions persist across reopen; epochs bump in one step each start', () => {
+  test('sessions persist across reopen; epochs reserved for the peer are durable and never handed out twice', () => {
     const f = dbPath();
     let s = StateStore.open(f);
     s.putSession(session('bravo', 7, 0xaa));
     s.putSession(session('carol', 8, 0xbb));
-    assert.deepEqual([...s.bumpSendEpochs()], [['bravo', 2], ['carol', 2]]);
+    assert.equal(s.reservePeerEpoch('bravo', 7), 2);
+    assert.equal(s.reservePeerEpoch('bravo', 7), 3);
     s.close();
     s = StateStore.open(f);
-    assert.deepEqual([...s.bumpSendEpochs()], [['bravo', 3], ['carol', 3]]);
+    assert.equal(s.reservePeerEpoch('bravo', 7), 4, 'the reservation survived the reopen');
+    assert.equal(s.reservePeerEpoch('bravo', 7, 10), 10);
+    assert.equal(s.reservePeerEpoch('bravo', 99), undefined, 'another session: nothing reserved');
+    assert.equal(s.reservePeerEpoch('nobody', 7), undefined);
     const got = s.getSession('bravo')!;
     assert.deepEqual(got.txKey, Buffer.alloc(32, 0xaa));
-    assert.equal(got.sendEpoch, 3);
-    assert.equal(s.bumpSendEpoch('bravo'), 4);
-    assert.equal(s.bumpSendEpoch('bravo', 10), 10);
-    assert.equal(s.bumpSendEpoch('nobody'), undefined);
-    s.noteRxEpoch('bravo', 7, 5);
+    assert.equal(got.rxEpochFloor, 10);
+    s.noteRxEpoch('bravo', 7, 12);
     s.noteRxEpoch('bravo', 7, 3); // never lowers
     s.noteRxEpoch('bravo', 99, 50); // other session: ignored
-    assert.equal(s.getSession('bravo')!.rxEpochFloor, 5);
-    assert.equal(s.raiseRxFloors().get('bravo'), 6);
+    assert.equal(s.getSession('bravo')!.rxEpochFloor, 12);
+    assert.equal(s.reservePeerEpoch('bravo', 7), 13, 'a seen epoch is never reserved again');
+    assert.equal(s.setSendEpoch('bravo', 7, 5), true);
+    assert.equal(s.setSendEpoch('bravo', 7, 4), true, 'never lowered, but the session exists');
+    assert.equal(s.getSession('bravo')!.sendEpoch, 5);
+    assert.equal(s.setSendEpoch('bravo', 99, 9), false);
+    assert.equal(s.getSession('carol')!.rxEpochFloor, 1, 'other peers untouched');
     s.deleteSession('carol');
     assert.deepEqual(s.listSessions().map((x) => x.peer), ['bravo']);
     s.close();
   });
 
-  test('an exhausted epoch deletes the session (renegotiate)', () => {
+  test('an exhausted epoch space reserves nothing (the negotiator renegotiates)', () => {
     const s = StateStore.open(dbPath());
-    s.putSession({ ...session('bravo', 7, 1), sendEpoch: 0xffffffff });
-    s.putSession({ ...session('carol', 8, 1), sendEpoch: 0xfffffffe });
-    assert.deepEqual([...s.bumpSendEpochs()], [['carol', 0xffffffff]]);
-    assert.equal(s.bumpSendEpoch('carol'), undefined);
-    assert.equal(s.listSessions().length, 0);
+    s.putSession({ ...session('bravo', 7, 1), rxEpochFloor: 0xffffffff });
+    s.putSession({ ...session('carol', 8, 1), rxEpochFloor: 0xfffffffe });
+    assert.equal(s.reservePeerEpoch('bravo', 7), undefined);
+    assert.equal(s.reservePeerEpoch('carol', 8), 0xffffffff);
+    assert.equal(s.reservePeerEpoch('carol', 8), undefined);
     s.close();
   });
 
