@@ -102,8 +102,8 @@ interface AddonUdpSocket {
   unref(): void;
   stats(): Omit<NativeUdpStats, 'handlerExceptions'> & { handlerExceptions: number };
   fd(): number;
-  expressSetup(gen: Int32Array | null, writer?: unknown, owner?: object, mtu?: number): void;
-  expressTxSetup(gen: Int32Array | null, mtu?: number): unknown;
+  expressSetup(gen: Float64Array | null, writer?: unknown, owner?: object, mtu?: number): void;
+  expressTxSetup(gen: Float64Array | null, mtu?: number): unknown;
   expressTxLease(
     addrs: Uint8Array,
     slot: number,
@@ -365,7 +365,7 @@ export class NativeBatchUdpSocket implements BatchUdpSocket {
   }
 
   /** {@inheritDoc BatchUdpSocket.expressTxSetup} */
-  expressTxSetup(gen: Int32Array | null, mtu: number): NativeHook | null {
+  expressTxSetup(gen: Float64Array | null, mtu: number): NativeHook | null {
     try {
       const external = this.sock.expressTxSetup(gen, mtu);
       return gen === null ? null : { external, owner: this.sock };

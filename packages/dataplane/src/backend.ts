@@ -156,7 +156,7 @@ export interface BatchUdpSocket {
    * and returns the C sender to hand to the TUN (`setExpressSender`), or
    * turns it off (`null`, returns null).
    */
-  expressTxSetup?(gen: Int32Array | null, mtu: number): NativeHook | null;
+  expressTxSetup?(gen: Float64Array | null, mtu: number): NativeHook | null;
   /** Lends C a block of a session's counters for one (destination, source) pair; false when refused. */
   expressTxLease?(lease: ExpressTxLease): boolean;
 }
@@ -187,8 +187,8 @@ export const EXPRESS_MAX_BATCH = 4;
 
 /** What the express receive path needs from the data plane (see {@link BatchUdpSocket.expressSetup}). */
 export interface ExpressSetup {
-  /** Lease generation: a lease is valid while its generation equals gen[0]. */
-  gen: Int32Array;
+  /** Lease generation: a lease is valid while its generation equals gen[0] (a float64 integer that never wraps: see `PeerTable`). */
+  gen: Float64Array;
   /** The TUN device's C writer (`TunDevice.expressWriter()`). */
   writer: NativeHook;
   mtu: number;

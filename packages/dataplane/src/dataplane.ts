@@ -303,6 +303,13 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     tun.setExpressSender(socket.expressTxSetup(peers.expressTxGen, mtu));
     send.expressOn = true;
   }
+  peers.onExpressGenExhausted = () => {
+    if (receive.expressOn) socket.expressSetup?.(null);
+    if (send.expressOn && typeof tun.setExpressSender === 'function') tun.setExpressSender(null);
+    receive.expressOn = false;
+    send.expressOn = false;
+    logger.warn('express paths off for good: lease generation exhausted');
+  };
   const expressStats = (): DataplaneStats['express'] => {
     const st = receive.expressOn || send.expressOn ? (socket as { stats?: () => Partial<NativeUdpStats> }).stats?.() : undefined;
     return {

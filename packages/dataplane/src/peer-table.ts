@@ -34,6 +34,9 @@ import { PrefixTable } from './routing-table.js';
  * Most sessions one peer keeps at a time: the primary, a receive-only one
  * waiting for promotion and overlapping older ones.
  */
+/** Implementation: the last express lease generation (2^53 - 1: a Float64Array cell counts exactly up to here). */
+export const EXPRESS_GEN_LAST = Number.MAX_SAFE_INTEGER;
+
 export const MAX_SESSIONS_PER_PEER = 4;
 /** Highest peer slot (slots double as UDP endpoint slots: 0..65535). */
 export const MAX_PEERS = 65536;
@@ -193,19 +196,36 @@ export class PeerTable {
    * native/src/express.c): bumped by {@link voidExpress} on every change
    * that could make a lease wrong, which voids every lease at once.
    */
-  readonly expressGen = new Int32Array(1);
+  readonly expressGen = new Float64Array(1);
   /** The same for the express send path (send.ts step 12); also bumped alone by {@link voidExpressTx}. */
-  readonly expressTxGen = new Int32Array(1);
+  readonly expressTxGen = new Float64Array(1);
+  /**
+   * Called when a generation reaches {@link EXPRESS_GEN_LAST}: the data
+   * plane turns the express paths off for good, so a generation never
+   * wraps or stalls on a value a lease still holds.
+   */
+  onExpressGenExhausted: () => void = () => {};
 
   /** Voids every express lease, both directions (C falls back to the JavaScript pipelines until re-leased). */
   voidExpress(): void {
-    this.expressGen[0] = (this.expressGen[0] + 1) | 0;
-    this.expressTxGen[0] = (this.expressTxGen[0] + 1) | 0;
+    this.bump(this.expressGen);
+    this.bump(this.expressTxGen);
   }
 
   /** Voids every express send lease. */
   voidExpressTx(): void {
-    this.expressTxGen[0] = (this.expressTxGen[0] + 1) | 0;
+    this.bump(this.expressTxGen);
+  }
+
+  private bump(cell: Float64Array): void {
+    // A float64 holds every integer exactly up to 2^53 (104 days at one bump
+    // per nanosecond): never reached in practice, and if it is, express stops
+    // instead of wrapping.
+    if (cell[0]! >= EXPRESS_GEN_LAST) {
+      this.onExpressGenExhausted();
+      return;
+    }
+    cell[0] = cell[0]! + 1;
   }
 
   constructor(

@@ -194,6 +194,23 @@ describe('native crypto backend', () => {
     assert.equal(nativeLiveKeys(), before);
   });
 
+  it('never issues a handle twice: a slot whose generation is used up is retired, not wrapped (140 000 keys through 66 slots)', () => {
+    const be = nativeCryptoBackend();
+    const key = randomBytes(32);
+    const seen = new Set<number>();
+    // Destroy each key after the next is made: about 66 slots take turns (a freed
+    // slot is reused once 64 are waiting), each through all 2047 generations.
+    const alive: number[] = [];
+    for (let i = 0; i < 140_000; i++) {
+      const h = be.createKey(CipherId.AES_256_GCM, key);
+      assert.ok(!seen.has(h), `handle ${h} issued twice (key ${i})`);
+      seen.add(h);
+      alive.push(h);
+      if (alive.length > 1) be.destroyKey(alive.shift()!);
+    }
+    for (const h of alive) be.destroyKey(h);
+  });
+
   it('throws ERR_DP_KEY for a bad key length or cipher', () => {
     const be = nativeCryptoBackend();
     assert.equal(codeOf(() => be.createKey(CipherId.AES_256_GCM, randomBytes(16))), 'ERR_DP_KEY');

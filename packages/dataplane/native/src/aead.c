@@ -5,8 +5,9 @@
  * EVP_CIPHER_CTX (encrypt, decrypt) keyed once at createKey, so per packet
  * only the nonce is set. A handle is (generation << 20) | slot: destroying a
  * key bumps the slot's generation, so a stale handle never reaches a key that
- * later reuses the slot (until the 11-bit generation wraps, and freed slots
- * are reused FIFO to make that take long).
+ * later reuses the slot. A slot whose 11-bit generation is used up is never
+ * reused (the generation never wraps, so no handle is ever issued twice);
+ * freed slots are reused FIFO so that takes long: 2^20 slots x 2047 keys.
  *
  * Per packet i (see backend.ts):
  *   seal: buf[off .. off+20) header = AAD, nonce = header[8..20),
@@ -66,15 +67,16 @@ static void slot_release(dp_keytab *t, uint32_t slot) {
   EVP_CIPHER_CTX_free(k->dec);
   k->enc = k->dec = NULL;
   k->live = 0;
-  k->gen = k->gen >= GEN_MAX ? 1 : k->gen + 1;
   k->next_free = NO_SLOT;
+  t->live--;
+  if (k->gen >= GEN_MAX) return; /* used up: retired for good, its handles can never come back */
+  k->gen++;
   if (t->free_tail == NO_SLOT) {
     t->free_head = t->free_tail = slot;
   } else {
     t->slots[t->free_tail].next_free = slot;
     t->free_tail = slot;
   }
-  t->live--;
 }
 
 /* Returns a free slot index (> 0) or 0 when the table is full / no memory. */

@@ -64,7 +64,7 @@ typedef struct {
   uint32_t local_index;
   int32_t rx_handle;
   uint32_t epoch;
-  int32_t gen;
+  double gen; /* a float64 integer: exact up to 2^53, and PeerTable stops bumping before that */
   uint8_t *win; /* WINDOW_BYTES: float64 newest, then uint32 ring[256] */
   double *counters;
   napi_ref win_ref, counters_ref;
@@ -74,7 +74,7 @@ typedef struct {
 } lease;
 
 struct dp_xrx {
-  int32_t *gen; /* shared generation cell */
+  double *gen; /* shared generation cell (Float64Array(1)) */
   napi_ref gen_ref;
   const tun_express_writer *writer;
   napi_ref writer_ref, owner_ref;
@@ -132,17 +132,17 @@ napi_value dp_xrx_setup(napi_env env, dp_xrx *x, size_t argc, napi_value *argv) 
   if (argc >= 1) napi_typeof(env, argv[0], &t0);
   clear_all(env, x);
   if (t0 == napi_null || t0 == napi_undefined) return NULL;
-  /* expressSetup(gen: Int32Array(1), writer: external, owner: object, mtu) */
-  int32_t *gen;
+  /* expressSetup(gen: Float64Array(1), writer: external, owner: object, mtu) */
+  double *gen;
   size_t glen;
   void *w = NULL;
   int32_t mtu;
   napi_valuetype t2 = napi_undefined;
-  if (argc < 4 || !dp_get_i32(env, argv[0], &gen, &glen) || glen < 1 ||
+  if (argc < 4 || !dp_get_f64(env, argv[0], &gen, &glen) || glen < 1 ||
       napi_get_value_external(env, argv[1], &w) != napi_ok || w == NULL ||
       napi_typeof(env, argv[2], &t2) != napi_ok || t2 != napi_object || !dp_get_int(env, argv[3], &mtu) || mtu < 68 ||
       mtu > 65535) {
-    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressSetup(gen: Int32Array, writer: external, owner: object, mtu)");
+    return dp_throw(env, "ERR_DP_NATIVE", 0, "expressSetup(gen: Float64Array, writer: external, owner: object, mtu)");
   }
   const tun_express_writer *wr = w;
   if (wr->magic != TUN_EXPRESS_WRITER_MAGIC || wr->write == NULL) {
@@ -172,12 +172,13 @@ napi_value dp_xrx_lease(napi_env env, dp_xrx *x, size_t argc, napi_value *argv) 
    *              subnets: Uint8Array(18 * n)) -> true when leased */
   napi_value out;
   uint32_t index, epoch;
-  int32_t handle, gen;
+  int32_t handle;
+  double gen;
   uint8_t *win, *ep, *sn;
   size_t winlen, eplen, snlen, clen;
   double *counters;
   if (argc < 8 || !get_u32(env, argv[0], &index) || !dp_get_int(env, argv[1], &handle) || !get_u32(env, argv[2], &epoch) ||
-      !dp_get_int(env, argv[3], &gen) || !dp_get_u8(env, argv[4], &win, &winlen) || winlen != WINDOW_BYTES ||
+      napi_get_value_double(env, argv[3], &gen) != napi_ok || !dp_get_u8(env, argv[4], &win, &winlen) || winlen != WINDOW_BYTES ||
       !dp_get_f64(env, argv[5], &counters, &clen) || clen < PC_MIN || !dp_get_u8(env, argv[6], &ep, &eplen) ||
       eplen != DP_SOURCE_LEN || !dp_get_u8(env, argv[7], &sn, &snlen) || snlen % 18 != 0) {
     return dp_throw(env, "ERR_DP_NATIVE", 0,
@@ -344,13 +345,13 @@ typedef struct {
   uint32_t remote_index, epoch;
   int32_t tx_handle;
   uint64_t next, end;
-  int32_t gen;
+  double gen;
   double *counters;
   napi_ref counters_ref;
 } tx_lease;
 
 struct dp_xtx {
-  int32_t *gen;
+  double *gen; /* Float64Array(1), as the receive cell */
   napi_ref gen_ref;
   uint32_t mtu;
   uint32_t live;
@@ -393,11 +394,12 @@ int dp_xtx_setup(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) {
   if (argc >= 1) napi_typeof(env, argv[0], &t0);
   clear_tx(env, x);
   if (t0 == napi_null || t0 == napi_undefined) return 0;
-  int32_t *gen, mtu;
+  double *gen;
+  int32_t mtu;
   size_t glen;
-  if (argc < 2 || !dp_get_i32(env, argv[0], &gen, &glen) || glen < 1 || !dp_get_int(env, argv[1], &mtu) || mtu < 68 ||
+  if (argc < 2 || !dp_get_f64(env, argv[0], &gen, &glen) || glen < 1 || !dp_get_int(env, argv[1], &mtu) || mtu < 68 ||
       mtu > 65535) {
-    dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup(gen: Int32Array, mtu)");
+    dp_throw(env, "ERR_DP_NATIVE", 0, "expressTxSetup(gen: Float64Array, mtu)");
     return -1;
   }
   if (napi_create_reference(env, argv[0], 1, &x->gen_ref) != napi_ok) {
@@ -421,14 +423,15 @@ napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) 
   napi_value out;
   uint8_t *addrs;
   size_t alen, clen;
-  int32_t slot, handle, gen;
+  int32_t slot, handle;
+  double gen;
   uint32_t remote, epoch;
   double base, count;
   double *counters;
   if (argc < 9 || !dp_get_u8(env, argv[0], &addrs, &alen) || alen != 33 || !dp_get_int(env, argv[1], &slot) ||
       !get_u32(env, argv[2], &remote) || !get_u32(env, argv[3], &epoch) || !dp_get_int(env, argv[4], &handle) ||
       napi_get_value_double(env, argv[5], &base) != napi_ok || napi_get_value_double(env, argv[6], &count) != napi_ok ||
-      !dp_get_int(env, argv[7], &gen) || !dp_get_f64(env, argv[8], &counters, &clen) || clen < PC_MIN) {
+      napi_get_value_double(env, argv[7], &gen) != napi_ok || !dp_get_f64(env, argv[8], &counters, &clen) || clen < PC_MIN) {
     return dp_throw(env, "ERR_DP_NATIVE", 0,
                     "expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters)");
   }
