@@ -11,11 +11,15 @@
 //     CPU from the daemons it timed (kept for comparison). The control socket
 //     appearing marks "daemon ready" (Node start-up + wiring, no network).
 //     `status` afterwards must show a negotiated, not restored, session.
-//  2. restart: both daemons stopped (SIGTERM) and spawned again keeping
-//     state.db; same probe. `status` must show the session restored and 0
-//     negotiations (else the figure is not "without renegotiation").
-// Reports median and max of each, the targets (≤ 1 s fresh, ≤ 0.3 s
-// restart) and, for reference, bare `node -e 0` and the daemon's own
+//  2. restart: beta alone stopped (SIGTERM) and spawned again keeping
+//     state.db, alpha running; same probe. Beta's `status` must show the
+//     session restored and 0 negotiations: it was resumed with an epoch
+//     alpha granted (one control-channel exchange), not renegotiated.
+//  3. both: both daemons stopped and spawned again keeping state.db.
+//     Neither can vouch for the other's epochs, so the pair renegotiates
+//     (alpha's `status`: a negotiation, not restored).
+// Reports median and max of each, the targets (≤ 1 s fresh, ≤ 0.3 s for
+// both restarts) and, for reference, bare `node -e 0` and the daemon's own
 // "started" log line.
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { buildStamp, changedSince, createHarness, control, fmt, grepFile, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
@@ -109,18 +113,20 @@ exit 1`;
   });
 }
 
-async function startBoth(nodes) {
+/** Spawns the daemons of `nodes` at indexes `which` (default all) and times the first echo reply through the tunnel. */
+async function startSome(nodes, which = nodes.map((_, k) => k)) {
   const t0 = nowMs();
   const pr = probe(5000);
-  const ds = nodes.map((n, k) => h.startDaemon(k + 1, n, opts.backend ? ['--backend', opts.backend] : []));
+  const ds = which.map((k) => h.startDaemon(k + 1, nodes[k], opts.backend ? ['--backend', opts.backend] : []));
   const ready = await Promise.all(ds.map((d) => h.waitReady(d)));
   const reply = await pr;
-  const loadedMs = nodes.map((n) => logMark(n.log, t0, /BNL loaded/));
-  const startedMs = nodes.map((n) => logMark(n.log, t0, /cluevpnd started/));
+  const started = which.map((k) => nodes[k]);
+  const loadedMs = started.map((n) => logMark(n.log, t0, /BNL loaded/));
+  const startedMs = started.map((n) => logMark(n.log, t0, /cluevpnd started/));
   return { ds, t0, readyMs: ready.map((r) => r - t0), pingMs: reply - t0, loadedMs, startedMs };
 }
 
-async function stopBoth(ds) {
+async function stopBoth(ds) { // stops the daemons given (one or both)
   await Promise.all(ds.map((d) => h.stopDaemon(d)));
 }
 
@@ -141,9 +147,10 @@ async function main() {
 
   const fresh = [];
   const restart = [];
+  const both = [];
   for (let round = 1; round <= opts.repeat; round++) {
     for (const n of net.nodes) for (const f of [n.statedb, `${n.statedb}-wal`, `${n.statedb}-shm`]) if (existsSync(f)) rmSync(f);
-    let r = await startBoth(net.nodes);
+    let r = await startSome(net.nodes);
     let st = await statusOf(net.nodes[0]);
     fresh.push({ ...r, peer: st });
     h.log(`round ${round} fresh:   ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (negotiations ${st?.negotiations}, restored ${st?.restored})`);
@@ -151,15 +158,27 @@ async function main() {
     if (!Number.isFinite(r.pingMs)) problems.push(`round ${round} fresh: no echo reply within 5 s`);
     else if (st && (st.restored || st.negotiations < 1)) problems.push(`round ${round} fresh: status says restored=${st.restored} negotiations=${st.negotiations} (expected a negotiation)`);
     await sleep(300); // let both sides settle (epoch notes written) before the restart
-    await stopBoth(r.ds);
-
-    r = await startBoth(net.nodes);
-    st = await statusOf(net.nodes[0]);
+    // (b) beta alone restarts keeping state.db; alpha (h1, the prober's host) stays up and grants beta its epoch
+    const [alphaD, betaD] = r.ds;
+    await stopBoth([betaD]);
+    r = await startSome(net.nodes, [1]);
+    st = await statusOf(net.nodes[1], 'alpha');
     restart.push({ ...r, peer: st });
-    h.log(`round ${round} restart: ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (negotiations ${st?.negotiations}, restored ${st?.restored})`);
-    if (r.pingMs > TARGET_FRESH_MS) slow.push(`round ${round} restart: ${fmt(r.pingMs)} ms; alpha's log of the round:\n${roundLog(net.nodes[0].log, r.t0)}\n  beta's:\n${roundLog(net.nodes[1].log, r.t0)}`);
+    h.log(`round ${round} restart: ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (beta: negotiations ${st?.negotiations}, restored ${st?.restored})`);
+    if (r.pingMs > TARGET_RESTART_MS) slow.push(`round ${round} restart: ${fmt(r.pingMs)} ms; alpha's log of the round:\n${roundLog(net.nodes[0].log, r.t0)}\n  beta's:\n${roundLog(net.nodes[1].log, r.t0)}`);
     if (!Number.isFinite(r.pingMs)) problems.push(`round ${round} restart: no echo reply within 5 s`);
-    else if (st && (!st.restored || st.negotiations !== 0)) problems.push(`round ${round} restart: status says restored=${st.restored} negotiations=${st.negotiations} (expected the stored session, no renegotiation)`);
+    else if (st && (!st.restored || st.negotiations !== 0)) problems.push(`round ${round} restart: beta's status says restored=${st.restored} negotiations=${st.negotiations} (expected the stored session, resumed without renegotiation)`);
+    await sleep(300);
+    await stopBoth([alphaD, r.ds[0]]);
+
+    // (c) both restart keeping state.db: neither can vouch for the other's epochs, so they renegotiate fresh keys
+    r = await startSome(net.nodes);
+    st = await statusOf(net.nodes[0]);
+    both.push({ ...r, peer: st });
+    h.log(`round ${round} both:    ready ${r.readyMs.map((x) => fmt(x)).join('/')} ms, first reply ${fmt(r.pingMs)} ms (negotiations ${st?.negotiations}, restored ${st?.restored})`);
+    if (r.pingMs > TARGET_RESTART_MS) slow.push(`round ${round} both: ${fmt(r.pingMs)} ms; alpha's log of the round:\n${roundLog(net.nodes[0].log, r.t0)}\n  beta's:\n${roundLog(net.nodes[1].log, r.t0)}`);
+    if (!Number.isFinite(r.pingMs)) problems.push(`round ${round} both: no echo reply within 5 s`);
+    else if (st && (st.restored || st.negotiations < 1)) problems.push(`round ${round} both: status says restored=${st.restored} negotiations=${st.negotiations} (expected a renegotiation)`);
     await stopBoth(r.ds);
   }
 
@@ -180,9 +199,10 @@ async function main() {
   printTable([
     ['case', 'loaded med', 'started med', 'ready med', 'ready max', 'reply med', 'reply max', 'target', 'verdict (max)'],
     row('fresh negotiation (no state.db)', fresh, TARGET_FRESH_MS),
-    row('restart keeping state.db', restart, TARGET_RESTART_MS),
+    row('restart of one node keeping state.db (resumed: the peer grants an epoch)', restart, TARGET_RESTART_MS),
+    row('both restart keeping state.db (renegotiated: neither can vouch)', both, TARGET_RESTART_MS),
   ]);
-  process.stdout.write(`\nper round (ms, ready alpha/beta, reply): ${fresh.map((f, i) => `#${i + 1} fresh ${fmt(f.readyMs[0])}/${fmt(f.readyMs[1])}, ${fmt(f.pingMs)}; restart ${fmt(restart[i].readyMs[0])}/${fmt(restart[i].readyMs[1])}, ${fmt(restart[i].pingMs)}`).join(' | ')}\n`);
+  process.stdout.write(`\nper round (ms, ready alpha/beta, reply): ${fresh.map((f, i) => `#${i + 1} fresh ${fmt(f.readyMs[0])}/${fmt(f.readyMs[1])}, ${fmt(f.pingMs)}; restart beta ${fmt(restart[i].readyMs[0])}, ${fmt(restart[i].pingMs)}; both ${fmt(both[i].readyMs[0])}/${fmt(both[i].readyMs[1])}, ${fmt(both[i].pingMs)}`).join(' | ')}\n`);
   process.stdout.write(`reference: bare 'node -e 0' ${nodeBare.map((x) => fmt(x)).join(', ')} ms${nodeBareNoCa.length ? `; without NODE_EXTRA_CA_CERTS (as bin/cluevpnd runs) ${nodeBareNoCa.map((x) => fmt(x)).join(', ')} ms` : ''}\n`);
   process.stdout.write(`last start of alpha in its log: ${startedLine}\n`);
   if (slow.length) process.stdout.write(`\nrounds slower than ${TARGET_FRESH_MS} ms:\n${slow.join('\n')}\n`);
@@ -192,11 +212,11 @@ async function main() {
   }
 }
 
-/** alpha's view of beta (restored, negotiations), or null when status fails. */
-async function statusOf(node) {
+/** `node`'s view of `peer` (restored, negotiations), or null when status fails. */
+async function statusOf(node, peer = 'beta') {
   try {
     const st = await control(node.sock, 'status');
-    return st.peers.find((p) => p.name === 'beta') ?? null;
+    return st.peers.find((p) => p.name === peer) ?? null;
   } catch (err) {
     problems.push(`status of ${node.name} failed: ${err.code ?? err.message}`);
     return null;
