@@ -113,6 +113,7 @@ export async function main(argv: string[]): Promise<void> {
     report(`error: ${(err as Error).message}`);
     fail(EXIT.failed, (err as Error).message);
   }
+  for (const w of config.warnings) logger.warn(`${w.file}:${w.line}: ${w.key}: ${w.message}`);
   // Signals are handled from before the start: a SIGTERM while starting
   // waits for the start to finish and then stops cleanly (hooks, pidfile),
   // instead of killing the process half set up.
