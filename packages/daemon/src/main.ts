@@ -20,6 +20,7 @@ import { startDaemon } from './daemon.js';
 import { ConfigError, DaemonError } from './errors.js';
 import { createLogger } from './logging.js';
 import { installSignalHandlers } from './signals.js';
+import { createNotifier, stderrIsJournal, type PeerCount } from './systemd.js';
 import { childProcess } from './lazy.js';
 
 /** Exit codes of `cluevpnd`. */
@@ -108,12 +109,18 @@ export async function main(argv: string[]): Promise<void> {
 
   let logger;
   try {
-    logger = createLogger({ level: config.loglevel, method: config.logmethod, file: config.logfile });
+    logger = createLogger({ level: config.loglevel, method: config.logmethod, file: config.logfile, journal: config.logmethod === 'stderr' && stderrIsJournal() });
   } catch (err) {
     report(`error: ${(err as Error).message}`);
     fail(EXIT.failed, (err as Error).message);
   }
   for (const w of config.warnings) logger.warn(`${w.file}:${w.line}: ${w.key}: ${w.message}`);
+  // systemd (Type=notify): READY once started, RELOADING/READY around a reload, STOPPING, WATCHDOG
+  const notifier = createNotifier({ logger: logger.child('systemd') });
+  const peerCount = (d: Awaited<ReturnType<typeof startDaemon>>) => (): PeerCount => {
+    const peers = d.status().peers;
+    return { up: peers.filter((p) => p.state === 'up').length, total: peers.length };
+  };
   // Signals are handled from before the start: a SIGTERM while starting
   // waits for the start to finish and then stops cleanly (hooks, pidfile),
   // instead of killing the process half set up.
@@ -123,10 +130,17 @@ export async function main(argv: string[]): Promise<void> {
     logger,
     actions: {
       reload: async () => {
-        const r = await (await starting).reloadAndPush();
-        logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
+        const running = await starting;
+        notifier.reloading();
+        try {
+          const r = await running.reloadAndPush();
+          logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
+        } finally {
+          notifier.ready(peerCount(running));
+        }
       },
       stop: async () => {
+        notifier.stopping();
         const running = await starting.catch(() => undefined);
         if (running === undefined) return new Promise<void>(() => undefined); // the start-up failure path exits
         await running.stop();
@@ -146,4 +160,5 @@ export async function main(argv: string[]): Promise<void> {
     fail(EXIT.failed, msg);
   }
   report('ready');
+  notifier.ready(peerCount(await starting));
 }
