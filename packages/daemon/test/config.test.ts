@@ -229,3 +229,13 @@ test('what cannot be mapped is still refused with file, line and key', () => {
     expectConfigError(`${MINIMAL}\n${line}\n`, 'ERR_CONFIG_BAD_VALUE', 6, key);
   }
 });
+
+test("a second network's defaults do not collide with the first's, except the port (refused at start: ERR_PORT_IN_USE)", () => {
+  const env = { CLUEVPN_RUNDIR: '/run/cluevpn' };
+  const [a, b] = ['net1', 'net2'].map((net) => parseConfig(MINIMAL, { file: `/etc/cluevpn/${net}/cluevpn.conf`, netname: net, env }));
+  for (const key of ['devname', 'controlsocket', 'pidfile', 'statedb', 'bnl'] as const) {
+    assert.notEqual(a![key], b![key], key);
+    assert.ok(String(b![key]).includes('net2'), `${key}: ${b![key]}`);
+  }
+  assert.equal(a!.port, b!.port, 'the port is written in the BNL too: a second network sets port=');
+});
