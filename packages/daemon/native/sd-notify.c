@@ -29,21 +29,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-static void throw_errno(napi_env env, const char *syscall, int err) {
-  char msg[200];
-  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
-  const char *name = strerrorname_np(err);
-  napi_value m, code, e, v;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_string_utf8(env, name ? name : "EUNKNOWN", NAPI_AUTO_LENGTH, &code);
-  napi_create_error(env, code, m, &e);
-  napi_create_int32(env, err, &v);
-  napi_set_named_property(env, e, "errno", v);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, e, "syscall", v);
-  napi_throw(env, e);
-}
+#include "errno-error.h"
 
 static napi_value sd_notify(napi_env env, napi_callback_info info) {
   size_t argc = 2;
