@@ -16,15 +16,22 @@
  *     2 s), then READY=1 again
  *  5. SIGTERM: STOPPING=1, then nothing more; exit 0
  *
+ * beta runs as systemd would run it with `logmethod=stderr` (§6): stderr is
+ * a file named by JOURNAL_STREAM (its dev:inode), so every line carries its
+ * syslog priority (`<5>` notice, `<4>` warning) and no timestamp. Its config
+ * is the original ClueVPN's algorithm lines (§7): `cryptalgos=aescbc:128:20`,
+ * `compalgos=none:0:5 zlib:6:2` — it starts, warns once per item, and
+ * alpha reaches it (aes-256-gcm).
+ *
  * Needs root, `ip netns`, /dev/net/tun, python3; skips otherwise.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, fstatSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { controlRequest, makeNetwork, pingFrom, startNode } from './lib/cluevpn.js';
+import { CLUEVPND, controlRequest, makeNetwork, pingFrom, startNode } from './lib/cluevpn.js';
 import { createLab, labSkipReason, REPO_ROOT } from './lib/lab.js';
 import { spawnTracked } from './lib/process.js';
 import { waitFor } from './lib/wait-for.js';
@@ -66,7 +73,18 @@ test('cluevpnd tells systemd: READY when usable, STATUS on change, WATCHDOG, REL
 
   const env: NodeJS.ProcessEnv = { ...process.env, NOTIFY_SOCKET: socket, WATCHDOG_USEC: '1000000' };
   delete env.WATCHDOG_PID;
-  const beta = await startNode(lab, 'h2', net.nodeDir('beta'));
+  // beta: stderr is "the journal", config lines of the original ClueVPN
+  const betaConf = net.conf('beta');
+  writeFileSync(betaConf, readFileSync(betaConf, 'utf8').replace(/^log(method|file)=.*\n/gm, '') + 'cryptalgos=aescbc:128:20\ncompalgos=none:0:5 zlib:6:2\n');
+  const journal = join(dir, 'beta.journal');
+  const jfd = openSync(journal, 'w');
+  const jst = fstatSync(jfd, { bigint: true });
+  closeSync(jfd);
+  const beta = lab.spawn('h2', 'sh', ['-c', 'exec "$0" -D -c "$1" 2>>"$2"', CLUEVPND, betaConf, journal], {
+    label: 'cluevpnd beta (journal)',
+    env: { ...process.env, JOURNAL_STREAM: `${jst.dev}:${jst.ino}` },
+  });
+  await waitFor(async () => (await controlRequest(betaConf, 'status')).pid === beta.pid, { timeoutMs: 30_000, intervalMs: 100, description: `beta answering; journal: ${readFileSync(journal, 'utf8')}` });
   // startNode returns once the control socket answers; READY is checked on its own below
   const alphaStart = startNode(lab, 'h1', net.nodeDir('alpha'), { env });
 
@@ -98,6 +116,7 @@ test('cluevpnd tells systemd: READY when usable, STATUS on change, WATCHDOG, REL
   // 3. the peer comes up: STATUS changes, once
   const p = await pingFrom(lab, 'h1', '10.99.0.2', 3, 2);
   assert.ok(p.received > 0, `ping alpha -> beta: ${JSON.stringify(p)}`);
+  assert.equal((await alpha.peer('beta')).cipher, 'aes-256-gcm', 'beta offered only aescbc, read as aes256gcm');
   await waitFor(() => messages().includes('STATUS=1 of 1 peers up'), { timeoutMs: 30_000, description: 'STATUS=1 of 1 peers up' });
   await new Promise((r) => setTimeout(r, 6000)); // one more status poll: unchanged, so nothing sent
   assert.equal(messages().filter((m) => m.startsWith('STATUS=1 of 1')).length, 1);
@@ -118,5 +137,15 @@ test('cluevpnd tells systemd: READY when usable, STATUS on change, WATCHDOG, REL
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(messages().at(-1), 'STOPPING=1');
   assert.equal(messages().filter((m) => m === 'STOPPING=1').length, 1);
-  await beta.process.stop('SIGTERM', 5000);
+  assert.equal((await beta.stop('SIGTERM', 5000)).code, 0);
+
+  // beta's "journal": priorities, no timestamps; one warning per old item
+  const lines = readFileSync(journal, 'utf8').split('\n').filter((l) => l !== '');
+  assert.ok(lines.length > 3 && lines.every((l) => /^<[0-7]>cluevpnd[:\w]*: /.test(l)), lines.join('\n'));
+  assert.ok(lines.includes('<5>cluevpnd: stopping signal=SIGTERM'), lines.join('\n'));
+  assert.ok(lines.some((l) => l.startsWith('<5>cluevpnd: cluevpnd started ')));
+  const warnings = lines.filter((l) => l.startsWith('<4>') && l.includes("original ClueVPN's"));
+  assert.equal(warnings.length, 2, warnings.join('\n'));
+  assert.match(warnings[0]!, /cluevpn\.conf:\d+: cryptalgos: .*aescbc:128:20.*aes256gcm:256:20/);
+  assert.match(warnings[1]!, /cluevpn\.conf:\d+: compalgos: .*zlib:6:2.*lz4:1:2/);
 });
