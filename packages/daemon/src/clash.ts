@@ -74,7 +74,7 @@ export function describeProcess(pid: number): string {
   }
   const at = argv.findIndex((a) => /(^|\/)cluevpnd(\.cjs)?$/.test(a));
   if (at >= 0) {
-    const parsed = parseDaemonArgs(argv.slice(at + 1).filter((a) => a !== '-D' && a !== '--foreground'));
+    const parsed = parseDaemonArgs(argv.slice(at + 1));
     if (parsed.ok) {
       try {
         const { file, netname } = locateConfig({ configFile: parsed.args.config, netname: parsed.args.net });

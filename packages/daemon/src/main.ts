@@ -7,8 +7,11 @@
  *    it reports ready (exit 0) or failed (print its reason, exit 1). The
  *    detached daemon's stderr goes nowhere: use `logmethod=syslog` or `file`.
  *    Under systemd use `-D` (see `examples/cluevpnd@.service`).
- * 3. with `-D`: create the logger, start the daemon, install the signal
- *    handlers; a start-up failure prints one line and exits 1
+ * 3. with `-D`: create the logger (`<N>` priorities when stderr is the
+ *    journal), log the config's warnings, start the daemon, install the
+ *    signal handlers; a start-up failure prints one line and exits 1
+ * 4. under systemd (`systemd.ts`): READY=1 once started, RELOADING=1/READY=1
+ *    around a signalled reload, STOPPING=1 when a stop begins, WATCHDOG=1
  *
  * Exit codes: 0 stopped cleanly; 1 start-up or run-time failure; 2 bad
  * arguments or config.
