@@ -56,6 +56,11 @@ export interface MakeNetworkOptions {
   pullInterval?: string;
   /** `loglevel` of every node (default make-network's 5). */
   logLevel?: number;
+  /** Port of every node (default 3406). */
+  port?: number;
+  /** Inner ranges (default `10.99.0` and `fd99::`: node i gets 10.99.0.i and fd99::i). */
+  inner4?: string;
+  inner6?: string;
   /** Node names and underlay addresses, in order (node i gets 10.99.0.i and fd99::i). */
   nodes: ReadonlyArray<readonly [string, string]>;
 }
@@ -72,6 +77,9 @@ export async function makeNetwork(dir: string, o: MakeNetworkOptions): Promise<N
   const args = [dir, '--net', o.net];
   if (o.pullInterval !== undefined) args.push('--pull-interval', o.pullInterval);
   if (o.logLevel !== undefined) args.push('--loglevel', String(o.logLevel));
+  if (o.port !== undefined) args.push('--port', String(o.port));
+  if (o.inner4 !== undefined) args.push('--inner4', o.inner4);
+  if (o.inner6 !== undefined) args.push('--inner6', o.inner6);
   for (const [name, addr] of o.nodes) args.push(`${name}=${addr}`);
   await run(MAKE_NETWORK, args, 120_000);
   return networkAt(dir);
@@ -167,14 +175,15 @@ export interface RunningNode {
  * Starts `cluevpnd -D -c DIR/cluevpn.conf` in lab host `host` and resolves
  * once its control socket answers `status` with this process's pid.
  * Rejects with `ERR_PROC_TIMEOUT` (and the log) when the daemon exits or
- * does not answer within `timeoutMs` (default 15 s).
+ * does not answer within `timeoutMs` (default 15 s). `env`: the daemon's
+ * whole environment (default this process's).
  */
-export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: { timeoutMs?: number; backend?: 'native' | 'js' } = {}): Promise<RunningNode> {
+export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: { timeoutMs?: number; backend?: 'native' | 'js'; env?: NodeJS.ProcessEnv } = {}): Promise<RunningNode> {
   const conf = join(nodeDir, 'cluevpn.conf');
   const name = (readFileSync(conf, 'utf8').match(/^name=(.*)$/m)?.[1] ?? '?').trim();
   const args = ['-D', '-c', conf];
   if (opts.backend) args.push('--backend', opts.backend);
-  const p = lab.spawn(host, CLUEVPND, args, { label: `cluevpnd ${name}` });
+  const p = lab.spawn(host, CLUEVPND, args, { label: `cluevpnd ${name}`, ...(opts.env ? { env: opts.env } : {}) });
   const logFile = join(nodeDir, 'cluevpnd.log');
   const node: RunningNode = {
     name,

@@ -86,25 +86,7 @@
 
 /* ---------- error helpers ---------- */
 
-static const char *errno_name(int err) {
-  const char *n = strerrorname_np(err);
-  return n ? n : "EUNKNOWN";
-}
-
-/* Throws Error{ code: 'EXXX', errno, syscall }. */
-static void throw_errno(napi_env env, const char *syscall, int err) {
-  char msg[200];
-  snprintf(msg, sizeof msg, "%s: %s", syscall, strerror(err));
-  napi_value m, code, e, v;
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_string_utf8(env, errno_name(err), NAPI_AUTO_LENGTH, &code);
-  napi_create_error(env, code, m, &e);
-  napi_create_int32(env, err, &v);
-  napi_set_named_property(env, e, "errno", v);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, e, "syscall", v);
-  napi_throw(env, e);
-}
+#include "errno-error.h" /* errno_name, throw_errno */
 
 /* After setuid: no way back, no way to go on. */
 static void fatal(const char *step, int err) {

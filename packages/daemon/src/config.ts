@@ -18,6 +18,7 @@ import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER } from '@cluevpn/dataplane';
 import { parseCompAlgos, parseCryptAlgos, type AlgoPreference, type CipherAlgo, type CompressionAlgo } from '@cluevpn/negotiation';
 import { ConfigError } from './errors.js';
+import { parseCompAlgosCompat, parseCryptAlgosCompat } from './legacy-algos.js';
 
 
 /** Where the log goes. */
@@ -103,6 +104,16 @@ export interface DaemonConfig {
   controlsocket: string;
   /** Pidfile. Default `<rundir>/NETNAME.pid`. */
   pidfile: string;
+  /** Accepted but worth a warning (the original ClueVPN's algorithm names): the daemon logs each once at start. */
+  warnings: ConfigWarning[];
+}
+
+/** A value that was accepted as something else (see `legacy-algos.ts`), with where it was written. */
+export interface ConfigWarning {
+  file: string;
+  line: number;
+  key: string;
+  message: string;
 }
 
 /** Default data/control port, as in the original ClueVPN. */
@@ -172,7 +183,8 @@ export function locateConfig(target: ConfigTarget, env: ConfigEnv = process.env)
 
 // ---------------------------------------------------------------- value parsers
 
-type Parser<T> = (raw: string) => T; // throws a plain Error whose message says what is wrong
+// throws a plain Error whose message says what is wrong; `warn` reports a value read as something else
+type Parser<T> = (raw: string, warn: (message: string) => void) => T;
 
 const bad = (what: string): never => {
   throw new Error(what);
@@ -225,10 +237,13 @@ const parseAccount: Parser<string> = (raw) =>
 const parseLogMethod: Parser<LogMethod> = (raw) =>
   raw === 'stderr' || raw === 'syslog' || raw === 'file' ? raw : bad(`'${raw}' is not one of stderr, syslog, file`);
 
-/** Known ciphers and the key bits each takes. */
-/** Algorithm lists use the negotiation's own parser, so the config and the protocol agree on names. */
-const parseAlgoList = (kind: 'cipher' | 'compressor'): Parser<AlgoPreference[]> => (raw) =>
-  kind === 'cipher' ? parseCryptAlgos(raw) : parseCompAlgos(raw);
+/**
+ * Algorithm lists use the negotiation's own parser, so the config and the
+ * protocol agree on names; the original ClueVPN's names are read as their
+ * modern counterparts, with a warning (`legacy-algos.ts`).
+ */
+const parseAlgoList = (kind: 'cipher' | 'compressor'): Parser<AlgoPreference[]> => (raw, warn) =>
+  kind === 'cipher' ? parseCryptAlgosCompat(raw, warn) : parseCompAlgosCompat(raw, warn);
 
 // ---------------------------------------------------------------- the key table
 
@@ -300,6 +315,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
   const { file, netname } = opts;
   const dir = dirname(file);
   const values = new Map<string, { value: unknown; line: number }[]>();
+  const warnings: ConfigWarning[] = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
@@ -319,7 +335,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     }
     let value: unknown;
     try {
-      value = spec.parse(raw);
+      value = spec.parse(raw, (message) => warnings.push({ file, line: lineNo, key, message }));
     } catch (err) {
       throw new ConfigError('ERR_CONFIG_BAD_VALUE', { file, line: lineNo, key }, (err as Error).message, { cause: err });
     }
@@ -396,6 +412,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     group: one<string>('group'),
     controlsocket: one<string>('controlsocket') ?? resolve(rd, `${netname}.sock`),
     pidfile: one<string>('pidfile') ?? resolve(rd, `${netname}.pid`),
+    warnings,
   };
 }
 

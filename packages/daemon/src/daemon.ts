@@ -41,6 +41,7 @@ import type { Logger, RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
 import { dnsPromises } from './lazy.js';
+import { deviceClash, portClash } from './clash.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 export const DAEMON_VERSION = CLUEVPN_VERSION;
@@ -168,7 +169,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     log.notice('BNL loaded', { serial: list.bnl.serial, nodes: list.bnl.nodes.length, node: self.name, id: self.id });
 
     // 3. TUN
-    tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu });
+    try {
+      tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu });
+    } catch (err) {
+      throw deviceClash(err, config.devname); // another network's device: ERR_DEVICE_IN_USE naming its daemon
+    }
     const dev = tun;
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
@@ -210,7 +215,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           dpLog.info('peer roamed', { peer: name, endpoint: `${host}:${port}` });
         },
       },
-    });
+    }).catch((err: unknown) => { throw portClash(err, 'udp', config.port); }); // ERR_PORT_IN_USE naming the holder
     const dp = dataplane;
     undo.push({ what: 'dataplane', fn: () => dp.close() });
     dp.setLocalSubnets(self.subnets);
@@ -232,7 +237,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         applying = done.catch(() => undefined);
         return done;
       },
-    });
+    }).catch((err: unknown) => { throw portClash(err, 'tcp', config.port); });
     const ms = mesh;
     undo.push({ what: 'mesh', fn: () => ms.close() });
 

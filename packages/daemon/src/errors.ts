@@ -27,6 +27,8 @@ export type DaemonErrorCode =
   | 'ERR_BNL_INVALID'
   | 'ERR_SELF_NOT_IN_BNL'
   | 'ERR_STARTUP'
+  | 'ERR_PORT_IN_USE'
+  | 'ERR_DEVICE_IN_USE'
   | 'ERR_STATE'
   | 'ERR_GOSSIP';
 

@@ -12,7 +12,10 @@
  * 4. sink: stderr and file get an ISO timestamp and the level name; syslog
  *    gets `<PRI>` (facility daemon) through a long-lived
  *    `logger --prio-prefix -t cluevpnd` child, because Node has no unix
- *    datagram sockets to talk to `/dev/log` itself
+ *    datagram sockets to talk to `/dev/log` itself; stderr connected to the
+ *    journal (`journal: true`, see `systemd.ts` `stderrIsJournal`) gets
+ *    `<LEVEL>` and no timestamp, which journald turns into the record's
+ *    priority (`journalctl -p warning`) and time
  *
  * Children (`log.child('bnl')` → `cluevpnd:bnl`) share the root's level, so
  * `setLevel` at run time applies everywhere at once.
@@ -95,6 +98,8 @@ export interface LoggerOptions {
   scope?: string;
   /** For `stderr`: where to write instead of `process.stderr` (tests). */
   stream?: { write(chunk: string): unknown };
+  /** For `stderr`: it is the journal's stream, so prefix `<LEVEL>` instead of a timestamp. */
+  journal?: boolean;
   /** For `syslog`: a unix datagram socket instead of `/dev/log` (tests). */
   syslogSocket?: string;
   /** Clock for timestamps (tests). */
@@ -151,6 +156,15 @@ interface Sink {
 function stderrSink(stream: { write(chunk: string): unknown }, now: () => Date): Sink {
   return {
     write: (level, line) => void stream.write(`${now().toISOString()} ${LOG_LEVEL_NAMES[level]} ${line}\n`),
+    reopen: () => undefined,
+    close: async () => undefined,
+  };
+}
+
+/** stderr read by journald: `<N>` is the priority (SyslogLevelPrefix=, on by default); journald adds the time. */
+function journalSink(stream: { write(chunk: string): unknown }): Sink {
+  return {
+    write: (level, line) => void stream.write(`<${level}>${line}\n`),
     reopen: () => undefined,
     close: async () => undefined,
   };
@@ -297,6 +311,7 @@ export function createLogger(opts: LoggerOptions): RootLogger {
     if (opts.file === undefined) throw new DaemonError('ERR_LOG_SETUP', 'logmethod=file needs logfile');
     sink = fileSink(opts.file, now);
   } else if (opts.method === 'syslog') sink = syslogSink(scope, opts.syslogSocket);
+  else if (opts.journal === true) sink = journalSink(opts.stream ?? process.stderr);
   else sink = stderrSink(opts.stream ?? process.stderr, now);
   const root = new Root({ level: 5, sink }, scope);
   root.setLevel(opts.level);

@@ -7,8 +7,11 @@
  *    it reports ready (exit 0) or failed (print its reason, exit 1). The
  *    detached daemon's stderr goes nowhere: use `logmethod=syslog` or `file`.
  *    Under systemd use `-D` (see `examples/cluevpnd@.service`).
- * 3. with `-D`: create the logger, start the daemon, install the signal
- *    handlers; a start-up failure prints one line and exits 1
+ * 3. with `-D`: create the logger (`<N>` priorities when stderr is the
+ *    journal), log the config's warnings, start the daemon, install the
+ *    signal handlers; a start-up failure prints one line and exits 1
+ * 4. under systemd (`systemd.ts`): READY=1 once started, RELOADING=1/READY=1
+ *    around a signalled reload, STOPPING=1 when a stop begins, WATCHDOG=1
  *
  * Exit codes: 0 stopped cleanly; 1 start-up or run-time failure; 2 bad
  * arguments or config.
@@ -20,6 +23,7 @@ import { startDaemon } from './daemon.js';
 import { ConfigError, DaemonError } from './errors.js';
 import { createLogger } from './logging.js';
 import { installSignalHandlers } from './signals.js';
+import { createNotifier, stderrIsJournal, type PeerCount } from './systemd.js';
 import { childProcess } from './lazy.js';
 
 /** Exit codes of `cluevpnd`. */
@@ -108,11 +112,18 @@ export async function main(argv: string[]): Promise<void> {
 
   let logger;
   try {
-    logger = createLogger({ level: config.loglevel, method: config.logmethod, file: config.logfile });
+    logger = createLogger({ level: config.loglevel, method: config.logmethod, file: config.logfile, journal: config.logmethod === 'stderr' && stderrIsJournal() });
   } catch (err) {
     report(`error: ${(err as Error).message}`);
     fail(EXIT.failed, (err as Error).message);
   }
+  for (const w of config.warnings) logger.warn(`${w.file}:${w.line}: ${w.key}: ${w.message}`);
+  // systemd (Type=notify): READY once started, RELOADING/READY around a reload, STOPPING, WATCHDOG
+  const notifier = createNotifier({ logger: logger.child('systemd') });
+  const peerCount = (d: Awaited<ReturnType<typeof startDaemon>>) => (): PeerCount => {
+    const peers = d.status().peers;
+    return { up: peers.filter((p) => p.state === 'up').length, total: peers.length };
+  };
   // Signals are handled from before the start: a SIGTERM while starting
   // waits for the start to finish and then stops cleanly (hooks, pidfile),
   // instead of killing the process half set up.
@@ -122,10 +133,17 @@ export async function main(argv: string[]): Promise<void> {
     logger,
     actions: {
       reload: async () => {
-        const r = await (await starting).reloadAndPush();
-        logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
+        const running = await starting;
+        notifier.reloading();
+        try {
+          const r = await running.reloadAndPush();
+          logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
+        } finally {
+          notifier.ready(peerCount(running));
+        }
       },
       stop: async () => {
+        notifier.stopping();
         const running = await starting.catch(() => undefined);
         if (running === undefined) return new Promise<void>(() => undefined); // the start-up failure path exits
         await running.stop();
@@ -145,4 +163,5 @@ export async function main(argv: string[]): Promise<void> {
     fail(EXIT.failed, msg);
   }
   report('ready');
+  notifier.ready(peerCount(await starting));
 }

@@ -125,9 +125,9 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\nloglevel=8`, 'ERR_CONFIG_BAD_VALUE', 6, 'loglevel');
   expectConfigError(`${MINIMAL}\nlogmethod=journal`, 'ERR_CONFIG_BAD_VALUE', 6, 'logmethod');
   expectConfigError(`${MINIMAL}\ndisableipv6=maybe`, 'ERR_CONFIG_BAD_VALUE', 6, 'disableipv6');
-  expectConfigError(`${MINIMAL}\ncryptalgos=aescbc:128:20`, 'ERR_CONFIG_BAD_VALUE', 6, 'cryptalgos');
+  expectConfigError(`${MINIMAL}\ncryptalgos=aescbc:64:20`, 'ERR_CONFIG_BAD_VALUE', 6, 'cryptalgos'); // aescbc:128 is mapped, see below
   expectConfigError(`${MINIMAL}\ncryptalgos=aes256gcm:128:20`, 'ERR_CONFIG_BAD_VALUE', 6, 'cryptalgos');
-  expectConfigError(`${MINIMAL}\ncompalgos=zlib:6:2`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
+  expectConfigError(`${MINIMAL}\ncompalgos=zlib:10:2`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos'); // zlib:6 is mapped, see below
   expectConfigError(`${MINIMAL}\ncompalgos=lz4:1:2 lz4:2:3`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
   expectConfigError(`${MINIMAL}\nrekey=1s`, 'ERR_CONFIG_BAD_VALUE', 6, 'rekey');
   expectConfigError(`${MINIMAL}\npullinterval=soon`, 'ERR_CONFIG_BAD_VALUE', 6, 'pullinterval');
@@ -193,4 +193,49 @@ test('loadConfig reads -n NET under CLUEVPN_CONFDIR; a missing file is ERR_CONFI
   } finally {
     rmSync(base, { recursive: true, force: true });
   }
+});
+
+test("the original ClueVPN's cryptalgos/compalgos are read as their modern counterparts, one warning each", () => {
+  const c = parse(`${MINIMAL}\ncryptalgos=aescbc:128:20\ncompalgos=none:0:5 zlib:6:2\n`);
+  assert.deepEqual(c.cryptalgos, [{ algo: 'aes256gcm', param: 256, pref: 20 }]);
+  assert.deepEqual(c.compalgos, [
+    { algo: 'none', param: 0, pref: 5 },
+    { algo: 'lz4', param: 1, pref: 2 },
+  ]);
+  assert.deepEqual(
+    c.warnings.map((w) => [w.file, w.line, w.key]),
+    [
+      [FILE, 6, 'cryptalgos'],
+      [FILE, 7, 'compalgos'],
+    ],
+  );
+  assert.match(c.warnings[0]!.message, /aescbc:128:20.*aes256gcm:256:20/);
+  assert.match(c.warnings[1]!.message, /zlib:6:2.*lz4:1:2/);
+  // modern names: no warning
+  assert.deepEqual(parse(`${MINIMAL}\ncryptalgos=aes256gcm:256:20\ncompalgos=none:0:5 lz4:1:2\n`).warnings, []);
+  // every AES key size of the original maps; the preference is kept
+  for (const bits of [128, 192, 256]) assert.deepEqual(parse(`${MINIMAL}\ncryptalgos=aescbc:${bits}:7 chacha20poly1305:256:3\n`).cryptalgos.map((a) => `${a.algo}:${a.param}:${a.pref}`), ['aes256gcm:256:7', 'chacha20poly1305:256:3']);
+});
+
+test('what cannot be mapped is still refused with file, line and key', () => {
+  for (const [line, key] of [
+    ['cryptalgos=aescbc:100:20', 'cryptalgos'], // no such AES key size
+    ['cryptalgos=aescbc:128:20 aes256gcm:256:1', 'cryptalgos'], // would name aes256gcm twice
+    ['cryptalgos=blowfish:128:20', 'cryptalgos'], // neither version knows it
+    ['compalgos=zlib:12:2', 'compalgos'], // not a zlib level
+    ['compalgos=zlib:6:2 lz4:1:1', 'compalgos'],
+    ['compalgos=bzip2:9:1', 'compalgos'],
+  ] as const) {
+    expectConfigError(`${MINIMAL}\n${line}\n`, 'ERR_CONFIG_BAD_VALUE', 6, key);
+  }
+});
+
+test("a second network's defaults do not collide with the first's, except the port (refused at start: ERR_PORT_IN_USE)", () => {
+  const env = { CLUEVPN_RUNDIR: '/run/cluevpn' };
+  const [a, b] = ['net1', 'net2'].map((net) => parseConfig(MINIMAL, { file: `/etc/cluevpn/${net}/cluevpn.conf`, netname: net, env }));
+  for (const key of ['devname', 'controlsocket', 'pidfile', 'statedb', 'bnl'] as const) {
+    assert.notEqual(a![key], b![key], key);
+    assert.ok(String(b![key]).includes('net2'), `${key}: ${b![key]}`);
+  }
+  assert.equal(a!.port, b!.port, 'the port is written in the BNL too: a second network sets port=');
 });

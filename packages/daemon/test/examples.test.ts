@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,5 +35,30 @@ test('scripts/install puts wrappers, the unit and the examples under --prefix, a
     assert.equal(bad.status, 2);
   } finally {
     rmSync(prefix, { recursive: true, force: true });
+  }
+});
+
+const SYSTEMD_ANALYZE = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
+test('examples/cluevpnd@.service is Type=notify with a watchdog, and systemd-analyze verify finds nothing to say', { skip: SYSTEMD_ANALYZE.status === 0 ? false : 'systemd-analyze not installed' }, () => {
+  const unit = readFileSync(join(ROOT, 'examples', 'cluevpnd@.service'), 'utf8');
+  assert.match(unit, /^Type=notify$/m);
+  assert.match(unit, /^NotifyAccess=main$/m);
+  assert.match(unit, /^WatchdogSec=\d+s$/m);
+  assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m);
+  const dir = mkdtempSync(join(tmpdir(), 'dmn-unit-'));
+  try {
+    // verify wants ExecStart to exist: point it at a stand-in
+    const bin = join(dir, 'cluevpnd');
+    writeFileSync(bin, '#!/bin/sh\n', { mode: 0o755 });
+    writeFileSync(join(dir, 'cluevpnd@.service'), unit.replace('/usr/local/bin/cluevpnd', bin));
+    symlinkSync('cluevpnd@.service', join(dir, 'cluevpnd@mesh.service'));
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', join(dir, 'cluevpnd@mesh.service')], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SYSTEMD_LOG_TARGET: 'console' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stderr + r.stdout, '', 'no warning about any line of the unit');
+    // the check can fail: a bad line is reported
+    writeFileSync(join(dir, 'cluevpnd@.service'), unit.replace('/usr/local/bin/cluevpnd', bin).replace(/^Type=notify$/m, 'Type=notifyy'));
+    assert.match(spawnSync('systemd-analyze', ['verify', '--man=no', join(dir, 'cluevpnd@mesh.service')], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, SYSTEMD_LOG_TARGET: 'console' } }).stderr, /notifyy/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -114,3 +114,19 @@ for _ in range(2):
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('journal: stderr lines carry <LEVEL> for journald and no timestamp', () => {
+  const lines: string[] = [];
+  const log = createLogger({ level: 7, method: 'stderr', journal: true, stream: { write: (s: string) => lines.push(s) }, now: () => new Date(0) });
+  log.error('e', { peer: 'bob' });
+  log.warn('w');
+  log.child('bnl').notice('n');
+  log.info('i');
+  log.debug('d');
+  log.log(0, 'emergency');
+  assert.deepEqual(lines, ['<3>cluevpnd: e peer=bob\n', '<4>cluevpnd: w\n', '<5>cluevpnd:bnl: n\n', '<6>cluevpnd: i\n', '<7>cluevpnd: d\n', '<0>cluevpnd: emergency\n']);
+  // the file and plain stderr methods keep their timestamped form
+  const plain: string[] = [];
+  createLogger({ level: 7, method: 'stderr', stream: { write: (s: string) => plain.push(s) }, now: () => new Date(0) }).warn('w');
+  assert.deepEqual(plain, ['1970-01-01T00:00:00.000Z warning cluevpnd: w\n']);
+});
