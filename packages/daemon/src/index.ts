@@ -19,5 +19,5 @@ export { dropPrivileges, checkWritableAfterDrop } from './privileges.js';
 export type { PrivilegeTarget, PrivilegeDropResult } from './privileges.js';
 export { startDaemon, chooseEndpoint, DAEMON_VERSION } from './daemon.js';
 export type { DaemonOptions, RunningDaemon } from './daemon.js';
-export { DaemonError, ConfigError, ControlServerError, HookError, PidfileError, PrivilegeError } from './errors.js';
+export { DaemonError, ConfigError, ControlServerError, HookError, PidfileError, PrivilegeError, UnsafePermissionsError } from './errors.js';
 export type { DaemonErrorCode } from './errors.js';

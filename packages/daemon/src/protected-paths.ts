@@ -1,0 +1,251 @@
+/**
+ * The privilege boundary of `user=`: before anything starts, refuse when the
+ * user the daemon will drop to could change what root reads or runs at the
+ * next start.
+ *
+ * 1. list the protected paths of the config (`protectedPaths`): the config
+ *    file, `cert`, `privkey`, `cacert`, every `bnlpubkey` file and the
+ *    programs named by the hook commands (`hookPaths`)
+ * 2. for each, walk the path and every directory above it, the path as
+ *    written and, when a symlink is on the way, the path it resolves to
+ *    (`findWritable`)
+ * 3. an entry is open to the user when (`openTo`):
+ *    - the user owns it (an owner can always chmod it writable), or
+ *    - its mode bits let the user write it: owner bits when the user owns
+ *      it, else group bits when its group is the user's primary or one of
+ *      its supplementary groups, else the other bits (the kernel's order); or
+ *    - its directory is open to the user (it can be replaced or created),
+ *      except in a sticky directory (`/tmp`) for an existing entry the user
+ *      does not own
+ * 4. the first open entry throws `UnsafePermissionsError`
+ *    (`ERR_UNSAFE_PERMISSIONS`, exit status 3) naming it, the protected path
+ *    and the config key.
+ *
+ * Not checked: POSIX ACLs (Node cannot read them: do not grant the user
+ * write access through an ACL), the interpreter of a script named in a
+ * hook, programs a hook script runs in turn, the daemon's own installation,
+ * read-only mounts (a writable mode on a read-only mount is refused all the
+ * same). Run-time state (`bnl` and its sidecars, `statedb`, the pidfile, the
+ * control socket, the log file) is not protected: the daemon must write it.
+ */
+import { lstatSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { delimiter, dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import type { DaemonConfig } from './config.js';
+import { INLINE_PUBKEY_RE } from './config.js';
+import { UnsafePermissionsError } from './errors.js';
+import type { HookName } from './hooks.js';
+
+/** The identity checked against: the target of the drop. */
+export interface AccountIds {
+  /** User name (for messages). */
+  name: string;
+  uid: number;
+  /** Primary gid and every supplementary gid. */
+  gids: readonly number[];
+}
+
+/** One protected path and where it comes from. */
+export interface ProtectedPath {
+  /** The config key naming it (`config` for the config file itself). */
+  key: string;
+  path: string;
+}
+
+/** Why an entry is open to the user. */
+export type OpenReason = 'owner' | 'group-bits' | 'other-bits' | 'directory';
+
+/** A finding of `findWritable`. */
+export interface WritableEntry {
+  /** The entry (file or directory) the user can change. */
+  entry: string;
+  reason: OpenReason;
+}
+
+/** The part of `node:fs` the walk uses; tests hand in a table. Both throw ENOENT for a missing path. */
+export interface StatFs {
+  /** stat(2): follows symlinks. */
+  stat(path: string): Pick<Stats, 'uid' | 'gid' | 'mode'>;
+  /** lstat(2): does not follow. */
+  lstat(path: string): Pick<Stats, 'uid' | 'gid' | 'mode' | 'isSymbolicLink'>;
+  /** realpath(3). */
+  realpath(path: string): string;
+}
+
+const realFs: StatFs = { stat: statSync, lstat: lstatSync, realpath: (p) => realpathSync(p) };
+
+const S_ISVTX = 0o1000;
+
+/** How `ids` may write an inode with `st`'s owner, group and mode (the kernel's owner → group → other order), or null. */
+export function writeReason(st: Pick<Stats, 'uid' | 'gid' | 'mode'>, ids: AccountIds): OpenReason | null {
+  if (st.uid === ids.uid) return 'owner';
+  if (ids.gids.includes(st.gid)) return st.mode & 0o020 ? 'group-bits' : null;
+  return st.mode & 0o002 ? 'other-bits' : null;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function tryStat<T>(fn: () => T): T | null {
+  try {
+    return fn();
+  } catch (err) {
+    if (isMissing(err)) return null;
+    throw err;
+  }
+}
+
+/** `path` and every directory above it, root last: `/a/b/c` → `/a/b/c`, `/a/b`, `/a`, `/`. */
+function chain(path: string): string[] {
+  const out: string[] = [];
+  for (let p = resolve(path); ; p = dirname(p)) {
+    out.push(p);
+    if (dirname(p) === p) return out;
+  }
+}
+
+/** The real path of `path`, or of its nearest existing ancestor with the rest appended when it does not exist. */
+function realOf(path: string, fs: StatFs): string {
+  const rest: string[] = [];
+  for (let p = resolve(path); ; p = dirname(p)) {
+    const real = tryStat(() => fs.realpath(p));
+    if (real !== null) return rest.length === 0 ? real : join(real, ...rest.reverse());
+    if (dirname(p) === p) return resolve(path);
+    rest.push(p.slice(dirname(p).length).replace(sep, ''));
+  }
+}
+
+/**
+ * The first entry on the way to `path` that `ids` could change (step 3 of
+ * the module comment), or null. `path` need not exist: then a directory
+ * above it that the user can write lets it create the path.
+ */
+export function findWritable(path: string, ids: AccountIds, fs: StatFs = realFs): WritableEntry | null {
+  const abs = resolve(path);
+  const real = realOf(abs, fs);
+  const entries = real === abs ? chain(abs) : [...chain(abs), ...chain(real)];
+  for (const entry of entries) {
+    const own = tryStat(() => fs.lstat(entry));
+    // The entry itself (a symlink's own mode means nothing; its target is checked through `real`).
+    // A directory on the way is open when the user owns it (it can chmod it, drop a sticky bit);
+    // its write bits matter through the entries in it, checked below (sticky directories).
+    if (own !== null && !own.isSymbolicLink()) {
+      const r = entry === abs || entry === real ? writeReason(own, ids) : own.uid === ids.uid ? 'owner' : null;
+      if (r !== null) return { entry, reason: r };
+    }
+    // Its directory: can the user replace or create the entry?
+    const parent = dirname(entry);
+    if (parent === entry) continue;
+    const dir = tryStat(() => fs.stat(parent));
+    if (dir === null || writeReason(dir, ids) === null) continue;
+    const sticky = (dir.mode & S_ISVTX) !== 0;
+    if (sticky && own !== null && own.uid !== ids.uid && dir.uid !== ids.uid) continue;
+    return { entry, reason: 'directory' };
+  }
+  return null;
+}
+
+/** Words of a shell command, split at blanks and operators, quotes removed (enough to find the paths it names). */
+function words(cmd: string): string[] {
+  return cmd
+    .split(/[\s;&|<>()`]+/)
+    .map((w) => w.replace(/^['"]+|['"]+$/g, ''))
+    .filter((w) => w.length > 0);
+}
+
+/** Where `/bin/sh` would find `name` through `PATH` (first executable match), or null. */
+function which(name: string, pathEnv: string, fs: StatFs): string | null {
+  for (const dir of pathEnv.split(delimiter)) {
+    if (!isAbsolute(dir)) continue;
+    const st = tryStat(() => fs.stat(join(dir, name)));
+    if (st !== null && (st.mode & 0o170000) === 0o100000 && (st.mode & 0o111) !== 0) return join(dir, name);
+  }
+  return null;
+}
+
+/**
+ * The files a hook command runs or reads, as far as its text shows: its
+ * program (an absolute path, a relative one against `cwd` — hooks run in
+ * the daemon's working directory — or a bare name looked up in `PATH`) and every other word that is an
+ * absolute path to a regular file or directory, or to nothing yet
+ * (`sh /etc/cluevpn/office/up.sh`). Devices such as `/dev/null` are not code.
+ */
+export function hookPaths(cmd: string, cwd: string, pathEnv: string, fs: StatFs = realFs): string[] {
+  const ws = words(cmd);
+  const out: string[] = [];
+  const program = ws[0];
+  if (program !== undefined && !program.includes('=') && !program.startsWith('$')) {
+    if (program.includes('/')) out.push(resolve(cwd, program));
+    else {
+      const found = which(program, pathEnv, fs);
+      if (found !== null) out.push(found);
+    }
+  }
+  for (const w of ws.slice(1)) {
+    if (!w.startsWith('/')) continue;
+    const st = tryStat(() => fs.stat(w));
+    const type = st === null ? null : st.mode & 0o170000;
+    if (type === null || type === 0o100000 || type === 0o040000) out.push(w);
+  }
+  return out;
+}
+
+/** The hook keys of the config (every `HookName`). */
+export const HOOK_KEYS: readonly HookName[] = ['upcmd', 'downcmd', 'mysubnetupcmd', 'subnetupcmd', 'subnetdowncmd'];
+
+/** Where hooks run: the `PATH` and working directory they inherit from the daemon. */
+export interface HookContext {
+  pathEnv: string;
+  cwd: string;
+}
+
+/** The config fields the check reads. */
+export type BoundaryConfig = Pick<DaemonConfig, 'file' | 'cert' | 'privkey' | 'cacert' | 'bnlpubkey' | HookName>;
+
+/** Step 1: every protected path of `config`. */
+export function protectedPaths(config: BoundaryConfig, hooks: HookContext, fs: StatFs = realFs): ProtectedPath[] {
+  const out: ProtectedPath[] = [
+    { key: 'config', path: config.file },
+    { key: 'cert', path: config.cert },
+    { key: 'privkey', path: config.privkey },
+    { key: 'cacert', path: config.cacert },
+  ];
+  for (const k of config.bnlpubkey) if (!INLINE_PUBKEY_RE.test(k)) out.push({ key: 'bnlpubkey', path: k });
+  for (const key of HOOK_KEYS) {
+    const cmd = config[key];
+    if (cmd !== undefined) for (const path of hookPaths(cmd, hooks.cwd, hooks.pathEnv, fs)) out.push({ key, path });
+  }
+  return out;
+}
+
+const REASON_TEXT: Record<OpenReason, string> = {
+  owner: 'is owned by',
+  'group-bits': 'is group-writable by a group of',
+  'other-bits': 'is writable by everyone, including',
+  directory: 'can be replaced or created by',
+};
+
+/**
+ * Steps 1–4: throws `UnsafePermissionsError` for the first protected path
+ * the user `ids` could change. `hooks`: default this process's `PATH` and
+ * working directory, which the hooks inherit.
+ */
+export function checkPrivilegeBoundary(
+  config: BoundaryConfig,
+  ids: AccountIds,
+  hooks: HookContext = { pathEnv: process.env.PATH ?? '/usr/bin:/bin', cwd: process.cwd() },
+  fs: StatFs = realFs,
+): void {
+  for (const p of protectedPaths(config, hooks, fs)) {
+    const w = findWritable(p.path, ids, fs);
+    if (w === null) continue;
+    const via = w.entry === p.path ? '' : ` (${p.path} is under it)`;
+    throw new UnsafePermissionsError(
+      `${w.entry} ${REASON_TEXT[w.reason]} user ${ids.name} (uid ${ids.uid}), the user=${ids.name} of ${config.file}${via}: ` +
+        `a daemon compromised as that user could change the ${p.key === 'config' ? 'config file' : p.key} that root reads at the next start. ` +
+        `Make it root-owned and not writable by that user (state belongs in the state directory, not next to the config), or unset user=`,
+      { path: w.entry, protects: p.path, key: p.key, reason: w.reason },
+    );
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * The `user=` boundary check (src/protected-paths.ts) against a table of
+ * file trees: every protected path kind made writable by the user as owner,
+ * through its group, through "other", and through its directory.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { checkPrivilegeBoundary, findWritable, hookPaths, type AccountIds, type BoundaryConfig, type StatFs } from '../src/protected-paths.js';
+import { UnsafePermissionsError } from '../src/errors.js';
+
+const NOBODY: AccountIds = { name: 'nobody', uid: 65534, gids: [65534, 100] };
+const DIR = 0o040000;
+const REG = 0o100000;
+
+interface Node {
+  uid: number;
+  gid: number;
+  mode: number;
+  /** symlink target */
+  link?: string;
+}
+
+/** A fake file system: path → inode. Symlinks are followed by `stat` and `realpath`. */
+function fakeFs(tree: Record<string, Node>): StatFs {
+  const enoent = (p: string) => Object.assign(new Error(`ENOENT ${p}`), { code: 'ENOENT' });
+  const resolveLinks = (p: string, depth = 0): string => {
+    if (depth > 8) throw new Error('loop');
+    const parts = p.split('/').filter(Boolean);
+    let cur = '';
+    for (let i = 0; i < parts.length; i++) {
+      cur = `${cur}/${parts[i]}`;
+      const n = tree[cur];
+      if (n === undefined) throw enoent(p);
+      if (n.link !== undefined) return resolveLinks(n.link + (i + 1 < parts.length ? `/${parts.slice(i + 1).join('/')}` : ''), depth + 1);
+    }
+    return cur === '' ? '/' : cur;
+  };
+  const lstat = (p: string) => {
+    const key = p === '/' ? '/' : join(resolveLinks(dirname(p)), basename(p));
+    const n = tree[key];
+    if (n === undefined) throw enoent(p);
+    return { uid: n.uid, gid: n.gid, mode: n.mode, isSymbolicLink: () => n.link !== undefined };
+  };
+  return {
+    lstat,
+    stat: (p) => {
+      const n = tree[resolveLinks(p)]!;
+      return { uid: n.uid, gid: n.gid, mode: n.mode };
+    },
+    realpath: (p) => resolveLinks(p),
+  };
+}
+
+const rootDir = (mode = 0o755): Node => ({ uid: 0, gid: 0, mode: DIR | mode });
+const rootFile = (mode = 0o644): Node => ({ uid: 0, gid: 0, mode: REG | mode });
+
+/** A safe installation: everything root's, nothing writable by nobody. */
+function baseTree(): Record<string, Node> {
+  return {
+    '/': rootDir(),
+    '/etc': rootDir(),
+    '/etc/cluevpn': rootDir(),
+    '/etc/cluevpn/office': rootDir(0o750),
+    '/etc/cluevpn/office/cluevpn.conf': rootFile(0o600),
+    '/etc/cluevpn/office/up': rootFile(0o755),
+    // each other kind under its own two directories, so that a directory case names one kind
+    '/srv': rootDir(),
+    '/srv/cert': rootDir(),
+    '/srv/cert/d': rootDir(),
+    '/srv/cert/d/alpha.crt': rootFile(),
+    '/srv/key': rootDir(),
+    '/srv/key/d': rootDir(0o700),
+    '/srv/key/d/alpha.key': rootFile(0o600),
+    '/srv/ca': rootDir(),
+    '/srv/ca/d': rootDir(),
+    '/srv/ca/d/ca.crt': rootFile(),
+    '/srv/trust': rootDir(),
+    '/srv/trust/d': rootDir(),
+    '/srv/trust/d/bnl.pub': rootFile(),
+    '/srv/hooks': rootDir(),
+    '/srv/hooks/d': rootDir(),
+    '/srv/hooks/d/up': rootFile(0o755),
+    '/usr': rootDir(),
+    '/usr/sbin': rootDir(),
+    '/usr/sbin/ip': rootFile(0o755),
+    '/dev': rootDir(),
+    '/dev/null': { uid: 0, gid: 0, mode: 0o020000 | 0o666 },
+    '/tmp': rootDir(0o1777),
+  };
+}
+
+const CONFIG: BoundaryConfig = {
+  file: '/etc/cluevpn/office/cluevpn.conf',
+  cert: '/srv/cert/d/alpha.crt',
+  privkey: '/srv/key/d/alpha.key',
+  cacert: '/srv/ca/d/ca.crt',
+  bnlpubkey: ['/srv/trust/d/bnl.pub', 'ab'.repeat(32)],
+  upcmd: '/srv/hooks/d/up "$TUNDEV"',
+  downcmd: undefined,
+  mysubnetupcmd: undefined,
+  subnetupcmd: 'ip route add $SUBNET dev $TUNDEV 2>/dev/null',
+  subnetdowncmd: undefined,
+};
+const HOOKS = { pathEnv: '/usr/local/bin:/usr/sbin', cwd: '/' };
+
+function check(tree: Record<string, Node>, config: BoundaryConfig = CONFIG): UnsafePermissionsError | null {
+  try {
+    checkPrivilegeBoundary(config, NOBODY, HOOKS, fakeFs(tree));
+    return null;
+  } catch (err) {
+    if (err instanceof UnsafePermissionsError) return err;
+    throw err;
+  }
+}
+
+test('a root-owned installation passes (and /dev/null in a hook is not code)', () => {
+  assert.equal(check(baseTree()), null);
+});
+
+// each protected kind × each way it can be open to the user
+const KINDS: [key: string, path: string][] = [
+  ['config', '/etc/cluevpn/office/cluevpn.conf'],
+  ['cert', '/srv/cert/d/alpha.crt'],
+  ['privkey', '/srv/key/d/alpha.key'],
+  ['cacert', '/srv/ca/d/ca.crt'],
+  ['bnlpubkey', '/srv/trust/d/bnl.pub'],
+  ['upcmd', '/srv/hooks/d/up'],
+  ['subnetupcmd', '/usr/sbin/ip'],
+];
+const WAYS: { way: string; apply: (t: Record<string, Node>, p: string) => void; entry: (p: string) => string; reason: string }[] = [
+  { way: 'owned by the user (even mode 0500)', apply: (t, p) => (t[p] = { uid: 65534, gid: 0, mode: REG | 0o500 }), entry: (p) => p, reason: 'owner' },
+  { way: 'group-writable, primary group', apply: (t, p) => (t[p] = { uid: 0, gid: 65534, mode: REG | 0o775 }), entry: (p) => p, reason: 'group-bits' },
+  { way: 'group-writable, supplementary group', apply: (t, p) => (t[p] = { uid: 0, gid: 100, mode: REG | 0o775 }), entry: (p) => p, reason: 'group-bits' },
+  { way: 'writable by other', apply: (t, p) => (t[p] = { uid: 0, gid: 0, mode: REG | 0o757 }), entry: (p) => p, reason: 'other-bits' },
+  {
+    way: 'its directory group-writable',
+    apply: (t, p) => (t[dirname(p)] = { uid: 0, gid: 100, mode: DIR | 0o775 }),
+    entry: (p) => p,
+    reason: 'directory',
+  },
+  {
+    way: 'its directory owned by the user',
+    apply: (t, p) => (t[dirname(p)] = { uid: 65534, gid: 65534, mode: DIR | 0o700 }),
+    entry: (p) => p,
+    reason: 'directory',
+  },
+  {
+    way: 'the directory above its directory writable by other (its directory can be replaced)',
+    apply: (t, p) => (t[dirname(dirname(p))] = rootDir(0o777)),
+    entry: (p) => dirname(p),
+    reason: 'directory',
+  },
+  {
+    way: 'the directory above its directory owned by the user',
+    apply: (t, p) => (t[dirname(dirname(p))] = { uid: 65534, gid: 0, mode: DIR | 0o555 }),
+    entry: (p) => dirname(p),
+    reason: 'directory',
+  },
+];
+
+for (const [key, path] of KINDS) {
+  for (const w of WAYS) {
+    test(`${key} ${path}: ${w.way} → ERR_UNSAFE_PERMISSIONS naming it`, () => {
+      const tree = baseTree();
+      w.apply(tree, path);
+      const err = check(tree);
+      assert.ok(err !== null, 'refused');
+      assert.equal(err.code, 'ERR_UNSAFE_PERMISSIONS');
+      assert.equal(err.key, key);
+      assert.equal(err.protects, path);
+      assert.equal(err.path, w.entry(path));
+      assert.equal(err.reason, w.reason);
+      assert.ok(err.message.includes(err.path), 'the message names the path');
+    });
+  }
+}
+
+test('group- or other-readable, or group-writable by a group the user is not in: allowed', () => {
+  const tree = baseTree();
+  tree['/srv/ca/d/ca.crt'] = { uid: 0, gid: 4, mode: REG | 0o664 };
+  tree['/srv/ca/d'] = { uid: 0, gid: 4, mode: DIR | 0o775 };
+  assert.equal(check(tree), null);
+});
+
+test('sticky directory: an existing root-owned entry cannot be replaced; a missing one can be created', () => {
+  const tree = baseTree();
+  tree['/tmp/up'] = rootFile(0o755);
+  assert.equal(check(tree, { ...CONFIG, upcmd: '/tmp/up' }), null);
+  const missing = check(tree, { ...CONFIG, upcmd: '/tmp/not-there' });
+  assert.equal(missing?.reason, 'directory');
+  assert.equal(missing?.path, '/tmp/not-there');
+  tree['/tmp/mine'] = { uid: 65534, gid: 65534, mode: REG | 0o755 };
+  assert.equal(check(tree, { ...CONFIG, upcmd: '/tmp/mine' })?.reason, 'owner');
+});
+
+test('a symlink in a safe directory to a file in an open one is refused through its target', () => {
+  const tree = baseTree();
+  tree['/var'] = rootDir(0o777);
+  tree['/var/ca.crt'] = rootFile();
+  tree['/srv/ca/d/ca.crt'] = { uid: 0, gid: 0, mode: 0o120777, link: '/var/ca.crt' };
+  const err = check(tree);
+  assert.equal(err?.key, 'cacert');
+  assert.equal(err?.path, '/var/ca.crt');
+  assert.equal(err?.reason, 'directory');
+});
+
+test('hook commands: program by absolute path, relative to cwd, or through PATH; absolute words; not devices', () => {
+  const fs = fakeFs(baseTree());
+  assert.deepEqual(hookPaths('/etc/cluevpn/office/up "$TUNDEV"', '/', HOOKS.pathEnv, fs), ['/etc/cluevpn/office/up']);
+  assert.deepEqual(hookPaths('ip route add $SUBNET dev $TUNDEV >/dev/null', '/', HOOKS.pathEnv, fs), ['/usr/sbin/ip']);
+  assert.deepEqual(hookPaths("sh '/etc/cluevpn/office/up' /dev/null", '/', HOOKS.pathEnv, fs), ['/etc/cluevpn/office/up']);
+  assert.deepEqual(hookPaths('./up', '/etc/cluevpn/office', HOOKS.pathEnv, fs), ['/etc/cluevpn/office/up']);
+  assert.deepEqual(hookPaths('logger up; /usr/sbin/ip link', '/', HOOKS.pathEnv, fs), ['/usr/sbin/ip']);
+});
+
+test('a hook program that does not exist in a directory the user can write is refused (it could be created)', () => {
+  const tree = baseTree();
+  tree['/opt'] = { uid: 65534, gid: 0, mode: DIR | 0o755 };
+  const err = check(tree, { ...CONFIG, downcmd: '/opt/hooks/down' });
+  assert.equal(err?.key, 'downcmd');
+  assert.equal(err?.path, '/opt/hooks');
+  assert.equal(err?.reason, 'directory');
+});
+
+test('findWritable on the real file system (root only: chown)', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'protected-'));
+  try {
+    chmodSync(dir, 0o755);
+    const conf = join(dir, 'etc', 'cluevpn.conf');
+    mkdirSync(join(dir, 'etc'), { mode: 0o755 });
+    writeFileSync(conf, 'x', { mode: 0o600 });
+    assert.equal(findWritable(conf, NOBODY), null);
+    chownSync(join(dir, 'etc'), 65534, 65534);
+    assert.deepEqual(findWritable(conf, NOBODY), { entry: conf, reason: 'directory' });
+    chownSync(join(dir, 'etc'), 0, 0);
+    symlinkSync(conf, join(dir, 'link'));
+    assert.equal(findWritable(join(dir, 'link'), NOBODY), null);
+    chmodSync(conf, 0o602);
+    assert.deepEqual(findWritable(join(dir, 'link'), NOBODY), { entry: conf, reason: 'other-bits' });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
