@@ -169,12 +169,12 @@ export interface RunningNode {
  * Rejects with `ERR_PROC_TIMEOUT` (and the log) when the daemon exits or
  * does not answer within `timeoutMs` (default 15 s).
  */
-export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: { timeoutMs?: number; backend?: 'native' | 'js' } = {}): Promise<RunningNode> {
+export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: { timeoutMs?: number; backend?: 'native' | 'js'; env?: NodeJS.ProcessEnv } = {}): Promise<RunningNode> {
   const conf = join(nodeDir, 'cluevpn.conf');
   const name = (readFileSync(conf, 'utf8').match(/^name=(.*)$/m)?.[1] ?? '?').trim();
   const args = ['-D', '-c', conf];
   if (opts.backend) args.push('--backend', opts.backend);
-  const p = lab.spawn(host, CLUEVPND, args, { label: `cluevpnd ${name}` });
+  const p = lab.spawn(host, CLUEVPND, args, { label: `cluevpnd ${name}`, ...(opts.env ? { env: opts.env } : {}) });
   const logFile = join(nodeDir, 'cluevpnd.log');
   const node: RunningNode = {
     name,

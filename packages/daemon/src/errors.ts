@@ -106,7 +106,7 @@ export class PrivilegeError extends DaemonError {
  * daemon refuses to start (exit status 3) before it changes anything.
  */
 export class UnsafePermissionsError extends DaemonError {
-  /** The file or directory the user could change. */
+  /** What to fix: the file the user could change, or the directory that lets it replace one. */
   readonly path: string;
   /** The protected path it endangers (the same, or a path under it). */
   readonly protects: string;

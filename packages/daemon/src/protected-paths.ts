@@ -219,13 +219,6 @@ export function protectedPaths(config: BoundaryConfig, hooks: HookContext, fs: S
   return out;
 }
 
-const REASON_TEXT: Record<OpenReason, string> = {
-  owner: 'is owned by',
-  'group-bits': 'is group-writable by a group of',
-  'other-bits': 'is writable by everyone, including',
-  directory: 'can be replaced or created by',
-};
-
 /**
  * Steps 1–4: throws `UnsafePermissionsError` for the first protected path
  * the user `ids` could change. `hooks`: default this process's `PATH` and
@@ -240,12 +233,19 @@ export function checkPrivilegeBoundary(
   for (const p of protectedPaths(config, hooks, fs)) {
     const w = findWritable(p.path, ids, fs);
     if (w === null) continue;
-    const via = w.entry === p.path ? '' : ` (${p.path} is under it)`;
+    const who = `user ${ids.name} (uid ${ids.uid})`;
+    const fix = w.reason === 'directory' ? dirname(w.entry) : w.entry;
+    const what = {
+      owner: `${fix} is owned by ${who}`,
+      'group-bits': `${fix} is group-writable and its group is one of ${who}'s`,
+      'other-bits': `${fix} is writable by everyone`,
+      directory: `${fix} is writable by ${who}, who could replace or create ${w.entry} in it`,
+    }[w.reason];
+    const kind = p.key === 'config' ? 'the config file' : `${p.key} ${p.path}`;
     throw new UnsafePermissionsError(
-      `${w.entry} ${REASON_TEXT[w.reason]} user ${ids.name} (uid ${ids.uid}), the user=${ids.name} of ${config.file}${via}: ` +
-        `a daemon compromised as that user could change the ${p.key === 'config' ? 'config file' : p.key} that root reads at the next start. ` +
-        `Make it root-owned and not writable by that user (state belongs in the state directory, not next to the config), or unset user=`,
-      { path: w.entry, protects: p.path, key: p.key, reason: w.reason },
+      `${what}; with user=${ids.name} in ${config.file}, a daemon compromised as that user could change ${kind}, which root reads or runs at the next start. ` +
+        `Make ${fix} root's and not writable by that user (run-time state belongs in the state directory, never next to the config), or unset user=`,
+      { path: fix, protects: p.path, key: p.key, reason: w.reason },
     );
   }
 }

@@ -24,7 +24,7 @@
  *
  * Failures are `DaemonError` `ERR_STATE` naming the path.
  */
-import { existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fsyncDirSync, writeFileAtomicSync } from '@cluevpn/atomic-file';
 import type { DaemonConfig } from './config.js';
@@ -98,11 +98,18 @@ export function prepareStateDir(config: Pick<DaemonConfig, 'dir' | 'statedir' | 
   if (!bnlDefault && !dbDefault) return;
 
   // 1. the directory
+  // (chmod after mkdir: the modes are exact whatever the umask, e.g. systemd's UMask=0077)
   try {
-    mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
-    mkdirSync(dir, { mode: 0o700 });
+    if (!existsSync(dirname(dir))) {
+      mkdirSync(dirname(dir), { recursive: true, mode: 0o755 });
+      chmodSync(dirname(dir), 0o755);
+    }
+    if (!existsSync(dir)) {
+      mkdirSync(dir, { mode: 0o700 });
+      chmodSync(dir, 0o700);
+    }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw stateError(dir, 'cannot create it', err);
+    throw stateError(dir, 'cannot create it', err);
   }
   let st;
   try {

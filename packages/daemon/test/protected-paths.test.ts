@@ -138,25 +138,25 @@ const WAYS: { way: string; apply: (t: Record<string, Node>, p: string) => void; 
   {
     way: 'its directory group-writable',
     apply: (t, p) => (t[dirname(p)] = { uid: 0, gid: 100, mode: DIR | 0o775 }),
-    entry: (p) => p,
+    entry: (p) => dirname(p),
     reason: 'directory',
   },
   {
     way: 'its directory owned by the user',
     apply: (t, p) => (t[dirname(p)] = { uid: 65534, gid: 65534, mode: DIR | 0o700 }),
-    entry: (p) => p,
+    entry: (p) => dirname(p),
     reason: 'directory',
   },
   {
     way: 'the directory above its directory writable by other (its directory can be replaced)',
     apply: (t, p) => (t[dirname(dirname(p))] = rootDir(0o777)),
-    entry: (p) => dirname(p),
+    entry: (p) => dirname(dirname(p)),
     reason: 'directory',
   },
   {
     way: 'the directory above its directory owned by the user',
     apply: (t, p) => (t[dirname(dirname(p))] = { uid: 65534, gid: 0, mode: DIR | 0o555 }),
-    entry: (p) => dirname(p),
+    entry: (p) => dirname(dirname(p)),
     reason: 'directory',
   },
 ];
@@ -191,7 +191,7 @@ test('sticky directory: an existing root-owned entry cannot be replaced; a missi
   assert.equal(check(tree, { ...CONFIG, upcmd: '/tmp/up' }), null);
   const missing = check(tree, { ...CONFIG, upcmd: '/tmp/not-there' });
   assert.equal(missing?.reason, 'directory');
-  assert.equal(missing?.path, '/tmp/not-there');
+  assert.equal(missing?.path, '/tmp');
   tree['/tmp/mine'] = { uid: 65534, gid: 65534, mode: REG | 0o755 };
   assert.equal(check(tree, { ...CONFIG, upcmd: '/tmp/mine' })?.reason, 'owner');
 });
@@ -203,7 +203,7 @@ test('a symlink in a safe directory to a file in an open one is refused through 
   tree['/srv/ca/d/ca.crt'] = { uid: 0, gid: 0, mode: 0o120777, link: '/var/ca.crt' };
   const err = check(tree);
   assert.equal(err?.key, 'cacert');
-  assert.equal(err?.path, '/var/ca.crt');
+  assert.equal(err?.path, '/var');
   assert.equal(err?.reason, 'directory');
 });
 
@@ -221,7 +221,7 @@ test('a hook program that does not exist in a directory the user can write is re
   tree['/opt'] = { uid: 65534, gid: 0, mode: DIR | 0o755 };
   const err = check(tree, { ...CONFIG, downcmd: '/opt/hooks/down' });
   assert.equal(err?.key, 'downcmd');
-  assert.equal(err?.path, '/opt/hooks');
+  assert.equal(err?.path, '/opt');
   assert.equal(err?.reason, 'directory');
 });
 
