@@ -29,7 +29,7 @@ import { parseNodeCsv } from './csv.js';
 import { applyKeyValues, cidrArg, parseKeyValues, type KeyValue } from './edit.js';
 import { BnlCliError, BnlExit, EXIT_CODES_HELP } from './exit-codes.js';
 import { exists, listError, loadDraft, loadList, loadPrivateKey, loadPublicKey, readBytes, saveDraft, writeFileAtomic } from './files.js';
-import { resolvePaths, type GlobalOptions } from './paths.js';
+import { ensureSignedDir, resolvePaths, type GlobalOptions } from './paths.js';
 import { listJson, renderDiff, renderList } from './render.js';
 
 /** Where the command writes and which environment it reads (tests pass their own). */
@@ -89,7 +89,7 @@ export function buildBnlProgram(io: BnlIo): Command {
     .option('-n, --net <name>', 'network name: use /etc/cluevpn/NAME/')
     .option('--debug', 'print stack traces of errors')
     .version(versionText('bnl'), '-V, --version', 'print the version and exit')
-    .addHelpText('after', `\nFiles: edits go to the draft; "bnl sign" writes the signed list that cluevpnd reads.\n$CLUEVPN_CONFDIR replaces /etc/cluevpn.\n\n${EXIT_CODES_HELP}\n`)
+    .addHelpText('after', `\nFiles: edits go to the draft; "bnl sign" writes the signed list that cluevpnd reads.\nDefault signed list: /var/lib/cluevpn/NET/bnl (-n NET), its draft /etc/cluevpn/NET/bnl.draft;\n$CLUEVPN_STATEDIR replaces /var/lib/cluevpn, $CLUEVPN_CONFDIR /etc/cluevpn.\n\n${EXIT_CODES_HELP}\n`)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s), outputError: () => undefined })
     .showSuggestionAfterError(true);
@@ -257,6 +257,7 @@ export function buildBnlProgram(io: BnlIo): Command {
             io.err(`bnl: warning: nodes holding serial ${prev.bnl.serial} trust only its declared signers and will refuse this list (${(err as BnlError).code}); sign with those keys\n`);
           }
         }
+        ensureSignedDir(p);
         await writeFileAtomic(p.signed, list.bytes, 0o644);
         if (hasDraft) await writeFileAtomic(p.draft, createUnsignedBnl(list.bnl).bytes, 0o644);
       }
