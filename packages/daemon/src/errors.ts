@@ -112,7 +112,7 @@ export class UnsafePermissionsError extends DaemonError {
   readonly protects: string;
   /** The config key naming the protected path (`config` for the config file). */
   readonly key: string;
-  /** `owner`, `group-bits`, `other-bits` or `directory` (see `OpenReason`). */
+  /** `owner`, `group-bits`, `other-bits`, `acl` or `directory` (see `OpenReason`). */
   readonly reason: string;
   constructor(message: string, where: { path: string; protects: string; key: string; reason: string }, options?: { cause?: unknown }) {
     super('ERR_UNSAFE_PERMISSIONS', message, options);

@@ -65,6 +65,8 @@ export interface PrivilegesAddon {
   dropPrivilegesKeepNetAdmin(uid: number, gid: number, groups: number[]): { boundingSetDropped: boolean };
   lookupUser(name: string, gid?: number): { uid: number; gid: number; groups: number[] } | null;
   lookupGroup(name: string): number | null;
+  /** The raw `system.posix_acl_access` attribute (symlinks followed), or null when there is none. */
+  posixAclAccess(path: string): Buffer | null;
   netAdminCapability: number;
 }
 

@@ -13,7 +13,10 @@
  *    - the user owns it (an owner can always chmod it writable), or
  *    - its mode bits let the user write it: owner bits when the user owns
  *      it, else group bits when its group is the user's primary or one of
- *      its supplementary groups, else the other bits (the kernel's order); or
+ *      its supplementary groups, else the other bits (the kernel's order);
+ *      when it has a POSIX access ACL, that ACL decides instead, read as the
+ *      kernel does (named user, then the owning and named groups, each
+ *      limited by the mask, then other); or
  *    - its directory is open to the user (it can be replaced or created),
  *      except in a sticky directory (`/tmp`) for an existing entry the user
  *      does not own
@@ -21,9 +24,9 @@
  *    (`ERR_UNSAFE_PERMISSIONS`, exit status 3) naming it, the protected path
  *    and the config key.
  *
- * Not checked: POSIX ACLs (Node cannot read them: do not grant the user
- * write access through an ACL), the interpreter of a script named in a
- * hook, programs a hook script runs in turn, the daemon's own installation,
+ * ACLs are read through the privileges addon (`posixAclAccess`); without
+ * the addon built they are not seen. Not checked: the interpreter of a
+ * script named in a hook, programs a hook script runs in turn, the daemon's own installation,
  * read-only mounts (a writable mode on a read-only mount is refused all the
  * same). Run-time state (`bnl` and its sidecars, `statedb`, the pidfile, the
  * control socket, the log file) is not protected: the daemon must write it.
@@ -34,6 +37,7 @@ import type { DaemonConfig } from './config.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { UnsafePermissionsError } from './errors.js';
 import type { HookName } from './hooks.js';
+import { loadPrivilegesAddon } from './privileges.js';
 
 /** The identity checked against: the target of the drop. */
 export interface AccountIds {
@@ -52,7 +56,7 @@ export interface ProtectedPath {
 }
 
 /** Why an entry is open to the user. */
-export type OpenReason = 'owner' | 'group-bits' | 'other-bits' | 'directory';
+export type OpenReason = 'owner' | 'group-bits' | 'other-bits' | 'acl' | 'directory';
 
 /** A finding of `findWritable`. */
 export interface WritableEntry {
@@ -69,15 +73,59 @@ export interface StatFs {
   lstat(path: string): Pick<Stats, 'uid' | 'gid' | 'mode' | 'isSymbolicLink'>;
   /** realpath(3). */
   realpath(path: string): string;
+  /** The raw POSIX access ACL (`system.posix_acl_access`, symlinks followed), or null when there is none. */
+  acl(path: string): Uint8Array | null;
 }
 
-const realFs: StatFs = { stat: statSync, lstat: lstatSync, realpath: (p) => realpathSync(p) };
+const realFs: StatFs = {
+  stat: statSync,
+  lstat: lstatSync,
+  realpath: (p) => realpathSync(p),
+  acl: (p) => loadPrivilegesAddon()?.posixAclAccess(p) ?? null,
+};
 
 const S_ISVTX = 0o1000;
 
-/** How `ids` may write an inode with `st`'s owner, group and mode (the kernel's owner → group → other order), or null. */
-export function writeReason(st: Pick<Stats, 'uid' | 'gid' | 'mode'>, ids: AccountIds): OpenReason | null {
+/** Specification: POSIX ACL xattr entry tags (linux/posix_acl_xattr.h); entries are `u16 tag, u16 perm, u32 id` little endian after a `u32` version 2. */
+const ACL_TAG = { userObj: 0x01, user: 0x02, groupObj: 0x04, group: 0x08, mask: 0x10, other: 0x20 } as const;
+const ACL_VERSION = 2;
+const ACL_WRITE = 2;
+
+/**
+ * Whether the access ACL `acl` lets `ids` (not the owner) write, as the
+ * kernel's `posix_acl_permission` decides: a named-user entry (limited by
+ * the mask); else, if the owning group or a named group matches one of the
+ * user's groups, whether one of those grants write (limited by the mask);
+ * else the other entry. A malformed ACL counts as granting (refuse rather
+ * than guess).
+ */
+export function aclAllowsWrite(acl: Uint8Array, fileGid: number, ids: AccountIds): boolean {
+  const view = new DataView(acl.buffer, acl.byteOffset, acl.byteLength);
+  if (acl.byteLength < 4 || (acl.byteLength - 4) % 8 !== 0 || view.getUint32(0, true) !== ACL_VERSION) return true;
+  const entries: { tag: number; perm: number; id: number }[] = [];
+  for (let off = 4; off < acl.byteLength; off += 8) entries.push({ tag: view.getUint16(off, true), perm: view.getUint16(off + 2, true), id: view.getUint32(off + 4, true) });
+  const mask = entries.find((e) => e.tag === ACL_TAG.mask)?.perm ?? 7;
+  const named = entries.find((e) => e.tag === ACL_TAG.user && e.id === ids.uid);
+  if (named !== undefined) return (named.perm & mask & ACL_WRITE) !== 0;
+  let groupMatched = false;
+  for (const e of entries) {
+    const matches = (e.tag === ACL_TAG.groupObj && ids.gids.includes(fileGid)) || (e.tag === ACL_TAG.group && ids.gids.includes(e.id));
+    if (!matches) continue;
+    groupMatched = true;
+    if ((e.perm & mask & ACL_WRITE) !== 0) return true;
+  }
+  if (groupMatched) return false;
+  return ((entries.find((e) => e.tag === ACL_TAG.other)?.perm ?? 0) & ACL_WRITE) !== 0;
+}
+
+/**
+ * How `ids` may write an inode with `st`'s owner, group and mode (the
+ * kernel's owner → group → other order), or with its access ACL `acl` when
+ * it has one, or null.
+ */
+export function writeReason(st: Pick<Stats, 'uid' | 'gid' | 'mode'>, ids: AccountIds, acl: Uint8Array | null = null): OpenReason | null {
   if (st.uid === ids.uid) return 'owner';
+  if (acl !== null) return aclAllowsWrite(acl, st.gid, ids) ? 'acl' : null;
   if (ids.gids.includes(st.gid)) return st.mode & 0o020 ? 'group-bits' : null;
   return st.mode & 0o002 ? 'other-bits' : null;
 }
@@ -131,14 +179,14 @@ export function findWritable(path: string, ids: AccountIds, fs: StatFs = realFs)
     // A directory on the way is open when the user owns it (it can chmod it, drop a sticky bit);
     // its write bits matter through the entries in it, checked below (sticky directories).
     if (own !== null && !own.isSymbolicLink()) {
-      const r = entry === abs || entry === real ? writeReason(own, ids) : own.uid === ids.uid ? 'owner' : null;
+      const r = entry === abs || entry === real ? writeReason(own, ids, fs.acl(entry)) : own.uid === ids.uid ? 'owner' : null;
       if (r !== null) return { entry, reason: r };
     }
     // Its directory: can the user replace or create the entry?
     const parent = dirname(entry);
     if (parent === entry) continue;
     const dir = tryStat(() => fs.stat(parent));
-    if (dir === null || writeReason(dir, ids) === null) continue;
+    if (dir === null || writeReason(dir, ids, fs.acl(parent)) === null) continue;
     const sticky = (dir.mode & S_ISVTX) !== 0;
     if (sticky && own !== null && own.uid !== ids.uid && dir.uid !== ids.uid) continue;
     return { entry, reason: 'directory' };
@@ -239,6 +287,7 @@ export function checkPrivilegeBoundary(
       owner: `${fix} is owned by ${who}`,
       'group-bits': `${fix} is group-writable and its group is one of ${who}'s`,
       'other-bits': `${fix} is writable by everyone`,
+      acl: `${fix} has a POSIX ACL that lets ${who} write it`,
       directory: `${fix} is writable by ${who}, who could replace or create ${w.entry} in it`,
     }[w.reason];
     const kind = p.key === 'config' ? 'the config file' : `${p.key} ${p.path}`;

@@ -7,8 +7,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { loadPrivilegesAddon } from '../src/privileges.js';
 import { basename, dirname, join } from 'node:path';
-import { checkPrivilegeBoundary, findWritable, hookPaths, type AccountIds, type BoundaryConfig, type StatFs } from '../src/protected-paths.js';
+import { aclAllowsWrite, checkPrivilegeBoundary, findWritable, hookPaths, type AccountIds, type BoundaryConfig, type StatFs } from '../src/protected-paths.js';
 import { UnsafePermissionsError } from '../src/errors.js';
 
 const NOBODY: AccountIds = { name: 'nobody', uid: 65534, gids: [65534, 100] };
@@ -21,7 +23,23 @@ interface Node {
   mode: number;
   /** symlink target */
   link?: string;
+  /** POSIX access ACL entries: [tag, perm, id] */
+  acl?: [number, number, number][];
 }
+
+/** The xattr form of an access ACL (version 2, then u16 tag, u16 perm, u32 id, little endian). */
+function aclBytes(entries: [number, number, number][]): Uint8Array {
+  const b = Buffer.alloc(4 + 8 * entries.length);
+  b.writeUInt32LE(2, 0);
+  entries.forEach(([tag, perm, id], i) => {
+    b.writeUInt16LE(tag, 4 + 8 * i);
+    b.writeUInt16LE(perm, 6 + 8 * i);
+    b.writeUInt32LE(id, 8 + 8 * i);
+  });
+  return b;
+}
+const NOID = 0xffffffff;
+const [USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER] = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20];
 
 /** A fake file system: path → inode. Symlinks are followed by `stat` and `realpath`. */
 function fakeFs(tree: Record<string, Node>): StatFs {
@@ -51,6 +69,10 @@ function fakeFs(tree: Record<string, Node>): StatFs {
       return { uid: n.uid, gid: n.gid, mode: n.mode };
     },
     realpath: (p) => resolveLinks(p),
+    acl: (p) => {
+      const n = tree[resolveLinks(p)];
+      return n?.acl ? aclBytes(n.acl) : null;
+    },
   };
 }
 
@@ -185,6 +207,33 @@ test('group- or other-readable, or group-writable by a group the user is not in:
   assert.equal(check(tree), null);
 });
 
+test('POSIX ACLs decide instead of the mode bits, as the kernel reads them', () => {
+  const base = [[USER_OBJ, 6, NOID], [GROUP_OBJ, 4, NOID], [OTHER, 4, NOID]] as [number, number, number][];
+  const cases: { what: string; acl: [number, number, number][]; gid?: number; refused: boolean }[] = [
+    { what: 'a named-user entry granting write', acl: [...base, [USER, 6, 65534], [MASK, 6, NOID]], refused: true },
+    { what: 'a named-user entry granting write, but the mask does not', acl: [...base, [USER, 6, 65534], [MASK, 4, NOID]], refused: false },
+    { what: 'a named-group entry for a supplementary group', acl: [...base, [GROUP, 6, 100], [MASK, 6, NOID]], refused: true },
+    { what: 'a named group without write: other is not consulted', acl: [[USER_OBJ, 6, NOID], [GROUP_OBJ, 4, NOID], [GROUP, 4, 100], [MASK, 6, NOID], [OTHER, 6, NOID]], refused: false },
+    { what: 'the owning group (the user\'s) with write under the mask', acl: [[USER_OBJ, 6, NOID], [GROUP_OBJ, 6, NOID], [USER, 4, 1000], [MASK, 6, NOID], [OTHER, 4, NOID]], gid: 65534, refused: true },
+    { what: 'another user named, other read-only', acl: [...base, [USER, 6, 1000], [MASK, 6, NOID]], refused: false },
+  ];
+  for (const c of cases) {
+    const tree = baseTree();
+    // mode 0644: by the mode bits alone nobody could not write it
+    tree['/srv/key/d/alpha.key'] = { uid: 0, gid: c.gid ?? 0, mode: REG | 0o644, acl: c.acl };
+    const err = check(tree);
+    assert.equal(err !== null, c.refused, c.what);
+    if (c.refused) assert.deepEqual([err?.key, err?.reason, err?.path], ['privkey', 'acl', '/srv/key/d/alpha.key'], c.what);
+  }
+  // malformed: wrong version, torn entry → counted as granting (refused rather than guessed)
+  assert.equal(aclAllowsWrite(Uint8Array.of(1, 0, 0, 0), 0, NOBODY), true);
+  assert.equal(aclAllowsWrite(aclBytes(base).subarray(0, 10), 0, NOBODY), true);
+  assert.equal(aclAllowsWrite(aclBytes(base), 0, NOBODY), false);
+  const dirAcl = baseTree();
+  dirAcl['/srv/ca/d'] = { uid: 0, gid: 0, mode: DIR | 0o755, acl: [[USER_OBJ, 7, NOID], [GROUP_OBJ, 5, NOID], [GROUP, 7, 65534], [MASK, 7, NOID], [OTHER, 5, NOID]] };
+  assert.deepEqual([check(dirAcl)?.key, check(dirAcl)?.reason, check(dirAcl)?.path], ['cacert', 'directory', '/srv/ca/d'], 'a directory writable through its ACL');
+});
+
 test('sticky directory: an existing root-owned entry cannot be replaced; a missing one can be created', () => {
   const tree = baseTree();
   tree['/tmp/up'] = rootFile(0o755);
@@ -240,6 +289,17 @@ test('findWritable on the real file system (root only: chown)', { skip: process.
     assert.equal(findWritable(join(dir, 'link'), NOBODY), null);
     chmodSync(conf, 0o602);
     assert.deepEqual(findWritable(join(dir, 'link'), NOBODY), { entry: conf, reason: 'other-bits' });
+    chmodSync(conf, 0o600);
+    // an ACL granting nobody write (set with python's os.setxattr: Node has no xattr API); read through the addon
+    const set = spawnSync('python3', ['-c', 'import os,sys; os.setxattr(sys.argv[1], "system.posix_acl_access", bytes.fromhex(sys.argv[2]))', conf, Buffer.from(aclBytes([[USER_OBJ, 6, NOID], [USER, 6, 65534], [GROUP_OBJ, 0, NOID], [MASK, 6, NOID], [OTHER, 0, NOID]])).toString('hex')]);
+    if (set.status === 0 && loadPrivilegesAddon() !== null) {
+      assert.deepEqual(findWritable(conf, NOBODY), { entry: conf, reason: 'acl' });
+      const su = spawnSync('su', ['nobody', '-s', '/bin/sh', '-c', `echo x >> ${conf}`]);
+      assert.equal(su.status, 0, 'the kernel agrees: nobody can write it');
+    } else {
+      // no python3 or no ACL support here: nothing to compare against
+      assert.ok(set.status !== 0 || loadPrivilegesAddon() === null);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
