@@ -267,6 +267,27 @@ export function protectedPaths(config: BoundaryConfig, hooks: HookContext, fs: S
   return out;
 }
 
+/** `fs` with every answer (or ENOENT-like error) remembered, for one check. */
+function memoized(fs: StatFs): StatFs {
+  const memo = <T>(fn: (p: string) => T): ((p: string) => T) => {
+    const seen = new Map<string, { v: T } | { e: unknown }>();
+    return (p) => {
+      let r = seen.get(p);
+      if (r === undefined) {
+        try {
+          r = { v: fn(p) };
+        } catch (err) {
+          r = { e: err };
+        }
+        seen.set(p, r);
+      }
+      if ('e' in r) throw r.e;
+      return r.v;
+    };
+  };
+  return { stat: memo((p) => fs.stat(p)), lstat: memo((p) => fs.lstat(p)), realpath: memo((p) => fs.realpath(p)), acl: memo((p) => fs.acl(p)) };
+}
+
 /**
  * Steps 1–4: throws `UnsafePermissionsError` for the first protected path
  * the user `ids` could change. `hooks`: default this process's `PATH` and
@@ -278,6 +299,7 @@ export function checkPrivilegeBoundary(
   hooks: HookContext = { pathEnv: process.env.PATH ?? '/usr/bin:/bin', cwd: process.cwd() },
   fs: StatFs = realFs,
 ): void {
+  fs = memoized(fs); // the paths share their directories: each is looked at once
   for (const p of protectedPaths(config, hooks, fs)) {
     const w = findWritable(p.path, ids, fs);
     if (w === null) continue;
