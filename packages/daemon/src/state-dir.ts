@@ -12,9 +12,10 @@
  *    defaults `DIR/bnl` with `bnl.highest` and `bnl.trust`, and
  *    `DIR/state.db` with its `-wal`), once, for each default path whose
  *    new file does not exist yet: each file is copied atomically
- *    (`@cluevpn/atomic-file`, same mode), the main file last, then the old
- *    files are removed, the main file last, and one `notice` line says
- *    what moved. A crash in between leaves the old files, and the next
+ *    (`@cluevpn/atomic-file`, same mode), the main file last, one `notice`
+ *    line says what moved, then the old files are removed, the main file
+ *    last (if that fails, e.g. /etc mounted read-only by systemd, a warning
+ *    names them and the start goes on: the copy is complete). A crash in between leaves the old files, and the next
  *    start moves them again. When both old and new exist the new one is
  *    used and a warning names the old one (remove it by hand). An explicit
  *    `bnl=` or `statedb=` is used as it is and never moved.
@@ -80,13 +81,19 @@ function moveLegacy(s: LegacyState, log: Logger): boolean {
     }
     for (const x of s.drop) removeIfPresent(s.to + x);
     copyAtomic(s.from, s.to);
-    for (const x of [...s.keep, ...s.mirror, ...s.drop]) removeIfPresent(s.from + x);
-    removeIfPresent(s.from);
-    fsyncDirSync(dirname(s.from));
   } catch (err) {
     throw stateError(s.from, `cannot move it to ${s.to}`, err);
   }
   log.notice('moved state out of the config directory', { path: s.from, reason: `now ${s.to}` });
+  // The copy is complete and durable; the old files go, the main file last. The config directory
+  // may be read-only here (systemd's ProtectSystem=strict): then they stay, and the operator is told.
+  try {
+    for (const x of [...s.keep, ...s.mirror, ...s.drop]) removeIfPresent(s.from + x);
+    removeIfPresent(s.from);
+    fsyncDirSync(dirname(s.from));
+  } catch (err) {
+    log.warn('cannot remove the old state file after moving it; it is no longer read: remove it by hand', { path: s.from, err });
+  }
   return true;
 }
 

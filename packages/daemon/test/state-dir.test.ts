@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { parseConfig } from '../src/config.js';
 import { prepareStateDir } from '../src/state-dir.js';
@@ -82,6 +83,34 @@ test('the old default files in the config directory move once, whole, with one l
       [join(etc, 'bnl'), join(etc, 'state.db')],
     );
   } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test('a config directory that cannot be changed (read-only under systemd): the copy is made, the old files stay, a warning names them', { skip: process.getuid?.() !== 0 ? 'needs root (chattr)' : false }, (t) => {
+  const { base, conf, etc } = setup();
+  writeFileSync(join(etc, 'bnl'), 'LIST');
+  writeFileSync(join(etc, 'state.db'), 'DB', { mode: 0o600 });
+  // immutable: unlink fails with EPERM even for root, as EROFS would on a read-only /etc
+  const immutable = spawnSync('chattr', ['+i', etc]);
+  try {
+    if (immutable.status !== 0) return t.skip(`chattr +i not supported here: ${immutable.stderr}`);
+    const log = recorder();
+    prepareStateDir(conf, null, log);
+    assert.equal(readFileSync(join(conf.statedir, 'bnl'), 'utf8'), 'LIST');
+    assert.equal(readFileSync(join(conf.statedir, 'state.db'), 'utf8'), 'DB');
+    assert.ok(existsSync(join(etc, 'bnl')) && existsSync(join(etc, 'state.db')));
+    assert.deepEqual(
+      log.lines.filter((l) => l.level === 'warn').map((l) => l.fields?.path),
+      [join(etc, 'bnl'), join(etc, 'state.db')],
+    );
+    // the next start uses the new files and names the old ones again
+    const again = recorder();
+    prepareStateDir(conf, null, again);
+    assert.equal(again.lines.filter((l) => l.level === 'warn').length, 2);
+    assert.equal(again.lines.filter((l) => l.level === 'notice').length, 0);
+  } finally {
+    spawnSync('chattr', ['-i', etc]);
     rmSync(base, { recursive: true, force: true });
   }
 });
