@@ -28,6 +28,7 @@ test('the systemd unit keeps /etc/cluevpn read-only, writes state under StateDir
   for (const p of rw) assert.doesNotMatch(p, /^-?\/etc\/cluevpn/, `ReadWritePaths makes ${p} writable`);
   assert.match(unit, /^StateDirectory=cluevpn\/%i$/m);
   assert.match(unit, /^RestartPreventExitStatus=.*\b3\b/m);
+  assert.match(unit, /^CapabilityBoundingSet=.*\bCAP_CHOWN\b/m, 'handing the state directory to user= needs CAP_CHOWN');
 });
 
 test('scripts/install puts wrappers, the unit and the examples under --prefix, and the wrappers run', { skip: existsSync(join(ROOT, 'packages', 'cli', 'dist', 'src', 'bnl-main.js')) ? false : 'cli not built' }, () => {
