@@ -32,7 +32,7 @@
  * control socket, the log file) is not protected: the daemon must write it.
  */
 import { lstatSync, realpathSync, statSync, type Stats } from 'node:fs';
-import { delimiter, dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import { basename, delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import type { DaemonConfig } from './config.js';
 import { INLINE_PUBKEY_RE } from './config.js';
 import { UnsafePermissionsError } from './errors.js';
@@ -160,7 +160,7 @@ function realOf(path: string, fs: StatFs): string {
     const real = tryStat(() => fs.realpath(p));
     if (real !== null) return rest.length === 0 ? real : join(real, ...rest.reverse());
     if (dirname(p) === p) return resolve(path);
-    rest.push(p.slice(dirname(p).length).replace(sep, ''));
+    rest.push(basename(p));
   }
 }
 
@@ -202,20 +202,27 @@ function words(cmd: string): string[] {
     .filter((w) => w.length > 0);
 }
 
-/** Where `/bin/sh` would find `name` through `PATH` (first executable match), or null. */
-function which(name: string, pathEnv: string, fs: StatFs): string | null {
+/**
+ * Every place `/bin/sh` looks for `name` through `PATH`, up to and including
+ * the first executable match (all of them when there is none): a program
+ * planted in an earlier directory would run instead.
+ */
+function pathCandidates(name: string, pathEnv: string, fs: StatFs): string[] {
+  const out: string[] = [];
   for (const dir of pathEnv.split(delimiter)) {
     if (!isAbsolute(dir)) continue;
+    out.push(join(dir, name));
     const st = tryStat(() => fs.stat(join(dir, name)));
-    if (st !== null && (st.mode & 0o170000) === 0o100000 && (st.mode & 0o111) !== 0) return join(dir, name);
+    if (st !== null && (st.mode & 0o170000) === 0o100000 && (st.mode & 0o111) !== 0) return out;
   }
-  return null;
+  return out;
 }
 
 /**
  * The files a hook command runs or reads, as far as its text shows: its
  * program (an absolute path, a relative one against `cwd` — hooks run in
- * the daemon's working directory — or a bare name looked up in `PATH`) and every other word that is an
+ * the daemon's working directory — or, for a bare name, every `PATH` entry
+ * up to the one that has it) and every other word that is an
  * absolute path to a regular file or directory, or to nothing yet
  * (`sh /etc/cluevpn/office/up.sh`). Devices such as `/dev/null` are not code.
  */
@@ -225,10 +232,7 @@ export function hookPaths(cmd: string, cwd: string, pathEnv: string, fs: StatFs 
   const program = ws[0];
   if (program !== undefined && !program.includes('=') && !program.startsWith('$')) {
     if (program.includes('/')) out.push(resolve(cwd, program));
-    else {
-      const found = which(program, pathEnv, fs);
-      if (found !== null) out.push(found);
-    }
+    else out.push(...pathCandidates(program, pathEnv, fs));
   }
   for (const w of ws.slice(1)) {
     if (!w.startsWith('/')) continue;

@@ -108,6 +108,8 @@ function baseTree(): Record<string, Node> {
     '/usr': rootDir(),
     '/usr/sbin': rootDir(),
     '/usr/sbin/ip': rootFile(0o755),
+    '/bin': rootDir(),
+    '/bin/sh': rootFile(0o755),
     '/dev': rootDir(),
     '/dev/null': { uid: 0, gid: 0, mode: 0o020000 | 0o666 },
     '/tmp': rootDir(0o1777),
@@ -126,7 +128,7 @@ const CONFIG: BoundaryConfig = {
   subnetupcmd: 'ip route add $SUBNET dev $TUNDEV 2>/dev/null',
   subnetdowncmd: undefined,
 };
-const HOOKS = { pathEnv: '/usr/local/bin:/usr/sbin', cwd: '/' };
+const HOOKS = { pathEnv: '/usr/sbin:/usr/local/bin', cwd: '/' };
 
 function check(tree: Record<string, Node>, config: BoundaryConfig = CONFIG): UnsafePermissionsError | null {
   try {
@@ -259,10 +261,24 @@ test('a symlink in a safe directory to a file in an open one is refused through 
 test('hook commands: program by absolute path, relative to cwd, or through PATH; absolute words; not devices', () => {
   const fs = fakeFs(baseTree());
   assert.deepEqual(hookPaths('/etc/cluevpn/office/up "$TUNDEV"', '/', HOOKS.pathEnv, fs), ['/etc/cluevpn/office/up']);
-  assert.deepEqual(hookPaths('ip route add $SUBNET dev $TUNDEV >/dev/null', '/', HOOKS.pathEnv, fs), ['/usr/sbin/ip']);
-  assert.deepEqual(hookPaths("sh '/etc/cluevpn/office/up' /dev/null", '/', HOOKS.pathEnv, fs), ['/etc/cluevpn/office/up']);
+  // a bare name: every PATH place up to the one that has it (a program planted earlier would run instead)
+  assert.deepEqual(hookPaths('ip route add $SUBNET dev $TUNDEV >/dev/null', '/', '/usr/local/bin:/usr/sbin:/bin', fs), ['/usr/local/bin/ip', '/usr/sbin/ip']);
+  assert.deepEqual(hookPaths('nosuch', '/', '/usr/local/bin:/usr/sbin', fs), ['/usr/local/bin/nosuch', '/usr/sbin/nosuch']);
+  assert.deepEqual(hookPaths("sh '/etc/cluevpn/office/up' /dev/null", '/', '/bin', fs), ['/bin/sh', '/etc/cluevpn/office/up']);
   assert.deepEqual(hookPaths('./up', '/etc/cluevpn/office', HOOKS.pathEnv, fs), ['/etc/cluevpn/office/up']);
-  assert.deepEqual(hookPaths('logger up; /usr/sbin/ip link', '/', HOOKS.pathEnv, fs), ['/usr/sbin/ip']);
+  assert.deepEqual(hookPaths('/usr/sbin/ip link; logger up', '/', HOOKS.pathEnv, fs), ['/usr/sbin/ip']);
+});
+
+test('a PATH directory before the program\'s, writable by the user, is refused (it could plant its own ip)', () => {
+  const tree = baseTree();
+  tree['/usr/local'] = rootDir();
+  tree['/usr/local/bin'] = { uid: 0, gid: 100, mode: DIR | 0o775 };
+  assert.throws(
+    () => checkPrivilegeBoundary(CONFIG, NOBODY, { ...HOOKS, pathEnv: '/usr/local/bin:/usr/sbin' }, fakeFs(tree)),
+    (e: UnsafePermissionsError) => e.key === 'subnetupcmd' && e.path === '/usr/local/bin' && e.protects === '/usr/local/bin/ip' && e.reason === 'directory',
+  );
+  // PATH in the other order: /usr/sbin/ip is found first, the writable directory is never searched
+  assert.equal(check(tree), null);
 });
 
 test('a hook program that does not exist in a directory the user can write is refused (it could be created)', () => {
