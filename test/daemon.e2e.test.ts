@@ -75,6 +75,9 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
       'privkey=n1.key',
       'cacert=ca.crt',
       `bnlpubkey=${key.publicKey}`,
+      // state next to the config, so that the test can put lists there (the default is /var/lib/cluevpn/NET)
+      'bnl=bnl',
+      'statedb=state.db',
       'controlsocket=ctl.sock',
       'pidfile=cluevpnd.pid',
       'loglevel=6',

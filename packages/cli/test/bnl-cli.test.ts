@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ interface Run {
 
 function makeRunner(dir: string): (...args: string[]) => Run {
   return (...args) => {
-    const r = spawnSync(process.execPath, [BIN, ...args], { cwd: dir, env: { ...process.env, CLUEVPN_CONFDIR: dir, CLUEVPN_RUNDIR: dir }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [BIN, ...args], { cwd: dir, env: { ...process.env, CLUEVPN_CONFDIR: dir, CLUEVPN_RUNDIR: dir, CLUEVPN_STATEDIR: join(dir, 'state') }, encoding: 'utf8' });
     return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
   };
 }
@@ -34,6 +34,8 @@ function oneLineError(r: Run): void {
 
 test('bnl end to end: keygen, new, add ×3, sign, verify, print, diff, and bad input exit codes', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bnl-cli-'));
+  // the daemon's default list without -n: $CLUEVPN_STATEDIR/cluevpn/bnl (the draft stays in $CLUEVPN_CONFDIR)
+  const signedList = join(dir, 'state', 'cluevpn', 'bnl');
   try {
     const bnl = makeRunner(dir);
     const ok = (...args: string[]): Run => {
@@ -56,41 +58,41 @@ test('bnl end to end: keygen, new, add ×3, sign, verify, print, diff, and bad i
     ok('add', 'gamma', 'host=vpn.example.org', 'port=4000', 'subnet=10.3.0.0/16', 'tag=dc1', 'prefer=ipv4');
     const signed1 = ok('sign', '--key', join(dir, 'admin.key'));
     assert.match(signed1.out, /serial 1\b/);
-    const list1 = parseBnl(readFileSync(join(dir, 'bnl')));
+    const list1 = parseBnl(readFileSync(signedList));
     assert.deepEqual(list1.bnl.nodes.map((n) => [n.name, n.id]), [['alpha', 1], ['beta', 2], ['gamma', 3]]);
     assert.equal(list1.bnl.nodes[1].fingerprint, 'ab'.repeat(32));
     assert.deepEqual(list1.bnl.nodes[1].endpoints, [{ host: '192.0.2.2', port: 3406 }, { host: '2001:db8::2', port: 3406 }]);
     assert.ok(list1.bnl.timestamp > 1_600_000_000_000);
 
     ok('verify', '--pubkey', join(dir, 'admin.pub'));
-    ok('verify', join(dir, 'bnl'), '--pubkey', pub);
+    ok('verify', signedList, '--pubkey', pub);
     const wrongKey = bnl('verify', '--pubkey', join(dir, 'other.pub'));
     assert.equal(wrongKey.code, 5);
     oneLineError(wrongKey);
     assert.match(wrongKey.err, /ERR_BNL_UNTRUSTED/);
 
-    const printed = ok('print', join(dir, 'bnl')).out;
+    const printed = ok('print', signedList).out;
     for (const s of ['alpha', 'beta', 'gamma', '10.2.0.0/16', 'fd00:2::/64', 'vpn.example.org:4000', 'serial 1']) assert.ok(printed.includes(s), s);
     const json = JSON.parse(ok('print', '--json').out) as { nodes: unknown[]; serial: number };
     assert.equal(json.nodes.length, 3);
 
     // second version: diff before pushing
-    writeFileSync(join(dir, 'bnl.1'), readFileSync(join(dir, 'bnl')));
+    writeFileSync(join(dir, 'bnl.1'), readFileSync(signedList));
     ok('modify', 'alpha', 'ipv4=192.0.2.10', 'subnet=10.1.0.0/17');
     ok('remove', 'gamma');
     ok('addsubnet', 'beta', '10.20.0.0/16');
     ok('delsubnet', 'beta', 'fd00:2::/64');
     ok('add', 'delta', 'ipv4=192.0.2.4', 'subnet=10.4.0.0/16');
     ok('sign', '--key', join(dir, 'admin.key'));
-    const list2 = parseBnl(readFileSync(join(dir, 'bnl')));
+    const list2 = parseBnl(readFileSync(signedList));
     assert.equal(list2.bnl.serial, 2);
     assert.equal(list2.bnl.nodes.find((n) => n.name === 'delta')?.id, 4, 'ids are not reused');
-    const diff = ok('diff', join(dir, 'bnl.1'), join(dir, 'bnl')).out;
+    const diff = ok('diff', join(dir, 'bnl.1'), signedList).out;
     assert.match(diff, /serial 1 → 2 \(newer\)/);
     assert.match(diff, /\+ added\s+delta/);
     assert.match(diff, /- removed gamma/);
     assert.match(diff, /~ changed alpha\n\s+endpoints: 192\.0\.2\.1:3406 → 192\.0\.2\.10:3406\n\s+subnets: 10\.1\.0\.0\/16 → 10\.1\.0\.0\/17/);
-    const dj = JSON.parse(ok('diff', '--json', join(dir, 'bnl'), join(dir, 'bnl.1')).out) as { order: string };
+    const dj = JSON.parse(ok('diff', '--json', signedList, join(dir, 'bnl.1')).out) as { order: string };
     assert.equal(dj.order, 'older');
 
     // bad input: every failure one line, documented exit code, nothing written
@@ -125,11 +127,11 @@ test('bnl end to end: keygen, new, add ×3, sign, verify, print, diff, and bad i
     const unsigned = bnl('verify', join(dir, 'bnl.draft'), '--pubkey', pub);
     assert.equal(unsigned.code, 5);
     assert.match(unsigned.err, /ERR_BNL_UNSIGNED/);
-    writeFileSync(join(dir, 'tampered'), readFileSync(join(dir, 'bnl'), 'latin1').replace('192.0.2.10', '192.0.2.66'), 'latin1');
+    writeFileSync(join(dir, 'tampered'), readFileSync(signedList, 'latin1').replace('192.0.2.10', '192.0.2.66'), 'latin1');
     const tampered = bnl('verify', join(dir, 'tampered'), '--pubkey', pub);
     assert.equal(tampered.code, 5);
     assert.match(tampered.err, /ERR_BNL_SIGNATURE/);
-    writeFileSync(join(dir, 'truncated'), readFileSync(join(dir, 'bnl')).subarray(0, 100));
+    writeFileSync(join(dir, 'truncated'), readFileSync(signedList).subarray(0, 100));
     const trunc = bnl('verify', join(dir, 'truncated'), '--pubkey', pub);
     assert.equal(trunc.code, 5);
     assert.match(trunc.err, /ERR_BNL_TRUNCATED/);
@@ -170,19 +172,20 @@ test('bnl push without a daemon: exit 7 and one clear line', () => {
   }
 });
 
-test('-n NET puts the list under $CLUEVPN_CONFDIR/NET/ like the daemon', () => {
+test('-n NET signs into the daemon\'s default state directory and keeps the draft with the config', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bnl-net-'));
   try {
     const bnl = makeRunner(dir);
     assert.equal(bnl('keygen', '--out', join(dir, 'k')).code, 0);
-    rmSync(join(dir, 'office'), { recursive: true, force: true });
-    writeFileSync(join(dir, 'placeholder'), '');
-    const mk = spawnSync('mkdir', [join(dir, 'office')]);
-    assert.equal(mk.status, 0);
+    mkdirSync(join(dir, 'office'));
     assert.equal(bnl('-n', 'office', 'new', '--network', 'office').code, 0);
     assert.equal(bnl('-n', 'office', 'add', 'n1', 'ipv4=192.0.2.1', 'subnet=10.0.0.0/24').code, 0);
+    assert.ok(existsSync(join(dir, 'office', 'bnl.draft')), 'the draft is in $CLUEVPN_CONFDIR/NET/');
     assert.equal(bnl('-n', 'office', 'sign', '--key', join(dir, 'k.key')).code, 0);
-    assert.equal(parseBnl(readFileSync(join(dir, 'office', 'bnl'))).bnl.network, 'office');
+    const signed = join(dir, 'state', 'office', 'bnl');
+    assert.equal(parseBnl(readFileSync(signed)).bnl.network, 'office', 'the signed list is $CLUEVPN_STATEDIR/NET/bnl, where cluevpnd reads it');
+    assert.equal(statSync(join(dir, 'state', 'office')).mode & 0o777, 0o700, 'its directory created 0700');
+    assert.equal(existsSync(join(dir, 'office', 'bnl')), false, 'nothing signed lands in the config directory');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -12,6 +12,11 @@
  *     getpwnam + getgrouplist(name, gid ?? primary gid): NSS-aware, the
  *     same list initgroups would set; null if the user is unknown.
  *   lookupGroup(name) -> gid | null   getgrnam; null if unknown.
+ *   posixAclAccess(path) -> Buffer | null
+ *     the raw `system.posix_acl_access` attribute of path (symlinks
+ *     followed), or null when it has none or the file system has no ACLs
+ *     (ENODATA, ENOTSUP) or the path is missing (ENOENT, ENOTDIR); other
+ *     errors throw. For the privilege boundary check (protected-paths.ts).
  *   netAdminCapability: the number of CAP_NET_ADMIN (for tests).
  *
  * Order (the numbers are the `syscall` of a thrown error's step):
@@ -72,6 +77,8 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/xattr.h>
+#include <limits.h>
 #include <unistd.h>
 
 #ifndef PR_CAP_AMBIENT
@@ -394,6 +401,44 @@ static napi_value lookup_group(napi_env env, napi_callback_info info) {
   return res;
 }
 
+/* ---------- posixAclAccess ---------- */
+
+#define ACL_XATTR_MAX 65536
+
+static napi_value posix_acl_access(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], res;
+  char path[PATH_MAX + 1];
+  size_t n = 0;
+  napi_valuetype t;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 1 || napi_typeof(env, argv[0], &t) != napi_ok || t != napi_string ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &n) != napi_ok || n == 0 || n >= sizeof path - 1) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG", "posixAclAccess(path): a non-empty path of at most PATH_MAX bytes");
+    return NULL;
+  }
+  char *buf = malloc(ACL_XATTR_MAX);
+  if (buf == NULL) {
+    throw_errno(env, "malloc", ENOMEM);
+    return NULL;
+  }
+  ssize_t len = getxattr(path, "system.posix_acl_access", buf, ACL_XATTR_MAX);
+  if (len < 0) {
+    int err = errno;
+    free(buf);
+    if (err == ENODATA || err == ENOTSUP || err == ENOENT || err == ENOTDIR) {
+      napi_get_null(env, &res);
+      return res;
+    }
+    throw_errno(env, "getxattr", err);
+    return NULL;
+  }
+  void *data = NULL;
+  if (napi_create_buffer_copy(env, (size_t)len, buf, &data, &res) != napi_ok) res = NULL;
+  free(buf);
+  return res;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_value fn, v;
   napi_create_function(env, "dropPrivilegesKeepNetAdmin", NAPI_AUTO_LENGTH, drop_keep_net_admin, NULL, &fn);
@@ -402,6 +447,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "lookupUser", fn);
   napi_create_function(env, "lookupGroup", NAPI_AUTO_LENGTH, lookup_group, NULL, &fn);
   napi_set_named_property(env, exports, "lookupGroup", fn);
+  napi_create_function(env, "posixAclAccess", NAPI_AUTO_LENGTH, posix_acl_access, NULL, &fn);
+  napi_set_named_property(env, exports, "posixAclAccess", fn);
   napi_create_int32(env, CAP_NET_ADMIN, &v);
   napi_set_named_property(env, exports, "netAdminCapability", v);
   return exports;

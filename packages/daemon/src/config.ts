@@ -55,9 +55,16 @@ export interface DaemonConfig {
   bnlpubkey: string[];
   /** The BNL signing private key: read by the `bnl` tool only, never by the daemon. Optional. */
   bnlprivkey: string | undefined;
-  /** The signed node list file. Default `bnl` in the config directory. */
+  /**
+   * The network's state directory, `<statebase>/NETNAME` (`$CLUEVPN_STATEDIR`,
+   * default `/var/lib/cluevpn`): where `bnl` and `statedb` live by default,
+   * the only place the daemon writes at run time once it dropped to `user`
+   * (see `state-dir.ts`). Never inside the config directory by default.
+   */
+  statedir: string;
+  /** The signed node list file (its `.highest` and `.trust` sidecars next to it). Default `bnl` in `statedir`. */
   bnl: string;
-  /** SQLite state database (send epochs, negotiated keys). Default `state.db` in the config directory. */
+  /** SQLite state database (send epochs, negotiated keys). Default `state.db` in `statedir`. */
   statedb: string;
   /** Log level 0–7 (syslog severities: 0 emerg … 7 debug). Default 5 (notice). */
   loglevel: number;
@@ -121,8 +128,10 @@ export const DEFAULT_PORT = 3406;
 /** Default inner MTU (1500 − 20 IPv4 − 8 UDP − 36 overhead, rounded down). */
 export const DEFAULT_MTU = 1420;
 
-/** Environment the config module reads: only these two variables, for tests and packagers. */
+/** Environment the config module reads: only these variables, for tests and packagers. */
 export interface ConfigEnv {
+  /** Base directory of run-time state (`<base>/NETNAME/`). Default `/var/lib/cluevpn`. */
+  CLUEVPN_STATEDIR?: string | undefined;
   /** Base directory of config files. Default `/etc/cluevpn`. */
   CLUEVPN_CONFDIR?: string | undefined;
   /** Base directory of sockets and pidfiles. Default `/run/cluevpn`. */
@@ -145,6 +154,11 @@ export function confDir(env: ConfigEnv = process.env): string {
 /** Base directory of control sockets and pidfiles: `$CLUEVPN_RUNDIR` or `/run/cluevpn`. */
 export function runDir(env: ConfigEnv = process.env): string {
   return resolve(env.CLUEVPN_RUNDIR || '/run/cluevpn');
+}
+
+/** Base directory of run-time state: `$CLUEVPN_STATEDIR` or `/var/lib/cluevpn`. */
+export function stateBaseDir(env: ConfigEnv = process.env): string {
+  return resolve(env.CLUEVPN_STATEDIR || '/var/lib/cluevpn');
 }
 
 /** Default `cryptalgos`: AES-256-GCM preferred (AES-NI), ChaCha20-Poly1305 accepted. */
@@ -377,6 +391,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     devname = netname;
   }
   const rd = runDir(opts.env);
+  const statedir = resolve(stateBaseDir(opts.env), netname);
   return {
     file,
     dir,
@@ -389,8 +404,9 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     port: one<number>('port') ?? DEFAULT_PORT,
     bnlpubkey: values.get('bnlpubkey')!.map((v) => v.value as string),
     bnlprivkey: one<string>('bnlprivkey'),
-    bnl: one<string>('bnl') ?? resolve(dir, 'bnl'),
-    statedb: one<string>('statedb') ?? resolve(dir, 'state.db'),
+    statedir,
+    bnl: one<string>('bnl') ?? resolve(statedir, 'bnl'),
+    statedb: one<string>('statedb') ?? resolve(statedir, 'state.db'),
     loglevel: one<number>('loglevel') ?? 5,
     logmethod,
     logfile,

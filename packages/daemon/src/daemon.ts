@@ -1,7 +1,11 @@
 /**
  * `cluevpnd`'s wiring. `startDaemon` reads like the list it runs:
  *
- *  1. pidfile (refuse when another daemon runs for this network)
+ *  0. with `user=`: refuse when that user could change a file root reads or
+ *     runs (`protected-paths.ts`, `ERR_UNSAFE_PERMISSIONS`), before anything
+ *  1. pidfile (refuse when another daemon runs for this network); the state
+ *     directory (`state-dir.ts`: created, old state moved out of the config
+ *     directory, handed to `user`)
  *  2. BNL: trust from `bnlpubkey`, load and verify the stored list (refuse
  *     to start on a missing or invalid one, saying why), find ourselves by name
  *  3. TUN: open, MTU, up, own host addresses, routes for peers' subnets
@@ -39,7 +43,9 @@ import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
-import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
+import { checkWritableAfterDrop, dropPrivileges, resolveAccount } from './privileges.js';
+import { checkPrivilegeBoundary } from './protected-paths.js';
+import { prepareStateDir } from './state-dir.js';
 import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
 
@@ -148,10 +154,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   };
 
+  // 0. the privilege boundary, before anything changes
+  const account = resolveAccount({ user: config.user, group: config.group });
+  if (account !== null) checkPrivilegeBoundary(config, { name: account.name, uid: account.uid, gids: [account.gid, ...account.groups] });
+
   try {
-    // 1. pidfile
+    // 1. pidfile, state directory
     writePidfile(config.pidfile);
     undo.push({ what: 'pidfile', fn: () => removePidfile(config.pidfile) });
+    prepareStateDir(config, account, log);
 
     // 2. BNL
     const trust = createTrust(readTrustKeys(config));

@@ -24,6 +24,7 @@ export type DaemonErrorCode =
   | 'ERR_PIDFILE_IN_USE'
   | 'ERR_PIDFILE_WRITE'
   | 'ERR_PRIVILEGE_DROP'
+  | 'ERR_UNSAFE_PERMISSIONS'
   | 'ERR_BNL_INVALID'
   | 'ERR_SELF_NOT_IN_BNL'
   | 'ERR_STARTUP'
@@ -98,5 +99,29 @@ export class PrivilegeError extends DaemonError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_PRIVILEGE_DROP', message, options);
     this.name = 'PrivilegeError';
+  }
+}
+
+/**
+ * `user=` would not be a boundary: the user the daemon drops to could change
+ * a file root reads or runs at the next start (`protected-paths.ts`). The
+ * daemon refuses to start (exit status 3) before it changes anything.
+ */
+export class UnsafePermissionsError extends DaemonError {
+  /** What to fix: the file the user could change, or the directory that lets it replace one. */
+  readonly path: string;
+  /** The protected path it endangers (the same, or a path under it). */
+  readonly protects: string;
+  /** The config key naming the protected path (`config` for the config file). */
+  readonly key: string;
+  /** `owner`, `group-bits`, `other-bits`, `acl` or `directory` (see `OpenReason`). */
+  readonly reason: string;
+  constructor(message: string, where: { path: string; protects: string; key: string; reason: string }, options?: { cause?: unknown }) {
+    super('ERR_UNSAFE_PERMISSIONS', message, options);
+    this.name = 'UnsafePermissionsError';
+    this.path = where.path;
+    this.protects = where.protects;
+    this.key = where.key;
+    this.reason = where.reason;
   }
 }

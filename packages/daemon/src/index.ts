@@ -3,7 +3,7 @@
  * `src/main.ts` (`bin/cluevpnd`); this is the public surface for tests and
  * for tools that need the config parser.
  */
-export { loadConfig, parseConfig, locateConfig, confDir, runDir, CONFIG_KEYS, DEFAULT_MTU, DEFAULT_PORT, INLINE_PUBKEY_RE } from './config.js';
+export { loadConfig, parseConfig, locateConfig, confDir, runDir, stateBaseDir, CONFIG_KEYS, DEFAULT_MTU, DEFAULT_PORT, INLINE_PUBKEY_RE } from './config.js';
 export { DEFAULT_CRYPTALGOS, DEFAULT_COMPALGOS } from './config.js';
 export type { DaemonConfig, LogMethod, ConfigEnv, ConfigTarget, ParseConfigOptions } from './config.js';
 export { createLogger, formatRecord, silentLogger, LogLevel, LOG_LEVEL_NAMES } from './logging.js';
@@ -15,9 +15,12 @@ export type { HookName, HookRunner, HookRunnerOptions, HookResult, HookBaseEnv, 
 export { installSignalHandlers } from './signals.js';
 export type { SignalActions, SignalHandle, SignalOptions } from './signals.js';
 export { writePidfile, removePidfile, livePid } from './pidfile.js';
-export { dropPrivileges, checkWritableAfterDrop } from './privileges.js';
-export type { PrivilegeTarget, PrivilegeDropResult } from './privileges.js';
+export { dropPrivileges, checkWritableAfterDrop, resolveAccount } from './privileges.js';
+export type { PrivilegeTarget, PrivilegeDropResult, Account } from './privileges.js';
+export { checkPrivilegeBoundary, findWritable, protectedPaths } from './protected-paths.js';
+export type { AccountIds, ProtectedPath, OpenReason, WritableEntry } from './protected-paths.js';
+export { prepareStateDir } from './state-dir.js';
 export { startDaemon, chooseEndpoint, DAEMON_VERSION } from './daemon.js';
 export type { DaemonOptions, RunningDaemon } from './daemon.js';
-export { DaemonError, ConfigError, ControlServerError, HookError, PidfileError, PrivilegeError } from './errors.js';
+export { DaemonError, ConfigError, ControlServerError, HookError, PidfileError, PrivilegeError, UnsafePermissionsError } from './errors.js';
 export type { DaemonErrorCode } from './errors.js';

@@ -14,7 +14,8 @@
  *    around a signalled reload, STOPPING=1 when a stop begins, WATCHDOG=1
  *
  * Exit codes: 0 stopped cleanly; 1 start-up or run-time failure; 2 bad
- * arguments or config.
+ * arguments or config; 3 `user=` refused because that user could change a
+ * file root reads or runs (`ERR_UNSAFE_PERMISSIONS`, protected-paths.ts).
  */
 import { closeSync, writeSync } from 'node:fs';
 import { parseDaemonArgs, type DaemonArgs } from './args.js';
@@ -27,7 +28,12 @@ import { createNotifier, stderrIsJournal, type PeerCount } from './systemd.js';
 import { childProcess } from './lazy.js';
 
 /** Exit codes of `cluevpnd`. */
-export const EXIT = { ok: 0, failed: 1, config: 2 } as const;
+export const EXIT = { ok: 0, failed: 1, config: 2, unsafe: 3 } as const;
+
+/** The exit status for a start-up failure: 3 for `ERR_UNSAFE_PERMISSIONS`, else 1. */
+function startupExit(err: unknown): number {
+  return (err as { code?: unknown }).code === 'ERR_UNSAFE_PERMISSIONS' ? EXIT.unsafe : EXIT.failed;
+}
 
 function fail(code: number, message: string): never {
   process.stderr.write(`cluevpnd: ${message}\n`);
@@ -60,8 +66,10 @@ async function detach(argv: string[], config: DaemonConfig): Promise<number> {
           process.stdout.write(`cluevpnd: started, pid ${child.pid}\n`);
           resolveExit(EXIT.ok);
         } else {
-          process.stderr.write(`cluevpnd: ${line.replace(/^error: /, '')}\n`);
-          resolveExit(EXIT.failed);
+          // `error: MESSAGE`, or `error N: MESSAGE` with the exit status to use
+          const m = /^error(?: (\d+))?: (.*)$/.exec(line);
+          process.stderr.write(`cluevpnd: ${m ? m[2] : line}\n`);
+          resolveExit(m?.[1] !== undefined ? Number(m[1]) : EXIT.failed);
         }
       }
     });
@@ -158,9 +166,10 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     const msg = err instanceof DaemonError || (err as { code?: string }).code ? `${(err as Error).message}` : String(err);
     logger.error('start-up failed', { err });
-    report(`error: ${msg}`);
+    const status = startupExit(err);
+    report(`error ${status}: ${msg}`);
     await logger.close();
-    fail(EXIT.failed, msg);
+    fail(status, msg);
   }
   report('ready');
   notifier.ready(peerCount(await starting));

@@ -65,6 +65,8 @@ export interface PrivilegesAddon {
   dropPrivilegesKeepNetAdmin(uid: number, gid: number, groups: number[]): { boundingSetDropped: boolean };
   lookupUser(name: string, gid?: number): { uid: number; gid: number; groups: number[] } | null;
   lookupGroup(name: string): number | null;
+  /** The raw `system.posix_acl_access` attribute (symlinks followed), or null when there is none. */
+  posixAclAccess(path: string): Buffer | null;
   netAdminCapability: number;
 }
 
@@ -117,28 +119,14 @@ export function dropPrivileges(target: PrivilegeTarget, log: Logger, options: Dr
   if (addon === null) return fallbackDrop(target.user, target.group, log);
 
   const user = target.user;
-  let uid: number;
-  let gid: number;
-  let groups: number[];
+  let account: Account;
   try {
-    const gidOpt = target.group === undefined ? undefined : resolveGroup(addon, target.group);
-    const found = addon.lookupUser(user, gidOpt);
-    if (found !== null) {
-      uid = found.uid;
-      gid = gidOpt ?? found.gid;
-      groups = found.groups;
-    } else if (/^\d+$/.test(user)) {
-      uid = Number(user);
-      gid = gidOpt ?? primaryGroupOf(user);
-      groups = [gid];
-    } else {
-      throw new Error(`no such user ${user}`);
-    }
-    if (uid === 0) throw new Error(`user ${user} is root: not a privilege drop`);
-    addon.dropPrivilegesKeepNetAdmin(uid, gid, groups);
+    account = lookupAccount(user, target.group, addon);
+    addon.dropPrivilegesKeepNetAdmin(account.uid, account.gid, account.groups);
   } catch (err) {
     throw new PrivilegeError(`cannot switch to user ${user} group ${target.group ?? '-'} keeping CAP_NET_ADMIN: ${(err as Error).message}`, { cause: err });
   }
+  const { uid, gid } = account;
   // The addon verified uid, gid and the capability sets itself; this checks
   // that Node sees the same identity.
   if (process.getuid!() !== uid || process.geteuid!() !== uid || process.getgid!() !== gid) {
@@ -146,6 +134,54 @@ export function dropPrivileges(target: PrivilegeTarget, log: Logger, options: Dr
   }
   log.notice('dropped privileges, kept only CAP_NET_ADMIN', { user: `${user} (uid ${uid})`, group: `${target.group ?? '-'} (gid ${gid})`, pid: process.pid });
   return { uid, gid, keptNetAdmin: true };
+}
+
+/** The ids a drop to `user`/`group` ends with. */
+export interface Account {
+  /** The user as configured. */
+  name: string;
+  uid: number;
+  /** The gid switched to: `group`, or the user's primary group. */
+  gid: number;
+  /** Supplementary groups, as `initgroups` sets them (NSS; with the addon). */
+  groups: number[];
+}
+
+/** Looks `user`/`group` up (NSS through the addon, else /etc/passwd and /etc/group). Throws a plain Error when unknown or root. */
+function lookupAccount(user: string, group: string | undefined, addon: PrivilegesAddon | null): Account {
+  let account: Account;
+  if (addon !== null) {
+    const gidOpt = group === undefined ? undefined : resolveGroup(addon, group);
+    const found = addon.lookupUser(user, gidOpt);
+    if (found !== null) account = { name: user, uid: found.uid, gid: gidOpt ?? found.gid, groups: found.groups };
+    else if (/^\d+$/.test(user)) {
+      const gid = gidOpt ?? primaryGroupOf(user);
+      account = { name: user, uid: Number(user), gid, groups: [gid] };
+    } else throw new Error(`no such user ${user}`);
+  } else {
+    const pw = passwdEntry(user);
+    const gid = group === undefined ? pw.gid : /^\d+$/.test(group) ? Number(group) : groupEntries().find((g) => g.name === group)?.gid;
+    if (gid === undefined) throw new Error(`no such group ${group}`);
+    const groups = [gid, ...groupEntries().filter((g) => g.members.includes(pw.name) && g.gid !== gid).map((g) => g.gid)];
+    account = { name: user, uid: pw.uid, gid, groups };
+  }
+  if (account.uid === 0) throw new Error(`user ${user} is root: not a privilege drop`);
+  return account;
+}
+
+/**
+ * The ids `dropPrivileges` will switch to for `target.user` (null when no
+ * user is set): read before the drop to check what that user could write.
+ * Throws `PrivilegeError` (`ERR_PRIVILEGE_DROP`) for an unknown user or group.
+ */
+export function resolveAccount(target: PrivilegeTarget, options: DropPrivilegesOptions = {}): Account | null {
+  if (target.user === undefined) return null;
+  const addon = options.addon === undefined ? loadPrivilegesAddon() : options.addon;
+  try {
+    return lookupAccount(target.user, target.group, addon);
+  } catch (err) {
+    throw new PrivilegeError(`cannot look up user ${target.user} group ${target.group ?? '-'}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 function resolveGroup(addon: PrivilegesAddon, group: string): number {
@@ -196,13 +232,27 @@ function fallbackDrop(user: string, group: string | undefined, log: Logger): Pri
   return { uid, gid, keptNetAdmin: false };
 }
 
-/** The primary gid of `user` (name or uid) from /etc/passwd. */
-function primaryGroupOf(user: string): number {
+/** The /etc/passwd entry of `user` (name or uid). */
+function passwdEntry(user: string): { name: string; uid: number; gid: number } {
   for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
     const f = line.split(':');
-    if (f[0] === user || (/^\d+$/.test(user) && f[2] === user)) return Number(f[3]);
+    if (f[0] === user || (/^\d+$/.test(user) && f[2] === user)) return { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]) };
   }
   throw new Error(`no such user ${user}`);
+}
+
+/** The primary gid of `user` (name or uid) from /etc/passwd. */
+function primaryGroupOf(user: string): number {
+  return passwdEntry(user).gid;
+}
+
+/** /etc/group: name, gid and members of every group. */
+function groupEntries(): { name: string; gid: number; members: string[] }[] {
+  return readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .map((line) => line.split(':'))
+    .filter((f) => f.length >= 4)
+    .map((f) => ({ name: f[0]!, gid: Number(f[2]), members: f[3]!.split(',').filter((m) => m !== '') }));
 }
 
 /** After the drop: every path must be writable (directory of the BNL file, state database). Throws `PrivilegeError` naming the first that is not. */
@@ -211,7 +261,10 @@ export function checkWritableAfterDrop(paths: string[]): void {
     try {
       accessSync(p, constants.W_OK);
     } catch (err) {
-      throw new PrivilegeError(`${p} is not writable after dropping privileges; give the cluevpnd user write access or unset user=`, { cause: err });
+      throw new PrivilegeError(
+        `${p} is not writable after dropping privileges; keep bnl= and statedb= in the state directory (default /var/lib/cluevpn/NETNAME, handed to the user at start), give the user write access to it, or unset user=`,
+        { cause: err },
+      );
     }
   }
 }

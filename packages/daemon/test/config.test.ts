@@ -40,8 +40,10 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.loglevel, 5);
   assert.equal(c.logmethod, 'stderr');
   assert.equal(c.devname, 'office');
-  assert.equal(c.bnl, '/etc/cluevpn/office/bnl');
-  assert.equal(c.statedb, '/etc/cluevpn/office/state.db');
+  // run-time state lives outside the config directory (issue 15.5)
+  assert.equal(c.statedir, '/var/lib/cluevpn/office');
+  assert.equal(c.bnl, '/var/lib/cluevpn/office/bnl');
+  assert.equal(c.statedb, '/var/lib/cluevpn/office/state.db');
   assert.equal(c.pullintervalMs, 90_000);
   assert.equal(c.rekeyMs, 3_600_000);
   assert.equal(c.controlsocket, '/run/x/office.sock');
@@ -49,6 +51,17 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.user, undefined);
   assert.equal(c.disableipv6, false);
   assert.deepEqual(c.cryptalgos.map((a) => a.algo), ['aes256gcm', 'chacha20poly1305']);
+});
+
+test('$CLUEVPN_STATEDIR moves the state directory; explicit bnl= and statedb= win', () => {
+  const env = { CLUEVPN_RUNDIR: '/run/x', CLUEVPN_STATEDIR: '/srv/state' };
+  const c = parseConfig(MINIMAL, { file: FILE, netname: 'office', env });
+  assert.equal(c.statedir, '/srv/state/office');
+  assert.equal(c.bnl, '/srv/state/office/bnl');
+  assert.equal(c.statedb, '/srv/state/office/state.db');
+  const explicit = parseConfig(`${MINIMAL}\nbnl=bnl\nstatedb=/tmp/s.db\n`, { file: FILE, netname: 'office', env });
+  assert.equal(explicit.bnl, '/etc/cluevpn/office/bnl');
+  assert.equal(explicit.statedb, '/tmp/s.db');
 });
 
 test('every key parses to a typed value', () => {

@@ -16,6 +16,19 @@ test('examples/cluevpn.conf parses and documents every key', () => {
   assert.equal(c.name, 'alpha');
   assert.equal(c.logmethod, 'syslog');
   for (const key of CONFIG_KEYS) assert.match(text, new RegExp(`^#?${key}=`, 'm'), `${key} is not in the example`);
+  // state outside the config directory (issue 15.5)
+  assert.equal(c.bnl, '/var/lib/cluevpn/mesh/bnl');
+  assert.equal(c.statedb, '/var/lib/cluevpn/mesh/state.db');
+});
+
+test('the systemd unit keeps /etc/cluevpn read-only, writes state under StateDirectory, and does not retry exit 2 or 3', () => {
+  const unit = readFileSync(join(ROOT, 'examples', 'cluevpnd@.service'), 'utf8');
+  const rw = [...unit.matchAll(/^ReadWritePaths=(.*)$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+  assert.ok(rw.length > 0);
+  for (const p of rw) assert.doesNotMatch(p, /^-?\/etc\/cluevpn/, `ReadWritePaths makes ${p} writable`);
+  assert.match(unit, /^StateDirectory=cluevpn\/%i$/m);
+  assert.match(unit, /^RestartPreventExitStatus=.*\b3\b/m);
+  assert.match(unit, /^CapabilityBoundingSet=.*\bCAP_CHOWN\b/m, 'handing the state directory to user= needs CAP_CHOWN');
 });
 
 test('scripts/install puts wrappers, the unit and the examples under --prefix, and the wrappers run', { skip: existsSync(join(ROOT, 'packages', 'cli', 'dist', 'src', 'bnl-main.js')) ? false : 'cli not built' }, () => {

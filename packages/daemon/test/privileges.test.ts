@@ -10,7 +10,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadPrivilegesAddon, dropPrivileges } from '../src/privileges.js';
+import { loadPrivilegesAddon, dropPrivileges, resolveAccount } from '../src/privileges.js';
 import { silentLogger } from '../src/logging.js';
 import type { PrivilegeError } from '../src/errors.js';
 
@@ -199,4 +199,19 @@ test('bad targets are refused before anything changes', { skip }, () => {
   assert.ok(nobody !== null && nobody.groups.includes(nobody.gid));
   assert.equal(a.lookupUser('no-such-user-priv'), null);
   assert.equal(a.lookupGroup('no-such-group-priv'), null);
+});
+
+test('resolveAccount: the ids the drop switches to, the same with the addon (NSS) and without (/etc/passwd, /etc/group), as id(1) reports them', () => {
+  const uid = Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim());
+  const gid = Number(execFileSync('id', ['-g', 'nobody'], { encoding: 'utf8' }).trim());
+  const groups = execFileSync('id', ['-G', 'nobody'], { encoding: 'utf8' }).trim().split(/\s+/).map(Number).sort();
+  const fromFiles = resolveAccount({ user: 'nobody' }, { addon: null });
+  assert.deepEqual({ uid: fromFiles!.uid, gid: fromFiles!.gid, groups: [...fromFiles!.groups].sort() }, { uid, gid, groups });
+  if (addon !== null) {
+    const fromNss = resolveAccount({ user: 'nobody' }, { addon });
+    assert.deepEqual({ uid: fromNss!.uid, gid: fromNss!.gid, groups: [...fromNss!.groups].sort() }, { uid, gid, groups });
+  }
+  assert.equal(resolveAccount({ group: 'nogroup' }), null, 'no user: no drop, nothing to check');
+  assert.throws(() => resolveAccount({ user: 'no-such-user-xyz' }, { addon: null }), (e: PrivilegeError) => e.code === 'ERR_PRIVILEGE_DROP');
+  assert.throws(() => resolveAccount({ user: 'root' }, { addon: null }), (e: PrivilegeError) => e.code === 'ERR_PRIVILEGE_DROP', 'root is not a drop');
 });

@@ -2,8 +2,9 @@
  * The `bnl` admin command: edit a draft node list, sign it, verify it,
  * compare lists and ask the local daemon to push the signed list.
  *
- * Files: the signed list (`/etc/cluevpn/bnl`, `-n NET` → `/etc/cluevpn/NET/bnl`,
- * `--file PATH`) and its draft (`<file>.draft`, `--draft PATH`). Edits go to
+ * Files (paths.ts): the signed list, where cluevpnd reads it
+ * (`/var/lib/cluevpn/NET/bnl` with `-n NET`, `--file PATH`) and its draft,
+ * with the config (`/etc/cluevpn/NET/bnl.draft`, `<file>.draft`, `--draft PATH`). Edits go to
  * the draft (created from the signed list when there is none); `sign` turns
  * the draft into the next signed list. Every edit validates the whole list
  * and writes nothing when it is invalid.
@@ -29,7 +30,7 @@ import { parseNodeCsv } from './csv.js';
 import { applyKeyValues, cidrArg, parseKeyValues, type KeyValue } from './edit.js';
 import { BnlCliError, BnlExit, EXIT_CODES_HELP } from './exit-codes.js';
 import { exists, listError, loadDraft, loadList, loadPrivateKey, loadPublicKey, readBytes, saveDraft, writeFileAtomic } from './files.js';
-import { resolvePaths, type GlobalOptions } from './paths.js';
+import { ensureSignedDir, resolvePaths, type GlobalOptions } from './paths.js';
 import { listJson, renderDiff, renderList } from './render.js';
 
 /** Where the command writes and which environment it reads (tests pass their own). */
@@ -84,12 +85,12 @@ export function buildBnlProgram(io: BnlIo): Command {
   const program = new Command('bnl');
   program
     .description('Edit, sign, verify and distribute the ClueVPN signed node list (BNL).')
-    .option('--file <path>', 'signed list (default /etc/cluevpn/bnl, or /etc/cluevpn/NET/bnl with -n)')
-    .option('--draft <path>', 'draft being edited (default: <file>.draft)')
-    .option('-n, --net <name>', 'network name: use /etc/cluevpn/NAME/')
+    .option('--file <path>', 'signed list (default /var/lib/cluevpn/cluevpn/bnl, or /var/lib/cluevpn/NET/bnl with -n)')
+    .option('--draft <path>', 'draft being edited (default: /etc/cluevpn/[NET/]bnl.draft, or <file>.draft with --file)')
+    .option('-n, --net <name>', 'network name: the list in /var/lib/cluevpn/NAME/, the draft in /etc/cluevpn/NAME/')
     .option('--debug', 'print stack traces of errors')
     .version(versionText('bnl'), '-V, --version', 'print the version and exit')
-    .addHelpText('after', `\nFiles: edits go to the draft; "bnl sign" writes the signed list that cluevpnd reads.\n$CLUEVPN_CONFDIR replaces /etc/cluevpn.\n\n${EXIT_CODES_HELP}\n`)
+    .addHelpText('after', `\nFiles: edits go to the draft; "bnl sign" writes the signed list that cluevpnd reads.\nDefault signed list: /var/lib/cluevpn/NET/bnl (-n NET), its draft /etc/cluevpn/NET/bnl.draft;\n$CLUEVPN_STATEDIR replaces /var/lib/cluevpn, $CLUEVPN_CONFDIR /etc/cluevpn.\n\n${EXIT_CODES_HELP}\n`)
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s), outputError: () => undefined })
     .showSuggestionAfterError(true);
@@ -257,6 +258,7 @@ export function buildBnlProgram(io: BnlIo): Command {
             io.err(`bnl: warning: nodes holding serial ${prev.bnl.serial} trust only its declared signers and will refuse this list (${(err as BnlError).code}); sign with those keys\n`);
           }
         }
+        ensureSignedDir(p);
         await writeFileAtomic(p.signed, list.bytes, 0o644);
         if (hasDraft) await writeFileAtomic(p.draft, createUnsignedBnl(list.bnl).bytes, 0o644);
       }
