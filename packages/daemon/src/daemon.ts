@@ -9,7 +9,8 @@
  *  5. mesh (`mesh.ts`): state store (send epochs bumped before anything is
  *     sent), mutual-TLS control channel on `port` (TCP), negotiation wired
  *     into the data plane, BNL gossip (pull timer, push handler)
- *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push)
+ *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push);
+ *     the metrics endpoint when `metrics=` is set (`metrics.ts`: it reads `status()`)
  *  7. hooks: upcmd, mysubnetupcmd per own subnet, subnetupcmd per peer subnet
  *  8. drop privileges (`user`/`group`), then check the writable paths
  *  (timers — BNL pull, proactive negotiation, rekey — belong to step 5)
@@ -255,6 +256,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     });
     const ctl = control;
     undo.push({ what: 'control socket', fn: () => ctl.close() });
+    if (config.metrics !== undefined) {
+      // loaded only when asked for: prom-client and node:http cost every start otherwise
+      const { startMetricsServer } = await import('./metrics.js');
+      const metrics = await startMetricsServer({ listen: config.metrics, logger: log.child('metrics'), source: { status: () => status(), control: () => mesh?.stats().control } });
+      undo.push({ what: 'metrics', fn: () => metrics.close() });
+    }
 
     // 7. hooks
     hooks = createHookRunner({
@@ -457,8 +464,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   function status(): StatusReport {
     const now = Date.now();
     const st = dataplane!.stats();
+    // The data plane's table counts every drop; a current peer's own are in its report.
     const drops: Record<string, number> = {};
-    for (const [k, v] of Object.entries(st.drops)) if (v) drops[k] = v;
+    for (const [k, v] of Object.entries(st.drops)) {
+      const own = v - st.peers.reduce((sum, p) => sum + (p.drops[k as keyof typeof p.drops] ?? 0), 0);
+      if (own > 0) drops[k] = own;
+    }
     return {
       name: self.name,
       id: self.id,

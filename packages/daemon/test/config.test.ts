@@ -82,6 +82,7 @@ test('every key parses to a typed value', () => {
     'group=65534',
     'controlsocket=ctl.sock',
     'pidfile=/tmp/x.pid',
+    'metrics=10.99.0.1:9587',
   ].join('\n');
   const c = parse(text);
   assert.equal(c.devname, 'cvpn0');
@@ -114,6 +115,7 @@ test('every key parses to a typed value', () => {
   assert.equal(c.group, '65534');
   assert.equal(c.controlsocket, '/etc/cluevpn/office/ctl.sock');
   assert.equal(c.pidfile, '/tmp/x.pid');
+  assert.deepEqual(c.metrics, { host: '10.99.0.1', port: 9587 });
   // the test above sets every key the parser knows
   for (const key of CONFIG_KEYS) assert.ok(text.includes(`\n${key}`) || text.startsWith(key) || text.includes(`${key}=`), key);
 });
@@ -153,6 +155,17 @@ test('udpbuffer takes bytes with k/m suffixes, and 0 for the kernel default', ()
   assert.equal(parse(`${MINIMAL}\nudpbuffer=512k`).udpbuffer, 512 * 1024);
   assert.equal(parse(`${MINIMAL}\nudpbuffer=4M`).udpbuffer, 4 * 1024 * 1024);
   assert.equal(parse(`${MINIMAL}\nudpbuffer=0`).udpbuffer, 0);
+});
+
+test('metrics: off by default; ADDRESS:PORT with an IP literal, IPv6 in brackets; anything else names file, line and key', () => {
+  assert.equal(parse(MINIMAL).metrics, undefined);
+  assert.deepEqual(parse(`${MINIMAL}\nmetrics=127.0.0.1:9587`).metrics, { host: '127.0.0.1', port: 9587 });
+  assert.deepEqual(parse(`${MINIMAL}\nmetrics = [::1]:1`).metrics, { host: '::1', port: 1 });
+  assert.deepEqual(parse(`${MINIMAL}\nmetrics=[fd99::1]:65535`).metrics, { host: 'fd99::1', port: 65535 });
+  for (const bad of ['yes', '127.0.0.1', '127.0.0.1:', ':9587', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:95a7', 'localhost:9587', '300.1.2.3:9587', '::1:9587', '[127.0.0.1]:9587', '[::1]', '[::1]:9587x', '127.0.0.1:9587 extra']) {
+    expectConfigError(`${MINIMAL}\n#\nmetrics=${bad}`, 'ERR_CONFIG_BAD_VALUE', 7, 'metrics');
+  }
+  expectConfigError(`${MINIMAL}\nmetrics=127.0.0.1:1\nmetrics=127.0.0.1:2`, 'ERR_CONFIG_DUPLICATE_KEY', 7, 'metrics');
 });
 
 test('a low MTU is fine with IPv6 disabled', () => {
