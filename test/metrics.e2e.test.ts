@@ -5,26 +5,18 @@
  * must move with the traffic a ping sends.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { makeNetwork, startNode, pingFrom, type RunningNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason, type Lab } from './lib/lab.js';
+import { createLab, requireLab, type Lab } from './lib/lab.js';
 import { parsePrometheusText, type PromText } from './lib/prometheus.js';
 import { waitFor } from './lib/wait-for.js';
 
 const METRICS_PORT = 9587;
 /** Echo requests sent through the tunnel; each counter must grow by at least this. */
 const N = 20;
-
-function skipReason(): string | null {
-  const r = labSkipReason();
-  if (r !== null) return r;
-  if (spawnSync('curl', ['--version'], { stdio: 'ignore' }).error) return '`curl` not found (scripts/setup installs it)';
-  return null;
-}
 
 /** `curl` in lab host `from`; the parsed text on HTTP 200, else rejects with curl's output. */
 async function scrape(lab: Lab, from: string, url: string): Promise<PromText> {
@@ -33,11 +25,7 @@ async function scrape(lab: Lab, from: string, url: string): Promise<PromText> {
 }
 
 test('metrics: scraped with curl on the VPN address (through the tunnel) and on localhost; counters move with traffic', { timeout: 180_000 }, async (t) => {
-  const reason = skipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t, ['curl'])) return;
   const dir = mkdtempSync(join(tmpdir(), 'metrics-e2e-'));
   const lab = await createLab({ hosts: 2 });
   const nodes: RunningNode[] = [];

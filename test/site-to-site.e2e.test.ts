@@ -15,13 +15,12 @@
  *    on peer alpha.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { bnl, controlRequest, makeNetwork, pingFrom, startNode, type RunningNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason } from './lib/lab.js';
+import { createLab, requireLab } from './lib/lab.js';
 import { waitFor } from './lib/wait-for.js';
 
 /** The LANs: alpha's is a /24, of which only the lower /25 is listed at first. */
@@ -32,19 +31,8 @@ const LAN_B = '10.50.2.0/24';
 const OUTSIDE_SOURCE = '10.50.1.200';
 const N = 10;
 
-function skipReason(): string | null {
-  const r = labSkipReason();
-  if (r !== null) return r;
-  if (spawnSync('iptables', ['--version'], { stdio: 'ignore' }).error) return '`iptables` not found';
-  return null;
-}
-
 test('site to site: LAN host behind alpha ↔ LAN host behind beta through the gateways; spoof checks on forwarded sources', { timeout: 240_000 }, async (t) => {
-  const reason = skipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t, ['iptables'])) return;
   const dir = mkdtempSync(join(tmpdir(), 's2s-e2e-'));
   const lab = await createLab({ hosts: 2, lans: { h1: LAN_A, h2: LAN_B } });
   const nodes: RunningNode[] = [];

@@ -181,9 +181,10 @@ function installHooks(): void {
 
 /**
  * Why end-to-end lab tests cannot run here, or null when they can: needs
- * root, `ip netns`, `/dev/net/tun`, `ping` and `scripts/netns-lab`.
+ * root, `ip netns`, `/dev/net/tun`, `ping` and `scripts/netns-lab`, and
+ * each command of `tools` (e.g. `['curl']`) on the PATH.
  */
-export function labSkipReason(): string | null {
+export function labSkipReason(tools: readonly string[] = []): string | null {
   if (process.platform !== 'linux') return 'network namespaces need Linux';
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (network namespaces)';
   const ipNetns = spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' });
@@ -196,16 +197,19 @@ export function labSkipReason(): string | null {
   const ping = spawnSync('ping', ['-V'], { stdio: 'ignore' });
   if (ping.error) return '`ping` not found (install iputils-ping)';
   if (!existsSync(NETNS_LAB)) return `${NETNS_LAB} not found`;
+  for (const tool of tools) {
+    if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' }).status !== 0) return `\`${tool}\` not found (scripts/setup installs it)`;
+  }
   return null;
 }
 
 /**
  * For node:test: skips the test with a clear reason and returns false when
- * the lab cannot run here; returns true otherwise. Use as
+ * the lab (or one of `tools`) is missing here; returns true otherwise. Use as
  * `if (!requireLab(t)) return;`.
  */
-export function requireLab(t: { skip(message?: string): void }): boolean {
-  const reason = labSkipReason();
+export function requireLab(t: { skip(message?: string): void }, tools: readonly string[] = []): boolean {
+  const reason = labSkipReason(tools);
   if (reason === null) return true;
   t.skip(`end-to-end lab test skipped: ${reason}`);
   return false;

@@ -88,29 +88,19 @@ export function createDaemonMetrics(source: MetricsSource): DaemonMetrics {
 
   /** A counter (or gauge) whose series are rebuilt from the snapshot at each scrape. */
   function series<T extends string>(kind: 'counter' | 'gauge', name: string, help: string, labelNames: readonly T[], fill: (s: Snapshot, put: (labels: Labels<T>, value: number) => void) => void): void {
-    if (kind === 'counter') {
-      new Counter<T>({
-        name,
-        help,
-        labelNames,
-        registers: [registry],
-        collect() {
-          this.reset();
-          fill(now(), (labels, value) => this.inc(labels, value));
-        },
-      });
-    } else {
-      new Gauge<T>({
-        name,
-        help,
-        labelNames,
-        registers: [registry],
-        collect() {
-          this.reset();
-          fill(now(), (labels, value) => this.set(labels, value));
-        },
-      });
-    }
+    const config = {
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      collect(this: Counter<T> | Gauge<T>) {
+        this.reset();
+        const m = this;
+        fill(now(), m instanceof Counter ? (labels, value) => m.inc(labels, value) : (labels, value) => m.set(labels, value));
+      },
+    };
+    if (kind === 'counter') new Counter<T>(config);
+    else new Gauge<T>(config);
   }
   /** A per-peer series: one value per peer, left out where `value` is null. */
   const perPeer = (kind: 'counter' | 'gauge', name: string, help: string, value: (p: PeerStatus) => number | null): void =>
