@@ -96,6 +96,8 @@ export interface DaemonConfig {
   rekeyMs: number;
   /** Base BNL pull interval in milliseconds (jittered ±25 %). Default 90 s, at least 1 s. */
   pullintervalMs: number;
+  /** How often peers' host names (`host=` endpoints) are looked up again, in milliseconds. Default 5 min, at least 1 s. */
+  resolveintervalMs: number;
   /** User to switch to after set-up. Default: stay root. */
   user: string | undefined;
   /** Group to switch to after set-up. Default: the user's primary group. */
@@ -287,6 +289,7 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   udpbuffer: { kind: 'value', parse: parseSize(4096, MAX_SOCKET_BUFFER) },
   rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
+  resolveinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   user: { kind: 'value', parse: parseAccount },
   group: { kind: 'value', parse: parseAccount },
   controlsocket: { kind: 'path', parse: parseText },
@@ -413,6 +416,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     udpbuffer: one<number>('udpbuffer') ?? DEFAULT_SOCKET_BUFFER,
     rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
+    resolveintervalMs: one<number>('resolveinterval') ?? 300_000,
     user: one<string>('user'),
     group: one<string>('group'),
     controlsocket: one<string>('controlsocket') ?? resolve(rd, `${netname}.sock`),

@@ -25,7 +25,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { isIP } from 'node:net';
 import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
@@ -41,7 +40,7 @@ import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
-import { dnsPromises } from './lazy.js';
+import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 export const DAEMON_VERSION = CLUEVPN_VERSION;
@@ -88,32 +87,13 @@ function readTrustKeys(config: DaemonConfig): string[] {
 }
 
 /**
- * Picks the data endpoint of a node: IPv6 dropped when `disableipv6`,
- * IPv6 first when `preferipv6` or the node prefers it, DNS names resolved
- * (first answer). `null` when the node lists none usable.
+ * The first endpoint a node is tried on: IPv6 dropped when `disableipv6`,
+ * IPv6 first when `preferipv6` or the node prefers it, DNS names resolved.
+ * `null` when the node lists none usable. (The daemon keeps every candidate:
+ * `endpoints.ts`.)
  */
-export async function chooseEndpoint(node: BnlNode, config: Pick<DaemonConfig, 'disableipv6' | 'preferipv6'>, log: Logger): Promise<{ host: string; port: number } | null> {
-  const v6first = config.preferipv6 || node.prefer === 'ipv6';
-  const candidates: { host: string; port: number; family: number }[] = [];
-  for (const ep of node.endpoints) {
-    let host = ep.host;
-    let family = isIP(host);
-    if (family === 0) {
-      try {
-        const r = await dnsPromises().lookup(host, { family: config.disableipv6 ? 4 : 0 });
-        host = r.address;
-        family = r.family;
-      } catch (err) {
-        log.warn('cannot resolve endpoint', { peer: node.name, endpoint: ep.host, err });
-        continue;
-      }
-    }
-    if (family === 6 && config.disableipv6) continue;
-    candidates.push({ host, port: ep.port, family });
-  }
-  candidates.sort((a, b) => (a.family === b.family ? 0 : (a.family === 6) === v6first ? -1 : 1));
-  const c = candidates[0];
-  return c === undefined ? null : { host: c.host, port: c.port };
+export async function chooseEndpoint(node: BnlNode, config: Pick<DaemonConfig, 'disableipv6' | 'preferipv6'>, log: Logger): Promise<Endpoint | null> {
+  return (await resolveCandidates(node, config, log))[0] ?? null;
 }
 
 /** Starts the daemon (steps 1–9 above). On failure, undoes what it did and rethrows. */
@@ -122,10 +102,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = root;
   const startedAt = Date.now();
   const undo: { what: string; fn: () => unknown }[] = [];
-  /** Data-plane peer id (the BNL id as a string) ↔ node name, and each peer's chosen endpoint. */
+  /** Data-plane peer id (the BNL id as a string) ↔ node name; each peer's endpoints. */
   const idToName = new Map<string, string>();
   const nameToId = new Map<string, string>();
-  const endpoints = new Map<string, { host: string; port: number }>();
+  const endpoints = createEndpointBook({
+    config,
+    logger: log.child('endpoints'),
+    use: (name, ep) => {
+      const id = nameToId.get(name);
+      if (id !== undefined && ep !== null) dataplane?.setEndpoint(id, ep.host, ep.port);
+    },
+  });
   let mesh: Mesh | undefined;
   /** Applying lists one at a time, in the order they were accepted. */
   let applying: Promise<unknown> = Promise.resolve();
@@ -149,6 +136,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   };
 
   try {
+    undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() });
     // 1. pidfile
     writePidfile(config.pidfile);
     undo.push({ what: 'pidfile', fn: () => removePidfile(config.pidfile) });
@@ -207,7 +195,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         },
         onEndpointChange: (peerId, host, port) => {
           const name = idToName.get(peerId);
-          if (name !== undefined) endpoints.set(name, { host, port: endpoints.get(name)?.port ?? port });
+          if (name !== undefined) endpoints.roamed(name, host, port);
           dpLog.info('peer roamed', { peer: name, endpoint: `${host}:${port}` });
         },
       },
@@ -225,7 +213,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       dataplane: dp,
       selfName: self.name,
       peerId: (name) => nameToId.get(name),
-      controlAddress: (name) => endpoints.get(name),
+      controlAddresses: (name) => endpoints.candidates(name),
+      reached: (name, where) => endpoints.reached(name, where),
       apply: (result, source) => {
         const done = applying.then(() => applyDiff(result.diff)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
@@ -322,13 +311,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
 
   async function addPeer(n: BnlNode): Promise<void> {
-    const endpoint = await chooseEndpoint(n, config, log);
+    const endpoint = await endpoints.set(n);
     const id = String(n.id);
     dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, ...(endpoint ? { endpoint } : {}) });
     idToName.set(id, n.name);
     nameToId.set(n.name, id);
-    if (endpoint) endpoints.set(n.name, endpoint);
-    else endpoints.delete(n.name);
   }
 
   /** Forgets a peer everywhere: data plane (sessions and keys), negotiation (stored keys), maps. */
@@ -338,7 +325,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     dataplane!.removePeer(id);
     idToName.delete(id);
     nameToId.delete(n.name);
-    endpoints.delete(n.name);
+    endpoints.remove(n.name);
   }
 
   /** Applies a diff to routes, the data plane and hooks. */
@@ -373,9 +360,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         forgetPeer(c.before);
         await addPeer(c.after);
       } else {
-        const endpoint = await chooseEndpoint(c.after, config, log);
+        const endpoint = await endpoints.set(c.after);
         dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, ...(endpoint ? { endpoint } : {}) });
-        if (endpoint) endpoints.set(c.name, endpoint);
       }
       if (c.fields.includes('subnets')) {
         const before = new Set(c.before.subnets);

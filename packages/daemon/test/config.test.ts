@@ -43,6 +43,7 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.bnl, '/etc/cluevpn/office/bnl');
   assert.equal(c.statedb, '/etc/cluevpn/office/state.db');
   assert.equal(c.pullintervalMs, 90_000);
+  assert.equal(c.resolveintervalMs, 300_000);
   assert.equal(c.rekeyMs, 3_600_000);
   assert.equal(c.controlsocket, '/run/x/office.sock');
   assert.equal(c.pidfile, '/run/x/office.pid');
@@ -78,6 +79,7 @@ test('every key parses to a typed value', () => {
     'udpbuffer=1m',
     'rekey=2m',
     'pullinterval=1500ms',
+    'resolveinterval=30s',
     'user=nobody',
     'group=65534',
     'controlsocket=ctl.sock',
@@ -111,6 +113,7 @@ test('every key parses to a typed value', () => {
   assert.equal(c.udpbuffer, 1024 * 1024);
   assert.equal(c.rekeyMs, 120_000);
   assert.equal(c.pullintervalMs, 1500);
+  assert.equal(c.resolveintervalMs, 30_000);
   assert.equal(c.user, 'nobody');
   assert.equal(c.group, '65534');
   assert.equal(c.controlsocket, '/etc/cluevpn/office/ctl.sock');
@@ -133,6 +136,7 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\ncompalgos=lz4:1:2 lz4:2:3`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
   expectConfigError(`${MINIMAL}\nrekey=1s`, 'ERR_CONFIG_BAD_VALUE', 6, 'rekey');
   expectConfigError(`${MINIMAL}\npullinterval=soon`, 'ERR_CONFIG_BAD_VALUE', 6, 'pullinterval');
+  expectConfigError(`${MINIMAL}\nresolveinterval=500ms`, 'ERR_CONFIG_BAD_VALUE', 6, 'resolveinterval');
   expectConfigError(`${MINIMAL}\nmtu=1000`, 'ERR_CONFIG_BAD_VALUE', 6, 'mtu');
   expectConfigError(`${MINIMAL}\nudpbuffer=lots`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
   expectConfigError(`${MINIMAL}\nudpbuffer=100`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
