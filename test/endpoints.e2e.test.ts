@@ -46,12 +46,20 @@ test('endpoints: a node listed with a dead endpoint first and a live one second 
   if (!requireLab(t)) return;
   const { lab, dir, nodes } = await withLab(t, 3);
   const net = await makeNetwork(join(dir, 'net'), { net: 'eps', pullInterval: '2s', nodes: [['alpha', lab.hosts[0]!.ipv4], ['beta', lab.hosts[1]!.ipv4]] });
-  // beta: first h3's address (nothing listens there: refused), then its own
-  await editList(net, ['alpha', 'beta'], ['modify', 'beta', `ipv4=${lab.hosts[2]!.ipv4}`, `endpoint=${lab.hosts[1]!.ipv4}:3406`]);
+  // beta: an address of h3 where nothing listens (refused) and its own; a
+  // record's endpoints are kept in canonical order (by address text), so the
+  // dead 192.0.2.10 comes first. alpha: no address at all (as behind NAT), so
+  // only alpha can start anything and beta learns alpha's address from
+  // alpha's packets.
+  const dead = '192.0.2.10';
+  await lab.exec('h3', 'ip', ['addr', 'add', `${dead}/24`, 'dev', 'eth0']);
+  await editList(net, ['alpha', 'beta'], ['modify', 'beta', `ipv4=${dead}`, `endpoint=${lab.hosts[1]!.ipv4}:3406`], ['modify', 'alpha', 'ipv4=']);
+  const listed = (await bnl('--file', net.masterList, 'print')).stdout;
+  assert.match(listed, new RegExp(`endpoints: +${dead.replace(/\./g, '\\.')}:3406, ${lab.hosts[1]!.ipv4.replace(/\./g, '\\.')}:3406`), `the dead endpoint is listed first:\n${listed}`);
   nodes.push(await startNode(lab, 'h1', net.nodeDir('alpha')));
   nodes.push(await startNode(lab, 'h2', net.nodeDir('beta')));
   const [alpha] = nodes as [RunningNode, RunningNode];
-  // alpha's pings reach beta only if alpha sends to beta's live endpoint (beta sends nothing of its own)
+  // alpha's pings reach beta only once alpha negotiated on beta's live endpoint
   const t0 = Date.now();
   await waitFor(async () => (await pingFrom(lab, 'h1', '10.99.0.2', 1, 1)).received === 1, { timeoutMs: 40_000, intervalMs: 0, description: 'alpha → beta through the tunnel' });
   t.diagnostic(`alpha reached beta ${Date.now() - t0} ms after beta started`);
