@@ -28,12 +28,11 @@ async function editList(net: Network, names: readonly string[], ...edits: string
 /** The endpoint `node` uses for `peer`, as `cluevpn status` shows it. */
 const endpointOf = async (node: RunningNode, peer: string): Promise<string | null> => (await node.peer(peer)).endpoint;
 
-async function withLab(t: { after(fn: () => Promise<void>): void; diagnostic(m: string): void }, hosts: number): Promise<{ lab: Lab; dir: string; nodes: RunningNode[] }> {
+async function withLab(t: { after(fn: () => Promise<void>): void }, hosts: number): Promise<{ lab: Lab; dir: string; nodes: RunningNode[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'endpoints-e2e-'));
   const lab = await createLab({ hosts });
   const nodes: RunningNode[] = [];
   t.after(async () => {
-    if (process.exitCode || process.env.CLUEVPN_TEST_LOGS) for (const n of nodes) for (const line of n.log().split('\n').slice(-40)) t.diagnostic(`${n.name}: ${line}`);
     for (const n of nodes) if (n.process.running()) await n.process.stop('SIGTERM', 3000);
     await lab.destroy();
     for (const h of lab.hosts) rmSync(join('/etc/netns', h.ns), { recursive: true, force: true });

@@ -6,8 +6,8 @@
  *
  *  1. the candidates: every endpoint of the record, names resolved to every
  *     address they have; IPv6 left out with `disableipv6`; the preferred
- *     family first (`preferipv6` or the record's `prefer`), record order kept
- *     otherwise
+ *     family first (`preferipv6` or the record's `prefer`), the record's
+ *     order otherwise (canonical: by address text, so not a preference)
  *  2. the one in use (the data plane's endpoint for the peer): at first the
  *     first candidate; then the candidate the control channel last reached
  *     (`reached`), or the address the peer's authenticated packets came from
