@@ -202,6 +202,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     });
     const dp = dataplane;
     undo.push({ what: 'dataplane', fn: () => dp.close() });
+    undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() }); // before the data plane closes
     dp.setLocalSubnets(self.subnets);
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
 

@@ -61,7 +61,7 @@ export interface EndpointBook {
   reached(name: string, where: Endpoint | null): void;
   /** The data plane authenticated the peer's packets from `host` (its data port `port`); the control port is kept. */
   roamed(name: string, host: string, port: number): void;
-  /** Stops the periodic look-ups. */
+  /** Stops the periodic look-ups; look-ups still running change nothing any more. Idempotent. */
   close(): void;
 }
 
@@ -117,9 +117,11 @@ export function createEndpointBook(o: EndpointBookOptions): EndpointBook {
   const log = o.logger;
   const lookup = o.lookup ?? defaultLookup;
   const entries = new Map<string, Entry>();
+  let closed = false;
 
   /** Tells the data plane; a refusal (bad address, closed) is logged, never thrown into the caller. */
   const tell = (name: string, endpoint: Endpoint | null): void => {
+    if (closed) return;
     try {
       o.use(name, endpoint);
     } catch (err) {
@@ -205,6 +207,7 @@ export function createEndpointBook(o: EndpointBookOptions): EndpointBook {
       e.current = { host, port: e.current?.port ?? port };
     },
     close() {
+      closed = true;
       clearInterval(timer);
     },
   };
