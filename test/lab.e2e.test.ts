@@ -66,6 +66,44 @@ test('two labs side by side do not collide, and down leaves nothing', async (t) 
   assert.equal(spawnSync(NETNS_LAB, ['down', a.prefix]).status, 0);
 });
 
+test('a LAN behind a host: its own namespace on the gateway only, no route beyond, removed by down; bad specs refused', async (t) => {
+  if (!requireLab(t)) return;
+  const lab = await createLab({ hosts: 2, lans: { h1: '10.50.1.0/24', h2: '10.50.2.0/28' } });
+  t.after(() => lab.destroy());
+  assert.deepEqual(
+    lab.lans.map((l) => [l.name, l.ns, l.gateway, l.gatewayAddress, l.ipv4, l.cidr]),
+    [
+      ['l1', `${lab.prefix}-l1`, 'h1', '10.50.1.1', '10.50.1.2', '10.50.1.0/24'],
+      ['l2', `${lab.prefix}-l2`, 'h2', '10.50.2.1', '10.50.2.2', '10.50.2.0/28'],
+    ],
+  );
+  assert.deepEqual(listNamespaces(lab.prefix).sort(), ['h1', 'h2', 'l1', 'l2', 'sw'].map((n) => `${lab.prefix}-${n}`));
+  // lab.hosts is what it always was: the LAN hosts are apart
+  assert.equal(lab.hosts.length, 2);
+  assert.equal((await lab.ping('l1', '10.50.1.1', { count: 1 })).received, 1, 'LAN host reaches its gateway');
+  assert.equal((await lab.ping('h1', '10.50.1.2', { count: 1 })).received, 1, 'gateway reaches its LAN host');
+  // nothing beyond the LAN: no route from l1 to the underlay, no forwarding on the gateway
+  const beyond = await lab.exec('l1', 'ping', ['-n', '-c', '1', '-W', '1', '192.0.2.2'], { check: false });
+  assert.equal(beyond.code, 2, 'no route from the LAN host to the underlay');
+  assert.equal((await lab.exec('h1', 'cat', ['/proc/sys/net/ipv4/ip_forward'])).stdout, '0\n');
+  assert.equal((await lab.exec('l1', 'ip', ['-4', 'route'])).stdout.trim(), '10.50.1.0/24 dev eth0 proto kernel scope link src 10.50.1.2');
+  // netns-lab exec reaches a LAN host by name
+  assert.match(spawnSync(NETNS_LAB, ['exec', lab.prefix, 'l2', 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' }).stdout, /10\.50\.2\.2\/28/);
+  // bad specs: exit 2 and nothing built
+  const other = `${lab.prefix}q`;
+  t.after(() => {
+    spawnSync(NETNS_LAB, ['down', other]);
+  });
+  for (const spec of ['h3:10.1.0.0/24', 'h1:10.1.0.1/24', 'h1:10.1.0.0/31', 'h1:fd00::/64', 'h1']) {
+    const r = spawnSync(NETNS_LAB, ['up', other, '2', '--lan', spec], { encoding: 'utf8' });
+    assert.equal(r.status, 2, `${spec}: ${r.stderr}`);
+  }
+  assert.equal(spawnSync(NETNS_LAB, ['up', other, '2', '--lan', 'h1:10.1.0.0/24', '--lan', 'h1:10.2.0.0/24']).status, 2, 'one LAN per host');
+  assert.deepEqual(listNamespaces(other), []);
+  await lab.destroy();
+  assert.deepEqual(listNamespaces(lab.prefix), [], 'down removes the LAN namespaces too');
+});
+
 test('down after a partial set-up removes everything; a used prefix is refused', async (t) => {
   if (!requireLab(t)) return;
   const lab = await createLab({ hosts: 1 });

@@ -13,6 +13,8 @@
  *   error the condition threw, if any).
  * - `ERR_PROC_TIMEOUT`: a tracked process did not produce the awaited
  *   output or exit in time.
+ * - `ERR_PROM_FORMAT`: text that is not Prometheus' exposition format, or
+ *   an ambiguous sample lookup (`prometheus.ts`).
  */
 export class TestLibError extends Error {
   /** Stable machine-readable code (`ERR_…`). */

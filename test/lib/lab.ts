@@ -10,7 +10,8 @@
  * });
  * ```
  *
- * Every lab gets a unique prefix (namespaces `PREFIX-h1..hN`, `PREFIX-sw`),
+ * Every lab gets a unique prefix (namespaces `PREFIX-h1..hN`, `PREFIX-sw`,
+ * and `PREFIX-lI` for a LAN behind host I when `lans` asks for one),
  * so labs in parallel test files never collide. A lab that is not destroyed
  * is torn down when the test process exits or gets SIGINT/SIGTERM/SIGHUP.
  */
@@ -40,8 +41,27 @@ export interface LabHost {
   ipv6: string;
 }
 
-/** A host given by object, name (`'h2'`) or 1-based index. */
-export type HostRef = LabHost | string | number;
+/**
+ * A LAN host behind a lab host (`lans` of {@link CreateLabOptions}): its own
+ * namespace `PREFIX-lI` linked to host `hI` only. It knows nothing of the
+ * VPN and has no route beyond its LAN until the test adds one.
+ */
+export interface LabLanHost {
+  /** `l1`, `l2`, … (the index of its gateway host). */
+  name: string;
+  ns: string;
+  /** The lab host it hangs off (`h1`), its gateway. */
+  gateway: string;
+  /** The gateway's address on the LAN (the CIDR's first address, on `lan0`). */
+  gatewayAddress: string;
+  /** This host's address (the CIDR's second address, on `eth0`). */
+  ipv4: string;
+  /** The LAN, e.g. `10.50.1.0/24`. */
+  cidr: string;
+}
+
+/** A host given by object, name (`'h2'`, or `'l1'` for a LAN host where accepted) or 1-based index. */
+export type HostRef = LabHost | LabLanHost | string | number;
 
 /** Impairment of one host's link (see `scripts/netns-lab`). */
 export interface LabImpairment {
@@ -59,6 +79,8 @@ export interface CreateLabOptions {
   hosts: number;
   /** Impairment per host name (`{ h2: { lossPercent: 20 } }`). */
   impair?: Record<string, LabImpairment>;
+  /** A LAN behind a host, per host name (`{ h1: '10.50.1.0/24' }`): an IPv4 network address, /8../30. */
+  lans?: Record<string, string>;
 }
 
 /** Options for {@link Lab.exec}. */
@@ -86,10 +108,14 @@ export interface LabPingOptions {
 export interface Lab {
   readonly prefix: string;
   readonly hosts: readonly LabHost[];
+  /** The LAN hosts, in gateway order (empty without `lans`). */
+  readonly lans: readonly LabLanHost[];
   /** Looks up a host; throws `ERR_LAB_HOST` for an unknown one. */
   host(ref: HostRef): LabHost;
+  /** Looks up a LAN host (`'l1'`); throws `ERR_LAB_HOST` for an unknown one. */
+  lan(ref: HostRef): LabLanHost;
   /**
-   * Runs `cmd args` inside a host's namespace and resolves with its result.
+   * Runs `cmd args` inside a host's (or LAN host's) namespace and resolves with its result.
    * Rejects with {@link LabExecError} (`ERR_LAB_EXEC`) on a non-zero exit
    * unless `check: false`.
    */
@@ -155,9 +181,10 @@ function installHooks(): void {
 
 /**
  * Why end-to-end lab tests cannot run here, or null when they can: needs
- * root, `ip netns`, `/dev/net/tun`, `ping` and `scripts/netns-lab`.
+ * root, `ip netns`, `/dev/net/tun`, `ping` and `scripts/netns-lab`, and
+ * each command of `tools` (e.g. `['curl']`) on the PATH.
  */
-export function labSkipReason(): string | null {
+export function labSkipReason(tools: readonly string[] = []): string | null {
   if (process.platform !== 'linux') return 'network namespaces need Linux';
   if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (network namespaces)';
   const ipNetns = spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' });
@@ -170,16 +197,19 @@ export function labSkipReason(): string | null {
   const ping = spawnSync('ping', ['-V'], { stdio: 'ignore' });
   if (ping.error) return '`ping` not found (install iputils-ping)';
   if (!existsSync(NETNS_LAB)) return `${NETNS_LAB} not found`;
+  for (const tool of tools) {
+    if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' }).status !== 0) return `\`${tool}\` not found (scripts/setup installs it)`;
+  }
   return null;
 }
 
 /**
  * For node:test: skips the test with a clear reason and returns false when
- * the lab cannot run here; returns true otherwise. Use as
+ * the lab (or one of `tools`) is missing here; returns true otherwise. Use as
  * `if (!requireLab(t)) return;`.
  */
-export function requireLab(t: { skip(message?: string): void }): boolean {
-  const reason = labSkipReason();
+export function requireLab(t: { skip(message?: string): void }, tools: readonly string[] = []): boolean {
+  const reason = labSkipReason(tools);
   if (reason === null) return true;
   t.skip(`end-to-end lab test skipped: ${reason}`);
   return false;
@@ -215,6 +245,7 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
     prefix = opts.prefix ?? randomLabPrefix();
     const args = ['up', prefix, String(opts.hosts)];
     for (const [host, imp] of Object.entries(opts.impair ?? {})) args.push('--impair', impairSpec(host, imp));
+    for (const [host, cidr] of Object.entries(opts.lans ?? {})) args.push('--lan', `${host}:${cidr}`);
     liveLabs.set(prefix, state);
     up = await runCommand(NETNS_LAB, args, { timeoutMs: 60_000 });
     if (up.code === 0) break;
@@ -232,7 +263,30 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
       if (!name || !ns || !ipv4 || !ipv6) throw new TestLibError('ERR_LAB_SETUP', `unexpected netns-lab output: ${line}`);
       return { name, index: Number(name.slice(1)), ns, ipv4, ipv6 };
     });
+  const lans: LabLanHost[] = [];
+  if (Object.keys(opts.lans ?? {}).length > 0) {
+    const r = await runCommand(NETNS_LAB, ['lans', prefix], { timeoutMs: 30_000 });
+    for (const line of r.stdout.trim().split('\n')) {
+      const [name, ns, gateway, gatewayAddress, addr] = line.split(' ');
+      const [ipv4, len] = (addr ?? '').split('/');
+      if (r.code !== 0 || !name || !ns || !gateway || !gatewayAddress || !ipv4 || !len) {
+        await runCommand(NETNS_LAB, ['down', prefix], { timeoutMs: 30_000 });
+        liveLabs.delete(prefix);
+        throw new TestLibError('ERR_LAB_SETUP', `unexpected netns-lab lans output (exit ${r.code}): ${line} ${r.stderr}`);
+      }
+      lans.push({ name, ns, gateway, gatewayAddress, ipv4, cidr: opts.lans![gateway] ?? `${ipv4}/${len}` });
+    }
+  }
   let destroyed = false;
+
+  const lan = (ref: HostRef): LabLanHost => {
+    const l = typeof ref === 'string' ? lans.find((x) => x.name === ref || x.ns === ref) : typeof ref === 'object' ? lans.find((x) => x.ns === ref.ns) : undefined;
+    if (!l) throw new TestLibError('ERR_LAB_HOST', `no LAN host ${typeof ref === 'object' ? ref.ns : String(ref)} in lab ${prefix}`);
+    return l;
+  };
+  /** A host or a LAN host: what exec, spawn and ping need. */
+  const anyHost = (ref: HostRef): { name: string; ns: string } =>
+    (typeof ref === 'string' && /^l\d+$/.test(ref)) || (typeof ref === 'object' && 'gateway' in ref) ? lan(ref) : host(ref);
 
   const host = (ref: HostRef): LabHost => {
     const h =
@@ -251,10 +305,12 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
   const lab: Lab = {
     prefix,
     hosts,
+    lans,
     host,
+    lan,
     async exec(ref, cmd, cmdArgs = [], eopts = {}) {
       alive();
-      const h = host(ref);
+      const h = anyHost(ref);
       const runOpts: Parameters<typeof runCommand>[2] = { label: `${h.name}: ${cmd}`, timeoutMs: eopts.timeoutMs ?? 30_000 };
       if (eopts.input !== undefined) runOpts.input = eopts.input;
       if (eopts.env !== undefined) runOpts.env = eopts.env;
@@ -269,7 +325,7 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
     },
     spawn(ref, cmd, cmdArgs = [], sopts = {}) {
       alive();
-      const h = host(ref);
+      const h = anyHost(ref);
       // `ip netns exec` execs the command, so the pid is the command's own.
       const p = spawnTracked('ip', ['netns', 'exec', h.ns, cmd, ...cmdArgs], { label: `${h.name}: ${cmd}`, ...sopts });
       state.procs.add(p);
@@ -287,7 +343,7 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
       const r = await lab.exec(from, 'ping', args, { check: false, timeoutMs: 10_000 + count * 2000 });
       // iputils: 0 = replies, 1 = no reply, 2 = error.
       if (r.code !== 0 && r.code !== 1) {
-        throw new LabExecError(`ping ${target} from ${host(from).name} failed: ${r.stderr.trim()}`, r);
+        throw new LabExecError(`ping ${target} from ${anyHost(from).name} failed: ${r.stderr.trim()}`, r);
       }
       return parsePing(r.stdout);
     },

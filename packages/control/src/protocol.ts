@@ -71,7 +71,11 @@ export interface StatusReport {
   logLevel: number;
   bnl: BnlStatusReport;
   peers: PeerStatus[];
-  /** Drops not attributable to a peer (unknown receiver index, bad header…). */
+  /**
+   * Drops not tied to a current peer (unknown receiver index, bad header, no
+   * route, bad source…; a removed peer's drops stay here): the data plane's
+   * whole table less what each peer in `peers` reports.
+   */
   drops: DropCounts;
   /** The daemon's memory, from `process.memoryUsage()`, in bytes. */
   memory: MemoryReport;

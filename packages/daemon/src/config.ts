@@ -14,6 +14,7 @@
  * Nothing falls back to a default when a value is wrong.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER } from '@cluevpn/dataplane';
 import { parseCompAlgos, parseCryptAlgos, type AlgoPreference, type CipherAlgo, type CompressionAlgo } from '@cluevpn/negotiation';
@@ -103,6 +104,8 @@ export interface DaemonConfig {
   rekeyMs: number;
   /** Base BNL pull interval in milliseconds (jittered ±25 %). Default 90 s, at least 1 s. */
   pullintervalMs: number;
+  /** How often peers' host names (`host=` endpoints) are looked up again, in milliseconds. Default 5 min, at least 1 s. */
+  resolveintervalMs: number;
   /** User to switch to after set-up. Default: stay root. */
   user: string | undefined;
   /** Group to switch to after set-up. Default: the user's primary group. */
@@ -113,6 +116,15 @@ export interface DaemonConfig {
   pidfile: string;
   /** Accepted but worth a warning (the original ClueVPN's algorithm names): the daemon logs each once at start. */
   warnings: ConfigWarning[];
+  /** Prometheus metrics endpoint (`metrics=127.0.0.1:9587`, `[::1]:9587`); `undefined` (the default): none. */
+  metrics: ListenAddress | undefined;
+}
+
+/** An IP address (never a host name) and TCP port to listen on. */
+export interface ListenAddress {
+  /** IPv4 or IPv6 literal, without brackets. */
+  host: string;
+  port: number;
 }
 
 /** A value that was accepted as something else (see `legacy-algos.ts`), with where it was written. */
@@ -248,6 +260,16 @@ const parseText: Parser<string> = (raw) => (raw.length > 0 ? raw : bad('empty va
 const parseAccount: Parser<string> = (raw) =>
   /^([a-z_][a-z0-9_-]{0,31}\$?|\d+)$/i.test(raw) ? raw : bad(`'${raw}' is not a user/group name or number`);
 
+/** `ADDRESS:PORT` with an IP literal, IPv6 in brackets (`[::1]:9587`). */
+const parseListenAddress: Parser<ListenAddress> = (raw) => {
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(raw);
+  const host = m?.[1] ?? m?.[2];
+  if (m === null || host === undefined) return bad(`'${raw}' is not ADDRESS:PORT (e.g. 127.0.0.1:9587 or [::1]:9587)`);
+  const family = isIP(host);
+  if (family === 0 || (family === 6) !== (m[1] !== undefined)) return bad(`'${host}' is not an IP address (IPv6 in brackets: [::1]:9587; no host names)`);
+  return { host, port: parseIntIn(1, 65535)(m[3]!) };
+};
+
 const parseLogMethod: Parser<LogMethod> = (raw) =>
   raw === 'stderr' || raw === 'syslog' || raw === 'file' ? raw : bad(`'${raw}' is not one of stderr, syslog, file`);
 
@@ -296,10 +318,12 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   udpbuffer: { kind: 'value', parse: parseSize(4096, MAX_SOCKET_BUFFER) },
   rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
+  resolveinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   user: { kind: 'value', parse: parseAccount },
   group: { kind: 'value', parse: parseAccount },
   controlsocket: { kind: 'path', parse: parseText },
   pidfile: { kind: 'path', parse: parseText },
+  metrics: { kind: 'value', parse: parseListenAddress },
 };
 
 /** Every key the config file accepts. */
@@ -424,11 +448,13 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     udpbuffer: one<number>('udpbuffer') ?? DEFAULT_SOCKET_BUFFER,
     rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
+    resolveintervalMs: one<number>('resolveinterval') ?? 300_000,
     user: one<string>('user'),
     group: one<string>('group'),
     controlsocket: one<string>('controlsocket') ?? resolve(rd, `${netname}.sock`),
     pidfile: one<string>('pidfile') ?? resolve(rd, `${netname}.pid`),
     warnings,
+    metrics: one<ListenAddress>('metrics'),
   };
 }
 

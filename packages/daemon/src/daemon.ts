@@ -13,7 +13,8 @@
  *  5. mesh (`mesh.ts`): state store (send epochs bumped before anything is
  *     sent), mutual-TLS control channel on `port` (TCP), negotiation wired
  *     into the data plane, BNL gossip (pull timer, push handler)
- *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push)
+ *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push);
+ *     the metrics endpoint when `metrics=` is set (`metrics.ts`: it reads `status()`)
  *  7. hooks: upcmd, mysubnetupcmd per own subnet, subnetupcmd per peer subnet
  *  8. drop privileges (`user`/`group`), then check the writable paths
  *  (timers — BNL pull, proactive negotiation, rekey — belong to step 5)
@@ -28,7 +29,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { isIP } from 'node:net';
 import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
@@ -48,6 +48,7 @@ import { checkPrivilegeBoundary } from './protected-paths.js';
 import { prepareStateDir } from './state-dir.js';
 import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
+import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 export const DAEMON_VERSION = CLUEVPN_VERSION;
@@ -94,32 +95,13 @@ function readTrustKeys(config: DaemonConfig): string[] {
 }
 
 /**
- * Picks the data endpoint of a node: IPv6 dropped when `disableipv6`,
- * IPv6 first when `preferipv6` or the node prefers it, DNS names resolved
- * (first answer). `null` when the node lists none usable.
+ * The first endpoint a node is tried on: IPv6 dropped when `disableipv6`,
+ * IPv6 first when `preferipv6` or the node prefers it, DNS names resolved.
+ * `null` when the node lists none usable. (The daemon keeps every candidate:
+ * `endpoints.ts`.)
  */
-export async function chooseEndpoint(node: BnlNode, config: Pick<DaemonConfig, 'disableipv6' | 'preferipv6'>, log: Logger): Promise<{ host: string; port: number } | null> {
-  const v6first = config.preferipv6 || node.prefer === 'ipv6';
-  const candidates: { host: string; port: number; family: number }[] = [];
-  for (const ep of node.endpoints) {
-    let host = ep.host;
-    let family = isIP(host);
-    if (family === 0) {
-      try {
-        const r = await dnsPromises().lookup(host, { family: config.disableipv6 ? 4 : 0 });
-        host = r.address;
-        family = r.family;
-      } catch (err) {
-        log.warn('cannot resolve endpoint', { peer: node.name, endpoint: ep.host, err });
-        continue;
-      }
-    }
-    if (family === 6 && config.disableipv6) continue;
-    candidates.push({ host, port: ep.port, family });
-  }
-  candidates.sort((a, b) => (a.family === b.family ? 0 : (a.family === 6) === v6first ? -1 : 1));
-  const c = candidates[0];
-  return c === undefined ? null : { host: c.host, port: c.port };
+export async function chooseEndpoint(node: BnlNode, config: Pick<DaemonConfig, 'disableipv6' | 'preferipv6'>, log: Logger): Promise<Endpoint | null> {
+  return (await resolveCandidates(node, config, log))[0] ?? null;
 }
 
 /** Starts the daemon (steps 1–9 above). On failure, undoes what it did and rethrows. */
@@ -128,10 +110,17 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = root;
   const startedAt = Date.now();
   const undo: { what: string; fn: () => unknown }[] = [];
-  /** Data-plane peer id (the BNL id as a string) ↔ node name, and each peer's chosen endpoint. */
+  /** Data-plane peer id (the BNL id as a string) ↔ node name; each peer's endpoints. */
   const idToName = new Map<string, string>();
   const nameToId = new Map<string, string>();
-  const endpoints = new Map<string, { host: string; port: number }>();
+  const endpoints = createEndpointBook({
+    config,
+    logger: log.child('endpoints'),
+    use: (name, ep) => {
+      const id = nameToId.get(name);
+      if (id !== undefined && ep !== null) dataplane?.setEndpoint(id, ep.host, ep.port);
+    },
+  });
   let mesh: Mesh | undefined;
   /** Applying lists one at a time, in the order they were accepted. */
   let applying: Promise<unknown> = Promise.resolve();
@@ -159,6 +148,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (account !== null) checkPrivilegeBoundary(config, { name: account.name, uid: account.uid, gids: [account.gid, ...account.groups] });
 
   try {
+    undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() });
     // 1. pidfile, state directory
     writePidfile(config.pidfile);
     undo.push({ what: 'pidfile', fn: () => removePidfile(config.pidfile) });
@@ -222,13 +212,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         },
         onEndpointChange: (peerId, host, port) => {
           const name = idToName.get(peerId);
-          if (name !== undefined) endpoints.set(name, { host, port: endpoints.get(name)?.port ?? port });
+          if (name !== undefined) endpoints.roamed(name, host, port);
           dpLog.info('peer roamed', { peer: name, endpoint: `${host}:${port}` });
         },
       },
     }).catch((err: unknown) => { throw portClash(err, 'udp', config.port); }); // ERR_PORT_IN_USE naming the holder
     const dp = dataplane;
     undo.push({ what: 'dataplane', fn: () => dp.close() });
+    undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() }); // before the data plane closes
     dp.setLocalSubnets(self.subnets);
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
 
@@ -240,7 +231,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       dataplane: dp,
       selfName: self.name,
       peerId: (name) => nameToId.get(name),
-      controlAddress: (name) => endpoints.get(name),
+      controlAddresses: (name) => endpoints.candidates(name),
+      reached: (name, where) => endpoints.reached(name, where),
       apply: (result, source) => {
         const done = applying.then(() => applyDiff(result.diff)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
@@ -271,6 +263,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     });
     const ctl = control;
     undo.push({ what: 'control socket', fn: () => ctl.close() });
+    if (config.metrics !== undefined) {
+      // loaded only when asked for: prom-client and node:http cost every start otherwise
+      const { startMetricsServer } = await import('./metrics.js');
+      const metrics = await startMetricsServer({ listen: config.metrics, logger: log.child('metrics'), source: { status: () => status(), control: () => mesh?.stats().control } });
+      undo.push({ what: 'metrics', fn: () => metrics.close() });
+    }
 
     // 7. hooks
     hooks = createHookRunner({
@@ -331,13 +329,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
 
   async function addPeer(n: BnlNode): Promise<void> {
-    const endpoint = await chooseEndpoint(n, config, log);
+    const endpoint = await endpoints.set(n);
     const id = String(n.id);
     dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, ...(endpoint ? { endpoint } : {}) });
     idToName.set(id, n.name);
     nameToId.set(n.name, id);
-    if (endpoint) endpoints.set(n.name, endpoint);
-    else endpoints.delete(n.name);
   }
 
   /** Forgets a peer everywhere: data plane (sessions and keys), negotiation (stored keys), maps. */
@@ -347,7 +343,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     dataplane!.removePeer(id);
     idToName.delete(id);
     nameToId.delete(n.name);
-    endpoints.delete(n.name);
+    endpoints.remove(n.name);
   }
 
   /** Applies a diff to routes, the data plane and hooks. */
@@ -382,9 +378,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         forgetPeer(c.before);
         await addPeer(c.after);
       } else {
-        const endpoint = await chooseEndpoint(c.after, config, log);
+        const endpoint = await endpoints.set(c.after);
         dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, ...(endpoint ? { endpoint } : {}) });
-        if (endpoint) endpoints.set(c.name, endpoint);
       }
       if (c.fields.includes('subnets')) {
         const before = new Set(c.before.subnets);
@@ -473,8 +468,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   function status(): StatusReport {
     const now = Date.now();
     const st = dataplane!.stats();
+    // The data plane's table counts every drop; a current peer's own are in its report.
     const drops: Record<string, number> = {};
-    for (const [k, v] of Object.entries(st.drops)) if (v) drops[k] = v;
+    for (const [k, v] of Object.entries(st.drops)) {
+      const own = v - st.peers.reduce((sum, p) => sum + (p.drops[k as keyof typeof p.drops] ?? 0), 0);
+      if (own > 0) drops[k] = own;
+    }
     return {
       name: self.name,
       id: self.id,

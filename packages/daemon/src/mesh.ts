@@ -99,8 +99,10 @@ export interface MeshOptions {
   selfName: string;
   /** Data-plane peer id of a node, or undefined when it is not a current peer. */
   peerId(name: string): string | undefined;
-  /** Where a node's control port is (its chosen endpoint), or undefined. */
-  controlAddress(name: string): { host: string; port: number } | undefined;
+  /** Where a node's control port may be, the endpoint in use first; empty when none is known. */
+  controlAddresses(name: string): readonly { host: string; port: number }[];
+  /** The control channel reached `name` at `where`, or at none of its addresses (`null`). */
+  reached(name: string, where: { host: string; port: number } | null): void;
   /** Applies an accepted list (peers, routes, hooks); called once per accepted list. */
   apply(result: Extract<OfferResult, { accepted: true }>, source: string): Promise<void>;
 }
@@ -200,10 +202,23 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
   const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
 
-  const connect = (name: string): Promise<ControlConnection> => {
-    const where = o.controlAddress(name);
-    if (where === undefined) return Promise.reject(new DaemonError('ERR_GOSSIP', `no known address for ${name}`));
-    return connectControl({ host: where.host, port: where.port, peerName: name, credentials, authorize, limits, logger: negLog });
+  /** A control connection to `name`: its addresses in turn, the one in use first, until one answers. */
+  const connect = async (name: string): Promise<ControlConnection> => {
+    const addresses = o.controlAddresses(name);
+    if (addresses.length === 0) throw new DaemonError('ERR_GOSSIP', `no known address for ${name}`);
+    let lastErr: unknown;
+    for (const where of addresses) {
+      try {
+        const c = await connectControl({ host: where.host, port: where.port, peerName: name, credentials, authorize, limits, logger: negLog });
+        o.reached(name, where);
+        return c;
+      } catch (err) {
+        lastErr = err;
+        if (addresses.length > 1) negLog.debug('control address did not answer', { peer: name, endpoint: `${where.host}:${where.port}`, err });
+      }
+    }
+    o.reached(name, null);
+    throw lastErr;
   };
 
   // 2. control server

@@ -45,6 +45,7 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.bnl, '/var/lib/cluevpn/office/bnl');
   assert.equal(c.statedb, '/var/lib/cluevpn/office/state.db');
   assert.equal(c.pullintervalMs, 90_000);
+  assert.equal(c.resolveintervalMs, 300_000);
   assert.equal(c.rekeyMs, 3_600_000);
   assert.equal(c.controlsocket, '/run/x/office.sock');
   assert.equal(c.pidfile, '/run/x/office.pid');
@@ -91,10 +92,12 @@ test('every key parses to a typed value', () => {
     'udpbuffer=1m',
     'rekey=2m',
     'pullinterval=1500ms',
+    'resolveinterval=30s',
     'user=nobody',
     'group=65534',
     'controlsocket=ctl.sock',
     'pidfile=/tmp/x.pid',
+    'metrics=10.99.0.1:9587',
   ].join('\n');
   const c = parse(text);
   assert.equal(c.devname, 'cvpn0');
@@ -123,10 +126,12 @@ test('every key parses to a typed value', () => {
   assert.equal(c.udpbuffer, 1024 * 1024);
   assert.equal(c.rekeyMs, 120_000);
   assert.equal(c.pullintervalMs, 1500);
+  assert.equal(c.resolveintervalMs, 30_000);
   assert.equal(c.user, 'nobody');
   assert.equal(c.group, '65534');
   assert.equal(c.controlsocket, '/etc/cluevpn/office/ctl.sock');
   assert.equal(c.pidfile, '/tmp/x.pid');
+  assert.deepEqual(c.metrics, { host: '10.99.0.1', port: 9587 });
   // the test above sets every key the parser knows
   for (const key of CONFIG_KEYS) assert.ok(text.includes(`\n${key}`) || text.startsWith(key) || text.includes(`${key}=`), key);
 });
@@ -144,6 +149,7 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\ncompalgos=lz4:1:2 lz4:2:3`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
   expectConfigError(`${MINIMAL}\nrekey=1s`, 'ERR_CONFIG_BAD_VALUE', 6, 'rekey');
   expectConfigError(`${MINIMAL}\npullinterval=soon`, 'ERR_CONFIG_BAD_VALUE', 6, 'pullinterval');
+  expectConfigError(`${MINIMAL}\nresolveinterval=500ms`, 'ERR_CONFIG_BAD_VALUE', 6, 'resolveinterval');
   expectConfigError(`${MINIMAL}\nmtu=1000`, 'ERR_CONFIG_BAD_VALUE', 6, 'mtu');
   expectConfigError(`${MINIMAL}\nudpbuffer=lots`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
   expectConfigError(`${MINIMAL}\nudpbuffer=100`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
@@ -166,6 +172,17 @@ test('udpbuffer takes bytes with k/m suffixes, and 0 for the kernel default', ()
   assert.equal(parse(`${MINIMAL}\nudpbuffer=512k`).udpbuffer, 512 * 1024);
   assert.equal(parse(`${MINIMAL}\nudpbuffer=4M`).udpbuffer, 4 * 1024 * 1024);
   assert.equal(parse(`${MINIMAL}\nudpbuffer=0`).udpbuffer, 0);
+});
+
+test('metrics: off by default; ADDRESS:PORT with an IP literal, IPv6 in brackets; anything else names file, line and key', () => {
+  assert.equal(parse(MINIMAL).metrics, undefined);
+  assert.deepEqual(parse(`${MINIMAL}\nmetrics=127.0.0.1:9587`).metrics, { host: '127.0.0.1', port: 9587 });
+  assert.deepEqual(parse(`${MINIMAL}\nmetrics = [::1]:1`).metrics, { host: '::1', port: 1 });
+  assert.deepEqual(parse(`${MINIMAL}\nmetrics=[fd99::1]:65535`).metrics, { host: 'fd99::1', port: 65535 });
+  for (const bad of ['yes', '127.0.0.1', '127.0.0.1:', ':9587', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:95a7', 'localhost:9587', '300.1.2.3:9587', '::1:9587', '[127.0.0.1]:9587', '[::1]', '[::1]:9587x', '127.0.0.1:9587 extra']) {
+    expectConfigError(`${MINIMAL}\n#\nmetrics=${bad}`, 'ERR_CONFIG_BAD_VALUE', 7, 'metrics');
+  }
+  expectConfigError(`${MINIMAL}\nmetrics=127.0.0.1:1\nmetrics=127.0.0.1:2`, 'ERR_CONFIG_DUPLICATE_KEY', 7, 'metrics');
 });
 
 test('a low MTU is fine with IPv6 disabled', () => {
