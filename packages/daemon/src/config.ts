@@ -261,13 +261,13 @@ const parseAccount: Parser<string> = (raw) =>
   /^([a-z_][a-z0-9_-]{0,31}\$?|\d+)$/i.test(raw) ? raw : bad(`'${raw}' is not a user/group name or number`);
 
 /** `ADDRESS:PORT` with an IP literal, IPv6 in brackets (`[::1]:9587`). */
-const parseListenAddress: Parser<ListenAddress> = (raw) => {
+const parseListenAddress: Parser<ListenAddress> = (raw, warn) => {
   const m = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(raw);
   const host = m?.[1] ?? m?.[2];
   if (m === null || host === undefined) return bad(`'${raw}' is not ADDRESS:PORT (e.g. 127.0.0.1:9587 or [::1]:9587)`);
   const family = isIP(host);
   if (family === 0 || (family === 6) !== (m[1] !== undefined)) return bad(`'${host}' is not an IP address (IPv6 in brackets: [::1]:9587; no host names)`);
-  return { host, port: parseIntIn(1, 65535)(m[3]!) };
+  return { host, port: parseIntIn(1, 65535)(m[3]!, warn) };
 };
 
 const parseLogMethod: Parser<LogMethod> = (raw) =>
