@@ -253,6 +253,8 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   const handshaking = new Map<net.Socket, Unauthenticated>();
   let listedCount = 0;
   const perPrefix = new Map<string, number>();
+  /** Sockets this server cut during the handshake (already counted: TLS's error about them is not another refusal). */
+  const cutByUs = new WeakSet<net.Socket>();
   let watchTimer: NodeJS.Timeout | undefined;
 
   const noteRefusal = (level: RefusalLevel, reason: string, u: { ip: string; source: string }, detail?: string): void => {
@@ -284,10 +286,12 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     for (const [raw, u] of handshaking) {
       if (raw.bytesRead > limits.maxPreAuthBytes) {
         unwatch(raw);
+        cutByUs.add(raw);
         noteRefusal('warn', 'pre-auth-bytes', u, `${raw.bytesRead} bytes during the handshake`);
         raw.destroy();
       } else if (raw.bytesRead === 0 && now - u.acceptedAt >= limits.firstByteTimeoutMs) {
         unwatch(raw);
+        cutByUs.add(raw);
         noteRefusal('debug', 'first-byte-timeout', u, `no byte in ${limits.firstByteTimeoutMs} ms`);
         raw.destroy();
       }
@@ -299,6 +303,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     for (const [raw, u] of handshaking) {
       if (u.listed !== listed) continue;
       unwatch(raw);
+      cutByUs.add(raw);
       noteRefusal('debug', 'evicted', u, 'oldest unauthenticated connection, budget full');
       raw.destroy();
       return true;
@@ -321,18 +326,28 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     socket.destroy();
   };
 
+  /**
+   * The TCP socket under a TLS socket of this server. After a destroy the
+   * TLS socket no longer knows its address, so Node's own link to the
+   * wrapped socket (`_parent`) comes first.
+   */
+  const rawOf = (socket: tls.TLSSocket): net.Socket | undefined =>
+    (socket as unknown as { _parent?: net.Socket })._parent ?? raws.get(`${socket.remoteAddress}|${socket.remotePort}`);
+
   tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
     const reason = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake-timeout' : 'tls-error';
-    const ip = normIp(socket.remoteAddress);
-    const raw = raws.get(`${socket.remoteAddress}|${socket.remotePort}`);
-    const u = (raw !== undefined ? handshaking.get(raw) : undefined) ?? { ip, source: sourcePrefix(ip) };
-    noteRefusal('debug', reason, u, err.code ?? err.message);
+    const raw = rawOf(socket);
+    const ip = normIp(socket.remoteAddress ?? raw?.remoteAddress);
+    if (raw === undefined || !cutByUs.has(raw)) {
+      const u = (raw !== undefined ? handshaking.get(raw) : undefined) ?? { ip, source: sourcePrefix(ip) };
+      noteRefusal('debug', reason, u, err.code ?? err.message);
+    }
     socket.destroy();
   });
 
   tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
     const addr = normIp(socket.remoteAddress);
-    const raw = raws.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    const raw = rawOf(socket);
     const u = (raw !== undefined ? handshaking.get(raw) : undefined) ?? { ip: addr, source: sourcePrefix(addr) };
     if (raw !== undefined) unwatch(raw);
     const id = identityOf(socket);
