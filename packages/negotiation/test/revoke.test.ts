@@ -94,6 +94,7 @@ describe('revocation of open control connections', () => {
       const idle = await open();
       conns.push(held, idle);
       assert.deepEqual(await held.request('bnl-pull', {}), { ok: true });
+      assert.deepEqual(await idle.request('bnl-pull', {}), { ok: true }, 'both accepted by the server');
 
       // The admin re-pins carol to her new certificate; the list is accepted.
       list.pins.set('carol', fingerprintPem(carolNew.certPem).hex);
@@ -154,6 +155,7 @@ describe('revocation of open control connections', () => {
       await bravo.ensureSession('alpha');
       await until(() => alpha.store.getSession('bravo') !== undefined, 'alpha stored the session');
       held = await connectControl({ host: '127.0.0.1', port: alpha.server.port, peerName: 'alpha', credentials: creds('bravo'), authorize: policyAuthorizer(list.policy) });
+      assert.deepEqual(await held.request('bnl-pull', {}), { ok: true }, 'the server accepted the held connection');
       const stored = alpha.store.getSession('bravo')!;
 
       // `bnl remove bravo`, accepted and applied: what the daemon's applyDiff does.
