@@ -242,7 +242,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       }
       listed = { list, at: now, addrs };
     }
-    return listed.addrs.check(ip, isIPv4(ip) ? 'ipv4' : 'ipv6');
+    if (isIPv4(ip)) return listed.addrs.check(ip, 'ipv4');
+    return isIPv6(ip) && listed.addrs.check(ip, 'ipv6');
   };
 
   // 2. control server
