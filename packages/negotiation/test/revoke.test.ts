@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { before, describe, test } from 'node:test';
 import {
+  NegotiationMessage,
   Negotiator,
   PeerRefusedError,
   connectControl,
@@ -208,7 +209,7 @@ describe('revocation of open control connections', () => {
     }
   });
 
-  test('the Negotiator refuses negotiate, confirm and epoch-bump from a node that is not in the list', async () => {
+  test('the Negotiator refuses every negotiation request (negotiate, confirm, epoch exchange) from a node that is not in the list', async () => {
     const members = new Set(['alpha', 'bravo']);
     const net = new MemoryNetwork();
     const store = new MemoryStore();
@@ -226,11 +227,9 @@ describe('revocation of open control connections', () => {
     const zulu = net.node('zulu').transport;
     try {
       const ch = await zulu.connect('alpha');
-      for (const [type, body] of [
-        ['negotiate', negotiateBody()],
-        ['negotiate-confirm', { index: 7 }],
-        ['epoch-bump', { index: 7, minEpoch: 3 }],
-      ] as const) {
+      // Every request type of the protocol (negotiate, confirm, the epoch exchange), each with a well-formed body.
+      const body = { ...(negotiateBody() as object), index: 7, minEpoch: 3, epoch: 3 };
+      for (const type of Object.values(NegotiationMessage)) {
         await assert.rejects(ch.request(type, body), (e: unknown) => remoteCode(e) === 'ERR_PEER_REFUSED', type);
       }
       ch.close();
