@@ -163,9 +163,10 @@ function flood(port: number, sources: readonly string[], perSource: number, reop
   };
 }
 
-/** A member's 10 requests, each on a new connection from `localAddress`: how many were served. */
-async function memberRequests(port: number, localAddress: string): Promise<number> {
+/** A member's 10 requests, each on a new connection from `localAddress`: how many were served, and why the others were not. */
+async function memberRequests(port: number, localAddress: string): Promise<{ served: number; failures: string[] }> {
   let served = 0;
+  const failures: string[] = [];
   for (let i = 0; i < 10; i++) {
     try {
       const c = await connectControl({ host: '127.0.0.1', port, localAddress, peerName: 'alpha', credentials: creds('beta'), authorize: policyAuthorizer(policy), limits: { handshakeTimeoutMs: 4000, requestTimeoutMs: 4000 } });
@@ -174,11 +175,11 @@ async function memberRequests(port: number, localAddress: string): Promise<numbe
       } finally {
         c.close();
       }
-    } catch {
-      // a refused or timed-out attempt is what we count: not served
+    } catch (err) {
+      failures.push((err as { code?: string }).code ?? String(err)); // refused or timed out: not served
     }
   }
-  return served;
+  return { served, failures };
 }
 
 describe('unauthenticated flood (issue 15 §3)', () => {
@@ -199,8 +200,8 @@ describe('unauthenticated flood (issue 15 §3)', () => {
     try {
       // The flood has reached the server's limits: every slot the old code had was taken.
       await until(() => server.stats().connections >= Math.min(200, 13 * 16) || (server.stats().unauthenticated >= 64 && f.opened() > 13 * 16), 'the flood at its limit');
-      const served = await memberRequests(server.port, MEMBER);
-      t.diagnostic(`member served ${served}/10 under the flood; server stats ${JSON.stringify(server.stats())}`);
+      const { served, failures } = await memberRequests(server.port, MEMBER);
+      t.diagnostic(`member served ${served}/10 under the flood (failures: ${failures.join(', ') || 'none'}); server stats ${JSON.stringify(server.stats())}`);
       return { served, server };
     } finally {
       f.stop();
@@ -251,6 +252,7 @@ describe('refusal logging and handshake cost (issue 15 §4)', () => {
     server.handle('echo', (b) => b);
     const bad = creds('beta', true); // a self-made CA: untrusted
     const N = 500;
+    let refusedAtClient = 0;
     try {
       let next = 0;
       const worker = async (): Promise<void> => {
@@ -264,12 +266,13 @@ describe('refusal logging and handshake cost (issue 15 §4)', () => {
               c.close();
             }
           } catch {
-            // refused, as intended
+            refusedAtClient++; // refused, as intended: counted and checked below
           }
         }
       };
       await Promise.all(Array.from({ length: 16 }, worker));
       await until(() => (server.stats().refused['untrusted-certificate'] ?? 0) === N, `${N} refusals`, 60_000);
+      assert.equal(refusedAtClient, N, 'every attempt failed at the client too');
     } finally {
       await server.close();
     }
