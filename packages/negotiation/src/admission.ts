@@ -4,12 +4,12 @@
  * pieces with no I/O (the clock comes in), tested on their own:
  *
  * - `sourcePrefix`: the address block one attacker is assumed to hold — an
- *   IPv4 /24 or an IPv6 /64 — used for the per-prefix caps, the handshake
- *   rate limit and the refusal log of sources that are not listed member
- *   endpoints;
+ *   IPv4 /24 or an IPv6 /64 — used for the per-prefix caps and the
+ *   handshake rate limit of sources that are not listed member endpoints;
  * - `TokenBuckets`: the per-source handshake rate limit (token bucket);
- * - `RefusalLog`: per source and reason, the first refusal of an interval is
- *   logged, later ones are counted and summed up in one line.
+ * - `RefusalLog`: per source (the control server uses the address) and
+ *   reason, the first refusal of an interval is logged, later ones are
+ *   counted and summed up in one line.
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Logger } from './logger.js';
@@ -156,7 +156,7 @@ export class RefusalLog {
       source = '*';
     }
     this.entries.set(key, { start: now, suppressed: 0, level, source, reason });
-    this.log[level]('control connection refused', { ...fields, reason });
+    this.log[level]('control connection refused', { reason, ...fields });
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.sweep(), this.intervalMs);
       this.timer.unref();

@@ -37,7 +37,7 @@
  *      `recheck()` re-runs `authorize` on every open connection (the daemon
  *      calls it for every accepted list) and closes those that fail.
  *
- * Refusals are logged through a `RefusalLog`: per source and reason, the
+ * Refusals are logged through a `RefusalLog`: per address and reason, the
  * first of an interval, then one line with the count.
  *
  * The client verifies the server's chain (`rejectUnauthorized: true`),
@@ -87,7 +87,7 @@ export interface ControlLimits {
   handshakesPerSecond: number;
   /** Handshakes a source may start at once (token bucket size). */
   handshakeBurst: number;
-  /** Refusals are logged once per source and reason in this interval, then summed up in one line. */
+  /** Refusals are logged once per address and reason in this interval, then summed up in one line. */
   refusalLogIntervalMs: number;
   /** Largest frame body accepted or sent. */
   maxFrameBytes: number;
@@ -257,9 +257,11 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   const cutByUs = new WeakSet<net.Socket>();
   let watchTimer: NodeJS.Timeout | undefined;
 
+  // The log follows each address (what an operator looks for; several nodes may share a /24),
+  // the rate limit and the caps its prefix; RefusalLog bounds the lines either way.
   const noteRefusal = (level: RefusalLevel, reason: string, u: { ip: string; source: string }, detail?: string): void => {
     bump(stats.refused, reason);
-    refusals.note(level, u.source, reason, detail === undefined ? { endpoint: u.ip } : { endpoint: u.ip, err: detail });
+    refusals.note(level, u.ip, reason, detail === undefined ? { endpoint: u.ip } : { endpoint: u.ip, err: detail });
   };
   const stopWatchIfIdle = (): void => {
     if (handshaking.size === 0 && watchTimer !== undefined) {
