@@ -237,6 +237,10 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       copyFileSync(net.masterList, join(net.nodeDir('alpha'), 'bnl'));
       const delta = nodes.get('delta')!;
       const members = running().filter((n) => n !== delta);
+      // The control channel logs refused connections with their reason and endpoint: the first
+      // per source and reason each minute, the repeats summed up in one line (issue 15 §4).
+      const refusedLines = (n: RunningNode): number => n.log().split('\n').filter((l) => l.includes(' reason=not-member ') && l.includes(` endpoint=${H(4).ipv4} `)).length;
+      const refusedBefore = members.map(refusedLines);
       const t0 = Date.now();
       assert.equal((await bnl('push', '-c', net.conf('alpha'))).code, 0);
       await Promise.all(
@@ -274,9 +278,6 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       // Without its stored keys, delta must negotiate afresh: every member refuses it.
       assert.equal((await delta.process.stop('SIGTERM', 3000)).code, 0);
       for (const f of ['state.db', 'state.db-wal', 'state.db-shm']) rmSync(join(net.nodeDir('delta'), f), { force: true });
-      // the control channel logs each refused connection with its reason and endpoint
-      const refusedLines = (n: RunningNode): number => n.log().split('\n').filter((l) => l.includes(' reason=not-member ') && l.includes(` endpoint=${H(4).ipv4} `)).length;
-      const refusedBefore = members.map(refusedLines);
       const delta2 = await start('delta');
       await Promise.all(
         members.map(async (m) => {
@@ -284,7 +285,7 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
           assert.equal(out.received, 0, `restarted delta → ${m.name}`);
         }),
       );
-      await waitFor(() => members.every((m, k) => refusedLines(m) > refusedBefore[k]), { timeoutMs: 10_000, description: 'every member logs refusing delta (not-member)' });
+      await waitFor(() => members.every((m, k) => refusedLines(m) > refusedBefore[k]), { timeoutMs: 10_000, description: 'every member logged refusing delta (not-member) since its removal' });
       const st = await delta2.status();
       for (const p of st.peers) {
         assert.equal(p.cipher, null, `delta has no session with ${p.name}`);

@@ -23,8 +23,10 @@
  * closes) and is bounded by the 2 s grace period of `signals.ts`.
  *
  * Applying a BNL (reload from disk, push, pull) is one function,
- * `applyDiff`: add peers and routes, remove revoked nodes (peer, sessions
- * and keys gone from the data plane; their subnets' routes removed), update
+ * `applyDiff`: close the open control connections the new list no longer
+ * authorises, add peers and routes, remove revoked nodes (peer, sessions
+ * and keys gone from the data plane and the state store; their subnets'
+ * routes removed), treat a changed id or pin as revoke-then-add, update
  * changed endpoints and subnets, run the subnet hooks.
  */
 import { readFileSync } from 'node:fs';
@@ -349,6 +351,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   /** Applies a diff to routes, the data plane and hooks. */
   async function applyDiff(diff: BnlDiff): Promise<void> {
     const hk = hooks!;
+    // First: connections authorised under the previous list (a revoked node, an old pin) go now.
+    mesh?.recheckConnections();
     for (const n of diff.removed) {
       if (n.name === self.name) {
         log.error('this node was removed from the BNL; it keeps running but peers will refuse it', { node: n.name });
@@ -373,8 +377,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         if (c.fields.includes('subnets')) dataplane!.setLocalSubnets(c.after.subnets);
         continue;
       }
-      if (c.fields.includes('id')) {
-        // the id is the data-plane identity: replace the peer entirely
+      if (c.fields.includes('id') || c.fields.includes('fingerprint')) {
+        // The id is the data-plane identity, the pin the certificate's: replace the peer
+        // entirely (revoke, then add), so that no session or stored key negotiated under
+        // the old certificate survives.
+        if (c.fields.includes('fingerprint')) log.notice('node re-pinned: its sessions and keys are dropped', { peer: c.name });
         forgetPeer(c.before);
         await addPeer(c.after);
       } else {

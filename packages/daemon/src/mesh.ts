@@ -7,8 +7,12 @@
  *   1. open the state store (send epochs, negotiated sessions)
  *   2. control server on [::]:port; a peer is accepted only when its CN is a
  *      node of the current BNL (not us), matches its pinned fingerprint, and
- *      carries `restrictouname` when configured
- *   3. negotiator: bump every send epoch (durable, before anything is sent),
+ *      carries `restrictouname` when configured — at the handshake, before
+ *      every request, and again on every open connection (ours and theirs)
+ *      when a list is accepted (`recheckConnections`); the BNL's endpoint
+ *      addresses get the reserved pre-authentication budget
+ *   3. negotiator: stored sessions of nodes no longer in the list are
+ *      deleted; bump every send epoch (durable, before anything is sent),
  *      raise the receive floors, restore stored sessions into the data plane
  *      without renegotiating, ask peers to move to a new epoch
  *   4. gossip handlers `bnl-pull` and `bnl-push`
@@ -20,6 +24,7 @@
  * hash), apply, forward to a few random peers — never re-flooded.
  */
 import { readFileSync } from 'node:fs';
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import {
   BNL_MAX_BYTES,
   SeenSet,
@@ -143,6 +148,12 @@ export interface Mesh {
   /** Forgets a revoked node: sessions torn down, stored keys deleted. */
   removePeer(name: string): void;
   /**
+   * Checks every open control connection, accepted and dialled, against the
+   * current list (membership, pin, OU) and closes those that fail. Call for
+   * every accepted list. Returns how many were closed.
+   */
+  recheckConnections(): number;
+  /**
    * Pushes the current list to every node. Returns at once with live
    * counters; `done` settles when every push has finished (a node that does
    * not answer takes up to the handshake timeout).
@@ -201,6 +212,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   };
   const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
   const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
+  /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
+  const outgoing = new Set<ControlConnection>();
 
   /** A control connection to `name`: its addresses in turn, the one in use first, until one answers. */
   const connect = async (name: string): Promise<ControlConnection> => {
@@ -211,6 +224,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       try {
         const c = await connectControl({ host: where.host, port: where.port, peerName: name, credentials, authorize, limits, logger: negLog });
         o.reached(name, where);
+        outgoing.add(c);
+        c.onClose(() => outgoing.delete(c));
         return c;
       } catch (err) {
         lastErr = err;
@@ -221,10 +236,33 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     throw lastErr;
   };
 
+  // The endpoint addresses of the current list (and every address the endpoint
+  // book knows for them, DNS names resolved), for the reserved pre-authentication budget.
+  let listed: { list: unknown; at: number; addrs: BlockList } | undefined;
+  const isListedSource = (ip: string): boolean => {
+    const list = bnl.current;
+    const now = Date.now();
+    if (listed === undefined || listed.list !== list || now - listed.at > TICK_MS) {
+      const addrs = new BlockList();
+      const add = (host: string): void => {
+        if (isIPv4(host)) addrs.addAddress(host, 'ipv4');
+        else if (isIPv6(host)) addrs.addAddress(host, 'ipv6');
+      };
+      for (const n of list?.bnl.nodes ?? []) {
+        if (n.name === selfName) continue;
+        for (const ep of n.endpoints) add(ep.host);
+        for (const a of o.controlAddresses(n.name)) add(a.host);
+      }
+      listed = { list, at: now, addrs };
+    }
+    if (isIPv4(ip)) return listed.addrs.check(ip, 'ipv4');
+    return isIPv6(ip) && listed.addrs.check(ip, 'ipv6');
+  };
+
   // 2. control server
   let server: ControlServer;
   try {
-    server = await createControlServer({ host: '::', port: config.port, credentials, authorize, limits, logger: log.child('control-channel') });
+    server = await createControlServer({ host: '::', port: config.port, credentials, authorize, isListedSource, limits, logger: log.child('control-channel') });
   } catch (err) {
     state.close();
     throw new DaemonError('ERR_STARTUP', `control channel on TCP port ${config.port}: ${(err as Error).message}`, { cause: err });
@@ -253,6 +291,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     transport: { connect },
     logger: negLog,
     rekeyIntervalMs: config.rekeyMs,
+    isMember: policy.isMember,
     events: {
       onSession: (peer, params, options) => {
         if (options.primary) restored.add(peer); // only a resumed stored session is installed as the primary at once
@@ -268,6 +307,15 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     },
   });
   negotiator.attach(server);
+  // Keys of nodes that left the list while we were down (or were kept by an
+  // older version) are not restored: delete them before the restore.
+  for (const s of state.listSessions()) {
+    s.txKey.fill(0);
+    s.rxKey.fill(0);
+    if (policy.isMember(s.peer)) continue;
+    state.deleteSession(s.peer);
+    negLog.notice('stored session of a node not in the list deleted', { peer: s.peer });
+  }
   negotiator.start();
 
   // 4. gossip
@@ -434,6 +482,12 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       restored.delete(name);
       negotiations.delete(name);
       lastAttempt.delete(name);
+    },
+    recheckConnections: () => {
+      let closed = server.recheck();
+      for (const c of [...outgoing]) if (!c.recheck()) closed++;
+      if (closed > 0) negLog.notice('control connections closed: peers no longer pass the current list', { count: closed });
+      return closed;
     },
     pushToAll,
     pullRound,

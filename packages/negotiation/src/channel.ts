@@ -3,12 +3,22 @@
  * the framed request/response protocol of `framing.ts`.
  *
  * Server pipeline for one connection:
- *   1. accept (plain TCP): total and per-IP connection caps; over a cap the
- *      socket is destroyed before any TLS work (counted `too-many-connections`
- *      / `too-many-from-ip`);
- *   2. TLS handshake, bounded by `handshakeTimeoutMs` and by OpenSSL's
- *      handshake message limits; garbage fails at the first record
- *      (counted `tls-error`, `handshake-timeout`);
+ *   1. accept (plain TCP), before any TLS work (see `admission.ts`):
+ *      a. handshake rate per source (token bucket; a source is the exact
+ *         address of a listed member endpoint, else its /24 or /64),
+ *         counted `rate-limited`;
+ *      b. total and per-IP connection caps (`too-many-connections`,
+ *         `too-many-from-ip`);
+ *      c. the budget of sockets not yet authenticated: sources that are
+ *         listed member endpoints (`isListedSource`) have their own
+ *         reserved budget, everyone else shares `maxUnauthenticated`, at
+ *         most `maxUnauthenticatedPerPrefix` per /24 or /64
+ *         (`too-many-from-prefix`); a full budget evicts its oldest socket
+ *         (`evicted`) to make room;
+ *   2. TLS handshake, bounded by `firstByteTimeoutMs` (no byte at all),
+ *      `handshakeTimeoutMs` and by OpenSSL's handshake message limits;
+ *      garbage fails at the first record (counted `first-byte-timeout`,
+ *      `tls-error`, `handshake-timeout`);
  *   3. chain check against the network CA (`socket.authorized`): the
  *      server asks for a certificate with `rejectUnauthorized: false` only
  *      so that it learns *why* a peer failed (no certificate, untrusted,
@@ -16,17 +26,27 @@
  *      a single application byte is read;
  *   4. bytes read before authentication ≤ `maxPreAuthBytes`: one timer
  *      checks every connection still in its handshake each 20 ms (cut as
- *      soon as one is over) and each is checked once more when it completes;
+ *      soon as one is over; also the first-byte timeout) and each is
+ *      checked once more when it completes;
  *   5. `authorize(identity)`: BNL membership, pin, OU (see `authorizePeer`);
+ *      the socket leaves the pre-auth budget;
  *   6. frames (cap checked on the header), requests dispatched one at a
- *      time to the handler registered for their `type`; idle time-out.
+ *      time to the handler registered for their `type`, each authorised
+ *      again against the current policy first (a revoked or re-pinned peer
+ *      gets `ERR_PEER_REFUSED` and the connection is closed); idle time-out.
+ *      `recheck()` re-runs `authorize` on every open connection (the daemon
+ *      calls it for every accepted list) and closes those that fail.
+ *
+ * Refusals are logged through a `RefusalLog`: per address and reason, the
+ * first of an interval, then one line with the count.
  *
  * The client verifies the server's chain (`rejectUnauthorized: true`),
  * that the server's CN is the node it meant to reach, and then the same
- * `authorize` checks.
+ * `authorize` checks — again before every request and on `recheck()`.
  */
 import net from 'node:net';
 import tls from 'node:tls';
+import { RefusalLog, TokenBuckets, sourcePrefix, type RefusalLevel } from './admission.js';
 import { fingerprintDer } from './ca.js';
 import { authorizePeer, reasonForVerifyError, type AuthDecision, type PeerIdentity, type PeerPolicy } from './authorize.js';
 import { ChannelError, PeerRefusedError, type RefusalReason } from './errors.js';
@@ -55,6 +75,20 @@ export interface ControlLimits {
   maxConnections: number;
   /** Simultaneous connections from one IP address. */
   maxConnectionsPerIp: number;
+  /** Sockets not yet authenticated from sources that are not listed member endpoints; when full, the oldest is evicted. */
+  maxUnauthenticated: number;
+  /** Of those, at most this many from one IPv4 /24 or IPv6 /64; more are refused. */
+  maxUnauthenticatedPerPrefix: number;
+  /** Sockets not yet authenticated from listed member endpoints (`isListedSource`), kept apart from `maxUnauthenticated`; when full, the oldest of them is evicted. */
+  reservedUnauthenticated: number;
+  /** A socket that has sent no byte this long after it was accepted is closed. */
+  firstByteTimeoutMs: number;
+  /** Handshakes per second per source (token bucket refill), checked before any TLS work. */
+  handshakesPerSecond: number;
+  /** Handshakes a source may start at once (token bucket size). */
+  handshakeBurst: number;
+  /** Refusals are logged once per address and reason in this interval, then summed up in one line. */
+  refusalLogIntervalMs: number;
   /** Largest frame body accepted or sent. */
   maxFrameBytes: number;
   /** Raw bytes a peer may send before it is authenticated. */
@@ -65,15 +99,22 @@ export interface ControlLimits {
   requestTimeoutMs: number;
 }
 
-/** Implementation defaults of `ControlLimits`. */
 /** Implementation: how often a connection's byte count is checked during the handshake. */
 const PRE_AUTH_WATCH_MS = 20;
 
+/** Implementation defaults of `ControlLimits`. */
 export const DEFAULT_CONTROL_LIMITS: Readonly<ControlLimits> = Object.freeze({
   handshakeTimeoutMs: 5_000,
   idleTimeoutMs: 60_000,
   maxConnections: 200,
   maxConnectionsPerIp: 16,
+  maxUnauthenticated: 64,
+  maxUnauthenticatedPerPrefix: 16,
+  reservedUnauthenticated: 32,
+  firstByteTimeoutMs: 1_000,
+  handshakesPerSecond: 10,
+  handshakeBurst: 32,
+  refusalLogIntervalMs: 60_000,
   maxFrameBytes: 2 * 1024 * 1024,
   maxPreAuthBytes: 64 * 1024,
   maxQueuedRequests: 8,
@@ -107,11 +148,15 @@ export type RequestHandler = (body: unknown, ctx: RequestContext) => unknown | P
 export interface ControlStats {
   /** Currently open connections. */
   connections: number;
+  /** Currently open connections not yet authenticated (both budgets). */
+  unauthenticated: number;
   /** Connections that passed authorisation. */
   accepted: number;
-  /** Refused connections by reason (`RefusalReason`, `too-many-connections`, `too-many-from-ip`, `tls-error`, `handshake-timeout`). */
+  /** TLS handshakes started (connections that passed every check of step 1). */
+  handshakesStarted: number;
+  /** Refused connections by reason (`RefusalReason`, `rate-limited`, `too-many-connections`, `too-many-from-ip`, `too-many-from-prefix`, `evicted`, `first-byte-timeout`, `tls-error`, `handshake-timeout`). */
   refused: Record<string, number>;
-  /** Authenticated connections cut off, by reason (`idle-timeout`, `frame-too-large`, `protocol-error`, `queue-full`). */
+  /** Authenticated connections cut off, by reason (`idle-timeout`, `frame-too-large`, `protocol-error`, `queue-full`, `revoked`). */
   cutOff: Record<string, number>;
 }
 
@@ -124,6 +169,13 @@ export interface ControlServerOptions {
   credentials: ControlCredentials;
   /** The daemon's membership/pin/OU check, usually `(id) => authorizePeer(id, policy)`. */
   authorize: (id: PeerIdentity) => AuthDecision;
+  /**
+   * True when `ip` (normalised: no `::ffff:` prefix) is a member endpoint
+   * listed in the BNL: its unauthenticated sockets use the reserved budget,
+   * and its rate limit is its own rather than its /24's or /64's.
+   * Default: none is.
+   */
+  isListedSource?: (ip: string) => boolean;
   limits?: Partial<ControlLimits>;
   logger?: Logger;
 }
@@ -136,6 +188,12 @@ export interface ControlServer {
   handle(type: string, handler: RequestHandler): void;
   /** A snapshot of the counters. */
   stats(): ControlStats;
+  /**
+   * Runs `authorize` again for every open authenticated connection (after
+   * the node list changed) and closes those it refuses now (counted
+   * `cutOff.revoked`). Returns how many were closed.
+   */
+  recheck(): number;
   /** Stops listening and destroys every open connection. */
   close(): Promise<void>;
 }
@@ -163,6 +221,16 @@ function identityOf(socket: tls.TLSSocket): PeerIdentity | undefined {
 
 let nextConnectionId = 1;
 
+/** A socket of step 1–4: accepted, not yet authenticated. */
+interface Unauthenticated {
+  ip: string;
+  /** Rate-limit and refusal-log key: the exact address of a listed endpoint, else its /24 or /64. */
+  source: string;
+  /** From a listed member endpoint: counted against the reserved budget. */
+  listed: boolean;
+  acceptedAt: number;
+}
+
 /**
  * Creates and starts a control server; resolves once it listens. The
  * caller must `close()` it. Rejects with the listen error (e.g. EADDRINUSE).
@@ -171,33 +239,78 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   const limits: ControlLimits = { ...DEFAULT_CONTROL_LIMITS, ...opts.limits };
   const log = opts.logger ?? silentLogger;
   const handlers = new Map<string, RequestHandler>();
-  const stats: ControlStats = { connections: 0, accepted: 0, refused: {}, cutOff: {} };
+  const stats: ControlStats = { connections: 0, unauthenticated: 0, accepted: 0, handshakesStarted: 0, refused: {}, cutOff: {} };
   const perIp = new Map<string, number>();
   const raws = new Map<string, net.Socket>();
   const open = new Set<net.Socket>();
-  // Connections still in the handshake, checked together by one timer
-  // (not one per connection: a flood of stalled handshakes costs one wake-up).
-  const handshaking = new Map<net.Socket, string>();
+  /** Authenticated connections and whom they authenticated, for `recheck`. */
+  const authed = new Map<tls.TLSSocket, { peer: PeerIdentity; revoke: (reason: string, detail: string) => void }>();
+  const buckets = new TokenBuckets(limits.handshakesPerSecond, limits.handshakeBurst);
+  const refusals = new RefusalLog(log, limits.refusalLogIntervalMs);
+  // Sockets not yet authenticated, oldest first (Map order), checked together
+  // by one timer (not one per connection: a flood of stalled handshakes costs
+  // one wake-up); the budgets of step 1c count them.
+  const handshaking = new Map<net.Socket, Unauthenticated>();
+  let listedCount = 0;
+  const perPrefix = new Map<string, number>();
+  /** Sockets this server cut during the handshake (already counted: TLS's error about them is not another refusal). */
+  const cutByUs = new WeakSet<net.Socket>();
   let watchTimer: NodeJS.Timeout | undefined;
+
+  // The log follows each address (what an operator looks for; several nodes may share a /24),
+  // the rate limit and the caps its prefix; RefusalLog bounds the lines either way.
+  const noteRefusal = (level: RefusalLevel, reason: string, u: { ip: string; source: string }, detail?: string): void => {
+    bump(stats.refused, reason);
+    refusals.note(level, u.ip, reason, detail === undefined ? { endpoint: u.ip } : { endpoint: u.ip, err: detail });
+  };
   const stopWatchIfIdle = (): void => {
     if (handshaking.size === 0 && watchTimer !== undefined) {
       clearInterval(watchTimer);
       watchTimer = undefined;
     }
   };
-  const watchPreAuth = (): void => {
-    for (const [raw, ip] of handshaking) {
-      if (raw.bytesRead <= limits.maxPreAuthBytes) continue;
-      handshaking.delete(raw);
-      bump(stats.refused, 'pre-auth-bytes');
-      log.warn('control connection refused', { reason: 'pre-auth-bytes', endpoint: ip, err: `${raw.bytesRead} bytes during the handshake` });
-      raw.destroy();
+  /** Takes a socket out of the pre-auth budget (authenticated, refused or gone). */
+  const unwatch = (raw: net.Socket): void => {
+    const u = handshaking.get(raw);
+    if (u === undefined) return;
+    handshaking.delete(raw);
+    stats.unauthenticated--;
+    if (u.listed) listedCount--;
+    else {
+      const left = (perPrefix.get(u.source) ?? 1) - 1;
+      if (left <= 0) perPrefix.delete(u.source);
+      else perPrefix.set(u.source, left);
     }
     stopWatchIfIdle();
   };
-  const unwatch = (raw: net.Socket): void => {
-    handshaking.delete(raw);
+  const watchPreAuth = (): void => {
+    const now = Date.now();
+    for (const [raw, u] of handshaking) {
+      if (raw.bytesRead > limits.maxPreAuthBytes) {
+        unwatch(raw);
+        cutByUs.add(raw);
+        noteRefusal('warn', 'pre-auth-bytes', u, `${raw.bytesRead} bytes during the handshake`);
+        raw.destroy();
+      } else if (raw.bytesRead === 0 && now - u.acceptedAt >= limits.firstByteTimeoutMs) {
+        unwatch(raw);
+        cutByUs.add(raw);
+        noteRefusal('debug', 'first-byte-timeout', u, `no byte in ${limits.firstByteTimeoutMs} ms`);
+        raw.destroy();
+      }
+    }
     stopWatchIfIdle();
+  };
+  /** Evicts the oldest unauthenticated socket of one budget; false when it has none. */
+  const evictOldest = (listed: boolean): boolean => {
+    for (const [raw, u] of handshaking) {
+      if (u.listed !== listed) continue;
+      unwatch(raw);
+      cutByUs.add(raw);
+      noteRefusal('debug', 'evicted', u, 'oldest unauthenticated connection, budget full');
+      raw.destroy();
+      return true;
+    }
+    return false;
   };
 
   const tlsServer = tls.createServer({
@@ -210,37 +323,49 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     handshakeTimeout: limits.handshakeTimeoutMs,
   });
 
-  const refuse = (socket: tls.TLSSocket, reason: RefusalReason, detail: string, addr: string): void => {
-    bump(stats.refused, reason);
-    log.warn('control connection refused', { reason, endpoint: addr, err: detail });
+  const refuse = (socket: tls.TLSSocket, reason: RefusalReason, detail: string, u: { ip: string; source: string }): void => {
+    noteRefusal('warn', reason, u, detail);
     socket.destroy();
   };
 
+  /**
+   * The TCP socket under a TLS socket of this server. After a destroy the
+   * TLS socket no longer knows its address, so Node's own link to the
+   * wrapped socket (`_parent`) comes first.
+   */
+  const rawOf = (socket: tls.TLSSocket): net.Socket | undefined =>
+    (socket as unknown as { _parent?: net.Socket })._parent ?? raws.get(`${socket.remoteAddress}|${socket.remotePort}`);
+
   tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
     const reason = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? 'handshake-timeout' : 'tls-error';
-    bump(stats.refused, reason);
-    log.debug('control handshake failed', { reason, endpoint: normIp(socket.remoteAddress), err: err.code ?? err.message });
+    const raw = rawOf(socket);
+    const ip = normIp(socket.remoteAddress ?? raw?.remoteAddress);
+    if (raw === undefined || !cutByUs.has(raw)) {
+      const u = (raw !== undefined ? handshaking.get(raw) : undefined) ?? { ip, source: sourcePrefix(ip) };
+      noteRefusal('debug', reason, u, err.code ?? err.message);
+    }
     socket.destroy();
   });
 
   tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
     const addr = normIp(socket.remoteAddress);
-    const raw = raws.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    const raw = rawOf(socket);
+    const u = (raw !== undefined ? handshaking.get(raw) : undefined) ?? { ip: addr, source: sourcePrefix(addr) };
     if (raw !== undefined) unwatch(raw);
     const id = identityOf(socket);
     if (!socket.authorized || id === undefined) {
       const err = socket.authorizationError;
       const reason = reasonForVerifyError(typeof err === 'string' ? err : err?.message, id !== undefined);
-      refuse(socket, reason, String(err ?? 'no certificate'), addr);
+      refuse(socket, reason, String(err ?? 'no certificate'), u);
       return;
     }
     if (raw !== undefined && raw.bytesRead > limits.maxPreAuthBytes) {
-      refuse(socket, 'pre-auth-bytes', `${raw.bytesRead} bytes before authentication`, addr);
+      refuse(socket, 'pre-auth-bytes', `${raw.bytesRead} bytes before authentication`, u);
       return;
     }
     const decision = opts.authorize(id);
     if (!decision.ok) {
-      refuse(socket, decision.reason, decision.detail, addr);
+      refuse(socket, decision.reason, decision.detail, u);
       return;
     }
     stats.accepted++;
@@ -260,12 +385,21 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     };
     const decoder = new FrameDecoder(limits.maxFrameBytes);
     let queued = 0;
+    let revoked = false;
     let chain: Promise<void> = Promise.resolve();
     const cut = (reason: string, detail: string): void => {
       bump(stats.cutOff, reason);
       log.info('control connection cut off', { peer: peer.name, reason, err: detail });
       socket.destroy();
     };
+    /** The peer no longer passes `authorize`: no further request is served, the connection closes. */
+    const revoke = (reason: string, detail: string): void => {
+      if (revoked) return;
+      revoked = true;
+      authed.delete(socket);
+      cut('revoked', `${reason}: ${detail}`);
+    };
+    authed.set(socket, { peer, revoke });
     const send = (msg: ControlMessage): void => {
       if (socket.destroyed) return;
       try {
@@ -280,6 +414,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       }
     };
     const dispatch = async (frame: Buffer): Promise<void> => {
+      if (revoked || socket.destroyed) return;
       let msg: ControlMessage;
       try {
         msg = parseMessage(frame);
@@ -294,6 +429,13 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       }
       if (msg.type === 'response' || msg.type === 'error') {
         cut('protocol-error', 'client sent a response');
+        return;
+      }
+      // Every request against the current policy: the list may have revoked or re-pinned the peer since the handshake.
+      const decision = opts.authorize(peer);
+      if (!decision.ok) {
+        send({ v: CONTROL_PROTOCOL_VERSION, type: 'error', id: msg.id, code: 'ERR_PEER_REFUSED', message: decision.reason });
+        revoke(decision.reason, decision.detail);
         return;
       }
       const handler = handlers.get(msg.type);
@@ -339,6 +481,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       log.debug('control connection error', { peer: peer.name, err: err.code ?? err.message });
     });
     socket.on('close', () => {
+      authed.delete(socket);
       for (const fn of closers.splice(0)) {
         try {
           fn();
@@ -353,28 +496,36 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
 
   const netServer = net.createServer({ pauseOnConnect: false }, (raw) => {
     const ip = normIp(raw.remoteAddress);
-    if (stats.connections >= limits.maxConnections) {
-      bump(stats.refused, 'too-many-connections');
-      log.debug('control connection refused', { reason: 'too-many-connections', endpoint: ip });
+    const listed = opts.isListedSource?.(ip) === true;
+    const u: Unauthenticated = { ip, source: listed ? ip : sourcePrefix(ip), listed, acceptedAt: Date.now() };
+    const drop = (reason: string): void => {
+      noteRefusal('debug', reason, u);
       raw.destroy();
-      return;
+    };
+    // 1a. handshake rate per source
+    if (!buckets.take(u.source)) return drop('rate-limited');
+    // 1b. per-IP and total caps (a full server makes room by evicting an unauthenticated socket)
+    if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) return drop('too-many-from-ip');
+    // 1c. the pre-auth budgets
+    if (listed) {
+      if (listedCount >= limits.reservedUnauthenticated) evictOldest(true);
+    } else {
+      if ((perPrefix.get(u.source) ?? 0) >= limits.maxUnauthenticatedPerPrefix) return drop('too-many-from-prefix');
+      if (stats.unauthenticated - listedCount >= limits.maxUnauthenticated) evictOldest(false);
     }
-    const n = perIp.get(ip) ?? 0;
-    if (n >= limits.maxConnectionsPerIp) {
-      bump(stats.refused, 'too-many-from-ip');
-      log.debug('control connection refused', { reason: 'too-many-from-ip', endpoint: ip });
-      raw.destroy();
-      return;
-    }
+    if (stats.connections >= limits.maxConnections && !evictOldest(false) && !(listed && evictOldest(true))) return drop('too-many-connections');
     stats.connections++;
-    perIp.set(ip, n + 1);
+    perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
     open.add(raw);
     const key = `${raw.remoteAddress}|${raw.remotePort}`;
     raws.set(key, raw);
-    // Step 4 during the handshake too: OpenSSL reads a ClientHello of up to
-    // 128 KiB while it waits, so watch the raw byte count until the peer is
-    // authenticated (secureConnection clears the watch) or gone.
-    handshaking.set(raw, ip);
+    // Steps 2 and 4 while the handshake runs: OpenSSL reads a ClientHello of up
+    // to 128 KiB while it waits, so watch the raw byte count (and the first
+    // byte) until the peer is authenticated (secureConnection unwatches) or gone.
+    handshaking.set(raw, u);
+    stats.unauthenticated++;
+    if (listed) listedCount++;
+    else perPrefix.set(u.source, (perPrefix.get(u.source) ?? 0) + 1);
     if (watchTimer === undefined) {
       watchTimer = setInterval(watchPreAuth, PRE_AUTH_WATCH_MS);
       watchTimer.unref();
@@ -389,6 +540,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       raws.delete(key);
       open.delete(raw);
     });
+    stats.handshakesStarted++;
     tlsServer.emit('connection', raw);
   });
 
@@ -414,7 +566,17 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       handlers.set(type, handler);
     },
     stats() {
-      return { connections: stats.connections, accepted: stats.accepted, refused: { ...stats.refused }, cutOff: { ...stats.cutOff } };
+      return { ...stats, refused: { ...stats.refused }, cutOff: { ...stats.cutOff } };
+    },
+    recheck() {
+      let closed = 0;
+      for (const { peer, revoke } of [...authed.values()]) {
+        const decision = opts.authorize(peer);
+        if (decision.ok) continue;
+        revoke(decision.reason, decision.detail);
+        closed++;
+      }
+      return closed;
     },
     close() {
       return new Promise<void>((resolve) => {
@@ -422,6 +584,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
         for (const s of open) s.destroy();
         handshaking.clear();
         stopWatchIfIdle();
+        refusals.close();
       });
     },
   };
@@ -434,8 +597,14 @@ export interface ConnectOptions {
   /** The node we mean to reach: the server certificate's CN must equal it. */
   peerName: string;
   credentials: ControlCredentials;
-  /** Membership/pin/OU check of the server (usually `authorizePeer` with the daemon's policy); default: accept any chain-verified server named `peerName`. */
+  /**
+   * Membership/pin/OU check of the server (usually `authorizePeer` with the
+   * daemon's policy), run after the handshake, before every request and on
+   * `recheck()`; default: accept any chain-verified server named `peerName`.
+   */
   authorize?: (id: PeerIdentity) => AuthDecision;
+  /** Local address to connect from (default: the system's choice). */
+  localAddress?: string;
   limits?: Partial<ControlLimits>;
   logger?: Logger;
 }
@@ -446,8 +615,21 @@ export interface ControlConnection {
   readonly peer: PeerIdentity;
   /** TLS exporter value of this connection (borrowed: zeroed on close). */
   readonly exporter: Buffer;
-  /** Sends a request; resolves with the response body, rejects with `ChannelError` (`ERR_CHANNEL_REMOTE` carries `remoteCode`). */
+  /**
+   * Sends a request; resolves with the response body, rejects with
+   * `ChannelError` (`ERR_CHANNEL_REMOTE` carries `remoteCode`), or with
+   * `PeerRefusedError` when `authorize` refuses the server now (the
+   * connection is closed then).
+   */
   request(type: string, body: unknown): Promise<unknown>;
+  /**
+   * Runs `authorize` again (the node list changed); when it refuses now,
+   * closes the connection (pending requests reject with the
+   * `PeerRefusedError`) and returns false.
+   */
+  recheck(): boolean;
+  /** Registers a callback run once when the connection closes (at once if it is closed). */
+  onClose(fn: () => void): void;
   /** Closes the connection; pending requests reject with `ERR_CHANNEL_CLOSED`. */
   close(): void;
 }
@@ -481,6 +663,7 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
     const socket = tls.connect({
       host: opts.host,
       port: opts.port,
+      ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}),
       secureContext: clientContext(opts.credentials),
       minVersion: 'TLSv1.3',
       rejectUnauthorized: true,
@@ -513,17 +696,18 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
       if (!decision.ok) return fail(new PeerRefusedError(decision.reason, decision.detail));
       settled = true;
       clearTimeout(hsTimer);
-      resolve(clientConnection(socket, id, limits, log));
+      resolve(clientConnection(socket, id, limits, log, opts.authorize));
     });
   });
 }
 
-function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: ControlLimits, log: Logger): ControlConnection {
+function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: ControlLimits, log: Logger, authorize: ((id: PeerIdentity) => AuthDecision) | undefined): ControlConnection {
   const exporter = socket.exportKeyingMaterial(EXPORTER_BYTES, EXPORTER_LABEL, Buffer.alloc(0));
   const decoder = new FrameDecoder(limits.maxFrameBytes);
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   let nextId = 1;
   let closedErr: Error | undefined;
+  const closers: Array<() => void> = [];
   const failAll = (err: Error): void => {
     if (closedErr) return;
     closedErr = err;
@@ -534,6 +718,22 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
     pending.clear();
     socket.destroy();
     exporter.fill(0);
+    for (const fn of closers.splice(0)) {
+      try {
+        fn();
+      } catch (e) {
+        log.error('control close callback threw', { peer: peer.name, err: String(e) });
+      }
+    }
+  };
+  /** Undefined while `authorize` accepts the server; else closes the connection and returns the refusal. */
+  const refusedNow = (): PeerRefusedError | undefined => {
+    const decision = authorize?.(peer);
+    if (decision === undefined || decision.ok) return undefined;
+    const err = new PeerRefusedError(decision.reason, `${peer.name} no longer passes authorisation: ${decision.detail}`);
+    log.info('control connection closed: peer refused by the current list', { peer: peer.name, reason: decision.reason });
+    failAll(err);
+    return err;
   };
   socket.on('data', (chunk: Buffer) => {
     let frames: Buffer[];
@@ -573,6 +773,8 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
     exporter,
     request(type, body) {
       if (closedErr) return Promise.reject(closedErr);
+      const refused = refusedNow();
+      if (refused) return Promise.reject(refused);
       const id = nextId++;
       let frame: Buffer;
       try {
@@ -588,6 +790,13 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
         pending.set(id, { resolve, reject, timer });
         socket.write(frame);
       });
+    },
+    recheck() {
+      return closedErr !== undefined || refusedNow() === undefined;
+    },
+    onClose(fn) {
+      if (closedErr) fn();
+      else closers.push(fn);
     },
     close() {
       failAll(new ChannelError('ERR_CHANNEL_CLOSED', `control connection to ${peer.name} closed locally`));

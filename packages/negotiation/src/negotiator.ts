@@ -211,6 +211,13 @@ export interface NegotiatorOptions {
   negotiationTimeoutMs?: number;
   /** First retry delay of a failed resume (`epoch-grant` request; doubles up to 5 min); default 5 s. */
   resumeRetryMs?: number;
+  /**
+   * True when `peer` is a node of the current list. `negotiate`,
+   * `negotiate-confirm` and `epoch-grant` from anyone else are refused with
+   * `ERR_PEER_REFUSED` (the channel checks too; this guards the state).
+   * Default: everyone is.
+   */
+  isMember?: (peer: string) => boolean;
 }
 
 /** Counters (monotonic). */
@@ -329,7 +336,8 @@ export const MAX_OVERLAPPING_SESSIONS = 2;
  * data plane is closed: it zeroes all keys).
  */
 export class Negotiator {
-  private readonly o: Required<Omit<NegotiatorOptions, 'logger' | 'clock' | 'random'>>;
+  private readonly o: Required<Omit<NegotiatorOptions, 'logger' | 'clock' | 'random' | 'isMember'>>;
+  private readonly isMember: (peer: string) => boolean;
   private readonly clock: Clock;
   private readonly random: (n: number) => Buffer;
   private readonly log: Logger;
@@ -359,7 +367,8 @@ export class Negotiator {
       negotiationTimeoutMs: 20_000,
       resumeRetryMs: 5_000,
       ...opts,
-    } as Required<Omit<NegotiatorOptions, 'logger' | 'clock' | 'random'>>;
+    } as Required<Omit<NegotiatorOptions, 'logger' | 'clock' | 'random' | 'isMember'>>;
+    this.isMember = opts.isMember ?? (() => true);
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? ((n) => randomBytes(n));
     this.log = opts.logger ?? silentLogger;
@@ -446,7 +455,10 @@ export class Negotiator {
   /** Forgets a peer (removed from the BNL): retires its sessions now and deletes them from the store. */
   removePeer(peer: string): void {
     const st = this.peers.get(peer);
-    if (!st) return;
+    if (!st) {
+      this.o.store.deleteSession(peer); // nothing in memory, but never leave its keys on disk
+      return;
+    }
     if (st.outbound) st.outbound.abandoned = true;
     this.dropPending(peer, st);
     this.clearTimers(st);
@@ -613,6 +625,7 @@ export class Negotiator {
     if (this.stopped) throw new NegotiationError('ERR_NEGOTIATION_CLOSED', 'shutting down');
     const peer = ctx.peer.name;
     if (peer === this.o.localName) throw new NegotiationError('ERR_NEGOTIATION_PROTOCOL', 'a node cannot negotiate with itself');
+    this.requireMember(peer);
     const b = obj(body);
     const peerRandom = b64(b.random, RANDOM_BYTES, 64, 'random');
     const remoteIndex = u32(b.index, 'index');
@@ -659,6 +672,7 @@ export class Negotiator {
 
   private onConfirm(body: unknown, ctx: IncomingContext): unknown {
     const peer = ctx.peer.name;
+    this.requireMember(peer);
     const b = obj(body);
     const st = this.peers.get(peer);
     const pending = ctx.state.get(PENDING_KEY) as PendingInbound | undefined;
@@ -681,6 +695,7 @@ export class Negotiator {
   /** Step 2 of "Restart", at the peer that did not restart: grant an epoch, move to the one granted to us. */
   private onEpochGrant(body: unknown, ctx: IncomingContext): unknown {
     const peer = ctx.peer.name;
+    this.requireMember(peer);
     const b = obj(body);
     const index = u32(b.index, 'index');
     const epoch = u32(b.epoch, 'epoch');
@@ -869,6 +884,11 @@ export class Negotiator {
   }
 
   // ---- helpers -----------------------------------------------------------
+
+  /** Refuses a request from a node that is not (or no longer) in the list. */
+  private requireMember(peer: string): void {
+    if (!this.isMember(peer)) throw new NegotiationError('ERR_PEER_REFUSED', `${peer} is not in the node list`);
+  }
 
   private peer(name: string): PeerState {
     let st = this.peers.get(name);
