@@ -126,6 +126,12 @@ export function createDaemonMetrics(source: MetricsSource): DaemonMetrics {
   series('gauge', 'cluevpn_control_connections', 'Open connections of the mutual-TLS control channel', [], (s, put) => {
     if (s.control) put({}, s.control.connections);
   });
+  series('gauge', 'cluevpn_control_unauthenticated', 'Open control-channel connections not yet authenticated', [], (s, put) => {
+    if (s.control) put({}, s.control.unauthenticated);
+  });
+  series('counter', 'cluevpn_control_handshakes_started_total', 'TLS handshakes started on the control channel (after the pre-TLS checks)', [], (s, put) => {
+    if (s.control) put({}, s.control.handshakesStarted);
+  });
   series('counter', 'cluevpn_control_accepted_total', 'Control-channel connections that passed authorisation', [], (s, put) => {
     if (s.control) put({}, s.control.accepted);
   });

@@ -61,7 +61,7 @@ const quietLogger = () => silentLogger;
 test('metrics: one status snapshot per scrape, counters and gauges from it, removed peers and unknown values left out', async () => {
   let calls = 0;
   let st = report([peer('beta'), peer('gamma', { state: 'idle', keyAgeMs: null, lastRxMs: null, bnlSerial: null, endpoint: null, drops: {}, rxPackets: 0 })], { 'unknown-index': 4 });
-  const control: ControlStats = { connections: 1, accepted: 5, refused: { 'not-member': 2 }, cutOff: {} };
+  const control: ControlStats = { connections: 1, unauthenticated: 1, accepted: 5, handshakesStarted: 7, refused: { 'not-member': 2 }, cutOff: {} };
   const m = createDaemonMetrics({
     status: () => {
       calls++;
@@ -90,6 +90,8 @@ test('metrics: one status snapshot per scrape, counters and gauges from it, remo
   assert.equal(sample(text, 'cluevpn_bnl_serial'), 7);
   assert.equal(sample(text, 'cluevpn_drops_total{reason="unknown-index"}'), 4);
   assert.equal(sample(text, 'cluevpn_control_connections'), 1);
+  assert.equal(sample(text, 'cluevpn_control_unauthenticated'), 1);
+  assert.equal(sample(text, 'cluevpn_control_handshakes_started_total'), 7);
   assert.equal(sample(text, 'cluevpn_control_refused_total{reason="not-member"}'), 2);
   assert.equal(sample(text, 'cluevpn_info{node="alpha",netname="mesh",version="0.1.0"}'), 1);
   assert.ok((sample(text, 'process_resident_memory_bytes') ?? 0) > 0, 'process memory from prom-client default metrics');
