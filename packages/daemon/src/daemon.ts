@@ -183,6 +183,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       port: config.port,
       mtu: config.mtu,
       socketBuffer: config.udpbuffer,
+      keepaliveMs: config.keepaliveMs,
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
       events: {
@@ -441,6 +442,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       compression: primary === null ? null : primary.compression.algo === 'none' ? 'none' : `${primary.compression.algo}:${primary.compression.level}`,
       keyAgeMs: m.session === null ? null : Math.max(0, now - m.session.createdAt),
       lastRxMs: lastRx,
+      lastKeepaliveTxMs: p.lastKeepaliveTxMs === null ? null : Math.max(0, now - p.lastKeepaliveTxMs),
+      lastKeepaliveRxMs: p.lastKeepaliveRxMs === null ? null : Math.max(0, now - p.lastKeepaliveRxMs),
       lastNegotiationMs: m.session === null ? null : Math.max(0, now - m.session.createdAt),
       restored: m.restored,
       negotiations: m.negotiations,

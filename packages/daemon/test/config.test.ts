@@ -43,6 +43,7 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.bnl, '/etc/cluevpn/office/bnl');
   assert.equal(c.statedb, '/etc/cluevpn/office/state.db');
   assert.equal(c.pullintervalMs, 90_000);
+  assert.equal(c.keepaliveMs, 25_000);
   assert.equal(c.rekeyMs, 3_600_000);
   assert.equal(c.controlsocket, '/run/x/office.sock');
   assert.equal(c.pidfile, '/run/x/office.pid');
@@ -78,6 +79,7 @@ test('every key parses to a typed value', () => {
     'udpbuffer=1m',
     'rekey=2m',
     'pullinterval=1500ms',
+    'keepalive=10',
     'user=nobody',
     'group=65534',
     'controlsocket=ctl.sock',
@@ -110,6 +112,7 @@ test('every key parses to a typed value', () => {
   assert.equal(c.udpbuffer, 1024 * 1024);
   assert.equal(c.rekeyMs, 120_000);
   assert.equal(c.pullintervalMs, 1500);
+  assert.equal(c.keepaliveMs, 10_000);
   assert.equal(c.user, 'nobody');
   assert.equal(c.group, '65534');
   assert.equal(c.controlsocket, '/etc/cluevpn/office/ctl.sock');
@@ -130,6 +133,9 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\ncompalgos=zlib:6:2`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
   expectConfigError(`${MINIMAL}\ncompalgos=lz4:1:2 lz4:2:3`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
   expectConfigError(`${MINIMAL}\nrekey=1s`, 'ERR_CONFIG_BAD_VALUE', 6, 'rekey');
+  expectConfigError(`${MINIMAL}\nkeepalive=500ms`, 'ERR_CONFIG_BAD_VALUE', 6, 'keepalive');
+  expectConfigError(`${MINIMAL}\nkeepalive=2h`, 'ERR_CONFIG_BAD_VALUE', 6, 'keepalive');
+  expectConfigError(`${MINIMAL}\nkeepalive=off`, 'ERR_CONFIG_BAD_VALUE', 6, 'keepalive');
   expectConfigError(`${MINIMAL}\npullinterval=soon`, 'ERR_CONFIG_BAD_VALUE', 6, 'pullinterval');
   expectConfigError(`${MINIMAL}\nmtu=1000`, 'ERR_CONFIG_BAD_VALUE', 6, 'mtu');
   expectConfigError(`${MINIMAL}\nudpbuffer=lots`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
@@ -153,6 +159,13 @@ test('udpbuffer takes bytes with k/m suffixes, and 0 for the kernel default', ()
   assert.equal(parse(`${MINIMAL}\nudpbuffer=512k`).udpbuffer, 512 * 1024);
   assert.equal(parse(`${MINIMAL}\nudpbuffer=4M`).udpbuffer, 4 * 1024 * 1024);
   assert.equal(parse(`${MINIMAL}\nudpbuffer=0`).udpbuffer, 0);
+});
+
+test('keepalive: seconds by default, any unit, 0 turns it off', () => {
+  assert.equal(parse(`${MINIMAL}\nkeepalive=25`).keepaliveMs, 25_000);
+  assert.equal(parse(`${MINIMAL}\nkeepalive=1500ms`).keepaliveMs, 1500);
+  assert.equal(parse(`${MINIMAL}\nkeepalive=0`).keepaliveMs, 0);
+  assert.equal(parse(`${MINIMAL}\nkeepalive=0s`).keepaliveMs, 0);
 });
 
 test('a low MTU is fine with IPv6 disabled', () => {
