@@ -16,6 +16,9 @@
  *  3. Both idle for 16 s (longer than the NAT's 10 s): alpha still reaches
  *     gamma (keepalives every 3 s kept the mapping), beta no longer reaches
  *     delta (the mapping expired) until delta sends again.
+ *  4. alpha restarts: it cannot reach gamma to resume their stored session;
+ *     gamma, hearing nothing from alpha for 2 × keepalive + 5 s while its
+ *     keepalives go out, negotiates again, and alpha reaches gamma.
  *
  * Needs root, `ip netns`, /dev/net/tun, ping and iptables; skips otherwise.
  */
@@ -98,5 +101,13 @@ test('a node behind NAT: reached from a public node without its own traffic firs
   // delta speaking again opens the way again: the failure was the NAT mapping, nothing else.
   await waitFor(async () => (await pingFrom(lab, h4!, BETA, 1, 1)).received === 1, { timeoutMs: 20_000, intervalMs: 0, description: 'delta → beta again' });
   assert.ok((await pingFrom(lab, h3!, DELTA, 3, 1)).received >= 2, 'beta → delta after delta spoke');
+
+  // 4. The public node restarts: the node behind NAT notices the silence and negotiates again.
+  await alpha.process.stop('SIGTERM');
+  const alpha2 = await startNode(lab, h1!, natk.nodeDir('alpha'));
+  nodes.push(alpha2);
+  const restarted = Date.now();
+  await waitFor(async () => (await pingFrom(lab, h1!, GAMMA, 1, 1)).received === 1, { timeoutMs: 60_000, intervalMs: 0, description: 'alpha → gamma after alpha restarted' });
+  t.diagnostic(`alpha → gamma again ${Date.now() - restarted} ms after alpha restarted`);
   ok = true;
 });

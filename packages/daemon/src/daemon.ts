@@ -193,7 +193,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         },
         onRekeyNeeded: (peerId, reason) => {
           const name = idToName.get(peerId);
-          if (name !== undefined) mesh?.rekey(name, 'counter-limit');
+          if (name !== undefined) mesh?.rekey(name, reason === 'no-reply' ? 'peer-lost-session' : 'counter-limit');
           dpLog.info('rekey needed', { peer: name, reason });
         },
         onAuthFailures: (peerId, count) => {

@@ -346,7 +346,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   // Bound once: the pipelines' handlers are not closures per packet.
   socket.onDatagrams((b) => receive.onDatagrams(b));
   tun.onPackets((b) => send.onTunBatch(b));
-  const keepalives = keepaliveMs > 0 ? new KeepaliveScheduler(peers, (peer) => send.sendKeepalive(peer), keepaliveMs) : null;
+  const keepalives = keepaliveMs > 0 ? new KeepaliveScheduler(peers, (peer) => send.sendKeepalive(peer), keepaliveMs, events) : null;
   keepalives?.start();
   logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn, keepaliveMs });
 

@@ -19,14 +19,29 @@
  *    send path's included, plus keepalives) is compared with the last
  *    tick's: a change restarts the idle clock; `keepaliveMs` without a
  *    change sends one keepalive and restarts it.
+ * 5. No reply: nothing authenticated from the peer (by wall clock: its
+ *    last packet or keepalive, else the session's install time) for
+ *    {@link noReplyMs} — two keepalive intervals and 5 s, so a peer with
+ *    the same `keepalive` has sent at least one keepalive meanwhile — asks
+ *    for a rekey (`onRekeyNeeded(peer, 'no-reply')`) and waits another such
+ *    period before asking again. The peer lost our session (it restarted,
+ *    and could not resume it because it cannot reach us: we are behind
+ *    NAT); a new negotiation from our side repairs it, like WireGuard's
+ *    handshake after keepalive-timeout + rekey-timeout without an answer.
  *
  * The owner of the timer is the data plane (`createDataplane`'s
  * `keepaliveMs`); the daemon only passes its configuration value.
  */
+import type { EventDispatcher } from './events.js';
 import { PeerCounter, type Peer, type PeerTable } from './peer-table.js';
 
 /** Implementation: the longest tick of the keepalive timer (ms). */
 export const KEEPALIVE_TICK_MS = 1000;
+
+/** Silence from a peer after which the scheduler asks for a rekey ('no-reply'): two intervals and 5 s. */
+export function noReplyMs(keepaliveMs: number): number {
+  return 2 * keepaliveMs + 5000;
+}
 
 /** The tick for an interval: a quarter of it, between 10 ms and {@link KEEPALIVE_TICK_MS}. */
 export function keepaliveTickMs(keepaliveMs: number): number {
@@ -39,6 +54,8 @@ export interface KeepaliveState {
   kaSeen: number;
   /** Monotonic ms when `kaSeen` last changed. */
   kaSinceMs: number;
+  /** Wall-clock ms of the last 'no-reply' rekey request (0 = none). */
+  kaNoReplyAskedMs: number;
 }
 
 /**
@@ -53,12 +70,14 @@ export class KeepaliveScheduler {
     private readonly send: (peer: Peer) => boolean,
     /** Idle time before a keepalive (ms, > 0). */
     readonly intervalMs: number,
+    /** Where 'no-reply' rekey requests go (step 5); none when absent. */
+    private readonly events?: EventDispatcher,
   ) {}
 
   /** Starts the timer (unref'd: it never keeps the process alive). */
   start(): void {
     if (this.timer !== null) return;
-    this.timer = setInterval(() => this.tick(performance.now()), keepaliveTickMs(this.intervalMs));
+    this.timer = setInterval(() => this.tick(performance.now(), Date.now()), keepaliveTickMs(this.intervalMs));
     this.timer.unref();
   }
 
@@ -68,9 +87,10 @@ export class KeepaliveScheduler {
     this.timer = null;
   }
 
-  /** One pass over the peers at monotonic time `nowMs` (steps 2–4). Returns the keepalives sent. */
-  tick(nowMs: number): number {
+  /** One pass over the peers at monotonic time `nowMs` and wall-clock time `wallMs` (steps 2–5). Returns the keepalives sent. */
+  tick(nowMs: number, wallMs: number): number {
     let sent = 0;
+    const silence = noReplyMs(this.intervalMs);
     for (const peer of this.peers.byId.values()) {
       const s = peer.primary;
       if (s === null || !peer.hasEndpoint) {
@@ -78,6 +98,11 @@ export class KeepaliveScheduler {
         continue;
       }
       const c = peer.counters;
+      const heard = Math.max(c[PeerCounter.LAST_RX_MS], s.installedAtMs, peer.kaNoReplyAskedMs);
+      if (this.events !== undefined && wallMs - heard >= silence) {
+        peer.kaNoReplyAskedMs = wallMs;
+        this.events.rekeyNeeded(peer, 'no-reply', nowMs);
+      }
       const seen = c[PeerCounter.TX_PACKETS] + c[PeerCounter.KEEPALIVES_TX];
       if (s.txCounter !== 0 && seen !== peer.kaSeen) {
         peer.kaSeen = seen;

@@ -162,6 +162,7 @@ export class Peer {
   // keepalive idle tracking (keepalive.ts)
   kaSeen = -1;
   kaSinceMs = 0;
+  kaNoReplyAskedMs = 0;
 
   constructor(id: string, name: string, slot: number) {
     this.id = id;

@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { EventDispatcher, silentLogger } from '../src/events.js';
 import { MessageType } from '../src/framing.js';
-import { KeepaliveScheduler, keepaliveTickMs } from '../src/keepalive.js';
+import { KeepaliveScheduler, keepaliveTickMs, noReplyMs } from '../src/keepalive.js';
 import { Peer, PeerCounter, type PeerTable, type Session } from '../src/peer-table.js';
 import { makePair } from './pipeline-harness.js';
 import { ipv4Packet, waitFor } from './pipeline-helpers.js';
@@ -17,7 +18,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function fakeTable(): { table: PeerTable; peer: Peer; sent: number[]; send: (p: Peer) => boolean; now: { ms: number } } {
   const peer = new Peer('b', 'b', 0);
   peer.hasEndpoint = true;
-  peer.primary = { txCounter: 0 } as unknown as Session;
+  peer.primary = { txCounter: 0, installedAtMs: 0 } as unknown as Session;
   const sent: number[] = [];
   const now = { ms: 0 };
   const send = (p: Peer): boolean => {
@@ -40,7 +41,7 @@ describe('keepalives', () => {
     const f = fakeTable();
     const k = new KeepaliveScheduler(f.table, f.send, 25_000);
     const step = (to: number): void => {
-      for (; f.now.ms < to; f.now.ms += 1000) k.tick(f.now.ms);
+      for (; f.now.ms < to; f.now.ms += 1000) k.tick(f.now.ms, f.now.ms);
     };
     step(1000);
     assert.deepEqual(f.sent, [0], 'a fresh session announces itself at once');
@@ -52,7 +53,7 @@ describe('keepalives', () => {
     for (let t = 26_000; t < 100_000; t += 1000) {
       if (t % 10_000 === 0) f.peer.counters[PeerCounter.TX_PACKETS]++;
       f.now.ms = t;
-      k.tick(t);
+      k.tick(t, t);
     }
     assert.deepEqual(f.sent, [0, 25_000], 'traffic keeps the peer from idling');
     // The last packet went at 90 s: the next keepalive is due at 115 s.
@@ -60,14 +61,39 @@ describe('keepalives', () => {
     assert.deepEqual(f.sent, [0, 25_000, 115_000]);
   });
 
+  it("asks for a rekey ('no-reply') after 2 intervals + 5 s without a word from the peer, then once per such period", () => {
+    const f = fakeTable();
+    const asked: number[] = [];
+    const events = new EventDispatcher({ onRekeyNeeded: (id, reason) => asked.push(reason === 'no-reply' && id === 'b' ? f.now.ms : -1) }, silentLogger, 1000, 8);
+    const k = new KeepaliveScheduler(f.table, f.send, 10_000, events);
+    assert.equal(noReplyMs(10_000), 25_000);
+    const run = (to: number, rxEvery?: number): void => {
+      for (; f.now.ms < to; f.now.ms += 1000) {
+        if (rxEvery !== undefined && f.now.ms % rxEvery === 0) f.peer.counters[PeerCounter.LAST_RX_MS] = f.now.ms;
+        k.tick(f.now.ms, f.now.ms);
+      }
+    };
+    run(100_000, 10_000);
+    assert.deepEqual(asked, [], 'the peer answers every 10 s: no request');
+    run(115_000);
+    assert.deepEqual(asked, [], 'silent since 90 s: not yet at 114 s');
+    run(116_000);
+    assert.deepEqual(asked, [115_000], 'asked at 90 + 25 s');
+    run(200_000);
+    assert.deepEqual(asked, [115_000, 140_000, 165_000, 190_000], 'then once per 25 s while it stays silent');
+    f.peer.counters[PeerCounter.LAST_RX_MS] = f.now.ms;
+    run(220_000);
+    assert.equal(asked.length, 4, 'a word from the peer stops it');
+  });
+
   it('skips peers without a session or an endpoint (nothing counted)', () => {
     const f = fakeTable();
     const k = new KeepaliveScheduler(f.table, f.send, 1000);
     f.peer.hasEndpoint = false;
-    for (let t = 0; t < 10_000; t += 100) k.tick(t);
+    for (let t = 0; t < 10_000; t += 100) k.tick(t, t);
     f.peer.hasEndpoint = true;
     f.peer.primary = null;
-    for (let t = 10_000; t < 20_000; t += 100) k.tick(t);
+    for (let t = 10_000; t < 20_000; t += 100) k.tick(t, t);
     assert.deepEqual(f.sent, []);
   });
 
