@@ -23,12 +23,11 @@
  * Needs root, `ip netns`, /dev/net/tun, ping and iptables; skips otherwise.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { makeNetwork, pingFrom, startNode, type RunningNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason } from './lib/lab.js';
+import { makeNetwork, pingFrom, startNode } from './lib/cluevpn.js';
+import { daemonTest } from './lib/daemon-test.js';
 import { waitFor } from './lib/wait-for.js';
 
 /** The NAT routers' UDP conntrack timeout (s), the idle period (ms) and the keepalive (s) of natk. */
@@ -42,20 +41,9 @@ const DELTA = '10.99.0.2';
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
 test('a node behind NAT: reached from a public node without its own traffic first, and after idling past the NAT timeout thanks to keepalives (not without)', { timeout: 240_000 }, async (t) => {
-  const reason = labSkipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'nat-e2e-'));
-  const lab = await createLab({ hosts: 4, nat: { h2: { udpTimeoutS: NAT_TIMEOUT_S }, h4: { udpTimeoutS: NAT_TIMEOUT_S } } });
-  const nodes: RunningNode[] = [];
-  let ok = false;
-  t.after(async () => {
-    if (!ok) for (const n of nodes) t.diagnostic(`--- ${n.name} log ---\n${n.log().slice(-4000)}`);
-    await lab.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = await daemonTest(t, { hosts: 4, nat: { h2: { udpTimeoutS: NAT_TIMEOUT_S }, h4: { udpTimeoutS: NAT_TIMEOUT_S } } }, 'nat-e2e-');
+  if (env === null) return;
+  const { lab, dir, nodes } = env;
   const [h1, h2, h3, h4] = lab.hosts;
   assert.equal(h2!.nat?.publicIpv4, '192.0.2.2');
   const natk = await makeNetwork(join(dir, 'k'), { net: 'natk', nodes: [['alpha', h1!.ipv4], ['gamma', '-']] });
@@ -109,5 +97,5 @@ test('a node behind NAT: reached from a public node without its own traffic firs
   const restarted = Date.now();
   await waitFor(async () => (await pingFrom(lab, h1!, GAMMA, 1, 1)).received === 1, { timeoutMs: 60_000, intervalMs: 0, description: 'alpha → gamma after alpha restarted' });
   t.diagnostic(`alpha → gamma again ${Date.now() - restarted} ms after alpha restarted`);
-  ok = true;
+  env.passed();
 });

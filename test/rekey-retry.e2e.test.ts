@@ -9,12 +9,11 @@
  * Needs root, `ip netns`, /dev/net/tun, ping and iptables; skips otherwise.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { makeNetwork, pingFrom, startNode, type RunningNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason } from './lib/lab.js';
+import { makeNetwork, pingFrom, startNode } from './lib/cluevpn.js';
+import { daemonTest } from './lib/daemon-test.js';
 import { waitFor } from './lib/wait-for.js';
 
 const REKEY_MS = 10_000;
@@ -27,20 +26,9 @@ const RULES = [
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
 test('rekey retries: with TCP 3406 blocked past the rekey interval, the key age falls back under it soon after the block ends', { timeout: 240_000 }, async (t) => {
-  const reason = labSkipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'rekey-e2e-'));
-  const lab = await createLab({ hosts: 2 });
-  const nodes: RunningNode[] = [];
-  let ok = false;
-  t.after(async () => {
-    if (!ok) for (const n of nodes) t.diagnostic(`--- ${n.name} log ---\n${n.log().slice(-4000)}`);
-    await lab.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const env = await daemonTest(t, { hosts: 2 }, 'rekey-e2e-');
+  if (env === null) return;
+  const { lab, dir, nodes } = env;
   const [h1, h2] = lab.hosts;
   const net = await makeNetwork(join(dir, 'net'), { net: 'rkr', nodes: [['alpha', h1!.ipv4], ['beta', h2!.ipv4]] });
   for (const n of ['alpha', 'beta']) appendFileSync(net.conf(n), `rekey=${REKEY_MS / 1000}s\n`);
@@ -67,5 +55,5 @@ test('rekey retries: with TCP 3406 blocked past the rekey interval, the key age 
   // Bound: the longest retry pause (the rekey interval here, ±10 %) plus a control-channel timeout.
   assert.ok(after < 2 * REKEY_MS + 15_000, `rekeyed ${after} ms after the block ended`);
   assert.ok((await pingFrom(lab, h1!, '10.99.0.2', 3, 1)).received >= 2, 'traffic on the new keys');
-  ok = true;
+  env.passed();
 });
