@@ -48,19 +48,11 @@ export function keepaliveTickMs(keepaliveMs: number): number {
   return Math.max(10, Math.min(KEEPALIVE_TICK_MS, Math.floor(keepaliveMs / 4)));
 }
 
-/** Per-peer idle-tracking state of the scheduler (kept on the peer; no map). */
-export interface KeepaliveState {
-  /** Sent datagrams (tx packets + keepalives) seen at the last tick; -1 = not tracked. */
-  kaSeen: number;
-  /** Monotonic ms when `kaSeen` last changed. */
-  kaSinceMs: number;
-  /** Wall-clock ms of the last 'no-reply' rekey request (0 = none). */
-  kaNoReplyAskedMs: number;
-}
-
 /**
  * Decides, per tick, which peers get a keepalive. `send` is the send
- * pipeline's `sendKeepalive` (it frames, seals, sends and counts).
+ * pipeline's `sendKeepalive` (it frames, seals, sends and counts). Its
+ * per-peer state lives on the peer (`Peer.kaSeen`, `kaSinceMs`,
+ * `kaNoReplyAskedMs`): no map, nothing to forget when a peer goes.
  */
 export class KeepaliveScheduler {
   private timer: NodeJS.Timeout | null = null;

@@ -159,7 +159,9 @@ export class Peer {
   lastAuthEventMs = -Infinity;
   authWindowStartMs = -Infinity;
   authFailuresInWindow = 0;
-  // keepalive idle tracking (keepalive.ts)
+  // keepalive state (keepalive.ts): sent datagrams (tx packets + keepalives) seen at
+  // the last tick (-1 = not tracked), monotonic ms it last changed, wall-clock ms of
+  // the last 'no-reply' rekey request (0 = none)
   kaSeen = -1;
   kaSinceMs = 0;
   kaNoReplyAskedMs = 0;
