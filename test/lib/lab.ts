@@ -35,10 +35,22 @@ export interface LabHost {
   index: number;
   /** Network namespace name (`PREFIX-hI`). */
   ns: string;
-  /** Underlay IPv4 address (192.0.2.I, /24), without prefix length. */
+  /** Underlay IPv4 address (192.0.2.I, /24; behind NAT: the private 172.16.I.2), without prefix length. */
   ipv4: string;
-  /** Underlay IPv6 address (2001:db8::I in hex, /64), without prefix length. */
+  /** Underlay IPv6 address (2001:db8::I in hex, /64), without prefix length; `''` behind NAT (no IPv6 there). */
   ipv6: string;
+  /** Set when the host sits behind its own NAT router (`CreateLabOptions.nat`). */
+  nat?: { mode: LabNat['mode']; /** The router's address on the switch, 192.0.2.I: what the others see. */ publicIpv4: string };
+}
+
+/** A NAT router in front of one host (see `scripts/netns-lab`, `--nat`). */
+export interface LabNat {
+  /** `masquerade` (endpoint-independent, the Linux default; default) or `random-fully` (symmetric). */
+  mode?: 'masquerade' | 'random-fully';
+  /** Seconds a silent UDP mapping lives in the router (default: the kernel's, 30 s / 120 s for streams). */
+  udpTimeoutS?: number;
+  /** MTU of the link between the router and the host. */
+  mtu?: number;
 }
 
 /**
@@ -81,6 +93,8 @@ export interface CreateLabOptions {
   impair?: Record<string, LabImpairment>;
   /** A LAN behind a host, per host name (`{ h1: '10.50.1.0/24' }`): an IPv4 network address, /8../30. */
   lans?: Record<string, string>;
+  /** Hosts put behind a NAT router (`{ h3: { udpTimeoutS: 10 } }`); unsolicited inbound is dropped. */
+  nat?: Record<string, LabNat>;
 }
 
 /** Options for {@link Lab.exec}. */
@@ -230,6 +244,13 @@ function impairSpec(host: string, i: LabImpairment): string {
   return `${host}:${parts.join(',')}`;
 }
 
+function natSpec(host: string, n: LabNat): string {
+  const parts = [`mode=${n.mode ?? 'masquerade'}`];
+  if (n.udpTimeoutS !== undefined) parts.push(`udp-timeout=${n.udpTimeoutS}`);
+  if (n.mtu !== undefined) parts.push(`mtu=${n.mtu}`);
+  return `${host}:${parts.join(',')}`;
+}
+
 /**
  * Creates a lab of `opts.hosts` hosts (see `scripts/netns-lab`). Rejects with
  * `ERR_LAB_SETUP` when the script fails (it removes what it built itself).
@@ -246,6 +267,7 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
     const args = ['up', prefix, String(opts.hosts)];
     for (const [host, imp] of Object.entries(opts.impair ?? {})) args.push('--impair', impairSpec(host, imp));
     for (const [host, cidr] of Object.entries(opts.lans ?? {})) args.push('--lan', `${host}:${cidr}`);
+    for (const [host, nat] of Object.entries(opts.nat ?? {})) args.push('--nat', natSpec(host, nat));
     liveLabs.set(prefix, state);
     up = await runCommand(NETNS_LAB, args, { timeoutMs: 60_000 });
     if (up.code === 0) break;
@@ -259,9 +281,13 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
     .trim()
     .split('\n')
     .map((line) => {
-      const [name, ns, ipv4, ipv6] = line.split(' ');
+      const [name, ns, ipv4, ipv6, ...extra] = line.split(' ');
       if (!name || !ns || !ipv4 || !ipv6) throw new TestLibError('ERR_LAB_SETUP', `unexpected netns-lab output: ${line}`);
-      return { name, index: Number(name.slice(1)), ns, ipv4, ipv6 };
+      const h: LabHost = { name, index: Number(name.slice(1)), ns, ipv4, ipv6: ipv6 === '-' ? '' : ipv6 };
+      const kv = new Map(extra.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+      const mode = kv.get('nat');
+      if (mode === 'masquerade' || mode === 'random-fully') h.nat = { mode, publicIpv4: kv.get('public') ?? '' };
+      return h;
     });
   const lans: LabLanHost[] = [];
   if (Object.keys(opts.lans ?? {}).length > 0) {

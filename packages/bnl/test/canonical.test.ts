@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createUnsignedBnl, parseBnl, encodePayload, normaliseHost, parseCidr, normaliseFingerprint, BnlError, type Bnl } from '../src/index.js';
+import { createUnsignedBnl, parseBnl, encodePayload, normaliseHost, parseCidr, normaliseFingerprint, validateBnl, BnlError, type Bnl } from '../src/index.js';
 import { makeTestBnl } from '../src/testing.js';
 import { newKey, signed } from './helpers.js';
 
@@ -113,4 +113,27 @@ test('host, CIDR and fingerprint normalisation vectors', () => {
   }
   assert.equal(normaliseFingerprint('AB:'.repeat(31) + 'AB'), 'ab'.repeat(32));
   assert.equal(normaliseFingerprint('ab'.repeat(31)), null);
+});
+
+test('a node without a reachable listed endpoint: "endpoints":[] is its one canonical spelling; the field itself is required', () => {
+  const list = createUnsignedBnl({
+    network: 'lab',
+    serial: 1,
+    timestamp: 1_700_000_000_000,
+    nodes: [
+      { name: 'alpha', id: 1, endpoints: [{ host: '192.0.2.1', port: 3406 }], prefer: 'ipv4', subnets: ['10.99.0.1/32'] },
+      { name: 'gamma', id: 3, endpoints: [], prefer: 'ipv4', subnets: ['10.99.0.3/32'] },
+    ],
+  });
+  const text = Buffer.from(list.bytes).toString('ascii');
+  assert.match(text, /\{"endpoints":\[\],"id":3,"name":"gamma",/);
+  const back = parseBnl(list.bytes);
+  assert.deepEqual(back.bnl.nodes[1].endpoints, []);
+  assert.equal(back.hash, list.hash);
+  // Leaving the field out is not another spelling of "none": it is refused.
+  const [head, payload] = text.split('\n');
+  const missing = payload.replace('{"endpoints":[],"id":3', '{"id":3');
+  assert.notEqual(missing, payload);
+  assert.throws(() => parseBnl(Buffer.from(`${head}\n${missing}\n`)), (e: BnlError) => e.code === 'ERR_BNL_INVALID' && JSON.stringify(e).includes('endpoints'));
+  assert.deepEqual(validateBnl(back.bnl), []);
 });

@@ -42,6 +42,10 @@ export interface PeerStatus {
   keyAgeMs: number | null;
   /** Since the last authenticated packet from this peer. */
   lastRxMs: number | null;
+  /** Since the last keepalive sent to this peer (`keepalive` config key; null when never, e.g. off or traffic kept it busy). */
+  lastKeepaliveTxMs: number | null;
+  /** Since the last authenticated keepalive received from this peer. */
+  lastKeepaliveRxMs: number | null;
   /** Since the last negotiation with this peer completed (in this process or restored from state). */
   lastNegotiationMs: number | null;
   /** Whether the current keys were restored from the state store at start (no renegotiation). */

@@ -102,6 +102,8 @@ export interface DaemonConfig {
   udpbuffer: number;
   /** Rekey interval in milliseconds (`rekey=1h`). Default 1 hour, at least 10 s. */
   rekeyMs: number;
+  /** Keepalive interval in milliseconds (`keepalive=25`): a peer sent nothing for this long gets an authenticated keepalive. Default 25 s; 0 = off. */
+  keepaliveMs: number;
   /** Base BNL pull interval in milliseconds (jittered ±25 %). Default 90 s, at least 1 s. */
   pullintervalMs: number;
   /** How often peers' host names (`host=` endpoints) are looked up again, in milliseconds. Default 5 min, at least 1 s. */
@@ -240,6 +242,9 @@ const parseDuration = (minMs: number, maxMs: number): Parser<number> => (raw) =>
 };
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 * 1024 };
+/** `0` (off) or a duration of 1 s to 1 h (the keepalive). */
+const parseKeepalive: Parser<number> = (raw) => (/^0+(ms|s|m|h|)$/.test(raw) ? 0 : parseDuration(1_000, 3_600_000)(raw));
+
 const parseSize = (min: number, max: number): Parser<number> => (raw) => {
   const m = /^(\d+)([kKmM]?)$/.exec(raw);
   if (!m) return bad(`'${raw}' is not a size in bytes (e.g. 262144, 256k, 4m)`);
@@ -319,6 +324,7 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   resolveinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
+  keepalive: { kind: 'value', parse: parseKeepalive },
   user: { kind: 'value', parse: parseAccount },
   group: { kind: 'value', parse: parseAccount },
   controlsocket: { kind: 'path', parse: parseText },
@@ -449,6 +455,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
     resolveintervalMs: one<number>('resolveinterval') ?? 300_000,
+    keepaliveMs: one<number>('keepalive') ?? 25_000,
     user: one<string>('user'),
     group: one<string>('group'),
     controlsocket: one<string>('controlsocket') ?? resolve(rd, `${netname}.sock`),

@@ -191,6 +191,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       port: config.port,
       mtu: config.mtu,
       socketBuffer: config.udpbuffer,
+      keepaliveMs: config.keepaliveMs,
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
       events: {
@@ -200,7 +201,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         },
         onRekeyNeeded: (peerId, reason) => {
           const name = idToName.get(peerId);
-          if (name !== undefined) mesh?.rekey(name, 'counter-limit');
+          if (name !== undefined) mesh?.rekey(name, reason === 'no-reply' ? 'peer-lost-session' : 'counter-limit');
           dpLog.info('rekey needed', { peer: name, reason });
         },
         onAuthFailures: (peerId, count) => {
@@ -459,6 +460,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       compression: primary === null ? null : primary.compression.algo === 'none' ? 'none' : `${primary.compression.algo}:${primary.compression.level}`,
       keyAgeMs: m.session === null ? null : Math.max(0, now - m.session.createdAt),
       lastRxMs: lastRx,
+      lastKeepaliveTxMs: p.lastKeepaliveTxMs === null ? null : Math.max(0, now - p.lastKeepaliveTxMs),
+      lastKeepaliveRxMs: p.lastKeepaliveRxMs === null ? null : Math.max(0, now - p.lastKeepaliveRxMs),
       lastNegotiationMs: m.session === null ? null : Math.max(0, now - m.session.createdAt),
       restored: m.restored,
       negotiations: m.negotiations,

@@ -443,7 +443,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   };
   const tryNegotiate = (name: string, why: string): void => {
     const now = Date.now();
-    if (inBackoff(name, now)) return;
+    // A node listed without an endpoint (behind NAT) is not reached first: it negotiates with us.
+    if (inBackoff(name, now) || o.controlAddress(name) === undefined) return;
     const prev = lastAttempt.get(name)?.backoffMs;
     // A peer that is still starting (connection refused) is retried soon;
     // one that stays unreachable ever more rarely.
@@ -458,7 +459,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const proactive = (): void => {
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
     const now = Date.now();
-    const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now));
+    const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now) && o.controlAddress(n) !== undefined);
     for (let i = 0; i < candidates.length && i < PROACTIVE_PER_TICK; i++) {
       const j = i + Math.floor(Math.random() * (candidates.length - i));
       [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];

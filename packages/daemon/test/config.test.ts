@@ -46,6 +46,7 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.statedb, '/var/lib/cluevpn/office/state.db');
   assert.equal(c.pullintervalMs, 90_000);
   assert.equal(c.resolveintervalMs, 300_000);
+  assert.equal(c.keepaliveMs, 25_000);
   assert.equal(c.rekeyMs, 3_600_000);
   assert.equal(c.controlsocket, '/run/x/office.sock');
   assert.equal(c.pidfile, '/run/x/office.pid');
@@ -93,6 +94,7 @@ test('every key parses to a typed value', () => {
     'rekey=2m',
     'pullinterval=1500ms',
     'resolveinterval=30s',
+    'keepalive=10',
     'user=nobody',
     'group=65534',
     'controlsocket=ctl.sock',
@@ -127,6 +129,7 @@ test('every key parses to a typed value', () => {
   assert.equal(c.rekeyMs, 120_000);
   assert.equal(c.pullintervalMs, 1500);
   assert.equal(c.resolveintervalMs, 30_000);
+  assert.equal(c.keepaliveMs, 10_000);
   assert.equal(c.user, 'nobody');
   assert.equal(c.group, '65534');
   assert.equal(c.controlsocket, '/etc/cluevpn/office/ctl.sock');
@@ -148,6 +151,9 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\ncompalgos=zlib:10:2`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos'); // zlib:6 is mapped, see below
   expectConfigError(`${MINIMAL}\ncompalgos=lz4:1:2 lz4:2:3`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos');
   expectConfigError(`${MINIMAL}\nrekey=1s`, 'ERR_CONFIG_BAD_VALUE', 6, 'rekey');
+  expectConfigError(`${MINIMAL}\nkeepalive=500ms`, 'ERR_CONFIG_BAD_VALUE', 6, 'keepalive');
+  expectConfigError(`${MINIMAL}\nkeepalive=2h`, 'ERR_CONFIG_BAD_VALUE', 6, 'keepalive');
+  expectConfigError(`${MINIMAL}\nkeepalive=off`, 'ERR_CONFIG_BAD_VALUE', 6, 'keepalive');
   expectConfigError(`${MINIMAL}\npullinterval=soon`, 'ERR_CONFIG_BAD_VALUE', 6, 'pullinterval');
   expectConfigError(`${MINIMAL}\nresolveinterval=500ms`, 'ERR_CONFIG_BAD_VALUE', 6, 'resolveinterval');
   expectConfigError(`${MINIMAL}\nmtu=1000`, 'ERR_CONFIG_BAD_VALUE', 6, 'mtu');
@@ -183,6 +189,13 @@ test('metrics: off by default; ADDRESS:PORT with an IP literal, IPv6 in brackets
     expectConfigError(`${MINIMAL}\n#\nmetrics=${bad}`, 'ERR_CONFIG_BAD_VALUE', 7, 'metrics');
   }
   expectConfigError(`${MINIMAL}\nmetrics=127.0.0.1:1\nmetrics=127.0.0.1:2`, 'ERR_CONFIG_DUPLICATE_KEY', 7, 'metrics');
+});
+
+test('keepalive: seconds by default, any unit, 0 turns it off', () => {
+  assert.equal(parse(`${MINIMAL}\nkeepalive=25`).keepaliveMs, 25_000);
+  assert.equal(parse(`${MINIMAL}\nkeepalive=1500ms`).keepaliveMs, 1500);
+  assert.equal(parse(`${MINIMAL}\nkeepalive=0`).keepaliveMs, 0);
+  assert.equal(parse(`${MINIMAL}\nkeepalive=0s`).keepaliveMs, 0);
 });
 
 test('a low MTU is fine with IPv6 disabled', () => {

@@ -22,6 +22,7 @@ import { DataplaneError } from './errors.js';
 import { EventDispatcher, silentLogger, type DataplaneEvents, type DataplaneLogger } from './events.js';
 import { COUNTER_MAX, OVERHEAD } from './framing.js';
 import { IcmpResponder } from './icmp.js';
+import { KeepaliveScheduler } from './keepalive.js';
 import { PeerCounter, PeerTable, parseSubnets, type CipherName, type SessionParams } from './peer-table.js';
 import { ReceivePipeline } from './receive.js';
 import { PrefixTable } from './routing-table.js';
@@ -63,6 +64,13 @@ export interface DataplaneOptions {
    * off too (benchmarks compare).
    */
   express?: boolean;
+  /**
+   * Keepalive interval (ms; default 0 = off): a peer with a session that
+   * we sent nothing to for this long gets an authenticated keepalive, and a
+   * new primary session that has sent nothing yet gets one at once
+   * (src/keepalive.ts; one coarse unref'd timer, nothing per packet).
+   */
+  keepaliveMs?: number;
 }
 
 /** A peer as given to `addPeer`. */
@@ -124,6 +132,12 @@ export interface PeerStats {
   /** Wall-clock ms of the last authenticated datagram, null if never. */
   lastRxMs: number | null;
   authFailures: number;
+  /** Keepalives sent to / authenticated from the peer (not in the packet counters). */
+  keepalivesTx: number;
+  keepalivesRx: number;
+  /** Wall-clock ms of the last keepalive sent / received, null if never. */
+  lastKeepaliveTxMs: number | null;
+  lastKeepaliveRxMs: number | null;
   drops: Partial<Record<DropReasonName, number>>;
   sessions: SessionStats[];
 }
@@ -155,6 +169,8 @@ export interface DataplaneStats {
   /** Drops by reason, all peers and unattributed ones together (zero counts left out). */
   drops: Partial<Record<DropReasonName, number>>;
   icmp: { sent: number; rateLimited: number };
+  /** Keepalive interval in ms (0 = off) and keepalives sent / received, all peers. */
+  keepalive: { intervalMs: number; sent: number; received: number };
   eventErrors: number;
   peers: PeerStats[];
 }
@@ -260,6 +276,10 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   const limits: DataplaneLimits = { ...DEFAULT_LIMITS, ...(options.limits ?? {}) };
   checkLimits(limits);
   const logger = options.logger ?? silentLogger;
+  const keepaliveMs = options.keepaliveMs ?? 0;
+  if (!Number.isInteger(keepaliveMs) || keepaliveMs < 0 || keepaliveMs > 86_400_000) {
+    throw new DataplaneError('ERR_DP_CONFIG', `keepaliveMs must be 0 (off) .. 86400000, got ${String(keepaliveMs)}`);
+  }
   const backends = pickBackends(options);
 
   const headroom = 64;
@@ -326,7 +346,9 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   // Bound once: the pipelines' handlers are not closures per packet.
   socket.onDatagrams((b) => receive.onDatagrams(b));
   tun.onPackets((b) => send.onTunBatch(b));
-  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn });
+  const keepalives = keepaliveMs > 0 ? new KeepaliveScheduler(peers, (peer) => send.sendKeepalive(peer), keepaliveMs, events) : null;
+  keepalives?.start();
+  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn, keepaliveMs });
 
   const dp: Dataplane = {
     get port() {
@@ -404,8 +426,12 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     },
     stats(): DataplaneStats {
       const out: PeerStats[] = [];
+      let kaSent = 0;
+      let kaReceived = 0;
       for (const peer of peers.byId.values()) {
         const c = peer.counters;
+        kaSent += c[PeerCounter.KEEPALIVES_TX];
+        kaReceived += c[PeerCounter.KEEPALIVES_RX];
         out.push({
           id: peer.id,
           name: peer.name,
@@ -417,6 +443,10 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
           rxBytes: c[PeerCounter.RX_BYTES],
           lastRxMs: c[PeerCounter.LAST_RX_MS] === 0 ? null : c[PeerCounter.LAST_RX_MS],
           authFailures: c[PeerCounter.AUTH_FAILURES],
+          keepalivesTx: c[PeerCounter.KEEPALIVES_TX],
+          keepalivesRx: c[PeerCounter.KEEPALIVES_RX],
+          lastKeepaliveTxMs: c[PeerCounter.LAST_KEEPALIVE_TX_MS] === 0 ? null : c[PeerCounter.LAST_KEEPALIVE_TX_MS],
+          lastKeepaliveRxMs: c[PeerCounter.LAST_KEEPALIVE_RX_MS] === 0 ? null : c[PeerCounter.LAST_KEEPALIVE_RX_MS],
           drops: dropTableToRecord(peer.drops),
           sessions: peer.sessions.map((s) => ({
             localIndex: s.localIndex,
@@ -442,6 +472,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         express: expressStats(),
         drops: dropTableToRecord(ctx.drops),
         icmp: { sent: ctx.icmp.sent, rateLimited: ctx.icmp.rateLimited },
+        keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
         eventErrors: events.errors,
         peers: out,
       };
@@ -449,6 +480,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     close(): void {
       if (closed) return;
       closed = true;
+      keepalives?.stop();
       try {
         tun.onPackets(null);
       } catch (err) {

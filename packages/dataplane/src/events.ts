@@ -14,7 +14,14 @@ export type RekeyReason =
   /** The session passed `rekeyAfterMessages`: rekey soon, packets still flow. */
   | 'counter-soft-limit'
   /** The session reached `rejectAfterMessages`: packets to the peer are dropped until a new session. */
-  | 'counter-limit';
+  | 'counter-limit'
+  /**
+   * Keepalives on, and nothing authenticated came from the peer for
+   * `2 × keepaliveMs + 5 s` while we kept sending: the peer probably lost
+   * the session (it restarted and cannot reach us to resume it, e.g. we are
+   * behind NAT): renegotiate. Asked at most once per such period (keepalive.ts).
+   */
+  | 'no-reply';
 
 /** Callbacks of the data plane; every one is optional. */
 export interface DataplaneEvents {

@@ -77,8 +77,16 @@ export const PeerCounter = {
   /** Wall-clock ms of the last authenticated datagram (0 = never). */
   LAST_RX_MS: 4,
   AUTH_FAILURES: 5,
+  /** Keepalives sent (keepalive.ts; not in TX_PACKETS). */
+  KEEPALIVES_TX: 6,
+  /** Authenticated keepalives received (not in RX_PACKETS). */
+  KEEPALIVES_RX: 7,
+  /** Wall-clock ms of the last keepalive sent / received (0 = never). */
+  LAST_KEEPALIVE_TX_MS: 8,
+  LAST_KEEPALIVE_RX_MS: 9,
 } as const;
-const PEER_COUNTER_COUNT = 6;
+/** Slots 0..5 are also written by C (native/src/express.c); the keepalive slots only by JavaScript. */
+const PEER_COUNTER_COUNT = 10;
 
 /** One set of keys with a peer. Hot-path state; mutate only through the pipelines. */
 export class Session {
@@ -151,6 +159,12 @@ export class Peer {
   lastAuthEventMs = -Infinity;
   authWindowStartMs = -Infinity;
   authFailuresInWindow = 0;
+  // keepalive state (keepalive.ts): sent datagrams (tx packets + keepalives) seen at
+  // the last tick (-1 = not tracked), monotonic ms it last changed, wall-clock ms of
+  // the last 'no-reply' rekey request (0 = none)
+  kaSeen = -1;
+  kaSinceMs = 0;
+  kaNoReplyAskedMs = 0;
 
   constructor(id: string, name: string, slot: number) {
     this.id = id;

@@ -15,7 +15,7 @@
  *    `update` (catches duplicates within the batch); last-rx time.
  * 8. Roaming: the newest authentic packet from a new source address moves
  *    the peer's endpoint (`onEndpointChange`).
- * 9. Keepalive: done. Data: decompress when flagged (bounded by the MTU:
+ * 9. Keepalive: counted (`keepalivesRx`, last time), done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
  *     and a source inside the peer's subnets ('spoofed').
@@ -183,7 +183,11 @@ export class ReceivePipeline {
       if (newest) this.roam(peer, batch.sources, this.source[j] * SOURCE_LEN);
       // 9: payload
       const off = this.offs[j];
-      if (readType(buf, off) === MessageType.KEEPALIVE) continue;
+      if (readType(buf, off) === MessageType.KEEPALIVE) {
+        peer.counters[PeerCounter.KEEPALIVES_RX]++;
+        peer.counters[PeerCounter.LAST_KEEPALIVE_RX_MS] = wall;
+        continue;
+      }
       const pOff = off + HEADER_LEN;
       const plen = this.lens[j] - OVERHEAD;
       if ((readFlags(buf, off) & Flags.COMPRESSED) !== 0) {

@@ -480,6 +480,8 @@ export class SendPipeline {
       countDrop(ctx, peer, DropReason.SEND_FAILED);
       return false;
     }
+    peer.counters[PeerCounter.KEEPALIVES_TX]++;
+    peer.counters[PeerCounter.LAST_KEEPALIVE_TX_MS] = Date.now();
     return true;
   }
 }

@@ -70,6 +70,7 @@ export async function makePair(
     compression?: SessionParams['compression'];
     cipher?: SessionParams['cipher'];
     install?: boolean;
+    keepaliveMs?: number;
   } = {},
 ): Promise<Pair> {
   const net = o.real === undefined ? createMemoryUdpNetwork() : null;
@@ -78,7 +79,7 @@ export async function makePair(
     const events: EventRecord[] = [];
     const tun = createMemoryTun({ mtu: 1420 });
     const backends = net !== null ? { crypto: (o.crypto ?? jsCryptoBackend)(), udp: net, name: 'memory' } : (o.real as () => { crypto: CryptoBackend; udp: UdpBackend })();
-    const dp = await createDataplane({ tun, port: 0, bindAddress: net !== null ? undefined : host, backends, events: recorder(events), limits: o.limits });
+    const dp = await createDataplane({ tun, port: 0, bindAddress: net !== null ? undefined : host, backends, events: recorder(events), limits: o.limits, keepaliveMs: o.keepaliveMs });
     return { dp, tun, events };
   };
   const a = await mk();

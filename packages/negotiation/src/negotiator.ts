@@ -329,6 +329,22 @@ const PENDING_KEY = 'cluevpn.negotiation.pending';
  */
 export const MAX_OVERLAPPING_SESSIONS = 2;
 
+/** Implementation: first re-check of a scheduled rekey that has not replaced the keys yet (doubles per attempt). */
+export const REKEY_RETRY_FIRST_MS = 1_000;
+/** Implementation: longest pause between attempts of a scheduled rekey (and never more than the rekey interval). */
+export const REKEY_RETRY_MAX_MS = 60_000;
+
+/**
+ * Delay before attempt `attempt + 1` of a scheduled rekey: 1 s doubling
+ * per attempt, capped at {@link REKEY_RETRY_MAX_MS} and at the rekey
+ * interval, times 0.9–1.1 (`unit` uniform in [0, 1]) so that nodes do not
+ * retry in step.
+ */
+export function rekeyRetryDelayMs(attempt: number, rekeyIntervalMs: number, unit: number): number {
+  const base = Math.min(REKEY_RETRY_FIRST_MS * 2 ** Math.min(attempt, 30), REKEY_RETRY_MAX_MS, rekeyIntervalMs);
+  return Math.round(base * (0.9 + 0.2 * unit));
+}
+
 /**
  * Drives the negotiations of one node. Create, `attach` to the control
  * server, `start()`, then call `ensureSession` / `requestRekey` /
@@ -801,17 +817,23 @@ export class Negotiator {
     if (!cur) return;
     const jitter = (this.random(2).readUInt16BE(0) / 65535) * 0.05 * this.o.rekeyIntervalMs;
     const due = cur.createdAt + this.o.rekeyIntervalMs + jitter - this.clock.now();
-    st.rekeyTimer = this.clock.setTimeout(() => {
-      st.rekeyTimer = undefined;
-      if (st.current === cur && !this.startOutbound(peer, st, 'interval')) this.scheduleRekeyRetry(peer, st, cur);
-    }, Math.max(0, due));
+    st.rekeyTimer = this.clock.setTimeout(() => this.rekeyDue(peer, st, cur, 0), Math.max(0, due));
   }
 
-  private scheduleRekeyRetry(peer: string, st: PeerState, cur: Live): void {
-    st.rekeyTimer = this.clock.setTimeout(() => {
-      st.rekeyTimer = undefined;
-      if (st.current === cur && !this.startOutbound(peer, st, 'interval')) this.scheduleRekeyRetry(peer, st, cur);
-    }, 5_000);
+  /**
+   * A scheduled rekey of `cur`: started unless one already runs, then
+   * checked again after {@link rekeyRetryDelayMs} until a newer session
+   * replaced `cur` (`promote` reschedules, which clears this timer). So a
+   * rekey that fails — the peer unreachable, a connection cut — is retried
+   * with bounded back-off instead of leaving the keys to age.
+   */
+  private rekeyDue(peer: string, st: PeerState, cur: Live, attempt: number): void {
+    st.rekeyTimer = undefined;
+    if (this.stopped || st.current !== cur) return;
+    if (attempt > 0) this.log.debug('scheduled rekey not done yet; trying again', { peer, attempt });
+    this.startOutbound(peer, st, 'interval');
+    const delay = rekeyRetryDelayMs(attempt, this.o.rekeyIntervalMs, this.random(2).readUInt16BE(0) / 65535);
+    st.rekeyTimer = this.clock.setTimeout(() => this.rekeyDue(peer, st, cur, attempt + 1), delay);
   }
 
   /** Runs "Restart" steps 1-4 for a stored session, retried with back-off while the peer is unreachable. */

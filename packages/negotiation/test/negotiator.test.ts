@@ -249,6 +249,65 @@ describe('Negotiator', () => {
     assertClean(b);
   });
 
+  test('a scheduled rekey that fails is retried with growing, bounded back-off until the peer is back', async () => {
+    const net = new MemoryNetwork();
+    const clock = new ManualClock();
+    const attempts: number[] = [];
+    const counting = (t: NegotiationTransport): NegotiationTransport => ({
+      connect: (peer) => {
+        attempts.push(clock.now());
+        return t.connect(peer);
+      },
+    });
+    const a = makeNode(net, 'alpha', { clock, transport: counting });
+    const b = makeNode(net, 'bravo', { clock });
+    await a.neg.ensureSession('bravo');
+    await until(() => b.primary !== undefined, 'first session');
+    const interval = 3_600_000;
+    const keyAge = (): number => clock.now() - a.neg.sessions()[0]!.createdAt;
+    // Rounds of the memory network run on setImmediate: let an attempt finish between clock steps.
+    const flush = async (): Promise<void> => {
+      for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    };
+    attempts.length = 0;
+    net.down('alpha');
+    net.down('bravo');
+    clock.advance(interval * 0.99);
+    await flush();
+    // Unreachable for the rekey (due within interval + 5 %) and 10 minutes more.
+    while (clock.now() - a.neg.sessions()[0]!.createdAt < interval * 1.05 + 600_000) {
+      clock.advance(200);
+      await flush();
+    }
+    assert.ok(keyAge() > interval, 'the keys are overdue');
+    assert.equal(a.promoted.length, 1, 'no rekey while unreachable');
+    const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!);
+    assert.ok(attempts.length >= 12, `retried: ${attempts.length} attempts in 10 minutes`);
+    assert.ok(gaps[0]! < 2_000 && gaps[1]! > gaps[0]! && gaps[2]! > gaps[1]!, `back-off grows: ${gaps.slice(0, 4).join(', ')}`);
+    assert.ok(Math.max(...gaps) <= 66_000, `and is bounded: longest gap ${Math.max(...gaps)} ms`);
+    assert.ok(gaps.at(-1)! >= 54_000, `and reaches its bound: ${gaps.at(-1)} ms`);
+    // Back: the next retry rekeys; the key age falls under the interval within a bounded time.
+    net.down('alpha', false);
+    net.down('bravo', false);
+    const back = clock.now();
+    while (keyAge() >= interval && clock.now() - back < 120_000) {
+      clock.advance(200);
+      await flush();
+    }
+    await until(() => a.promoted.length >= 2 && b.promoted.length >= 2, 'rekey after the peer is back');
+    assert.ok(clock.now() - back <= 66_000, `rekeyed ${clock.now() - back} ms after the peer came back`);
+    assert.ok(keyAge() < interval);
+    await settle();
+    assertPaired(a.primary!, b.primary!);
+    assert.deepEqual(a.violations, []);
+    assert.deepEqual(b.violations, []);
+    // Replaced: no more retries.
+    const n = attempts.length;
+    clock.advance(300_000);
+    await flush();
+    assert.equal(attempts.length, n, 'no retries once the keys were replaced');
+  });
+
   test('triggered rekeys are rate-limited', async () => {
     const net = new MemoryNetwork();
     const clock = new ManualClock();

@@ -66,7 +66,7 @@ export function renderStatus(s: StatusReport): string {
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
-  const rows = [['PEER', 'STATE', 'ENDPOINT', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
+  const rows = [['PEER', 'STATE', 'ENDPOINT', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'KEEPALIVE OUT/IN', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
   for (const p of s.peers) rows.push(peerRow(p, s.bnl.serial));
   return `${head.join('\n')}\n${table(rows)}\n`;
 }
@@ -82,6 +82,7 @@ function peerRow(p: PeerStatus, mySerial: number): string[] {
     humanAgo(p.keyAgeMs),
     String(p.negotiations),
     humanAgo(p.lastRxMs),
+    `${humanAgo(p.lastKeepaliveTxMs ?? null)}/${humanAgo(p.lastKeepaliveRxMs ?? null)}`,
     humanCount(p.rxPackets),
     humanCount(p.rxBytes, 1024),
     humanCount(p.txPackets),

@@ -1,0 +1,111 @@
+/**
+ * Keepalives: a peer we have sent nothing to for `keepaliveMs` gets an
+ * authenticated keepalive (framing type 2, empty payload), so that NAT
+ * routers and stateful firewalls on the way keep the UDP mapping open and
+ * the peer keeps following our address (receive.ts step 8, roaming). This
+ * is wireguard-go's "persistent keepalive".
+ *
+ * One coarse timer per data plane, not per peer and nothing per packet:
+ *
+ * 1. Every tick (`tickMs`, about a second; unref'd) walk the peers once.
+ * 2. A peer without a primary session or without an endpoint is skipped
+ *    (a keepalive could not be sent; counting a drop each tick would be
+ *    noise).
+ * 3. A primary session that has sent nothing at all yet (counter 0: just
+ *    negotiated, or just moved to a new epoch) sends one at once: the peer
+ *    learns our address from it, so a node behind NAT becomes reachable
+ *    without waiting for its own traffic.
+ * 4. Otherwise the peer's sent-datagram count (tx packets, the express
+ *    send path's included, plus keepalives) is compared with the last
+ *    tick's: a change restarts the idle clock; `keepaliveMs` without a
+ *    change sends one keepalive and restarts it.
+ * 5. No reply: nothing authenticated from the peer (by wall clock: its
+ *    last packet or keepalive, else the session's install time) for
+ *    {@link noReplyMs} — two keepalive intervals and 5 s, so a peer with
+ *    the same `keepalive` has sent at least one keepalive meanwhile — asks
+ *    for a rekey (`onRekeyNeeded(peer, 'no-reply')`) and waits another such
+ *    period before asking again. The peer lost our session (it restarted,
+ *    and could not resume it because it cannot reach us: we are behind
+ *    NAT); a new negotiation from our side repairs it, like WireGuard's
+ *    handshake after keepalive-timeout + rekey-timeout without an answer.
+ *
+ * The owner of the timer is the data plane (`createDataplane`'s
+ * `keepaliveMs`); the daemon only passes its configuration value.
+ */
+import type { EventDispatcher } from './events.js';
+import { PeerCounter, type Peer, type PeerTable } from './peer-table.js';
+
+/** Implementation: the longest tick of the keepalive timer (ms). */
+export const KEEPALIVE_TICK_MS = 1000;
+
+/** Silence from a peer after which the scheduler asks for a rekey ('no-reply'): two intervals and 5 s. */
+export function noReplyMs(keepaliveMs: number): number {
+  return 2 * keepaliveMs + 5000;
+}
+
+/** The tick for an interval: a quarter of it, between 10 ms and {@link KEEPALIVE_TICK_MS}. */
+export function keepaliveTickMs(keepaliveMs: number): number {
+  return Math.max(10, Math.min(KEEPALIVE_TICK_MS, Math.floor(keepaliveMs / 4)));
+}
+
+/**
+ * Decides, per tick, which peers get a keepalive. `send` is the send
+ * pipeline's `sendKeepalive` (it frames, seals, sends and counts). Its
+ * per-peer state lives on the peer (`Peer.kaSeen`, `kaSinceMs`,
+ * `kaNoReplyAskedMs`): no map, nothing to forget when a peer goes.
+ */
+export class KeepaliveScheduler {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly peers: PeerTable,
+    private readonly send: (peer: Peer) => boolean,
+    /** Idle time before a keepalive (ms, > 0). */
+    readonly intervalMs: number,
+    /** Where 'no-reply' rekey requests go (step 5); none when absent. */
+    private readonly events?: EventDispatcher,
+  ) {}
+
+  /** Starts the timer (unref'd: it never keeps the process alive). */
+  start(): void {
+    if (this.timer !== null) return;
+    this.timer = setInterval(() => this.tick(performance.now(), Date.now()), keepaliveTickMs(this.intervalMs));
+    this.timer.unref();
+  }
+
+  /** Stops the timer. Idempotent. */
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** One pass over the peers at monotonic time `nowMs` and wall-clock time `wallMs` (steps 2–5). Returns the keepalives sent. */
+  tick(nowMs: number, wallMs: number): number {
+    let sent = 0;
+    const silence = noReplyMs(this.intervalMs);
+    for (const peer of this.peers.byId.values()) {
+      const s = peer.primary;
+      if (s === null || !peer.hasEndpoint) {
+        peer.kaSeen = -1;
+        continue;
+      }
+      const c = peer.counters;
+      const heard = Math.max(c[PeerCounter.LAST_RX_MS], s.installedAtMs, peer.kaNoReplyAskedMs);
+      if (this.events !== undefined && wallMs - heard >= silence) {
+        peer.kaNoReplyAskedMs = wallMs;
+        this.events.rekeyNeeded(peer, 'no-reply', nowMs);
+      }
+      const seen = c[PeerCounter.TX_PACKETS] + c[PeerCounter.KEEPALIVES_TX];
+      if (s.txCounter !== 0 && seen !== peer.kaSeen) {
+        peer.kaSeen = seen;
+        peer.kaSinceMs = nowMs;
+        continue;
+      }
+      if (s.txCounter !== 0 && nowMs - peer.kaSinceMs < this.intervalMs) continue;
+      if (this.send(peer)) sent++;
+      peer.kaSeen = c[PeerCounter.TX_PACKETS] + c[PeerCounter.KEEPALIVES_TX];
+      peer.kaSinceMs = nowMs;
+    }
+    return sent;
+  }
+}
