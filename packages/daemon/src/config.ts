@@ -243,7 +243,7 @@ const parseDuration = (minMs: number, maxMs: number): Parser<number> => (raw) =>
 
 const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 * 1024 };
 /** `0` (off) or a duration of 1 s to 1 h (the keepalive). */
-const parseKeepalive: Parser<number> = (raw) => (/^0+(ms|s|m|h|)$/.test(raw) ? 0 : parseDuration(1_000, 3_600_000)(raw));
+const parseKeepalive: Parser<number> = (raw, warn) => (/^0+(ms|s|m|h|)$/.test(raw) ? 0 : parseDuration(1_000, 3_600_000)(raw, warn));
 
 const parseSize = (min: number, max: number): Parser<number> => (raw) => {
   const m = /^(\d+)([kKmM]?)$/.exec(raw);

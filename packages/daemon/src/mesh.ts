@@ -36,6 +36,7 @@ import {
   handlePush,
   jitteredInterval,
   makePullRequest,
+  type BnlNode,
   type BnlStore,
   type GossipMessage,
   type OfferResult,
@@ -205,9 +206,16 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     keyPem: readPem(config.privkey, 'privkey'),
     caPem: readPem(config.cacert, 'cacert'),
   };
+  /** The current list's records by name, built once per list (every request is authorised against it). */
+  let byName: { list: unknown; nodes: Map<string, BnlNode> } | undefined;
+  const record = (name: string): BnlNode | undefined => {
+    const list = bnl.current;
+    if (byName === undefined || byName.list !== list) byName = { list, nodes: new Map((list?.bnl.nodes ?? []).map((n) => [n.name, n])) };
+    return byName.nodes.get(name);
+  };
   const policy: PeerPolicy = {
-    isMember: (name) => name !== selfName && bnl.current?.bnl.nodes.some((n) => n.name === name) === true,
-    pinnedFingerprint: (name) => bnl.current?.bnl.nodes.find((n) => n.name === name)?.fingerprint,
+    isMember: (name) => name !== selfName && record(name) !== undefined,
+    pinnedFingerprint: (name) => record(name)?.fingerprint,
     requiredOu: config.restrictouname,
   };
   const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
@@ -436,6 +444,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   // down, and learn which serial our peers hold (the convergence view).
   schedulePull(jitteredInterval(Math.min(INITIAL_PULL_MS, config.pullintervalMs)));
 
+  /** False for a node listed without endpoints (behind NAT: it opens the connections) or with none known. */
+  const reachableFirst = (name: string): boolean => (record(name)?.endpoints.length ?? 0) > 0 && o.controlAddresses(name).length > 0;
   const lastAttempt = new Map<string, { at: number; backoffMs: number }>();
   const inBackoff = (name: string, now: number): boolean => {
     const a = lastAttempt.get(name);
@@ -444,7 +454,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const tryNegotiate = (name: string, why: string): void => {
     const now = Date.now();
     // A node listed without an endpoint (behind NAT) is not reached first: it negotiates with us.
-    if (inBackoff(name, now) || o.controlAddress(name) === undefined) return;
+    if (inBackoff(name, now) || !reachableFirst(name)) return;
     const prev = lastAttempt.get(name)?.backoffMs;
     // A peer that is still starting (connection refused) is retried soon;
     // one that stays unreachable ever more rarely.
@@ -459,7 +469,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const proactive = (): void => {
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
     const now = Date.now();
-    const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now) && o.controlAddress(n) !== undefined);
+    const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now) && reachableFirst(n));
     for (let i = 0; i < candidates.length && i < PROACTIVE_PER_TICK; i++) {
       const j = i + Math.floor(Math.random() * (candidates.length - i));
       [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];

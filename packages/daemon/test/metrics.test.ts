@@ -16,6 +16,8 @@ function peer(name: string, over: Partial<PeerStatus> = {}): PeerStatus {
     keyAgeMs: 12_500,
     lastRxMs: 300,
     lastNegotiationMs: 12_500,
+    lastKeepaliveTxMs: null,
+    lastKeepaliveRxMs: null,
     restored: false,
     negotiations: 2,
     rxPackets: 10,
