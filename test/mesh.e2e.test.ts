@@ -214,6 +214,8 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       assert.equal(stopped.code, 0, `beta stopped: ${beta.process.stderr()}`);
       copyFileSync(net.masterList, join(net.nodeDir('beta'), 'bnl'));
       const [beta2, zeta] = await Promise.all([start('beta'), start('zeta')]);
+      // each stored session is installed once its peer granted a send epoch (one control-channel exchange)
+      await waitFor(async () => (await beta2.status()).peers.filter((x) => x.name !== 'zeta').every((p) => p.restored), { timeoutMs: 10_000, description: 'beta resumed its stored sessions' });
       for (const p of (await beta2.status()).peers.filter((x) => x.name !== 'zeta')) {
         assert.equal(p.restored, true, `beta restored its session with ${p.name} after a graceful restart`);
         assert.equal(p.negotiations, 0, `beta negotiated nothing with ${p.name}`);
