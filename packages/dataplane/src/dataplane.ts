@@ -124,6 +124,8 @@ export interface PeerStats {
   /** Wall-clock ms of the last authenticated datagram, null if never. */
   lastRxMs: number | null;
   authFailures: number;
+  /** `installSession` calls refused with `ERR_DP_SESSIONS_FULL`. */
+  sessionsRefused: number;
   drops: Partial<Record<DropReasonName, number>>;
   sessions: SessionStats[];
 }
@@ -176,16 +178,19 @@ export interface Dataplane {
   /**
    * Installs a session (see `SessionParams`). By default it becomes the
    * primary for sending at once and the previous primary keeps receiving
-   * for the overlap; with `{ primary: false }` it only receives until
-   * `promoteSession`. `ERR_DP_PEER` for an unknown peer, `ERR_DP_CONFIG` /
-   * `ERR_DP_KEY` for bad parameters (nothing changes then).
+   * until `retireSession` (the data plane never retires one by itself);
+   * with `{ primary: false }` it only receives until `promoteSession`.
+   * `ERR_DP_PEER` for an unknown peer, `ERR_DP_CONFIG` / `ERR_DP_KEY` for
+   * bad parameters, `ERR_DP_SESSIONS_FULL` (counted in the peer's
+   * `sessionsRefused`) when the peer already holds MAX_SESSIONS_PER_PEER
+   * sessions; nothing changes then.
    */
   installSession(peerId: string, params: SessionParams, options?: InstallOptions): void;
   /**
    * Makes the installed session with our `localIndex` the primary: packets
    * to the peer are sealed with it from the next one on; the previous
-   * primary keeps receiving for the overlap (until `retireSession` or the
-   * `sessionOverlapMs` limit). Idempotent for the current primary.
+   * primary keeps receiving until `retireSession`. Idempotent for the
+   * current primary.
    * `ERR_DP_PEER` if the peer has no such live session.
    */
   promoteSession(peerId: string, localIndex: number): void;
@@ -211,6 +216,7 @@ export interface Dataplane {
 function checkLimits(l: DataplaneLimits): void {
   const ok = (n: number): boolean => typeof n === 'number' && Number.isFinite(n) && n >= 0;
   for (const [k, v] of Object.entries(l)) {
+    if (!(k in DEFAULT_LIMITS)) throw new DataplaneError('ERR_DP_CONFIG', `limits.${k} is not a limit of the data plane`);
     if (!ok(v)) throw new DataplaneError('ERR_DP_CONFIG', `limits.${k} must be a finite number ≥ 0`);
   }
   if (!Number.isInteger(l.rejectAfterMessages) || l.rejectAfterMessages > COUNTER_MAX) {
@@ -271,7 +277,6 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   const events = new EventDispatcher(options.events ?? {}, logger, limits.eventIntervalMs, limits.authFailureBurst);
   const peers = new PeerTable(
     backends.crypto,
-    limits.sessionOverlapMs,
     (slot, host, p) => socket.setEndpoint(slot, host, p),
     (slot) => socket.clearEndpoint(slot),
   );
@@ -417,6 +422,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
           rxBytes: c[PeerCounter.RX_BYTES],
           lastRxMs: c[PeerCounter.LAST_RX_MS] === 0 ? null : c[PeerCounter.LAST_RX_MS],
           authFailures: c[PeerCounter.AUTH_FAILURES],
+          sessionsRefused: peer.sessionsRefused,
           drops: dropTableToRecord(peer.drops),
           sessions: peer.sessions.map((s) => ({
             localIndex: s.localIndex,
