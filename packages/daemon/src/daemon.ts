@@ -41,6 +41,7 @@ import type { Logger, RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges } from './privileges.js';
 import { dnsPromises } from './lazy.js';
+import { engineSwitches } from './switches.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 export const DAEMON_VERSION = CLUEVPN_VERSION;
@@ -168,7 +169,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     log.notice('BNL loaded', { serial: list.bnl.serial, nodes: list.bnl.nodes.length, node: self.name, id: self.id });
 
     // 3. TUN
-    tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu });
+    const switches = engineSwitches(config);
+    tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu, ...switches.tun });
     const dev = tun;
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
@@ -183,6 +185,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       port: config.port,
       mtu: config.mtu,
       socketBuffer: config.udpbuffer,
+      ...switches.dataplane,
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
       events: {

@@ -59,10 +59,12 @@ export interface DataplaneOptions {
    * leased flow go between the native socket and the TUN in C, both ways
    * (receive.ts and send.ts, step 12). Used only when the socket and the TUN
    * both offer it (native backend, real TUN device; sending also needs
-   * in-place framing); `CLUEVPN_DP_NO_EXPRESS=1` in the environment turns it
-   * off too (benchmarks compare).
+   * in-place framing). cluevpnd passes its `express` config key.
    */
   express?: boolean;
+  /** UDP GSO on send and GRO on receive (default true each; native backend only). cluevpnd: `udpoffload`, `CLUEVPN_DEBUG=no-gso,no-gro`. */
+  gso?: boolean;
+  gro?: boolean;
 }
 
 /** A peer as given to `addPeer`. */
@@ -270,7 +272,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
 
   const headroom = 64;
   const slotSize = Math.max(2048, (headroom + OVERHEAD + mtu + 63) & ~63);
-  const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom, socketBuffer });
+  const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom, socketBuffer, gso: options.gso, gro: options.gro });
   const ready = (socket as { ready?: Promise<void> }).ready;
   if (ready !== undefined) await ready;
 
@@ -299,7 +301,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   const live = (): void => {
     if (closed) throw new DataplaneError('ERR_DP_CLOSED', 'the data plane is closed');
   };
-  const express = options.express ?? process.env.CLUEVPN_DP_NO_EXPRESS !== '1';
+  const express = options.express ?? true;
   if (express && socket.expressSetup !== undefined && typeof tun.expressWriter === 'function') {
     socket.expressSetup({ gen: peers.expressGen, writer: tun.expressWriter(), mtu });
     receive.expressOn = true;
