@@ -100,6 +100,12 @@ export interface DaemonConfig {
    * Default 256 KiB: the queue under load stands there, so larger adds latency.
    */
   udpbuffer: number;
+  /** The data plane's express path for idle traffic (C between socket and TUN). Default yes; no to rule it out. */
+  express: boolean;
+  /** UDP GSO (send) and GRO (receive) on the data socket. Default yes; no when the kernel or NIC path misbehaves. */
+  udpoffload: boolean;
+  /** TUN virtio offloads (TSO/checksum) when the kernel has them. Default yes; no for a plain device. */
+  tunoffload: boolean;
   /** Rekey interval in milliseconds (`rekey=1h`). Default 1 hour, at least 10 s. */
   rekeyMs: number;
   /** Keepalive interval in milliseconds (`keepalive=25`): a peer sent nothing for this long gets an authenticated keepalive. Default 25 s; 0 = off. */
@@ -321,6 +327,9 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   preferipv6: { kind: 'value', parse: parseBool },
   mtu: { kind: 'value', parse: parseIntIn(576, 65535) },
   udpbuffer: { kind: 'value', parse: parseSize(4096, MAX_SOCKET_BUFFER) },
+  express: { kind: 'value', parse: parseBool },
+  udpoffload: { kind: 'value', parse: parseBool },
+  tunoffload: { kind: 'value', parse: parseBool },
   rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   resolveinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
@@ -452,6 +461,9 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     preferipv6,
     mtu,
     udpbuffer: one<number>('udpbuffer') ?? DEFAULT_SOCKET_BUFFER,
+    express: one<boolean>('express') ?? true,
+    udpoffload: one<boolean>('udpoffload') ?? true,
+    tunoffload: one<boolean>('tunoffload') ?? true,
     rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
     resolveintervalMs: one<number>('resolveinterval') ?? 300_000,

@@ -51,6 +51,7 @@ import { prepareStateDir } from './state-dir.js';
 import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
 import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
+import { engineSwitches } from './switches.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 export const DAEMON_VERSION = CLUEVPN_VERSION;
@@ -172,8 +173,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     log.notice('BNL loaded', { serial: list.bnl.serial, nodes: list.bnl.nodes.length, node: self.name, id: self.id });
 
     // 3. TUN
+    const switches = engineSwitches(config);
     try {
-      tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu });
+      tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu, ...switches.tun });
     } catch (err) {
       throw deviceClash(err, config.devname); // another network's device: ERR_DEVICE_IN_USE naming its daemon
     }
@@ -192,6 +194,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       mtu: config.mtu,
       socketBuffer: config.udpbuffer,
       keepaliveMs: config.keepaliveMs,
+      ...switches.dataplane,
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
       events: {

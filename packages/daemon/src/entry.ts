@@ -21,7 +21,7 @@
  * was made, or no bundle at all) it imports the modules themselves — the
  * same code, a slower start — and says why on stderr. It never runs a
  * bundle older than the code it was made from, and a bundle that fails to
- * compile or load falls back the same way. `CLUEVPND_MODULES=1` in the
+ * compile or load falls back the same way. `CLUEVPN_DEBUG=modules` in the
  * environment loads the modules without a warning (to compare, or to rule
  * the bundle out).
  */
@@ -103,8 +103,9 @@ export function bundleStaleReason(dist: string): string | undefined {
  * when the modules are loaded because of a stale or unreadable bundle.
  */
 export async function loadDaemon(dist: string, warn: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<DaemonEntry> {
-  const forced = process.env.CLUEVPND_MODULES === '1';
-  const stale = forced ? 'CLUEVPND_MODULES=1' : bundleStaleReason(dist);
+  // The parser is imported only when the variable is set: a normal start loads nothing more.
+  const forced = process.env.CLUEVPN_DEBUG !== undefined && (await import('@cluevpn/tun/debug')).debugHas('modules');
+  const stale = forced ? 'CLUEVPN_DEBUG=modules' : bundleStaleReason(dist);
   let info: EntryInfo | undefined;
   let entry: DaemonEntry | undefined;
   let reason = stale;

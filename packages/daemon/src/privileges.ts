@@ -37,6 +37,7 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { debugHas } from '@cluevpn/tun';
 import { PrivilegeError } from './errors.js';
 import type { Logger } from './logging.js';
 
@@ -81,14 +82,14 @@ let loadError: unknown;
 
 /**
  * Loads `native/build/Release/privileges.node` (with
- * CLUEVPN_DAEMON_NATIVE=sanitize the ASan/UBSan build of
+ * CLUEVPN_DEBUG=sanitize-daemon the ASan/UBSan build of
  * `scripts/build-native --debug-sanitize`). Returns null if it cannot be
  * loaded; `privilegesAddonLoadError()` tells why.
  */
 export function loadPrivilegesAddon(): PrivilegesAddon | null {
   if (cached === undefined) {
     const path =
-      process.env.CLUEVPN_DAEMON_NATIVE === 'sanitize'
+      debugHas('sanitize-daemon')
         ? '../../native/build-sanitize/build/Debug/privileges.node'
         : '../../native/build/Release/privileges.node';
     try {

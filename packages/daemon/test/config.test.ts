@@ -52,6 +52,9 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.pidfile, '/run/x/office.pid');
   assert.equal(c.user, undefined);
   assert.equal(c.disableipv6, false);
+  assert.equal(c.express, true);
+  assert.equal(c.udpoffload, true);
+  assert.equal(c.tunoffload, true);
   assert.deepEqual(c.cryptalgos.map((a) => a.algo), ['aes256gcm', 'chacha20poly1305']);
 });
 
@@ -91,6 +94,9 @@ test('every key parses to a typed value', () => {
     'preferipv6=no',
     'mtu=1200',
     'udpbuffer=1m',
+    'express=no',
+    'udpoffload=off',
+    'tunoffload=false',
     'rekey=2m',
     'pullinterval=1500ms',
     'resolveinterval=30s',
@@ -126,6 +132,9 @@ test('every key parses to a typed value', () => {
   assert.equal(c.preferipv6, false);
   assert.equal(c.mtu, 1200);
   assert.equal(c.udpbuffer, 1024 * 1024);
+  assert.equal(c.express, false);
+  assert.equal(c.udpoffload, false);
+  assert.equal(c.tunoffload, false);
   assert.equal(c.rekeyMs, 120_000);
   assert.equal(c.pullintervalMs, 1500);
   assert.equal(c.resolveintervalMs, 30_000);
@@ -158,6 +167,10 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\nresolveinterval=500ms`, 'ERR_CONFIG_BAD_VALUE', 6, 'resolveinterval');
   expectConfigError(`${MINIMAL}\nmtu=1000`, 'ERR_CONFIG_BAD_VALUE', 6, 'mtu');
   expectConfigError(`${MINIMAL}\nudpbuffer=lots`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
+  expectConfigError(`${MINIMAL}\nexpress=fast`, 'ERR_CONFIG_BAD_VALUE', 6, 'express');
+  expectConfigError(`${MINIMAL}\nudpoffload=2`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpoffload');
+  expectConfigError(`${MINIMAL}\ntunoffload=auto`, 'ERR_CONFIG_BAD_VALUE', 6, 'tunoffload');
+  expectConfigError(`${MINIMAL}\nexpress=no\nexpress=yes`, 'ERR_CONFIG_DUPLICATE_KEY', 7, 'express');
   expectConfigError(`${MINIMAL}\nudpbuffer=100`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
   expectConfigError(`${MINIMAL}\nudpbuffer=65m`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
   expectConfigError(`${MINIMAL}\ndevname=this-name-is-too-long`, 'ERR_CONFIG_BAD_VALUE', 6, 'devname');

@@ -91,7 +91,7 @@ test('a current bundle runs, with its code cache accepted, rejected or missing',
   }
 });
 
-test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPND_MODULES=1 does it quietly', async () => {
+test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPN_DEBUG=modules does it quietly', async () => {
   const { dist, input, cleanup } = fakeDist();
   const warnings: string[] = [];
   try {
@@ -105,13 +105,13 @@ test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPN
     assert.equal(entry, await import('../src/main.js'), 'the real main module');
 
     writeManifest(dist, ['src/a.js', BUNDLE_FILE]);
-    process.env.CLUEVPND_MODULES = '1';
+    process.env.CLUEVPN_DEBUG = 'modules';
     try {
       await loadDaemon(dist, (l) => warnings.push(l));
     } finally {
-      delete process.env.CLUEVPND_MODULES;
+      delete process.env.CLUEVPN_DEBUG;
     }
-    assert.deepEqual(entryInfo(), { mode: 'modules', reason: 'CLUEVPND_MODULES=1' });
+    assert.deepEqual(entryInfo(), { mode: 'modules', reason: 'CLUEVPN_DEBUG=modules' });
     assert.equal(warnings.length, 1, 'no second warning');
 
     // a bundle that does not compile, or exports no main, still lets the daemon start (from the modules)
@@ -144,11 +144,11 @@ test('loading the daemon (bundle or modules) does not load node:child_process, n
     const e = await import(${JSON.stringify(entryUrl)});
     await e.loadDaemon(${JSON.stringify(DAEMON_DIST)});
     process.stdout.write(JSON.stringify({ loaded: e.loadedAs(), added: process.moduleLoadList.filter((m) => !before.has(m)) }));`;
-  for (const env of [{}, { CLUEVPND_MODULES: '1' }]) {
+  for (const env of [{}, { CLUEVPN_DEBUG: 'modules' }]) {
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
     assert.equal(r.status, 0, r.stderr);
     const { loaded, added } = JSON.parse(r.stdout) as { loaded: string; added: string[] };
-    assert.match(loaded, 'CLUEVPND_MODULES' in env ? /^modules/ : /^bundle \(code cache accepted\)$/);
+    assert.match(loaded, 'CLUEVPN_DEBUG' in env ? /^modules/ : /^bundle \(code cache accepted\)$/);
     assert.ok(added.includes('NativeModule tls'), `${loaded}: the daemon's modules were loaded (tls among them)`);
     assert.deepEqual(added.filter((m) => /^NativeModule (child_process|dgram|dns)/.test(m)), [], loaded);
   }

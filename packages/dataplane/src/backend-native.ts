@@ -10,14 +10,14 @@
  *     written with `sendmmsg` (UDP_SEGMENT runs) to endpoints stored in C by slot.
  *
  * The addon is loaded lazily from `native/build/Release/cluevpn_dataplane.node`
- * (built by `scripts/build-native`). `CLUEVPN_DATAPLANE_ADDON` may name
- * another build of it (the sanitizer build in `native/build-sanitize`): for
- * tests only. When it cannot be loaded, {@link nativeAvailable} is false and
+ * (built by `scripts/build-native`), or with `CLUEVPN_DEBUG=sanitize-dataplane`
+ * (tests only) the ASan/UBSan Debug build in `native/build-sanitize`. When it cannot be loaded, {@link nativeAvailable} is false and
  * {@link nativeUnavailableReason} says why, so the data plane can fall back to
  * the JavaScript backend.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { debugHas } from '@cluevpn/tun';
 import {
   DEFAULT_SOCKET_BUFFER,
   type BatchUdpSocket,
@@ -56,13 +56,13 @@ export interface NativeUdpStats {
   /**
    * UDP_SEGMENT (GSO) messages sent: runs of datagrams to one endpoint with
    * one length, handed to the kernel in one message (0 when the kernel or
-   * route cannot do GSO, or with CLUEVPN_DP_NO_GSO set, for benchmarks).
+   * route cannot do GSO, or when opened with `gso: false`).
    */
   txGsoMessages: number;
   /**
    * Received messages that carried several datagrams coalesced by the
    * kernel (UDP GRO), each split into its datagrams before the handler sees
-   * them (0 when GRO is off: kernel, or CLUEVPN_DP_NO_GRO set, for benchmarks).
+   * them (0 when GRO is off: kernel, or opened with `gro: false`).
    */
   rxGroMessages: number;
   /**
@@ -133,19 +133,20 @@ interface Addon {
   liveKeys(): number;
   sealBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array): void;
   openBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array): void;
-  UdpSocket: new (bindAddress: string | null, port: number, batchSize: number, slotSize: number, headroom: number, bufferBytes: number) => AddonUdpSocket;
+  UdpSocket: new (bindAddress: string | null, port: number, batchSize: number, slotSize: number, headroom: number, bufferBytes: number, gso: boolean, gro: boolean) => AddonUdpSocket;
 }
 
-/** Path of the release build, relative to this file once compiled to dist/src. */
+/** Paths of the release and the sanitizer build, relative to this file once compiled to dist/src. */
 const ADDON_URL = new URL('../../native/build/Release/cluevpn_dataplane.node', import.meta.url);
+const SANITIZE_ADDON_URL = new URL('../../native/build-sanitize/build/Debug/cluevpn_dataplane.node', import.meta.url);
 
 let addon: Addon | undefined;
 let loadError: string | undefined;
 
 function load(): Addon | undefined {
   if (addon !== undefined || loadError !== undefined) return addon;
-  const override = process.env.CLUEVPN_DATAPLANE_ADDON;
-  const path = override !== undefined && override !== '' ? override : fileURLToPath(ADDON_URL);
+  // A bad CLUEVPN_DEBUG throws here (ERR_TUN_CONFIG) rather than passing for a missing addon.
+  const path = fileURLToPath(debugHas('sanitize-dataplane') ? SANITIZE_ADDON_URL : ADDON_URL);
   try {
     const req = createRequire(import.meta.url);
     addon = req(path) as Addon;
@@ -422,12 +423,15 @@ export function nativeUdpBackend(): NativeUdpBackend {
       const slotSize = options.slotSize ?? 2048;
       const headroom = options.headroom ?? 64;
       const socketBuffer = options.socketBuffer ?? DEFAULT_SOCKET_BUFFER;
+      const gso = options.gso ?? true;
+      const gro = options.gro ?? true;
+      if (typeof gso !== 'boolean' || typeof gro !== 'boolean') throw new DataplaneError('ERR_DP_CONFIG', 'open: gso and gro must be booleans');
       for (const [name, v] of [['port', options.port], ['batchSize', batchSize], ['slotSize', slotSize], ['headroom', headroom], ['socketBuffer', socketBuffer]] as const) {
         if (!Number.isInteger(v)) throw new DataplaneError('ERR_DP_CONFIG', `open: ${name} must be an integer`);
       }
       let sock: AddonUdpSocket;
       try {
-        sock = new a.UdpSocket(options.bindAddress ?? null, options.port, batchSize, slotSize, headroom, socketBuffer);
+        sock = new a.UdpSocket(options.bindAddress ?? null, options.port, batchSize, slotSize, headroom, socketBuffer, gso, gro);
       } catch (err) {
         rethrow(err);
       }

@@ -103,6 +103,10 @@ export interface UdpOpenOptions {
    * bookkeeping); 0 keeps the kernel default. Default {@link DEFAULT_SOCKET_BUFFER}.
    */
   socketBuffer?: number;
+  /** Send runs of equal-length datagrams as one UDP_SEGMENT message where the kernel can (default true; native backend only). */
+  gso?: boolean;
+  /** Let the kernel coalesce received runs (UDP_GRO; default true; native backend only). */
+  gro?: boolean;
 }
 
 /**

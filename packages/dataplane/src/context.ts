@@ -31,8 +31,6 @@ export interface DataplaneLimits {
   rekeyAfterMessages: number;
   /** Counter the sender never reaches: packets are dropped ('counter-limit'). Default 2^48, at most 2^53 - 1. */
   rejectAfterMessages: number;
-  /** A replaced session still receives this long unless retired earlier (ms, default 120 000; 0 = until `retireSession`). */
-  sessionOverlapMs: number;
   /** Minimum interval between rate-limited events of one peer (ms, default 1000). */
   eventIntervalMs: number;
   /** Auth failures within `eventIntervalMs` that make a burst (default 8). */
@@ -57,7 +55,6 @@ export interface DataplaneLimits {
 export const DEFAULT_LIMITS: Readonly<DataplaneLimits> = {
   rekeyAfterMessages: 2 ** 47,
   rejectAfterMessages: 2 ** 48,
-  sessionOverlapMs: 120_000,
   eventIntervalMs: 1000,
   authFailureBurst: 8,
   icmpPerSecond: 10,

@@ -60,8 +60,7 @@ export interface DataplaneOptions {
    * leased flow go between the native socket and the TUN in C, both ways
    * (receive.ts and send.ts, step 12). Used only when the socket and the TUN
    * both offer it (native backend, real TUN device; sending also needs
-   * in-place framing); `CLUEVPN_DP_NO_EXPRESS=1` in the environment turns it
-   * off too (benchmarks compare).
+   * in-place framing). cluevpnd passes its `express` config key.
    */
   express?: boolean;
   /**
@@ -71,6 +70,9 @@ export interface DataplaneOptions {
    * (src/keepalive.ts; one coarse unref'd timer, nothing per packet).
    */
   keepaliveMs?: number;
+  /** UDP GSO on send and GRO on receive (default true each; native backend only). cluevpnd: `udpoffload`, `CLUEVPN_DEBUG=no-gso,no-gro`. */
+  gso?: boolean;
+  gro?: boolean;
 }
 
 /** A peer as given to `addPeer`. */
@@ -138,6 +140,8 @@ export interface PeerStats {
   /** Wall-clock ms of the last keepalive sent / received, null if never. */
   lastKeepaliveTxMs: number | null;
   lastKeepaliveRxMs: number | null;
+  /** `installSession` calls refused with `ERR_DP_SESSIONS_FULL`. */
+  sessionsRefused: number;
   drops: Partial<Record<DropReasonName, number>>;
   sessions: SessionStats[];
 }
@@ -192,16 +196,19 @@ export interface Dataplane {
   /**
    * Installs a session (see `SessionParams`). By default it becomes the
    * primary for sending at once and the previous primary keeps receiving
-   * for the overlap; with `{ primary: false }` it only receives until
-   * `promoteSession`. `ERR_DP_PEER` for an unknown peer, `ERR_DP_CONFIG` /
-   * `ERR_DP_KEY` for bad parameters (nothing changes then).
+   * until `retireSession` (the data plane never retires one by itself);
+   * with `{ primary: false }` it only receives until `promoteSession`.
+   * `ERR_DP_PEER` for an unknown peer, `ERR_DP_CONFIG` / `ERR_DP_KEY` for
+   * bad parameters, `ERR_DP_SESSIONS_FULL` (counted in the peer's
+   * `sessionsRefused`) when the peer already holds MAX_SESSIONS_PER_PEER
+   * sessions; nothing changes then.
    */
   installSession(peerId: string, params: SessionParams, options?: InstallOptions): void;
   /**
    * Makes the installed session with our `localIndex` the primary: packets
    * to the peer are sealed with it from the next one on; the previous
-   * primary keeps receiving for the overlap (until `retireSession` or the
-   * `sessionOverlapMs` limit). Idempotent for the current primary.
+   * primary keeps receiving until `retireSession`. Idempotent for the
+   * current primary.
    * `ERR_DP_PEER` if the peer has no such live session.
    */
   promoteSession(peerId: string, localIndex: number): void;
@@ -227,6 +234,7 @@ export interface Dataplane {
 function checkLimits(l: DataplaneLimits): void {
   const ok = (n: number): boolean => typeof n === 'number' && Number.isFinite(n) && n >= 0;
   for (const [k, v] of Object.entries(l)) {
+    if (!(k in DEFAULT_LIMITS)) throw new DataplaneError('ERR_DP_CONFIG', `limits.${k} is not a limit of the data plane`);
     if (!ok(v)) throw new DataplaneError('ERR_DP_CONFIG', `limits.${k} must be a finite number ≥ 0`);
   }
   if (!Number.isInteger(l.rejectAfterMessages) || l.rejectAfterMessages > COUNTER_MAX) {
@@ -284,14 +292,13 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
 
   const headroom = 64;
   const slotSize = Math.max(2048, (headroom + OVERHEAD + mtu + 63) & ~63);
-  const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom, socketBuffer });
+  const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom, socketBuffer, gso: options.gso, gro: options.gro });
   const ready = (socket as { ready?: Promise<void> }).ready;
   if (ready !== undefined) await ready;
 
   const events = new EventDispatcher(options.events ?? {}, logger, limits.eventIntervalMs, limits.authFailureBurst);
   const peers = new PeerTable(
     backends.crypto,
-    limits.sessionOverlapMs,
     (slot, host, p) => socket.setEndpoint(slot, host, p),
     (slot) => socket.clearEndpoint(slot),
   );
@@ -314,7 +321,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   const live = (): void => {
     if (closed) throw new DataplaneError('ERR_DP_CLOSED', 'the data plane is closed');
   };
-  const express = options.express ?? process.env.CLUEVPN_DP_NO_EXPRESS !== '1';
+  const express = options.express ?? true;
   if (express && socket.expressSetup !== undefined && typeof tun.expressWriter === 'function') {
     socket.expressSetup({ gen: peers.expressGen, writer: tun.expressWriter(), mtu });
     receive.expressOn = true;
@@ -447,6 +454,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
           keepalivesRx: c[PeerCounter.KEEPALIVES_RX],
           lastKeepaliveTxMs: c[PeerCounter.LAST_KEEPALIVE_TX_MS] === 0 ? null : c[PeerCounter.LAST_KEEPALIVE_TX_MS],
           lastKeepaliveRxMs: c[PeerCounter.LAST_KEEPALIVE_RX_MS] === 0 ? null : c[PeerCounter.LAST_KEEPALIVE_RX_MS],
+          sessionsRefused: peer.sessionsRefused,
           drops: dropTableToRecord(peer.drops),
           sessions: peer.sessions.map((s) => ({
             localIndex: s.localIndex,

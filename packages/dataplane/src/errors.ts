@@ -10,6 +10,8 @@ export type DataplaneErrorCode =
   | 'ERR_DP_CONFIG'
   | 'ERR_DP_KEY'
   | 'ERR_DP_PEER'
+  /** `installSession` for a peer that already holds MAX_SESSIONS_PER_PEER sessions: retire one first (nothing is evicted). */
+  | 'ERR_DP_SESSIONS_FULL'
   | 'ERR_DP_NATIVE'
   | 'ERR_DP_CLOSED';
 

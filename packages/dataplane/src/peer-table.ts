@@ -9,13 +9,15 @@
  * packets but sends nothing until `promote()` makes it the primary — the
  * two-step install that lets a rekey switch keys without losing a packet
  * (each side accepts the new keys before anyone sends with them). A
- * session that stopped being the primary keeps receiving until `retire()`
- * (called by the daemon once the peer is known to use the new keys) or
- * automatically `overlapMs` after it stopped being primary (default
- * 120 s). When a peer would hold more than {@link MAX_SESSIONS_PER_PEER},
- * its oldest session other than the primary and the new one is retired at
- * once. A receive-only session that is never promoted lives until
- * `retire()` (or eviction): its owner decides when the attempt failed.
+ * session that stopped being the primary keeps receiving until `retire()`.
+ *
+ * Session lifetime has one owner, the caller (the daemon's Negotiator,
+ * ARCHITECTURE.md "Who owns what"): this table never retires or evicts a
+ * session on a timer or to make room. A peer holds at most
+ * {@link MAX_SESSIONS_PER_PEER}; installing one more is refused with
+ * `ERR_DP_SESSIONS_FULL` (counted in the peer's `sessionsRefused`) and
+ * changes nothing, so `retire()` never names a session the owner does not
+ * know is gone.
  *
  * Key material lives in the crypto backend behind handles; a session's
  * handles are destroyed when it is retired or its peer removed. Keys are
@@ -30,13 +32,15 @@ import { ENDPOINT_KEY_LEN, encodeEndpoint, parsePrefix, type Prefix } from './ip
 import { ReplayWindow } from './replay-window.js';
 import { PrefixTable } from './routing-table.js';
 
-/**
- * Most sessions one peer keeps at a time: the primary, a receive-only one
- * waiting for promotion and overlapping older ones.
- */
 /** Implementation: the last express lease generation (2^53 - 1: a Float64Array cell counts exactly up to here). */
 export const EXPRESS_GEN_LAST = Number.MAX_SAFE_INTEGER;
 
+/**
+ * Most sessions one peer holds at a time (implementation): the primary, a
+ * receive-only one waiting for promotion and overlapping older ones. A
+ * further `install` is refused (`ERR_DP_SESSIONS_FULL`), never made room
+ * for: the Negotiator keeps within it (MAX_OVERLAPPING_SESSIONS).
+ */
 export const MAX_SESSIONS_PER_PEER = 4;
 /** Highest peer slot (slots double as UDP endpoint slots: 0..65535). */
 export const MAX_PEERS = 65536;
@@ -109,7 +113,6 @@ export class Session {
   readonly window = new ReplayWindow();
   /** The soft-limit rekey request was made for this session. */
   softRekeyAsked = false;
-  retireTimer: NodeJS.Timeout | null = null;
   retired = false;
   /** Has been the primary at some time (false while a receive-only session waits for `promote`). */
   promoted = false;
@@ -153,6 +156,8 @@ export class Peer {
   readonly sessions: Session[] = [];
   readonly counters = new Float64Array(PEER_COUNTER_COUNT);
   readonly drops = new Float64Array(DROP_REASON_COUNT);
+  /** Installs refused because the peer already held {@link MAX_SESSIONS_PER_PEER} sessions. */
+  sessionsRefused = 0;
   // rate-limit state of the events (monotonic ms; -Infinity = never)
   lastNoSessionEventMs = -Infinity;
   lastRekeyEventMs = -Infinity;
@@ -244,7 +249,6 @@ export class PeerTable {
 
   constructor(
     private readonly crypto: CryptoBackend,
-    private readonly overlapMs: number,
     private readonly onEndpointSet: (slot: number, host: string, port: number) => void,
     private readonly onEndpointCleared: (slot: number) => void,
   ) {}
@@ -323,9 +327,11 @@ export class PeerTable {
 
   /**
    * Installs a session. With `primary` (the default) it becomes the peer's
-   * primary at once and the previous primary starts its overlap; without,
-   * it only receives until {@link promote}. Validates every field
-   * (`ERR_DP_CONFIG`, `ERR_DP_KEY`); on error nothing changes.
+   * primary at once and the previous primary keeps receiving until it is
+   * retired; without, it only receives until {@link promote}. Validates
+   * every field (`ERR_DP_CONFIG`, `ERR_DP_KEY`) and refuses a session beyond
+   * {@link MAX_SESSIONS_PER_PEER} (`ERR_DP_SESSIONS_FULL`, counted); on
+   * error nothing else changes.
    */
   install(peer: Peer, p: SessionParams, nowMs: number, primary = true): Session {
     if (p === null || typeof p !== 'object') throw new DataplaneError('ERR_DP_CONFIG', 'session parameters must be an object');
@@ -348,6 +354,10 @@ export class PeerTable {
     if (!Buffer.isBuffer(p.txKey) || p.txKey.length !== 32 || !Buffer.isBuffer(p.rxKey) || p.rxKey.length !== 32) {
       throw new DataplaneError('ERR_DP_KEY', 'txKey and rxKey must be 32-byte Buffers');
     }
+    if (peer.sessions.length >= MAX_SESSIONS_PER_PEER) {
+      peer.sessionsRefused++;
+      throw new DataplaneError('ERR_DP_SESSIONS_FULL', `peer ${peer.id} already holds ${MAX_SESSIONS_PER_PEER} sessions: retire one first`);
+    }
     let tx = 0;
     let rx = 0;
     try {
@@ -361,14 +371,13 @@ export class PeerTable {
     peer.sessions.unshift(s);
     this.byIndex.set(s.localIndex, s);
     if (primary) this.makePrimary(s);
-    this.evict(peer, s);
     return s;
   }
 
   /**
    * Makes session `s` (installed, not retired) the peer's primary: the
    * pipelines seal with it from the next packet on, and the previous
-   * primary keeps receiving for the overlap. Idempotent.
+   * primary keeps receiving until it is retired. Idempotent.
    */
   promote(s: Session): void {
     if (s.retired) throw new DataplaneError('ERR_DP_PEER', `session ${s.localIndex} is retired`);
@@ -377,31 +386,10 @@ export class PeerTable {
 
   private makePrimary(s: Session): void {
     const peer = s.peer;
-    const previous = peer.primary;
-    if (previous === s) return;
+    if (peer.primary === s) return;
     this.voidExpress();
-    if (s.retireTimer !== null) {
-      // A former primary taken back: it must not expire under the pipelines.
-      clearTimeout(s.retireTimer);
-      s.retireTimer = null;
-    }
     peer.primary = s;
     s.promoted = true;
-    if (previous !== null && !previous.retired && this.overlapMs > 0 && Number.isFinite(this.overlapMs)) {
-      previous.retireTimer = setTimeout(() => {
-        previous.retireTimer = null;
-        if (!previous.retired && previous.peer.primary !== previous) this.retire(previous);
-      }, this.overlapMs);
-      previous.retireTimer.unref();
-    }
-  }
-
-  /** Keeps at most MAX_SESSIONS_PER_PEER: retires the oldest sessions that are neither the primary nor `keep`. */
-  private evict(peer: Peer, keep: Session): void {
-    for (let i = peer.sessions.length - 1; i >= 0 && peer.sessions.length > MAX_SESSIONS_PER_PEER; i--) {
-      const victim = peer.sessions[i];
-      if (victim !== peer.primary && victim !== keep) this.retire(victim);
-    }
   }
 
   /**
@@ -414,10 +402,6 @@ export class PeerTable {
     s.retired = true;
     this.generation++;
     this.voidExpress();
-    if (s.retireTimer !== null) {
-      clearTimeout(s.retireTimer);
-      s.retireTimer = null;
-    }
     const peer = s.peer;
     const i = peer.sessions.indexOf(s);
     if (i >= 0) peer.sessions.splice(i, 1);

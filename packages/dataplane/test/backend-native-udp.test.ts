@@ -175,6 +175,28 @@ describe('native UDP backend', () => {
     }
   });
 
+  it('GSO off (gso: false): a run of equal-length datagrams leaves one message per datagram, intact and in order', async () => {
+    const rx = udp.open({ port: 0, bindAddress: '127.0.0.1', batchSize: 64 });
+    const tx = udp.open({ port: 0, bindAddress: '127.0.0.1', gso: false });
+    try {
+      tx.setEndpoint(0, '127.0.0.1', rx.port);
+      // one length: with GSO on this is one UDP_SEGMENT message (see the GSO test)
+      const payloads = Array.from({ length: 40 }, (_, i) => randomBytes(1000).fill(i, 0, 4));
+      const buf = Buffer.concat(payloads);
+      const offs = Int32Array.from(payloads, (_, i) => i * 1000);
+      const lens = new Int32Array(40).fill(1000);
+      const c = collect(rx, 40);
+      assert.equal(tx.sendBatch(buf, 40, offs, lens, new Int32Array(40)), 40);
+      await c.done;
+      c.got.forEach((r, i) => assert.deepEqual(r.data, payloads[i]));
+      assert.equal(tx.stats().txDatagrams, 40);
+      assert.equal(tx.stats().txGsoMessages, 0);
+    } finally {
+      rx.close();
+      tx.close();
+    }
+  });
+
   it('GRO: a UDP_SEGMENT run arrives as one message, split back into intact datagrams, at most batchSize per call', async () => {
     const rx = udp.open({ port: 0, bindAddress: '127.0.0.1', batchSize: 16 });
     const tx = udp.open({ port: 0, bindAddress: '127.0.0.1' });
@@ -205,14 +227,8 @@ describe('native UDP backend', () => {
     }
   });
 
-  it('GRO off (CLUEVPN_DP_NO_GRO): the same run arrives one datagram per message', async () => {
-    process.env.CLUEVPN_DP_NO_GRO = '1';
-    let rx: NativeBatchUdpSocket;
-    try {
-      rx = udp.open({ port: 0, bindAddress: '127.0.0.1', batchSize: 16 });
-    } finally {
-      delete process.env.CLUEVPN_DP_NO_GRO;
-    }
+  it('GRO off (gro: false): the same run arrives one datagram per message', async () => {
+    const rx = udp.open({ port: 0, bindAddress: '127.0.0.1', batchSize: 16, gro: false });
     const tx = udp.open({ port: 0, bindAddress: '127.0.0.1' });
     try {
       assert.equal(rx.stats().gro, 0);
@@ -347,6 +363,8 @@ describe('native UDP backend', () => {
     assert.equal(codeOf(() => udp.open({ port: 0, batchSize: 0 })), 'ERR_DP_CONFIG');
     assert.equal(codeOf(() => udp.open({ port: 0, slotSize: 100, headroom: 64 })), 'ERR_DP_CONFIG');
     assert.equal(codeOf(() => udp.open({ port: 1.5 })), 'ERR_DP_CONFIG');
+    assert.equal(codeOf(() => udp.open({ port: 0, gso: 'no' as unknown as boolean })), 'ERR_DP_CONFIG');
+    assert.equal(codeOf(() => udp.open({ port: 0, gro: 0 as unknown as boolean })), 'ERR_DP_CONFIG');
     const v6 = udp.open({ port: 0, bindAddress: '::1' });
     const v4 = udp.open({ port: 0, bindAddress: '127.0.0.1' });
     try {

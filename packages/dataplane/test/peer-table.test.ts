@@ -8,7 +8,7 @@ import { jsCryptoBackend } from '../src/backend-js.js';
 import { EXPRESS_GEN_LAST, PeerTable } from '../src/peer-table.js';
 
 function table(): PeerTable {
-  return new PeerTable(jsCryptoBackend(), 1_000, () => {}, () => {});
+  return new PeerTable(jsCryptoBackend(), () => {}, () => {});
 }
 
 test('express generations count up, one per change, in both cells', () => {

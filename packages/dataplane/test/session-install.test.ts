@@ -141,56 +141,70 @@ describe('two-step session install', () => {
     }
   });
 
-  it(`keeps at most ${MAX_SESSIONS_PER_PEER} sessions, never evicting the primary or the new one`, async () => {
+  it(`refuses a session beyond ${MAX_SESSIONS_PER_PEER} with ERR_DP_SESSIONS_FULL (counted) and evicts nothing`, async () => {
     const p = await makePair();
     try {
-      const extra = Array.from({ length: MAX_SESSIONS_PER_PEER + 1 }, () => sessionPair());
-      for (const s of extra) p.a.dp.installSession('b', s.a, { primary: false });
-      const st = sessionsOf(p, 'a');
-      assert.equal(st.length, MAX_SESSIONS_PER_PEER);
-      assert.equal(st.find((s) => s.primary)?.localIndex, p.sessions.a.localIndex, 'primary kept');
-      assert.equal(st[0].localIndex, extra[extra.length - 1].a.localIndex, 'newest kept');
-      // The oldest receive-only ones went first.
-      const live = new Set(st.map((s) => s.localIndex));
-      assert.equal(live.has(extra[0].a.localIndex), false);
-      assert.equal(live.has(extra[1].a.localIndex), false);
+      const extra = Array.from({ length: MAX_SESSIONS_PER_PEER }, () => sessionPair());
+      for (const s of extra.slice(0, MAX_SESSIONS_PER_PEER - 1)) p.a.dp.installSession('b', s.a, { primary: false });
+      const before = sessionsOf(p, 'a').map((s) => s.localIndex);
+      assert.equal(before.length, MAX_SESSIONS_PER_PEER);
+      const last = extra[MAX_SESSIONS_PER_PEER - 1].a;
+      assert.throws(() => p.a.dp.installSession('b', last, { primary: false }), code('ERR_DP_SESSIONS_FULL'));
+      assert.throws(() => p.a.dp.installSession('b', last), code('ERR_DP_SESSIONS_FULL'));
+      // nothing was evicted, nothing changed, and the refusals are counted
+      assert.deepEqual(
+        sessionsOf(p, 'a').map((s) => s.localIndex),
+        before,
+      );
+      assert.equal(sessionsOf(p, 'a').find((s) => s.primary)?.localIndex, p.sessions.a.localIndex);
+      assert.equal(p.a.dp.stats().peers[0].sessionsRefused, 2);
+      // the owner retires one: now there is room
+      p.a.dp.retireSession('b', extra[0].a.localIndex);
+      p.a.dp.installSession('b', last, { primary: false });
+      assert.equal(sessionsOf(p, 'a')[0].localIndex, last.localIndex);
     } finally {
       p.close();
     }
   });
 
-  it('the overlap timer starts at promotion and spares receive-only sessions', async () => {
-    const p = await makePair({ limits: { sessionOverlapMs: 40 } });
+  it('a replaced session keeps receiving past the old 120 s data-plane timer, until retireSession', async (t) => {
+    const p = await makePair();
     try {
       const s2 = sessionPair();
+      p.b.dp.installSession('a', s2.b, { primary: false });
       p.a.dp.installSession('b', s2.a, { primary: false });
-      await new Promise((r) => setTimeout(r, 80));
-      assert.equal(sessionsOf(p, 'a').length, 2, 'nothing expires before promotion');
-      p.a.dp.promoteSession('b', s2.a.localIndex);
-      assert.equal(sessionsOf(p, 'a').length, 2, 'the old primary overlaps');
-      await waitFor(() => sessionsOf(p, 'a').length === 1, 2000, 'old session retired after the overlap');
-      assert.equal(sessionsOf(p, 'a')[0].localIndex, s2.a.localIndex);
-      assert.equal(sessionsOf(p, 'a')[0].primary, true);
-    } finally {
-      p.close();
-    }
-  });
-
-  it('a promoted-back former primary is not retired by its old overlap timer', async () => {
-    const p = await makePair({ limits: { sessionOverlapMs: 40 } });
-    try {
-      const s2 = sessionPair();
-      p.a.dp.installSession('b', s2.a, { primary: false });
-      p.a.dp.promoteSession('b', s2.a.localIndex); // s1 overlap timer armed
-      p.a.dp.promoteSession('b', p.sessions.a.localIndex); // s1 back: its timer is cleared, s2's armed
-      await waitFor(() => sessionsOf(p, 'a').length === 1, 2000, 's2 retired');
+      // Ten minutes of timers from the promotions on: nothing in the data plane may retire the old session.
+      t.mock.timers.enable({ apis: ['setTimeout'] });
+      try {
+        p.a.dp.promoteSession('b', s2.a.localIndex);
+        p.a.dp.promoteSession('b', p.sessions.a.localIndex); // taken back ...
+        p.a.dp.promoteSession('b', s2.a.localIndex); // ... and replaced again
+        t.mock.timers.tick(10 * 60_000);
+      } finally {
+        t.mock.timers.reset();
+      }
       assert.deepEqual(
         sessionsOf(p, 'a').map((s) => [s.localIndex, s.primary]),
-        [[p.sessions.a.localIndex, true]],
+        [
+          [s2.a.localIndex, true],
+          [p.sessions.a.localIndex, false],
+        ],
       );
+      // B still seals with the old session: A accepts it.
+      p.b.tun.inject([ipv4Packet('10.0.2.9', '10.0.1.5', 30)]);
+      await waitFor(() => p.a.tun.written.length === 1, 2000, 'B→A on the replaced session');
+      // The owner retires it: from now on its packets are refused.
+      p.a.dp.retireSession('b', p.sessions.a.localIndex);
+      p.b.tun.inject([ipv4Packet('10.0.2.9', '10.0.1.5', 31)]);
+      await waitFor(() => (p.a.dp.stats().drops['unknown-index'] ?? 0) === 1, 2000, 'unknown-index after retire');
+      assert.equal(p.a.tun.written.length, 1);
     } finally {
       p.close();
     }
+  });
+
+  it('limits are only the data plane\'s own: the old sessionOverlapMs is refused (ERR_DP_CONFIG)', async () => {
+    await assert.rejects(makePair({ limits: { sessionOverlapMs: 40 } as object }), code('ERR_DP_CONFIG'));
   });
 
   it('the two-step switch loses nothing under traffic in both directions', async () => {

@@ -324,8 +324,9 @@ const PENDING_KEY = 'cluevpn.negotiation.pending';
 /**
  * Implementation: most replaced sessions per peer kept receiving for the
  * overlap. With the current one and one being negotiated this stays within
- * the data plane's per-peer session table (4), which would otherwise evict
- * sessions by itself and make `onRetire` name a session it no longer has.
+ * the data plane's per-peer session table (4), which refuses a fifth
+ * (`ERR_DP_SESSIONS_FULL`) and never retires or evicts one by itself: the
+ * Negotiator alone owns session lifetime (ARCHITECTURE.md).
  */
 export const MAX_OVERLAPPING_SESSIONS = 2;
 

@@ -58,6 +58,7 @@
 
 #include "netlink.h"
 #include "offload.h"
+#include "tun-express.h"
 
 #include <node_api.h>
 #include <uv.h>
@@ -93,40 +94,7 @@ enum {
   ST_COUNT
 };
 
-/*
- * A C entry point to write one packet, for another addon in this process
- * (the dataplane's express receive path: packets decrypted in C go to the
- * device without entering JavaScript). Mirrored in the dataplane addon's
- * express.c; `magic` names this layout. `write` returns 1 when the kernel
- * took the packet, 0 when it was dropped (counted in the device's stats, as
- * writeBatch counts) or the device is closed.
- */
-#define TUN_EXPRESS_WRITER_MAGIC 0x434c5457u /* "CLTW", layout version 1 */
-typedef struct {
-  uint32_t magic;
-  int (*write)(void *dev, const uint8_t *p, size_t len);
-  void *dev;
-} tun_express_writer;
-
-/*
- * The other direction: a C consumer of packets read from the device (the
- * dataplane's express send path), tried before JavaScript, packet by packet,
- * when a read yields at most TUN_EXPRESS_MAX_BATCH packets. `send` gets the
- * packet in its slot with the free bytes before and after it, may rewrite the slot in place, and returns
- * 1 when it took the packet (JavaScript does not see it), 0 to leave it, as
- * read, to the packet handler; what it took it may hold until `flush`, which
- * comes after the read's express loop and before the handler runs (so the
- * packets of one read can leave in one system call, in order). Mirrored in
- * the dataplane addon's express.h.
- */
-#define TUN_EXPRESS_SENDER_MAGIC 0x434c5432u /* "CLT2", layout version 2 */
-#define TUN_EXPRESS_MAX_BATCH 4                 /* reads of at most this many packets are offered */
-typedef struct {
-  uint32_t magic;
-  int (*send)(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
-  void (*flush)(void *ctx); /* sends what `send` took; called after the read's express loop, before the handler */
-  void *ctx;
-} tun_express_sender;
+/* tun_express_writer, tun_express_sender, TUN_EXPRESS_MAX_BATCH: shared with the data plane's addon. */
 
 typedef struct tun_dev {
   napi_env env;

@@ -267,23 +267,6 @@ class NativeTunDevice implements TunDevice {
 }
 
 /**
- * Applies the environment's defaults for options the caller left out (for
- * measurements without changing the caller): CLUEVPN_TUN_OFFLOAD=1|0 sets
- * `offload` for TUN mode, CLUEVPN_TUN_COALESCE=1|0 sets `coalesceWrites`.
- * Other values are ignored. An explicit option always wins.
- */
-function withEnvDefaults(options: TunOptions): TunOptions {
-  if (options === null || typeof options !== 'object') return options;
-  const flag = (v: string | undefined): boolean | undefined => (v === '1' ? true : v === '0' ? false : undefined);
-  const offload = flag(process.env.CLUEVPN_TUN_OFFLOAD);
-  const coalesce = flag(process.env.CLUEVPN_TUN_COALESCE);
-  const out = { ...options };
-  if (out.offload === undefined && offload !== undefined && (out.mode ?? 'tun') === 'tun') out.offload = offload;
-  if (out.coalesceWrites === undefined && coalesce !== undefined) out.coalesceWrites = coalesce;
-  return out;
-}
-
-/**
  * Opens a TUN (default) or TAP device, without a packet-information header,
  * non-blocking and close-on-exec, and sets the MTU if one is given. The
  * device is not up and has no address: call `up()`, `addAddress()`,
@@ -295,8 +278,7 @@ function withEnvDefaults(options: TunOptions): TunOptions {
  * stays open.
  */
 export function openTun(options: TunOptions = {}): TunDevice {
-  const asked = withEnvDefaults(options);
-  let o = resolveTunOptions(asked);
+  let o = resolveTunOptions(options);
   const n = native();
   let opened: [NativeHandle, string];
   const flagsOf = (r: ResolvedTunOptions): number =>
@@ -307,7 +289,7 @@ export function openTun(options: TunOptions = {}): TunDevice {
     } catch (e) {
       // Offloads by default only: a kernel without them gets a plain device.
       const sc = (e as SysError | null)?.syscall;
-      if (!o.offload || asked.offload !== undefined || (sc !== 'TUNSETOFFLOAD' && sc !== 'TUNSETVNETHDRSZ')) throw e;
+      if (!o.offload || options.offload !== undefined || (sc !== 'TUNSETOFFLOAD' && sc !== 'TUNSETVNETHDRSZ')) throw e;
       o = { ...o, offload: false };
       opened = n.open(o.name, flagsOf(o));
     }

@@ -4,6 +4,7 @@
  * the types or the memory fake) works without a native build.
  */
 import { createRequire } from 'node:module';
+import { debugHas } from './debug.js';
 import { TunError, TunErrorCode } from './errors.js';
 
 /** Opaque handle object wrapping the C struct. */
@@ -74,11 +75,11 @@ export const NETLINK_DEL_ROUTE = 3;
 
 /**
  * Which build to load: `native/build/Release/tun.node`, or with
- * CLUEVPN_TUN_NATIVE=sanitize the ASan/UBSan Debug build made by
+ * CLUEVPN_DEBUG=sanitize-tun the ASan/UBSan Debug build made by
  * `scripts/build-native --debug-sanitize`.
  */
 function addonPath(): string {
-  return process.env.CLUEVPN_TUN_NATIVE === 'sanitize'
+  return debugHas('sanitize-tun')
     ? '../../native/build-sanitize/build/Debug/tun.node'
     : '../../native/build/Release/tun.node';
 }

@@ -4,25 +4,12 @@
 
 #include "addon.h"
 
-/* Mirror of packages/tun/native/tun.c's tun_express_writer (layout version 1). */
-#define TUN_EXPRESS_WRITER_MAGIC 0x434c5457u
-typedef struct {
-  uint32_t magic;
-  int (*write)(void *dev, const uint8_t *p, size_t len);
-  void *dev;
-} tun_express_writer;
-
-/* Mirror of packages/tun/native/tun.c's tun_express_sender (layout version 2). */
-#define TUN_EXPRESS_SENDER_MAGIC 0x434c5432u
-typedef struct {
-  uint32_t magic;
-  int (*send)(void *ctx, uint8_t *pkt, size_t len, size_t headroom, size_t tailroom);
-  void (*flush)(void *ctx);
-  void *ctx;
-} tun_express_sender;
+/* tun_express_writer and tun_express_sender: packages/tun/native/tun-express.h,
+ * the one header both addons compile (include_dirs in binding.gyp). */
+#include "tun-express.h"
 
 /* Batches (socket reads, TUN reads) of at most this many packets are offered to the express paths. */
-#define DP_EXPRESS_MAX_BATCH 4
+#define DP_EXPRESS_MAX_BATCH TUN_EXPRESS_MAX_BATCH
 
 typedef struct dp_xrx dp_xrx;
 typedef struct dp_xtx dp_xtx;

@@ -18,7 +18,7 @@
  * destination addresses live in a C table filled by setEndpoint, so no
  * address is marshalled per packet.
  *
- * UDP GRO (receive; on unless CLUEVPN_DP_NO_GRO is set or the kernel refuses
+ * UDP GRO (receive; on unless the socket is opened with gro false or the kernel refuses
  * the option): the kernel hands over a run of datagrams of one flow (e.g. a
  * peer's UDP_SEGMENT send) as ONE message of up to 64 KiB with a UDP_GRO
  * control message giving the segment size, instead of one socket buffer,
@@ -445,10 +445,11 @@ static int parse_host(udp_sock *s, const char *host, uint16_t port, endpoint *ep
   return -1;
 }
 
-/* new UdpSocket(bindAddress: string|null, port, batchSize, slotSize, headroom[, bufferBytes]) */
+/* new UdpSocket(bindAddress: string|null, port, batchSize, slotSize, headroom[, bufferBytes[, gso[, gro]]])
+ * gso/gro: booleans, default true (the caller's configuration; this file reads no environment). */
 static napi_value ctor(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6], self;
+  size_t argc = 8;
+  napi_value argv[8], self;
   if (napi_get_cb_info(env, info, &argc, argv, &self, NULL) != napi_ok || argc < 5)
     return dp_throw(env, "ERR_DP_NATIVE", 0, "UdpSocket(bindAddress, port, batchSize, slotSize, headroom)");
   int32_t port, batch, slot, headroom;
@@ -466,6 +467,14 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
     napi_typeof(env, argv[5], &bt);
     if (bt != napi_undefined && (!dp_get_int(env, argv[5], &sockbuf) || sockbuf < 0 || sockbuf > MAX_SOCK_BUF))
       return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: bufferBytes must be 0 (kernel default) or 1..%d", MAX_SOCK_BUF);
+  }
+  bool want_gso = true, want_gro = true;
+  for (size_t i = 6; i < 8 && i < argc; i++) {
+    napi_valuetype bt;
+    napi_typeof(env, argv[i], &bt);
+    if (bt == napi_undefined) continue;
+    if (bt != napi_boolean || napi_get_value_bool(env, argv[i], i == 6 ? &want_gso : &want_gro) != napi_ok)
+      return dp_throw(env, "ERR_DP_CONFIG", 0, "UdpSocket: gso and gro must be booleans");
   }
 
   /* Bind address: null/undefined = "::" dual stack. */
@@ -552,12 +561,12 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
   s->family = family;
   s->port = bport;
   s->want_ref = 1;
-  s->gso = getenv("CLUEVPN_DP_NO_GSO") == NULL; /* benchmarks compare with and without */
+  s->gso = want_gso;
   s->batch = (uint32_t)batch;
   s->slot_size = (uint32_t)slot;
   s->headroom = (uint32_t)headroom;
   int one = 1;
-  s->gro = getenv("CLUEVPN_DP_NO_GRO") == NULL && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+  s->gro = want_gro && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
   s->rmsg_count = s->gro ? (batch / 4 > 0 ? (uint32_t)batch / 4 : 1) : (uint32_t)batch;
   s->rcap = (uint32_t)batch; /* datagrams per handler call, GRO or not */
   /* GRO regions: headroom, then room for the largest UDP payload, 64-byte aligned. */
