@@ -58,7 +58,7 @@ function udpPayloadsFromPcap(file: string, src: string, dport: number): Buffer[]
 
 async function statsOf(p: TrackedProcess, seq: number): Promise<{ drops: Record<string, number>; peers: Array<{ id: string; drops: Record<string, number>; rxPackets: number; txPackets: number }> }> {
   process.kill(p.pid, 'SIGUSR2');
-  const m = await p.waitForOutput(new RegExp(`STATS ${seq} (.*)\\n`), { timeoutMs: 5000, stream: 'stdout' });
+  const m = await p.waitForOutput(new RegExp(`STATS ${seq} (.*)\\n`), { timeoutMs: 30_000, stream: 'stdout' });
   return JSON.parse(m[1]);
 }
 

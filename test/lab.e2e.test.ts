@@ -90,7 +90,7 @@ test('down after a partial set-up removes everything; a used prefix is refused',
   // Interrupted in the middle of a large set-up: cleaned up by the trap.
   const int = spawnSync('timeout', ['-s', 'TERM', '0.3', NETNS_LAB, 'up', partial, '60'], { encoding: 'utf8' });
   assert.notEqual(int.status, 0);
-  await waitFor(() => listNamespaces(partial).length === 0, { timeoutMs: 5000, description: 'interrupted lab removed' });
+  await waitFor(() => listNamespaces(partial).length === 0, { timeoutMs: 30_000, description: 'interrupted lab removed' });
 });
 
 test('impairment: 50% loss is measurable, the other direction and other hosts unaffected', async (t) => {
@@ -139,7 +139,8 @@ s.on('data', () => { console.log((Number(process.hrtime.bigint() - t) / 1e9).toF
   const r = await lab.exec('h1', process.execPath, ['-e', sendJs], { timeoutMs: 20_000 });
   const seconds = Number(r.stdout.trim());
   await sink.waitForOutput(/got 1000000/);
-  assert.ok(seconds > 0.6 && seconds < 5, `1 MB took ${seconds} s at 8 Mbit/s`);
+  // the lower bound is the limit; the upper one only catches a stall
+  assert.ok(seconds > 0.6 && seconds < 20, `1 MB took ${seconds} s at 8 Mbit/s`);
   // The other direction is limited too (switch port toward h2 and h2's egress).
   const q = await lab.exec('h2', 'tc', ['qdisc', 'show', 'dev', 'eth0']);
   assert.match(q.stdout, /tbf .*rate 8Mbit/);

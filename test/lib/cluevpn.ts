@@ -167,7 +167,7 @@ export interface RunningNode {
  * Starts `cluevpnd -D -c DIR/cluevpn.conf` in lab host `host` and resolves
  * once its control socket answers `status` with this process's pid.
  * Rejects with `ERR_PROC_TIMEOUT` (and the log) when the daemon exits or
- * does not answer within `timeoutMs` (default 15 s).
+ * does not answer within `timeoutMs` (default 30 s).
  */
 export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: { timeoutMs?: number; backend?: 'native' | 'js' } = {}): Promise<RunningNode> {
   const conf = join(nodeDir, 'cluevpn.conf');
@@ -196,7 +196,7 @@ export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: 
         if (!p.running()) throw new TestLibError('ERR_PROC_TIMEOUT', `cluevpnd ${name} exited: ${p.stderr()}`);
         return (await node.status()).pid === p.pid;
       },
-      { timeoutMs: opts.timeoutMs ?? 15_000, intervalMs: 100, description: `cluevpnd ${name} answering on its control socket` },
+      { timeoutMs: opts.timeoutMs ?? 30_000, intervalMs: 100, description: `cluevpnd ${name} answering on its control socket` },
     );
   } catch (err) {
     await p.stop('SIGKILL', 1000);
