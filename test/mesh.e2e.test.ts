@@ -48,7 +48,7 @@ import {
   type RunningNode,
   type StatusReport,
 } from './lib/cluevpn.js';
-import { createLab, labSkipReason, listNamespaces, type Lab, type LabHost } from './lib/lab.js';
+import { createLab, everyRequestAnswered, listNamespaces, requireLab, type Lab, type LabHost } from './lib/lab.js';
 import type { TrackedProcess } from './lib/process.js';
 import { waitFor } from './lib/wait-for.js';
 
@@ -71,22 +71,11 @@ const FIRST = ['alpha', 'beta', 'gamma', 'delta'] as const;
 const inner4 = (i: number): string => `10.99.0.${i}`;
 const inner6 = (i: number): string => `fd99::${i.toString(16)}`;
 
-function skipReason(): string | null {
-  const r = labSkipReason();
-  if (r !== null) return r;
-  if (spawnSync('tcpdump', ['--version'], { stdio: 'ignore' }).error) return '`tcpdump` not found';
-  return null;
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
 
 test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists, SIGKILL restart', { timeout: 300_000 }, async (t) => {
-  const reason = skipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t, { tools: { tcpdump: 'tcpdump' } })) return;
   const dir = mkdtempSync(join(tmpdir(), 'mesh-e2e-'));
   let lab: Lab | null = null;
   let prefix = '';
@@ -372,8 +361,8 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       const dump = L.spawn(g, 'tcpdump', ['-i', 'any', '--immediate-mode', '-U', '-n', '-Z', 'root', '-w', pcap, 'udp', 'and', 'port', String(PORT), 'and', 'host', b.ipv4], { label: 'tcpdump gamma' });
       allProcs.push(dump);
       await dump.waitForOutput(/listening on/, { timeoutMs: 10_000, stream: 'stderr' });
-      const warm = await pingFrom(L, g, inner4(2), 5, 1);
-      assert.equal(warm.received, 5);
+      const warm = await L.ping(g, inner4(2), { count: 5, intervalS: 0.2, deadlineS: 30 });
+      assert.ok(everyRequestAnswered(warm, 5), `gamma → beta: replies ${warm.repliedSeqs.join(',')}`);
       await sleep(300);
       await dump.stop('SIGINT');
       // byte 0 = version 1 << 4 | type 1 (data), see ARCHITECTURE.md
