@@ -267,16 +267,17 @@ export function udpDatagramsFromPcap(file: string): CapturedDatagram[] {
 
 /**
  * Sends `datagrams` to `host:port` over UDP from lab host `from` (a child
- * node process in that namespace), one after another.
+ * node process in that namespace), one after another, from source port
+ * `fromPort` (default: any).
  */
-export async function sendDatagrams(lab: Lab, from: HostRef, host: string, port: number, datagrams: readonly Buffer[]): Promise<void> {
+export async function sendDatagrams(lab: Lab, from: HostRef, host: string, port: number, datagrams: readonly Buffer[], fromPort = 0): Promise<void> {
   const sender = `
     const dgram = require('node:dgram');
     const list = require('node:fs').readFileSync(0, 'utf8').trim().split('\\n').map((h) => Buffer.from(h, 'hex'));
     const s = dgram.createSocket(${host.includes(':') ? "'udp6'" : "'udp4'"});
     let i = 0;
     const next = () => { if (i === list.length) return s.close(); s.send(list[i++], ${port}, ${JSON.stringify(host)}, next); };
-    next();
+    s.bind(${fromPort}, next);
   `;
   await lab.exec(from, process.execPath, ['-e', sender], { input: datagrams.map((d) => d.toString('hex')).join('\n'), timeoutMs: 10_000 });
 }
