@@ -8,8 +8,9 @@
  *     flow, and zero-filled pings cross the underlay compressed (the bytes
  *     counted by an iptables rule on beta are a fraction of the inner bytes)
  *  2. rekey under traffic (`rekey=10s`): a ping flow (20/s) across at least
- *     two rekeys loses nothing, the key age resets, the sessions change and
- *     no datagram is dropped
+ *     two rekeys loses nothing, the key age resets, the receiver index on
+ *     the wire changes at least twice (new keys in use) and no datagram is
+ *     dropped
  *  3. signer-key rotation to a 2-of-3 list: serial 2, signed by the
  *     network's key, declares three new signers with threshold 2; a list
  *     signed by one of them is refused (from disk and over the wire), the
@@ -21,23 +22,24 @@
  *     counts it as `spoofed`, while the same packets from alpha's own inner
  *     address are delivered
  *
- * Needs root, `ip netns`, /dev/net/tun, ping and iptables; skips otherwise
+ * Needs root, `ip netns`, /dev/net/tun, ping, iptables and tcpdump; skips otherwise
  * (fails under CI=true, see lib/requirements.ts).
  */
 import assert from 'node:assert/strict';
 import { appendFileSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createCipheriv } from 'node:crypto';
 import { parseBnl } from '@cluevpn/bnl';
 import { encodeHeader, HEADER_LEN, MessageType, TAG_LEN } from '@cluevpn/dataplane';
 import { StateStore } from '@cluevpn/negotiation';
 import { icmp4Echo } from '@cluevpn/tun/testing';
-import { bnl, cluevpn, makeNetwork, pingFrom, sendDatagrams, startNode, type Network, type PeerStatus, type RunningNode, type StatusReport } from './lib/cluevpn.js';
+import { bnl, cluevpn, makeNetwork, pingFrom, sendDatagrams, startNode, udpDatagramsFromPcap, type Network, type PeerStatus, type RunningNode, type StatusReport } from './lib/cluevpn.js';
 import { createLab, everyRequestAnswered, listNamespaces, requireLab, type Lab } from './lib/lab.js';
 import { parsePing, repliedSeqs } from './lib/ping.js';
+import { createSteps } from './lib/steps.js';
 import { waitFor } from './lib/wait-for.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -60,25 +62,13 @@ async function inputCounter(lab: Lab, host: string, re: RegExp): Promise<{ packe
 }
 
 test('real daemons: LZ4, rekey under traffic without loss, signer rotation to 2-of-3, the spoof check', { timeout: 300_000 }, async (t) => {
-  if (!requireLab(t, { tools: { iptables: 'iptables' } })) return;
+  if (!requireLab(t, { tools: { iptables: 'iptables', tcpdump: 'tcpdump' } })) return;
   const dir = mkdtempSync(join(tmpdir(), 'feat-e2e-'));
   let lab: Lab | null = null;
   let prefix = '';
   const nodes = new Map<string, RunningNode>();
-  let failed = false;
-  const step = (name: string, fn: (st: TestContext) => Promise<void>) =>
-    t.test(name, async (st) => {
-      if (failed) {
-        st.skip('an earlier step failed');
-        return;
-      }
-      try {
-        await fn(st);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+  const steps = createSteps(t);
+  const step = steps.step;
   try {
     lab = await createLab({ hosts: 3 });
     prefix = lab.prefix;
@@ -139,6 +129,10 @@ test('real daemons: LZ4, rekey under traffic without loss, signer rotation to 2-
       const negotiated = (a: PeerStatus, b: PeerStatus): number => a.negotiations + b.negotiations;
       const n0 = negotiated(first, firstB);
       const dropsBefore = sum(first.drops) + sum(firstB.drops) + sum((await alpha.status()).drops) + sum((await beta.status()).drops);
+      // the underlay, to see the keys change on the wire (the receiver index of each data datagram)
+      const pcap = join(dir, 'rekey.pcap');
+      const dump = L.spawn('h2', 'tcpdump', ['-i', 'eth0', '--immediate-mode', '-U', '-n', '-w', pcap, 'udp', 'and', 'dst', 'port', String(PORT), 'and', 'src', 'host', L.hosts[0]!.ipv4], { label: 'tcpdump beta' });
+      await dump.waitForOutput(/listening on/, { timeoutMs: SETTLE_MS, stream: 'stderr' });
       const flow = L.spawn('h1', 'ping', ['-n', '-i', '0.05', '-W', '5', inner4(2)], { label: 'ping flow' });
       try {
         await flow.waitForOutput(/icmp_seq=1 /, { timeoutMs: SETTLE_MS, stream: 'stdout' });
@@ -163,7 +157,17 @@ test('real daemons: LZ4, rekey under traffic without loss, signer rotation to 2-
         st.diagnostic(`key age resets seen: ${resets}; negotiations ${n0} → ${negotiated(await alpha.peer('beta'), await beta.peer('alpha'))}`);
       } finally {
         await flow.stop('SIGINT', 5000);
+        await dump.stop('SIGINT', 5000);
       }
+      // byte 0 = version 1 << 4 | type 1 (data); the receiver index is bytes 4..8 (ARCHITECTURE.md)
+      const indices: number[] = [];
+      for (const d of udpDatagramsFromPcap(pcap)) {
+        if (d.payload.length < 36 || d.payload[0] !== 0x11) continue;
+        const index = d.payload.readUInt32BE(4);
+        if (indices[indices.length - 1] !== index) indices.push(index);
+      }
+      st.diagnostic(`receiver indices alpha → beta on the wire, in order: ${indices.join(' → ')}`);
+      assert.ok(new Set(indices).size >= 3, `the data plane switched keys at least twice on the wire (${indices.join(', ')})`);
       const out = flow.stdout();
       const seqs = repliedSeqs(out);
       const max = Math.max(...seqs);
@@ -290,7 +294,7 @@ test('real daemons: LZ4, rekey under traffic without loss, signer rotation to 2-
       assert.equal(sum(after.drops) - sum(before.drops), spoofs, 'no other drop');
     });
   } finally {
-    if (failed) {
+    if (steps.failed) {
       for (const n of nodes.values()) {
         t.diagnostic(`--- ${n.name} log (tail), stderr: ${n.process.stderr().slice(-1000)}`);
         for (const line of n.log().split('\n').slice(-25)) t.diagnostic(line);

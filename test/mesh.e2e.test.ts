@@ -31,7 +31,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createUnsignedBnl, generateSigningKey, parseBnl, parsePrivateKey, signBnl } from '@cluevpn/bnl';
 import { StateStore } from '@cluevpn/negotiation';
@@ -50,6 +50,7 @@ import {
 } from './lib/cluevpn.js';
 import { createLab, everyRequestAnswered, listNamespaces, requireLab, type Lab, type LabHost } from './lib/lab.js';
 import type { TrackedProcess } from './lib/process.js';
+import { createSteps } from './lib/steps.js';
 import { waitFor } from './lib/wait-for.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -81,24 +82,9 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
   let prefix = '';
   const nodes = new Map<string, RunningNode>();
   const allProcs: TrackedProcess[] = [];
-  let failed = false;
-  /**
-   * Runs one numbered step as a subtest. The steps build on each other: after
-   * a failure the later ones are skipped, and the logs are printed at the end.
-   */
-  const step = (name: string, fn: (st: TestContext) => Promise<void>) =>
-    t.test(name, async (st) => {
-      if (failed) {
-        st.skip('an earlier step failed');
-        return;
-      }
-      try {
-        await fn(st);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+  // the steps build on each other: after a failure the later ones are skipped, and the logs are printed at the end
+  const steps = createSteps(t);
+  const step = steps.step;
   try {
     lab = await createLab({ hosts: 6 });
     prefix = lab.prefix;
@@ -442,7 +428,7 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       }
     });
   } finally {
-    if (failed) {
+    if (steps.failed) {
       for (const n of nodes.values()) {
         t.diagnostic(`--- ${n.name} log (tail), stderr: ${n.process.stderr().slice(-1000)}`);
         for (const line of n.log().split('\n').slice(-25)) t.diagnostic(line);
