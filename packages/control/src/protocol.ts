@@ -71,7 +71,7 @@ export interface StatusReport {
   logLevel: number;
   bnl: BnlStatusReport;
   peers: PeerStatus[];
-  /** Drops not attributable to a peer (unknown receiver index, bad header…). */
+  /** Every drop by reason: the peers' (also in `peers[].drops`) and those not attributable to a peer (unknown receiver index, bad header…). */
   drops: DropCounts;
   /** The daemon's memory, from `process.memoryUsage()`, in bytes. */
   memory: MemoryReport;

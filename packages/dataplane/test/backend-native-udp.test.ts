@@ -251,6 +251,24 @@ describe('native UDP backend', () => {
     }
   });
 
+  it('an empty datagram is handed on with length 0, in order, not skipped (the pipeline counts it; found by scripts/bench/faults)', async () => {
+    const rx = udp.open({ port: 0, bindAddress: '127.0.0.1' });
+    const tx = dgram.createSocket('udp4');
+    try {
+      const c = collect(rx, 3);
+      for (const d of [Buffer.from('one'), Buffer.alloc(0), Buffer.from('three')]) {
+        await new Promise<void>((r, j) => tx.send(d, rx.port, '127.0.0.1', (err) => (err ? j(err) : r())));
+      }
+      await c.done;
+      assert.deepEqual(c.got.map((g) => g.data.toString()), ['one', '', 'three']);
+      // with the sender's address, as the others
+      assert.deepEqual([c.got[1]!.host, c.got[1]!.port], [c.got[0]!.host, (tx.address() as { port: number }).port]);
+    } finally {
+      rx.close();
+      tx.close();
+    }
+  });
+
   it('batches: 300 datagrams arrive in calls of at most batchSize', async () => {
     const rx = udp.open({ port: 0, bindAddress: '127.0.0.1', batchSize: 32 });
     const tx = udp.open({ port: 0, bindAddress: '127.0.0.1' });
