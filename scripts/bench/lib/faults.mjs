@@ -168,20 +168,25 @@ async function caseFuzz() {
   }
 }
 
-/** One TCP transfer for `seconds` from h1 to `dst`: goodput in Mbit/s (bytes the receiver got). */
+/**
+ * One TCP transfer from h1 to `dst` (h2): the sender writes for `seconds`,
+ * then closes; goodput in Mbit/s = bytes the receiver got over the time from
+ * its first byte to the end of the stream (so data still buffered when the
+ * sender stops counts with the time it took).
+ */
 async function goodput(h, dst, port, seconds) {
   const sink = h.spawnInHost(2, process.execPath, [
     '-e',
-    `const srv = require('node:net').createServer((c) => { let n = 0; c.on('data', (b) => { n += b.length; }); c.on('end', () => { console.log('got ' + n); c.end(); srv.close(); }); c.on('error', () => { console.log('got ' + n); srv.close(); }); }); srv.listen(${port}, ${JSON.stringify(dst)}, () => console.log('ready'));`,
+    `const srv = require('node:net').createServer((c) => { let n = 0; let t0 = 0; const done = () => { console.log('got ' + n + ' in ' + (n ? Number(process.hrtime.bigint() - t0) / 1e9 : 0)); srv.close(); }; c.on('data', (b) => { if (n === 0) t0 = process.hrtime.bigint(); n += b.length; }); c.on('end', () => { done(); c.end(); }); c.on('error', done); }); srv.listen(${port}, ${JSON.stringify(dst)}, () => console.log('ready'));`,
   ]);
   for (let k = 0; k < 200 && !/ready/.test(sink.out); k++) await sleep(50);
   const send = `const s = require('node:net').connect(${port}, ${JSON.stringify(dst)}); const chunk = Buffer.alloc(65536, 120); const end = Date.now() + ${seconds * 1000};
 const pump = () => { while (Date.now() < end) { if (!s.write(chunk)) return s.once('drain', pump); } s.end(); }; s.on('connect', pump); s.on('close', () => process.exit(0));`;
   await h.must('ip', ['netns', 'exec', h.ns(1), process.execPath, '-e', send], { timeoutMs: (seconds + 120) * 1000 });
-  for (let k = 0; k < 600 && !/got \d+/.test(sink.out); k++) await sleep(100);
-  const m = /got (\d+)/.exec(sink.out);
+  for (let k = 0; k < 600 && !/got \d+ in/.test(sink.out); k++) await sleep(100);
+  const m = /got (\d+) in ([\d.]+)/.exec(sink.out);
   sink.kill('SIGKILL');
-  return m ? (Number(m[1]) * 8) / seconds / 1e6 : NaN;
+  return m && Number(m[2]) > 0 ? (Number(m[1]) * 8) / Number(m[2]) / 1e6 : NaN;
 }
 
 /** Case 6: TCP goodput through the tunnel at each loss rate, next to plain TCP on the same underlay; no peer stuck afterwards. */
@@ -200,11 +205,16 @@ async function caseLoss() {
     let port = 5200;
     for (const p of opts.rates) {
       await setLoss(p);
+      // the measured loss: packets dropped toward h2 (data) and h1 (acks) during the two transfers, per packet seen
+      const c0 = await Promise.all([counters(1), counters(2)]);
       const tunnel = await goodput(h, BETA_INNER, port++, opts.seconds);
+      const c1 = await Promise.all([counters(1), counters(2)]);
       const plain = await goodput(h, '192.0.2.2', port++, opts.seconds);
-      const c = await counters(2);
-      const measured = c.seen ? (100 * c.dropped) / c.seen : NaN;
-      parts.push(`${p}%: tunnel=${tunnel.toFixed(2)} plain=${plain.toFixed(2)} Mbit/s ratio=${(tunnel / plain).toFixed(2)} measured-loss=${measured.toFixed(2)}%`);
+      const c2 = await Promise.all([counters(1), counters(2)]);
+      const rate = (a, b, i) => (100 * (b[i].dropped - a[i].dropped)) / (b[i].seen - a[i].seen);
+      parts.push(
+        `${p}%: tunnel=${tunnel.toFixed(2)} plain=${plain.toFixed(2)} Mbit/s ratio=${(tunnel / plain).toFixed(2)} measured-loss=${rate(c0, c2, 1).toFixed(2)}% (tunnel ${rate(c0, c1, 1).toFixed(2)}/${rate(c0, c1, 0).toFixed(2)}, plain ${rate(c1, c2, 1).toFixed(2)}/${rate(c1, c2, 0).toFixed(2)} % data/acks)`,
+      );
     }
     // loss stops: the tunnel answers again at once (no peer stuck)
     await setLoss(0);
