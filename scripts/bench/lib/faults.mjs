@@ -160,7 +160,8 @@ async function caseFuzz() {
     const delivered = after.rx - before.rx;
     const legit = after.tx - before.tx;
     const forgeries = Math.max(0, delivered - legit);
-    const unaccounted = fuzz.sent - dropped - kernel - forgeries;
+    // every datagram that reached beta's socket (fuzz and the flow's) was delivered, dropped by reason, or dropped by the kernel
+    const unaccounted = fuzz.sent + legit - delivered - dropped - kernel;
     const loss = flowLoss(flow.out);
     return `fuzz: sent=${fuzz.sent} in ${(fuzz.ms / 1000).toFixed(1)}s crashes=${crashes} forgeries=${forgeries} dropped=${dropped} kernel-drops=${kernel} unaccounted=${unaccounted} flow-replies=${loss.replied} flow-lost=${loss.lost} legit-delivered=${delivered}/${legit} kinds=${JSON.stringify(fuzz.counts)} reasons=${JSON.stringify(drops)}`;
   } finally {
