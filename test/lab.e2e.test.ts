@@ -121,7 +121,7 @@ test('impairment: 100% loss drops every ping, but IPv6 neighbour discovery still
 });
 
 test('impairment: wire loss drops per datagram in the switch at the asked rate; bursts leave the hosts segmented', async (t) => {
-  if (!requireLab(t)) return;
+  if (!requireLab(t, { tools: { nft: 'nftables' } })) return;
   const lab = await createLab({ hosts: 3, impair: { h2: { wireLossPercent: 20 }, h3: { wireLossPercent: 0 } } });
   t.after(() => lab.destroy());
   // 5000 UDP datagrams h1 → h2: the switch drops each with p = 0.2
