@@ -90,7 +90,7 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
     ].join('\n'),
   );
   const d = lab.spawn('h1', process.execPath, [CLUEVPND, '-D', '-c', conf, '--backend', 'js'], { label: 'cluevpnd n1' });
-  await d.waitForOutput(/cluevpnd started/, { timeoutMs: 5000 });
+  await d.waitForOutput(/cluevpnd started/, { timeoutMs: 30_000 });
 
   // started: device, addresses, routes, hooks, control socket
   const addr = (await lab.exec('h1', 'ip', ['-o', 'addr', 'show', 'dev', 'dmn0'])).stdout;
@@ -124,9 +124,11 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   const reloadMs = Date.now() - t2;
   assert.equal(r2.code, 0, r2.err);
   assert.match(r2.out, /applied BNL serial 2, pushed to 0 of 2 nodes \(1 failed, 1 still trying in the background\)/);
-  assert.ok(reloadMs >= 2500 && reloadMs < 5000, `reload answered after ${reloadMs} ms (waits 3 s)`);
+  // at least the 3 s wait; that it did not wait for n3 is what the answer
+  // says ("still trying in the background"), so the upper bound only catches a hang
+  assert.ok(reloadMs >= 2500 && reloadMs < 20_000, `reload answered after ${reloadMs} ms (waits 3 s)`);
   // the push to n3 ends in the background, at its handshake timeout, and is logged
-  await d.waitForOutput(/BNL pushed .*count=0 .*failed=2/, { timeoutMs: 8000 });
+  await d.waitForOutput(/BNL pushed .*count=0 .*failed=2/, { timeoutMs: 30_000 });
   await lab.exec('h1', 'iptables', ['-w', '-F', 'OUTPUT']);
   assert.match(await routes(), /10\.88\.0\.3 /);
   assert.deepEqual((JSON.parse(cluevpn(conf, 'peers', '--json').out) as { name: string }[]).map((p) => p.name), ['n2', 'n3']);
@@ -175,7 +177,7 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   // the newest list starts it again
   writeFileSync(join(dir, 'bnl'), makeBnl(key, 3, [1, 3]));
   const again = lab.spawn('h1', process.execPath, [CLUEVPND, '-D', '-c', conf, '--backend', 'js'], { label: 'cluevpnd n1 again' });
-  await again.waitForOutput(/cluevpnd started/, { timeoutMs: 5000 });
+  await again.waitForOutput(/cluevpnd started/, { timeoutMs: 30_000 });
   const againRes = await again.stop('SIGTERM', 3000);
   assert.equal(againRes.code, 0, JSON.stringify(againRes).slice(-1500));
   // SIGTERM while still starting (the pidfile is the first step): the start
@@ -209,5 +211,5 @@ test('cluevpnd starts from a signed BNL, applies reloaded lists, refuses bad one
   } finally {
     process.kill(pid, 'SIGTERM');
   }
-  await waitFor(() => !existsSync(join(dir, 'cluevpnd.pid')), { timeoutMs: 5000, description: 'detached daemon stopped' });
+  await waitFor(() => !existsSync(join(dir, 'cluevpnd.pid')), { timeoutMs: 30_000, description: 'detached daemon stopped' });
 });

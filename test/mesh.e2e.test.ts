@@ -6,10 +6,10 @@
  *
  *  1. four nodes from scratch: every directed pair pings (IPv4 and IPv6 inner)
  *  2. a fifth node: `cluevpn cert issue`, `bnl add` / `bnl sign`, `bnl push`
- *     on one node — every node holds the new serial and pings it within 5 s
+ *     on one node — every node holds the new serial and pings it
  *  3. a sixth node without any push: the new list only on one node's disk
- *     (restarted), the others get it by pulling within one pull interval
- *  4. a node removed and pushed: within 5 s nobody exchanges traffic with
+ *     (restarted), the others get it by pulling
+ *  4. a node removed and pushed: nobody exchanges traffic with
  *     it; with its keys gone it cannot negotiate (refused by everyone)
  *  5. bad lists (unknown key, older, garbage): refused when loaded by a
  *     member (`cluevpn reload`) and when pushed by a member over the
@@ -31,7 +31,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createUnsignedBnl, generateSigningKey, parseBnl, parsePrivateKey, signBnl } from '@cluevpn/bnl';
 import { StateStore } from '@cluevpn/negotiation';
@@ -48,8 +48,9 @@ import {
   type RunningNode,
   type StatusReport,
 } from './lib/cluevpn.js';
-import { createLab, labSkipReason, listNamespaces, type Lab, type LabHost } from './lib/lab.js';
+import { createLab, everyRequestAnswered, listNamespaces, requireLab, type Lab, type LabHost } from './lib/lab.js';
 import type { TrackedProcess } from './lib/process.js';
+import { createSteps } from './lib/steps.js';
 import { waitFor } from './lib/wait-for.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -58,51 +59,32 @@ const PORT = 3406;
 /** Pull interval of every node (make-network `--pull-interval`), and its jitter (mesh.ts: ±25 %). */
 const PULL_MS = 2000;
 const PULL_JITTER = 0.25;
+/**
+ * Deadline for convergence (push, pull, revocation). Generous: it only
+ * catches a hang, because a busy machine runs the mesh several times slower
+ * (issue 16); the time each step measured is printed as a diagnostic (about
+ * 1-3 s on an idle machine).
+ */
+const SETTLE_MS = 30_000;
 
 /** Nodes in make-network order: node i is lab host hi, inner 10.99.0.i and fd99::i. */
 const FIRST = ['alpha', 'beta', 'gamma', 'delta'] as const;
 const inner4 = (i: number): string => `10.99.0.${i}`;
 const inner6 = (i: number): string => `fd99::${i.toString(16)}`;
 
-function skipReason(): string | null {
-  const r = labSkipReason();
-  if (r !== null) return r;
-  if (spawnSync('tcpdump', ['--version'], { stdio: 'ignore' }).error) return '`tcpdump` not found';
-  return null;
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0);
 
 test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists, SIGKILL restart', { timeout: 300_000 }, async (t) => {
-  const reason = skipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t, { tools: { tcpdump: 'tcpdump' } })) return;
   const dir = mkdtempSync(join(tmpdir(), 'mesh-e2e-'));
   let lab: Lab | null = null;
   let prefix = '';
   const nodes = new Map<string, RunningNode>();
   const allProcs: TrackedProcess[] = [];
-  let failed = false;
-  /**
-   * Runs one numbered step as a subtest. The steps build on each other: after
-   * a failure the later ones are skipped, and the logs are printed at the end.
-   */
-  const step = (name: string, fn: (st: TestContext) => Promise<void>) =>
-    t.test(name, async (st) => {
-      if (failed) {
-        st.skip('an earlier step failed');
-        return;
-      }
-      try {
-        await fn(st);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    });
+  // the steps build on each other: after a failure the later ones are skipped, and the logs are printed at the end
+  const steps = createSteps(t);
+  const step = steps.step;
   try {
     lab = await createLab({ hosts: 6 });
     prefix = lab.prefix;
@@ -174,7 +156,7 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       }
     });
 
-    await step('2. a fifth node by bnl push: every node holds the new serial and pings it within 5 s', async () => {
+    await step('2. a fifth node by bnl push: every node holds the new serial and pings it', async () => {
       await addNodeToMaster('epsilon', 5);
       const serial = masterSerial();
       assert.equal(serial, 2);
@@ -184,26 +166,25 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       const pushed = await bnl('push', '-c', net.conf('alpha'));
       assert.equal(pushed.code, 0);
       const eps = await start('epsilon');
-      const deadline = t0 + 5000;
+      const deadline = t0 + SETTLE_MS;
       const left = (): number => Math.max(1, deadline - Date.now());
       await Promise.all(running().map((n) => waitFor(async () => (await serialOf(n)) === serial, { timeoutMs: left(), intervalMs: 100, description: `${n.name} at serial ${serial}` })));
       await Promise.all(FIRST.map((a) => pingsWithin(a, inner4(5), left())));
       const elapsed = Date.now() - t0;
       t.diagnostic(`step 2: push to serial ${serial} everywhere and pings to the new node after ${elapsed} ms (new daemon started in between)`);
-      assert.ok(elapsed <= 5000, `took ${elapsed} ms`);
       // IPv6 too, and the new node sees every peer keyed
-      for (const a of FIRST) await pingsWithin(a, inner6(5), 5000);
+      for (const a of FIRST) await pingsWithin(a, inner6(5), SETTLE_MS);
       const st = await eps.status();
       assert.deepEqual(st.peers.map((p) => p.name).sort(), [...FIRST].sort());
       for (const a of FIRST) assert.notEqual((await eps.peer(a)).cipher, null, `epsilon keyed with ${a}`);
       // the convergence view: the pushing node learns that every peer holds the serial (pushes, then pulls)
       await waitFor(async () => Object.values((await nodes.get('alpha')!.status()).bnl.peers).every((v) => v === serial), {
-        timeoutMs: PULL_MS * (1 + PULL_JITTER) + 2000,
+        timeoutMs: SETTLE_MS,
         description: 'alpha sees every peer at the new serial',
       });
     });
 
-    await step('3. a sixth node only by pulling: the others get the list within one pull interval', async () => {
+    await step('3. a sixth node only by pulling: the others get the list', async () => {
       await addNodeToMaster('zeta', 6);
       const serial = masterSerial();
       assert.equal(serial, 3);
@@ -221,17 +202,17 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
         assert.equal(p.negotiations, 0, `beta negotiated nothing with ${p.name}`);
       }
       const t0 = Date.now();
-      const within = PULL_MS * (1 + PULL_JITTER) + 1000;
+      const within = SETTLE_MS;
       await Promise.all(
         running().map((n) => waitFor(async () => (await serialOf(n)) === serial, { timeoutMs: within, intervalMs: 100, description: `${n.name} at serial ${serial} by pulling` })),
       );
-      t.diagnostic(`step 3: serial ${serial} on every node ${Date.now() - t0} ms after the carrier answered (bound ${within} ms)`);
-      for (const a of ['alpha', 'beta', 'gamma', 'delta', 'epsilon']) await pingsWithin(a, inner4(6), 5000);
-      await pingsWithin('zeta', inner6(1), 5000);
+      t.diagnostic(`step 3: serial ${serial} on every node ${Date.now() - t0} ms after the carrier answered (pull interval ${PULL_MS} ms ±${PULL_JITTER * 100} %)`);
+      for (const a of ['alpha', 'beta', 'gamma', 'delta', 'epsilon']) await pingsWithin(a, inner4(6), SETTLE_MS);
+      await pingsWithin('zeta', inner6(1), SETTLE_MS);
       assert.equal((await zeta.status()).peers.length, 5);
     });
 
-    await step('4. a node removed and pushed: within 5 s nobody exchanges traffic with it, and it cannot negotiate', async () => {
+    await step('4. a node removed and pushed: nobody exchanges traffic with it, and it cannot negotiate', async () => {
       await bnl('--file', net.masterList, 'remove', 'delta');
       await bnl('--file', net.masterList, 'sign', '--key', net.signingKey);
       const serial = masterSerial();
@@ -250,7 +231,7 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
           waitFor(async () => {
             const st = await n.status();
             return st.bnl.serial === serial && !st.peers.some((p) => p.name === 'delta');
-          }, { timeoutMs: Math.max(1, t0 + 5000 - Date.now()), intervalMs: 100, description: `${n.name} at serial ${serial} without delta` }),
+          }, { timeoutMs: Math.max(1, t0 + SETTLE_MS - Date.now()), intervalMs: 100, description: `${n.name} at serial ${serial} without delta` }),
         ),
       );
       t.diagnostic(`step 4: delta gone from every member ${Date.now() - t0} ms after the push`);
@@ -369,8 +350,8 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       const dump = L.spawn(g, 'tcpdump', ['-i', 'any', '--immediate-mode', '-U', '-n', '-Z', 'root', '-w', pcap, 'udp', 'and', 'port', String(PORT), 'and', 'host', b.ipv4], { label: 'tcpdump gamma' });
       allProcs.push(dump);
       await dump.waitForOutput(/listening on/, { timeoutMs: 10_000, stream: 'stderr' });
-      const warm = await pingFrom(L, g, inner4(2), 5, 1);
-      assert.equal(warm.received, 5);
+      const warm = await L.ping(g, inner4(2), { count: 5, intervalS: 0.2, deadlineS: 30 });
+      assert.ok(everyRequestAnswered(warm, 5), `gamma → beta: replies ${warm.repliedSeqs.join(',')}`);
       await sleep(300);
       await dump.stop('SIGINT');
       // byte 0 = version 1 << 4 | type 1 (data), see ARCHITECTURE.md
@@ -403,7 +384,7 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
         await sendDatagrams(L, b, g.ipv4, PORT, toGamma);
         await sendDatagrams(L, g, b.ipv4, PORT, toBeta);
         await waitFor(async () => stale(await gamma2.peer('beta')) - stale(gBefore) >= toGamma.length && stale(await beta.peer('gamma')) - stale(bBefore) >= toBeta.length, {
-          timeoutMs: 3000,
+          timeoutMs: SETTLE_MS,
           description: `replays ${when} counted as old-epoch/replayed`,
         });
         const gAfter = await gamma2.peer('beta');
@@ -452,7 +433,7 @@ test('a mesh of real cluevpnd nodes: join by push and by pull, revoke, bad lists
       }
     });
   } finally {
-    if (failed) {
+    if (steps.failed) {
       for (const n of nodes.values()) {
         t.diagnostic(`--- ${n.name} log (tail), stderr: ${n.process.stderr().slice(-1000)}`);
         for (const line of n.log().split('\n').slice(-25)) t.diagnostic(line);

@@ -25,7 +25,7 @@ async function scrape(lab: Lab, from: string, url: string): Promise<PromText> {
 }
 
 test('metrics: scraped with curl on the VPN address (through the tunnel) and on localhost; counters move with traffic', { timeout: 180_000 }, async (t) => {
-  if (!requireLab(t, ['curl'])) return;
+  if (!requireLab(t, { tools: { curl: 'curl' } })) return;
   const dir = mkdtempSync(join(tmpdir(), 'metrics-e2e-'));
   const lab = await createLab({ hosts: 2 });
   const nodes: RunningNode[] = [];

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLUEVPND, makeNetwork, pingFrom, startNode, type Network, type RunningNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason, type Lab } from './lib/lab.js';
+import { createLab, requireLab, type Lab } from './lib/lab.js';
 
 /** A copy of `net`'s node directory with `key=value` lines replaced, for a start that must fail. */
 function variant(net: Network, node: string, dir: string, set: Record<string, string>): string {
@@ -41,11 +41,7 @@ async function failedStart(lab: Lab, host: string, conf: string): Promise<{ code
 }
 
 test('two networks on the same hosts: clashes are refused naming the other network, then both run side by side', { timeout: 240_000 }, async (t) => {
-  const reason = labSkipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t)) return;
   const lab = await createLab({ hosts: 2, prefix: `nets${process.pid % 10000}` });
   const dir = mkdtempSync(join(tmpdir(), 'nets-e2e-'));
   t.after(async () => {

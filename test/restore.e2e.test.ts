@@ -17,31 +17,19 @@
  * lab, the daemons and tcpdump even on failure.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { makeNetwork, pingFrom, startNode, udpDatagramsFromPcap, type RunningNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason, type Lab } from './lib/lab.js';
+import { createLab, requireLab, type Lab } from './lib/lab.js';
 import type { TrackedProcess } from './lib/process.js';
 
 const PORT = 3406;
 const DB_FILES = ['state.db', 'state.db-wal', 'state.db-shm'];
 
-function skipReason(): string | null {
-  const r = labSkipReason();
-  if (r !== null) return r;
-  if (spawnSync('tcpdump', ['--version'], { stdio: 'ignore' }).error) return '`tcpdump` not found';
-  return null;
-}
-
 test('an older copy of state.db: no (index, epoch, counter) is ever sent twice, and traffic flows again without renegotiating', { timeout: 240_000 }, async (t) => {
-  const reason = skipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t, { tools: { tcpdump: 'tcpdump' } })) return;
   const dir = mkdtempSync(join(tmpdir(), 'restore-e2e-'));
   let lab: Lab | null = null;
   const procs: TrackedProcess[] = [];

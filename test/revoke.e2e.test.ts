@@ -26,7 +26,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { StateStore } from '@cluevpn/negotiation';
 import { bnl, certPin, cluevpn, makeNetwork, pingFrom, startNode, type RunningNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason, listNamespaces, type Lab } from './lib/lab.js';
+import { createLab, requireLab, listNamespaces, type Lab } from './lib/lab.js';
 import type { TrackedProcess } from './lib/process.js';
 import { waitFor } from './lib/wait-for.js';
 
@@ -48,11 +48,7 @@ const events = (p: TrackedProcess): HoldEvent[] =>
     .map((l) => JSON.parse(l) as HoldEvent);
 
 test('a re-pinned or removed node loses its open control connections, its sessions and its stored keys', { timeout: 240_000 }, async (t) => {
-  const reason = labSkipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t)) return;
   const dir = mkdtempSync(join(tmpdir(), 'revoke-e2e-'));
   let lab: Lab | null = null;
   let prefix = '';

@@ -32,7 +32,7 @@ const OUTSIDE_SOURCE = '10.50.1.200';
 const N = 10;
 
 test('site to site: LAN host behind alpha ↔ LAN host behind beta through the gateways; spoof checks on forwarded sources', { timeout: 240_000 }, async (t) => {
-  if (!requireLab(t, ['iptables'])) return;
+  if (!requireLab(t, { tools: { iptables: 'iptables' } })) return;
   const dir = mkdtempSync(join(tmpdir(), 's2s-e2e-'));
   const lab = await createLab({ hosts: 2, lans: { h1: LAN_A, h2: LAN_B } });
   const nodes: RunningNode[] = [];

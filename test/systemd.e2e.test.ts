@@ -26,13 +26,12 @@
  * Needs root, `ip netns`, /dev/net/tun, python3; skips otherwise.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, fstatSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CLUEVPND, controlRequest, makeNetwork, pingFrom, startNode } from './lib/cluevpn.js';
-import { createLab, labSkipReason, REPO_ROOT } from './lib/lab.js';
+import { createLab, requireLab, REPO_ROOT } from './lib/lab.js';
 import { spawnTracked } from './lib/process.js';
 import { waitFor } from './lib/wait-for.js';
 
@@ -44,11 +43,7 @@ interface Datagram {
 }
 
 test('cluevpnd tells systemd: READY when usable, STATUS on change, WATCHDOG, RELOADING/READY on SIGHUP, STOPPING on SIGTERM', { timeout: 180_000 }, async (t) => {
-  const reason = labSkipReason() ?? (spawnSync('python3', ['--version']).error ? '`python3` not found' : null);
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return;
-  }
+  if (!requireLab(t, { tools: { python3: 'python3' } })) return;
   const lab = await createLab({ hosts: 2, prefix: `sdn${process.pid % 10000}` });
   const dir = mkdtempSync(join(tmpdir(), 'sdn-e2e-'));
   t.after(async () => {

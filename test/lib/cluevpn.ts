@@ -175,7 +175,7 @@ export interface RunningNode {
  * Starts `cluevpnd -D -c DIR/cluevpn.conf` in lab host `host` and resolves
  * once its control socket answers `status` with this process's pid.
  * Rejects with `ERR_PROC_TIMEOUT` (and the log) when the daemon exits or
- * does not answer within `timeoutMs` (default 15 s). `env`: the daemon's
+ * does not answer within `timeoutMs` (default 30 s). `env`: the daemon's
  * whole environment (default this process's).
  */
 export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: { timeoutMs?: number; backend?: 'native' | 'js'; env?: NodeJS.ProcessEnv } = {}): Promise<RunningNode> {
@@ -205,7 +205,7 @@ export async function startNode(lab: Lab, host: HostRef, nodeDir: string, opts: 
         if (!p.running()) throw new TestLibError('ERR_PROC_TIMEOUT', `cluevpnd ${name} exited: ${p.stderr()}`);
         return (await node.status()).pid === p.pid;
       },
-      { timeoutMs: opts.timeoutMs ?? 15_000, intervalMs: 100, description: `cluevpnd ${name} answering on its control socket` },
+      { timeoutMs: opts.timeoutMs ?? 30_000, intervalMs: 100, description: `cluevpnd ${name} answering on its control socket` },
     );
   } catch (err) {
     await p.stop('SIGKILL', 1000);
@@ -276,16 +276,17 @@ export function udpDatagramsFromPcap(file: string): CapturedDatagram[] {
 
 /**
  * Sends `datagrams` to `host:port` over UDP from lab host `from` (a child
- * node process in that namespace), one after another.
+ * node process in that namespace), one after another, from source port
+ * `fromPort` (default: any).
  */
-export async function sendDatagrams(lab: Lab, from: HostRef, host: string, port: number, datagrams: readonly Buffer[]): Promise<void> {
+export async function sendDatagrams(lab: Lab, from: HostRef, host: string, port: number, datagrams: readonly Buffer[], fromPort = 0): Promise<void> {
   const sender = `
     const dgram = require('node:dgram');
     const list = require('node:fs').readFileSync(0, 'utf8').trim().split('\\n').map((h) => Buffer.from(h, 'hex'));
     const s = dgram.createSocket(${host.includes(':') ? "'udp6'" : "'udp4'"});
     let i = 0;
     const next = () => { if (i === list.length) return s.close(); s.send(list[i++], ${port}, ${JSON.stringify(host)}, next); };
-    next();
+    s.bind(${fromPort}, next);
   `;
   await lab.exec(from, process.execPath, ['-e', sender], { input: datagrams.map((d) => d.toString('hex')).join('\n'), timeoutMs: 10_000 });
 }

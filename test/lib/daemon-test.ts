@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { RunningNode } from './cluevpn.js';
-import { createLab, labSkipReason, type CreateLabOptions, type Lab } from './lab.js';
+import { createLab, requireLab, type CreateLabOptions, type Lab } from './lab.js';
 
 /** What {@link daemonTest} sets up. */
 export interface DaemonTestEnv {
@@ -31,11 +31,7 @@ export interface DaemonTestEnv {
 
 /** Sets up the frame, or skips `t` with the reason and returns null. */
 export async function daemonTest(t: TestContext, labOptions: CreateLabOptions, dirPrefix: string): Promise<DaemonTestEnv | null> {
-  const reason = labSkipReason();
-  if (reason !== null) {
-    t.skip(`end-to-end lab test skipped: ${reason}`);
-    return null;
-  }
+  if (!requireLab(t)) return null;
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));
   let lab: Lab;
   try {

@@ -22,10 +22,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LabExecError, TestLibError, type ExecResult } from './errors.js';
 import { parsePing, type PingResult } from './ping.js';
+import { requireOrSkip, type RequirementEnv } from './requirements.js';
 import { runCommand, spawnTracked, type SpawnTrackedOptions, type TrackedProcess } from './process.js';
 
 export type { ExecResult } from './errors.js';
-export type { PingResult } from './ping.js';
+export { everyRequestAnswered, type PingResult } from './ping.js';
 
 /** One host of a lab. */
 export interface LabHost {
@@ -77,8 +78,18 @@ export type HostRef = LabHost | LabLanHost | string | number;
 
 /** Impairment of one host's link (see `scripts/netns-lab`). */
 export interface LabImpairment {
-  /** Percentage of packets the host receives that are dropped (0..100). */
+  /**
+   * Percentage of packets the host receives that are dropped (0..100), in
+   * the host's INPUT chain: after GRO, so one drop may remove a burst of
+   * UDP datagrams. For loss per datagram use `wireLossPercent`.
+   */
   lossPercent?: number;
+  /**
+   * Percentage of packets toward the host dropped on the wire (0..100): in
+   * the switch, per datagram (every host's link then segments its bursts).
+   * {@link Lab.wireLossCounters} tells how many were seen and dropped.
+   */
+  wireLossPercent?: number;
   /** tbf rate limit in both directions, as tc understands it (`'10mbit'`). */
   rate?: string;
 }
@@ -116,6 +127,14 @@ export interface LabPingOptions {
   intervalS?: number;
   /** Seconds to wait for each reply (default 1). */
   timeoutS?: number;
+  /**
+   * Waits for `count` replies, up to this many seconds (`ping -w`): ping
+   * sends on past `count` until that many replies came. Use it when every
+   * request must be answered on a busy machine, where iputils' wait for the
+   * last reply (two RTTs of an idle moment) is too short; check the answer
+   * with `everyRequestAnswered(result, count)`.
+   */
+  deadlineS?: number;
 }
 
 /** A running lab. */
@@ -141,8 +160,21 @@ export interface Lab {
    * or not replies came back (rejects only when ping itself fails).
    */
   ping(from: HostRef, target: string, opts?: LabPingOptions): Promise<PingResult>;
+  /**
+   * The `wireLossPercent` counters of a host: packets the switch forwarded
+   * toward it (before the drop), how many it dropped, and the bytes seen.
+   * Rejects with `ERR_LAB_EXEC` when the host has no wire loss.
+   */
+  wireLossCounters(host: HostRef): Promise<WireLossCounters>;
   /** Stops every spawned process, then removes the lab. Idempotent. */
   destroy(): Promise<void>;
+}
+
+/** See {@link Lab.wireLossCounters}. */
+export interface WireLossCounters {
+  seen: number;
+  dropped: number;
+  seenBytes: number;
 }
 
 /** Path of `scripts/netns-lab`, found by walking up from this file. */
@@ -194,39 +226,82 @@ function installHooks(): void {
 }
 
 /**
- * Why end-to-end lab tests cannot run here, or null when they can: needs
- * root, `ip netns`, `/dev/net/tun`, `ping` and `scripts/netns-lab`, and
- * each command of `tools` (e.g. `['curl']`) on the PATH.
+ * What {@link labSkipReason} asks of the machine; tests hand in a fake one.
+ * Every member answers for the machine the tests run on.
  */
-export function labSkipReason(tools: readonly string[] = []): string | null {
-  if (process.platform !== 'linux') return 'network namespaces need Linux';
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return 'needs root (network namespaces)';
-  const ipNetns = spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' });
-  if (ipNetns.error || ipNetns.status !== 0) return '`ip netns` unavailable (install iproute2)';
-  try {
-    accessSync('/dev/net/tun', constants.R_OK | constants.W_OK);
-  } catch (err) {
-    return `/dev/net/tun unavailable (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
-  }
-  const ping = spawnSync('ping', ['-V'], { stdio: 'ignore' });
-  if (ping.error) return '`ping` not found (install iputils-ping)';
-  if (!existsSync(NETNS_LAB)) return `${NETNS_LAB} not found`;
-  for (const tool of tools) {
-    if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool], { stdio: 'ignore' }).status !== 0) return `\`${tool}\` not found (scripts/setup installs it)`;
+export interface LabProbe {
+  platform: string;
+  /** The effective user id, or null where there is none (Windows). */
+  uid: number | null;
+  /** Whether `ip netns list` runs. */
+  ipNetns(): boolean;
+  /** Null when /dev/net/tun can be opened for reading and writing, else the errno name. */
+  tunError(): string | null;
+  /** Whether a command can be started (`cmd ARGS` spawns). */
+  hasCommand(cmd: string, args: readonly string[]): boolean;
+  exists(path: string): boolean;
+}
+
+/** The {@link LabProbe} of this machine. */
+export const hostProbe: LabProbe = {
+  platform: process.platform,
+  uid: typeof process.getuid === 'function' ? process.getuid() : null,
+  ipNetns() {
+    const r = spawnSync('ip', ['netns', 'list'], { stdio: 'ignore' });
+    return !r.error && r.status === 0;
+  },
+  tunError() {
+    try {
+      accessSync('/dev/net/tun', constants.R_OK | constants.W_OK);
+      return null;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? 'error';
+    }
+  },
+  hasCommand: (cmd, args) => !spawnSync(cmd, [...args], { stdio: 'ignore' }).error,
+  exists: existsSync,
+};
+
+/** Extra tools a lab test needs, as `{ command: 'Debian package' }` (e.g. `{ tcpdump: 'tcpdump' }`); probed with `--version`. */
+export type LabTools = Readonly<Record<string, string>>;
+
+/**
+ * Why end-to-end lab tests cannot run here, or null when they can: needs
+ * Linux, root, `ip netns`, `/dev/net/tun`, `ping`, `scripts/netns-lab`,
+ * and the `tools` a test names.
+ */
+export function labSkipReason(probe: LabProbe = hostProbe, tools: LabTools = {}): string | null {
+  if (probe.platform !== 'linux') return 'network namespaces need Linux';
+  if (probe.uid !== null && probe.uid !== 0) return 'needs root (network namespaces)';
+  if (!probe.ipNetns()) return '`ip netns` unavailable (install iproute2)';
+  const tun = probe.tunError();
+  if (tun !== null) return `/dev/net/tun unavailable (${tun})`;
+  if (!probe.hasCommand('ping', ['-V'])) return '`ping` not found (install iputils-ping)';
+  if (!probe.exists(NETNS_LAB)) return `${NETNS_LAB} not found`;
+  for (const [cmd, pkg] of Object.entries(tools)) {
+    if (!probe.hasCommand(cmd, ['--version'])) return `\`${cmd}\` not found (install ${pkg})`;
   }
   return null;
 }
 
+/** Options of {@link requireLab}. */
+export interface RequireLabOptions {
+  /** Tools needed beyond the lab's own (see {@link LabTools}). */
+  tools?: LabTools;
+  /** Default: this machine. */
+  probe?: LabProbe;
+  /** Default: `process.env` (only `CI` is read). */
+  env?: RequirementEnv;
+}
+
 /**
- * For node:test: skips the test with a clear reason and returns false when
- * the lab (or one of `tools`) is missing here; returns true otherwise. Use as
- * `if (!requireLab(t)) return;`.
+ * For node:test: returns true when the lab can run here. Otherwise it skips
+ * the test with the reason and returns false, or, under CI (`CI=true`),
+ * throws `ERR_TEST_REQUIREMENT` naming what is missing, so CI cannot pass
+ * by skipping. Use as `if (!requireLab(t)) return;`.
  */
-export function requireLab(t: { skip(message?: string): void }, tools: readonly string[] = []): boolean {
-  const reason = labSkipReason(tools);
-  if (reason === null) return true;
-  t.skip(`end-to-end lab test skipped: ${reason}`);
-  return false;
+export function requireLab(t: { skip(message?: string): void }, opts: RequireLabOptions = {}): boolean {
+  return requireOrSkip(t, 'end-to-end lab test', labSkipReason(opts.probe, opts.tools), opts.env);
 }
 
 /** A fresh random prefix: `lab` + 5 characters [a-z0-9]. */
@@ -240,6 +315,7 @@ export function randomLabPrefix(): string {
 function impairSpec(host: string, i: LabImpairment): string {
   const parts: string[] = [];
   if (i.lossPercent !== undefined) parts.push(`loss=${i.lossPercent}%`);
+  if (i.wireLossPercent !== undefined) parts.push(`wireloss=${i.wireLossPercent}%`);
   if (i.rate !== undefined) parts.push(`rate=${i.rate}`);
   return `${host}:${parts.join(',')}`;
 }
@@ -365,13 +441,22 @@ export async function createLab(opts: CreateLabOptions): Promise<Lab> {
       const count = popts.count ?? 3;
       const args = ['-n', '-c', String(count), '-i', String(popts.intervalS ?? 0.2), '-W', String(popts.timeoutS ?? 1)];
       if (popts.size !== undefined) args.push('-s', String(popts.size));
+      if (popts.deadlineS !== undefined) args.push('-w', String(popts.deadlineS));
       args.push(target);
-      const r = await lab.exec(from, 'ping', args, { check: false, timeoutMs: 10_000 + count * 2000 });
+      const r = await lab.exec(from, 'ping', args, { check: false, timeoutMs: 10_000 + count * 2000 + (popts.deadlineS ?? 0) * 1000 });
       // iputils: 0 = replies, 1 = no reply, 2 = error.
       if (r.code !== 0 && r.code !== 1) {
         throw new LabExecError(`ping ${target} from ${anyHost(from).name} failed: ${r.stderr.trim()}`, r);
       }
       return parsePing(r.stdout);
+    },
+    async wireLossCounters(ref) {
+      alive();
+      const h = host(ref);
+      const r = await runCommand(NETNS_LAB, ['counters', prefix, h.name], { timeoutMs: 30_000 });
+      const m = /^seen (\d+) dropped (\d+) bytes (\d+)$/.exec(r.stdout.trim());
+      if (r.code !== 0 || !m) throw new LabExecError(`netns-lab counters ${prefix} ${h.name} failed (exit ${r.code}): ${r.stderr.trim()}${r.stdout.trim()}`, r);
+      return { seen: Number(m[1]), dropped: Number(m[2]), seenBytes: Number(m[3]) };
     },
     async destroy() {
       if (destroyed) return;

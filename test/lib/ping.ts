@@ -8,6 +8,24 @@ export interface PingResult {
   rttsMs: number[];
   /** Average RTT in ms, or null when nothing came back. */
   avgMs: number | null;
+  /** `icmp_seq` of each reply, in arrival order (duplicates included). */
+  repliedSeqs: number[];
+}
+
+/**
+ * Whether each of the first `count` echo requests got a reply (at any time
+ * before ping exited): loss measured by sequence number, so a reply that
+ * is merely slow (a busy machine) is not counted as lost.
+ */
+export function everyRequestAnswered(r: PingResult, count: number): boolean {
+  const got = new Set(r.repliedSeqs);
+  for (let s = 1; s <= count; s++) if (!got.has(s)) return false;
+  return true;
+}
+
+/** `icmp_seq` of each echo reply in ping output, also of a ping still running. */
+export function repliedSeqs(stdout: string): number[] {
+  return [...stdout.matchAll(/bytes from .*icmp_seq=(\d+)/g)].map((m) => Number(m[1]));
 }
 
 /**
@@ -28,5 +46,6 @@ export function parsePing(stdout: string): PingResult {
     lossPercent: transmitted === 0 ? 100 : (100 * (transmitted - received)) / transmitted,
     rttsMs,
     avgMs,
+    repliedSeqs: repliedSeqs(stdout),
   };
 }

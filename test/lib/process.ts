@@ -37,7 +37,7 @@ export interface TrackedProcess {
   /**
    * Resolves with the first match of `re` in the collected output (stdout,
    * stderr or both; default both). Rejects with `ERR_PROC_TIMEOUT` after
-   * `timeoutMs` (default 5000) or when the process exits without a match.
+   * `timeoutMs` (default 20 000) or when the process exits without a match.
    */
   waitForOutput(re: RegExp, opts?: { timeoutMs?: number; stream?: 'stdout' | 'stderr' | 'both' }): Promise<RegExpMatchArray>;
   /**
@@ -133,7 +133,7 @@ export function spawnTracked(cmd: string, args: readonly string[] = [], opts: Sp
     running: () => isRunning,
     exited,
     waitForOutput(re, wopts = {}) {
-      const timeoutMs = wopts.timeoutMs ?? 5000;
+      const timeoutMs = wopts.timeoutMs ?? 20_000;
       const stream = wopts.stream ?? 'both';
       const text = (): string => (stream === 'stdout' ? out : stream === 'stderr' ? err : `${out}\n${err}`);
       return new Promise<RegExpMatchArray>((resolve, reject) => {

@@ -3,7 +3,7 @@ import { TestLibError } from './errors.js';
 
 /** Options for {@link waitFor}. */
 export interface WaitForOptions {
-  /** Give up after this long (default 5000 ms). */
+  /** Give up after this long (default 20 000 ms: generous, a deadline only catches a hang). */
   timeoutMs?: number;
   /** Pause between attempts (default 50 ms). */
   intervalMs?: number;
@@ -19,7 +19,7 @@ export interface WaitForOptions {
  * attempts never overlap.
  */
 export async function waitFor<T>(fn: () => T | Promise<T>, opts: WaitForOptions = {}): Promise<NonNullable<T>> {
-  const timeoutMs = opts.timeoutMs ?? 5000;
+  const timeoutMs = opts.timeoutMs ?? 20_000;
   const intervalMs = opts.intervalMs ?? 50;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;

@@ -27,7 +27,22 @@ import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ControlServerError, DaemonError } from './errors.js';
 import type { Logger } from './logging.js';
-import { CONTROL_MAX_LINE, CONTROL_PROTOCOL_VERSION, type BnlStatusReport, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from '@cluevpn/control';
+import {
+  CONTROL_MAX_LINE,
+  CONTROL_PROTOCOL_VERSION,
+  ControlProtocolError,
+  decodeRequest,
+  encodeAnswer,
+  errorAnswer,
+  resultAnswer,
+  type BnlStatusReport,
+  type ControlAnswer,
+  type ControlRequest,
+  type MemoryReport,
+  type PeerStatus,
+  type ReloadResult,
+  type StatusReport,
+} from '@cluevpn/control';
 
 export {
   CONTROL_PROTOCOL_VERSION,
@@ -151,11 +166,10 @@ function serveConnection(sock: Socket, handlers: ControlHandlers, log: Logger, i
   let buf = '';
   let queue: Promise<void> = Promise.resolve();
   const tooLong = (): void => {
-    const err = { code: 'ERR_CONTROL_PROTOCOL', message: `request line over ${CONTROL_MAX_LINE} bytes` };
     buf = '';
     sock.removeAllListeners('data');
     // after the answers already queued
-    queue = queue.then(() => void sock.end(`${JSON.stringify({ v: CONTROL_PROTOCOL_VERSION, id: null, ok: false, error: err })}\n`));
+    queue = queue.then(() => void sock.end(encodeAnswer(errorAnswer(null, 'ERR_CONTROL_PROTOCOL', `request line over ${CONTROL_MAX_LINE} bytes`))));
   };
   sock.on('data', (chunk: string) => {
     buf += chunk;
@@ -169,34 +183,29 @@ function serveConnection(sock: Socket, handlers: ControlHandlers, log: Logger, i
         return;
       }
       // Answer in order: each request waits for the previous answer.
-      queue = queue.then(() => answer(line, handlers, log).then((out) => void (sock.writable && sock.write(`${JSON.stringify(out)}\n`))));
+      queue = queue.then(() => answer(line, handlers, log).then((out) => void (sock.writable && sock.write(encodeAnswer(out)))));
     }
     if (Buffer.byteLength(buf) > CONTROL_MAX_LINE) tooLong();
   });
 }
 
-type Answer =
-  | { v: number; id: unknown; ok: true; result: unknown }
-  | { v: number; id: unknown; ok: false; error: { code: string; message: string } };
+type Answer = ControlAnswer;
 
 /**
- * Step 3 for one line: parse, check the version, dispatch. Never throws:
- * every failure becomes an error answer. Exported for tests.
+ * Step 3 for one line: decode (`@cluevpn/control`: JSON, version, command),
+ * dispatch. Never throws: every failure becomes an error answer. Exported
+ * for tests.
  */
 export async function answer(line: string, handlers: ControlHandlers, log: Logger): Promise<Answer> {
-  const v = CONTROL_PROTOCOL_VERSION;
-  let req: Record<string, unknown>;
+  let req: ControlRequest;
   try {
-    const parsed: unknown = JSON.parse(line);
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not an object');
-    req = parsed as Record<string, unknown>;
+    req = decodeRequest(line);
   } catch (err) {
-    return { v, id: null, ok: false, error: { code: 'ERR_CONTROL_PROTOCOL', message: `request is not a JSON object: ${(err as Error).message}` } };
+    if (err instanceof ControlProtocolError) return errorAnswer(err.id, err.code, err.message);
+    throw err;
   }
-  const id = typeof req.id === 'number' || typeof req.id === 'string' ? req.id : null;
-  const fail = (code: string, message: string): Answer => ({ v, id, ok: false, error: { code, message } });
-  if (req.v !== v) return fail('ERR_CONTROL_VERSION', `protocol version ${JSON.stringify(req.v)} not supported; this daemon speaks ${v}`);
-  const cmd = req.cmd;
+  const { id, cmd } = req;
+  const fail = (code: string, message: string): Answer => errorAnswer(id, code, message);
   try {
     let result: unknown;
     switch (cmd) {
@@ -210,7 +219,7 @@ export async function answer(line: string, handlers: ControlHandlers, log: Logge
         result = await handlers.bnlStatus();
         break;
       case 'set-log-level': {
-        const level = req.level;
+        const level = req.args.level;
         if (typeof level !== 'number' || !Number.isInteger(level) || level < 0 || level > 7) {
           return fail('ERR_CONTROL_BAD_REQUEST', 'level must be an integer 0–7');
         }
@@ -224,7 +233,7 @@ export async function answer(line: string, handlers: ControlHandlers, log: Logge
         return fail('ERR_CONTROL_UNKNOWN_COMMAND', `unknown command ${JSON.stringify(cmd)}`);
     }
     log.debug('control request', { request: String(cmd) });
-    return { v, id, ok: true, result };
+    return resultAnswer(id, result);
   } catch (err) {
     const code = err instanceof DaemonError ? err.code : 'ERR_CONTROL_FAILED';
     log.warn('control request failed', { request: String(cmd), err });

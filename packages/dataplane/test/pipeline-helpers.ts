@@ -68,7 +68,7 @@ export function sessionPair(
 }
 
 /** Waits until `cond()` is true (polling every 2 ms), or throws after `ms`. */
-export async function waitFor(cond: () => boolean, ms = 3000, what = 'condition'): Promise<void> {
+export async function waitFor(cond: () => boolean, ms = 20_000, what = 'condition'): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

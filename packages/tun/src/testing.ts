@@ -369,3 +369,6 @@ export function createMemoryTun(options: MemoryTunOptions = {}): MemoryTun {
 }
 
 export type { PacketBatch, PacketHandler, TunDevice, TunOptions, TunStats } from './types.js';
+
+/** Packet builders for tests of the packages that move IP packets (valid checksums): see fixtures/packets.ts. */
+export { icmp4Echo, icmp6Echo, udp4 } from '../fixtures/packets.js';

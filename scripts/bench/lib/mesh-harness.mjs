@@ -149,8 +149,9 @@ export function createHarness(name, prefix) {
     return c;
   }
 
-  async function labUp(n) {
-    const r = await run(NETNS_LAB, ['up', prefix, String(n)]);
+  /** `netns-lab up PREFIX n ARGS…` (ARGS: e.g. `--impair h2:wireloss=1%`). */
+  async function labUp(n, args = []) {
+    const r = await run(NETNS_LAB, ['up', prefix, String(n), ...args]);
     if (r.code === 3) throw new Error(`lab prefix '${prefix}' is in use (another run? scripts/netns-lab down ${prefix})`);
     if (r.code !== 0) throw new Error(`netns-lab up ${prefix} ${n} failed: ${r.stderr.trim()}`);
     labIsUp = true;

@@ -15,7 +15,7 @@
 import { createConnection } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
-import { CONTROL_PROTOCOL_VERSION, livePid, type ControlCommand, type ControlResults } from './protocol.js';
+import { ControlProtocolError, decodeAnswer, encodeRequest, livePid, type ControlAnswer, type ControlCommand, type ControlResults } from './protocol.js';
 
 /** Error of a control request; `code` is stable. */
 export class ControlError extends Error {
@@ -132,7 +132,7 @@ export function requestAt<C extends ControlCommand>(
     };
     const timer = setTimeout(() => finish(new ControlError('ERR_CONTROL_TIMEOUT', `no answer from ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(`${JSON.stringify({ ...args, v: CONTROL_PROTOCOL_VERSION, id: 1, cmd })}\n`));
+    sock.on('connect', () => sock.write(encodeRequest(cmd, args, 1)));
     sock.on('error', (err: NodeJS.ErrnoException) => {
       const gone = err.code === 'ENOENT' || err.code === 'ECONNREFUSED';
       finish(
@@ -145,15 +145,16 @@ export function requestAt<C extends ControlCommand>(
       buf += chunk;
       const nl = buf.indexOf('\n');
       if (nl < 0) return;
-      let msg: { v?: unknown; ok?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown } };
+      let msg: ControlAnswer;
       try {
-        msg = JSON.parse(buf.slice(0, nl)) as typeof msg;
+        msg = decodeAnswer(buf.slice(0, nl));
       } catch (err) {
-        return finish(new ControlError('ERR_CONTROL_PROTOCOL', 'the daemon sent a line that is not JSON', { cause: err }));
+        if (!(err instanceof ControlProtocolError)) throw err;
+        const code = err.code === 'ERR_CONTROL_VERSION' ? 'ERR_CONTROL_VERSION' : 'ERR_CONTROL_PROTOCOL';
+        return finish(new ControlError(code, `the daemon's answer: ${err.message}`, { cause: err }));
       }
-      if (msg.ok === true) return finish(undefined, msg.result as ControlResults[C]);
-      const code = typeof msg.error?.code === 'string' ? msg.error.code : 'ERR_CONTROL_FAILED';
-      const message = typeof msg.error?.message === 'string' ? msg.error.message : 'request failed';
+      if (msg.ok) return finish(undefined, msg.result as ControlResults[C]);
+      const { code, message } = msg.error;
       if (code === 'ERR_CONTROL_VERSION') return finish(new ControlError('ERR_CONTROL_VERSION', message));
       finish(new ControlError('ERR_CONTROL_REFUSED', `cluevpnd: ${message}`, { remoteCode: code }));
     });

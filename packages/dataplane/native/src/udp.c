@@ -285,10 +285,21 @@ static int fill_batch(udp_sock *s, int n, int *msg, uint32_t *at) {
       *at = 0;
       continue;
     }
+    uint32_t base = (uint32_t)((uint8_t *)s->riov[i].iov_base - s->slab);
+    if (len == 0) {
+      /* An empty datagram is a datagram too: handed on with length 0 so the
+       * pipeline drops and counts it ('truncated') like any short one. */
+      s->offsets[k] = (int32_t)base;
+      s->lengths[k] = 0;
+      write_source(s->sources + (size_t)k * DP_SOURCE_LEN, &s->rnames[i]);
+      k++;
+      (*msg)++;
+      *at = 0;
+      continue;
+    }
     int g = s->gro ? gro_size(h) : 0;
     uint32_t seg = g > 0 && (uint32_t)g < len ? (uint32_t)g : len;
     if (*at == 0 && seg != len) s->rx_gro_messages++;
-    uint32_t base = (uint32_t)((uint8_t *)s->riov[i].iov_base - s->slab);
     while (*at < len && k < s->batch) {
       uint32_t l = len - *at < seg ? len - *at : seg;
       if (l > max_len) {
