@@ -131,8 +131,10 @@ async function caseFuzz() {
       const b = await control(beta.node.sock, 'status');
       const pa = a.peers.find((p) => p.name === 'beta');
       const pb = b.peers.find((p) => p.name === 'alpha');
-      // (status.drops counts every drop, the peers' included)
-      return { tx: pa.txPackets, rx: pb.rxPackets, drops: { ...b.drops }, snmp: await udpSnmp(h, 2) };
+      // status.drops holds the drops not tied to a current peer; each peer's own are in peers[].drops
+      const drops = { ...b.drops };
+      for (const p of b.peers) for (const [reason, n] of Object.entries(p.drops)) drops[reason] = (drops[reason] ?? 0) + n;
+      return { tx: pa.txPackets, rx: pb.rxPackets, drops, snmp: await udpSnmp(h, 2) };
     };
     const before = await stats();
     const flow = h.spawnInHost(1, 'ping', ['-n', '-i', '0.02', BETA_INNER]);
