@@ -302,11 +302,15 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     isMember: policy.isMember,
     events: {
       onSession: (peer, params, options) => {
-        if (options.primary) restored.add(peer); // only a resumed stored session is installed as the primary at once
+        if (options.primary) {
+          restored.add(peer); // only a resumed stored session is installed as the primary at once
+          state.setSessionPin(peer, record(peer)?.fingerprint ?? ''); // the peer just proved it holds the keys under this pin
+        }
         withPeer(peer, 'install session', (id) => dataplane.installSession(id, params, options));
       },
       onPromote: (peer, localIndex) => {
         restored.delete(peer);
+        state.setSessionPin(peer, record(peer)?.fingerprint ?? ''); // stored just before: keyed under the current pin
         negotiations.set(peer, (negotiations.get(peer) ?? 0) + 1);
         withPeer(peer, 'promote session', (id) => dataplane.promoteSession(id, localIndex));
       },
@@ -316,13 +320,21 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   });
   negotiator.attach(server);
   // Keys of nodes that left the list while we were down (or were kept by an
-  // older version) are not restored: delete them before the restore.
+  // older version), and of nodes re-pinned meanwhile (revoke-then-add, as
+  // when the list arrives at run time), are not restored: delete them first.
   for (const s of state.listSessions()) {
     s.txKey.fill(0);
     s.rxKey.fill(0);
-    if (policy.isMember(s.peer)) continue;
-    state.deleteSession(s.peer);
-    negLog.notice('stored session of a node not in the list deleted', { peer: s.peer });
+    if (!policy.isMember(s.peer)) {
+      state.deleteSession(s.peer);
+      negLog.notice('stored session of a node not in the list deleted', { peer: s.peer });
+      continue;
+    }
+    const pin = state.sessionPin(s.peer);
+    if (pin !== undefined && pin !== (record(s.peer)?.fingerprint ?? '')) {
+      state.deleteSession(s.peer);
+      negLog.notice('stored session of a re-pinned node deleted', { peer: s.peer });
+    }
   }
   negotiator.start();
 

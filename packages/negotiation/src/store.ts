@@ -28,7 +28,7 @@ import { KEY_BYTES } from './keys.js';
 const SQLITE_ADDON = createRequire(import.meta.url).resolve('better-sqlite3/build/Release/better_sqlite3.node');
 
 /** Specification: current schema version (`PRAGMA user_version`). */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 /** Specification: largest send epoch (u32 on the wire). */
 export const MAX_EPOCH = 0xffffffff;
 
@@ -45,6 +45,11 @@ const MIGRATIONS: Record<number, string> = {
         created_at INTEGER NOT NULL,
         send_epoch INTEGER NOT NULL,
         rx_epoch_floor INTEGER NOT NULL
+      ) STRICT`,
+  // The certificate pin (BNL fingerprint) a peer's stored session was keyed or resumed under.
+  2: `CREATE TABLE session_pins (
+        peer TEXT PRIMARY KEY NOT NULL,
+        fingerprint TEXT NOT NULL
       ) STRICT`,
 };
 
@@ -222,6 +227,7 @@ export class StateStore implements SessionStore {
     this.wrap(() => {
       this.db.transaction(() => {
         this.db.prepare('DELETE FROM sessions WHERE peer = ? OR local_index = ?').run(s.peer, s.localIndex);
+        this.db.prepare('DELETE FROM session_pins WHERE peer = ?').run(s.peer); // a new session: its pin is noted anew
         this.db
           .prepare(
             `INSERT INTO sessions (peer, local_index, remote_index, cipher, comp_algo, comp_level, tx_key, rx_key, created_at, send_epoch, rx_epoch_floor)
@@ -237,8 +243,26 @@ export class StateStore implements SessionStore {
   deleteSession(peer: string): void {
     this.wrap(() => {
       this.db.prepare('DELETE FROM sessions WHERE peer = ?').run(peer);
+      this.db.prepare('DELETE FROM session_pins WHERE peer = ?').run(peer);
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     });
+  }
+
+  /**
+   * Notes the certificate pin (`''` for none) the peer's stored session was
+   * keyed or resumed under, so that a start with a list that re-pinned the
+   * peer meanwhile drops the session (`sessionPin`). No-op without a session.
+   */
+  setSessionPin(peer: string, fingerprint: string): void {
+    this.wrap(() => {
+      if (this.db.prepare('SELECT 1 FROM sessions WHERE peer = ?').get(peer) === undefined) return;
+      this.db.prepare('INSERT INTO session_pins (peer, fingerprint) VALUES (?, ?) ON CONFLICT (peer) DO UPDATE SET fingerprint = excluded.fingerprint').run(peer, fingerprint);
+    });
+  }
+
+  /** The pin noted by `setSessionPin` for the peer's stored session, or undefined (none noted: a session stored by an older version). */
+  sessionPin(peer: string): string | undefined {
+    return this.wrap(() => (this.db.prepare('SELECT fingerprint FROM session_pins WHERE peer = ?').get(peer) as { fingerprint: string } | undefined)?.fingerprint);
   }
 
   /** See `SessionStore.reservePeerEpoch`. */

@@ -117,6 +117,43 @@ describe('StateStore', () => {
     assert.throws(() => StateStore.open(f), { code: 'ERR_STATE_CORRUPT' });
   });
 
+  test('the pin a session was keyed under is kept with it, replaced with it and deleted with it', () => {
+    const f = dbPath();
+    let s = StateStore.open(f);
+    s.setSessionPin('bravo', 'aa'.repeat(32)); // no session yet: nothing noted
+    assert.equal(s.sessionPin('bravo'), undefined);
+    s.putSession(session('bravo', 7, 1));
+    assert.equal(s.sessionPin('bravo'), undefined, 'not noted yet');
+    s.setSessionPin('bravo', 'aa'.repeat(32));
+    s.close();
+    s = StateStore.open(f);
+    assert.equal(s.sessionPin('bravo'), 'aa'.repeat(32), 'durable');
+    s.putSession(session('bravo', 9, 2)); // a new session: the old pin does not carry over
+    assert.equal(s.sessionPin('bravo'), undefined);
+    s.setSessionPin('bravo', '');
+    assert.equal(s.sessionPin('bravo'), '');
+    s.deleteSession('bravo');
+    assert.equal(s.sessionPin('bravo'), undefined);
+    s.close();
+  });
+
+  test('a version 1 database is migrated: its sessions are kept, with no pin noted', () => {
+    const f = dbPath();
+    const db = new Database(f);
+    db.exec(`CREATE TABLE sessions (peer TEXT PRIMARY KEY NOT NULL, local_index INTEGER NOT NULL UNIQUE, remote_index INTEGER NOT NULL,
+      cipher TEXT NOT NULL, comp_algo TEXT NOT NULL, comp_level INTEGER NOT NULL, tx_key BLOB NOT NULL, rx_key BLOB NOT NULL,
+      created_at INTEGER NOT NULL, send_epoch INTEGER NOT NULL, rx_epoch_floor INTEGER NOT NULL) STRICT`);
+    db.prepare('INSERT INTO sessions VALUES (?, 7, 8, ?, ?, 0, ?, ?, 1, 3, 2)').run('bravo', 'aes-256-gcm', 'none', Buffer.alloc(32, 1), Buffer.alloc(32, 2));
+    db.pragma('user_version = 1');
+    db.close();
+    const s = StateStore.open(f);
+    assert.deepEqual(s.listSessions().map((x) => [x.peer, x.sendEpoch, x.rxEpochFloor]), [['bravo', 3, 2]]);
+    assert.equal(s.sessionPin('bravo'), undefined);
+    s.setSessionPin('bravo', 'bb'.repeat(32));
+    assert.equal(s.sessionPin('bravo'), 'bb'.repeat(32));
+    s.close();
+  });
+
   test('a database from a newer version is refused', () => {
     const f = dbPath();
     StateStore.open(f).close();
