@@ -28,6 +28,7 @@ import { StateStore } from '@cluevpn/negotiation';
 import { bnl, certPin, cluevpn, makeNetwork, pingFrom, startNode, type RunningNode } from './lib/cluevpn.js';
 import { createLab, requireLab, listNamespaces, type Lab } from './lib/lab.js';
 import type { TrackedProcess } from './lib/process.js';
+import { daemonTest } from './lib/daemon-test.js';
 import { waitFor } from './lib/wait-for.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -163,64 +164,39 @@ test('a re-pinned or removed node loses its open control connections, its sessio
 });
 
 test('a node re-pinned while its peer was down: the peer deletes the stored session at start instead of resuming it', { timeout: 180_000 }, async (t) => {
-  if (!requireLab(t)) return;
-  const dir = mkdtempSync(join(tmpdir(), 'repin-down-e2e-'));
-  let lab: Lab | null = null;
-  let prefix = '';
-  const procs: TrackedProcess[] = [];
-  const nodes: RunningNode[] = [];
-  let ok = false;
-  try {
-    lab = await createLab({ hosts: 2 });
-    prefix = lab.prefix;
-    const L = lab;
-    const [h1, h2] = L.hosts;
-    const net = await makeNetwork(join(dir, 'net'), { net: 'rpin', pullInterval: '60s', nodes: [['alpha', h1.ipv4], ['beta', h2.ipv4]] });
-    let alpha = await startNode(L, h1, net.nodeDir('alpha'));
-    const beta = await startNode(L, h2, net.nodeDir('beta'));
-    nodes.push(alpha, beta);
-    procs.push(alpha.process, beta.process);
-    await waitFor(async () => (await pingFrom(L, h1, '10.99.0.2', 1, 1)).received === 1, { timeoutMs: 20_000, intervalMs: 0, description: 'alpha → beta ping over the VPN' });
-    const stopped = await alpha.process.stop('SIGTERM', 3000);
-    assert.equal(stopped.code, 0, alpha.process.stderr());
-    const db = join(net.nodeDir('alpha'), 'state.db');
-    const before = StateStore.open(db, { readonly: true });
+  const env = await daemonTest(t, { hosts: 2 }, 'repin-down-e2e-');
+  if (env === null) return;
+  const { lab: L, dir } = env;
+  const [h1, h2] = L.hosts;
+  const net = await makeNetwork(join(dir, 'net'), { net: 'rpin', pullInterval: '60s', nodes: [['alpha', h1.ipv4], ['beta', h2.ipv4]] });
+  let alpha = await startNode(L, h1, net.nodeDir('alpha'));
+  env.nodes.push(alpha, await startNode(L, h2, net.nodeDir('beta')));
+  await waitFor(async () => (await pingFrom(L, h1, '10.99.0.2', 1, 1)).received === 1, { timeoutMs: 20_000, intervalMs: 0, description: 'alpha → beta ping over the VPN' });
+  const stopped = await alpha.process.stop('SIGTERM', 3000);
+  assert.equal(stopped.code, 0, alpha.process.stderr());
+  const db = join(net.nodeDir('alpha'), 'state.db');
+  const storedPeers = (): string[] => {
+    const store = StateStore.open(db, { readonly: true });
     try {
-      assert.deepEqual(before.listSessions().map((s) => s.peer), ['beta'], 'alpha stored its session with beta');
+      return store.listSessions().map((s) => s.peer);
     } finally {
-      before.close();
+      store.close();
     }
-    // The admin re-issues beta's certificate and re-pins it; the new list reaches alpha's disk while alpha is down.
-    const fresh = join(dir, 'beta-new');
-    const issued = await cluevpn('cert', 'issue', 'beta', '--ca', join(net.dir, 'ca'), '--out', fresh);
-    assert.equal(issued.code, 0, issued.stderr);
-    await bnl('--file', net.masterList, 'modify', 'beta', `fingerprint=${await certPin(join(fresh, 'beta.crt'))}`);
-    await bnl('--file', net.masterList, 'sign', '--key', net.signingKey);
-    copyFileSync(net.masterList, join(net.nodeDir('alpha'), 'bnl'));
-    alpha = await startNode(L, h1, net.nodeDir('alpha'));
-    nodes.push(alpha);
-    procs.push(alpha.process);
-    await waitFor(async () => /stored session of a re-pinned node deleted.*peer=beta/.test(alpha.log()), { timeoutMs: 10_000, intervalMs: 100, description: 'alpha logs the deletion' });
-    assert.equal((await alpha.peer('beta')).restored, false, 'nothing restored for beta');
-    const again = await alpha.process.stop('SIGTERM', 3000);
-    assert.equal(again.code, 0, alpha.process.stderr());
-    const after = StateStore.open(db, { readonly: true });
-    try {
-      assert.deepEqual(after.listSessions().map((s) => s.peer), [], 'no keys of the old certificate left in state.db');
-    } finally {
-      after.close();
-    }
-    ok = true;
-  } finally {
-    if (!ok) {
-      for (const n of nodes) {
-        t.diagnostic(`--- ${n.name} log (tail), stderr: ${n.process.stderr().slice(-1000)}`);
-        for (const line of n.log().split('\n').slice(-30)) t.diagnostic(line);
-      }
-    }
-    for (const p of procs) if (p.running()) await p.stop('SIGKILL', 1000);
-    if (lab !== null) await lab.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  }
-  assert.deepEqual(listNamespaces(prefix), [], 'no namespace left behind');
+  };
+  assert.deepEqual(storedPeers(), ['beta'], 'alpha stored its session with beta');
+  // The admin re-issues beta's certificate and re-pins it; the new list reaches alpha's disk while alpha is down.
+  const fresh = join(dir, 'beta-new');
+  const issued = await cluevpn('cert', 'issue', 'beta', '--ca', join(net.dir, 'ca'), '--out', fresh);
+  assert.equal(issued.code, 0, issued.stderr);
+  await bnl('--file', net.masterList, 'modify', 'beta', `fingerprint=${await certPin(join(fresh, 'beta.crt'))}`);
+  await bnl('--file', net.masterList, 'sign', '--key', net.signingKey);
+  copyFileSync(net.masterList, join(net.nodeDir('alpha'), 'bnl'));
+  alpha = await startNode(L, h1, net.nodeDir('alpha'));
+  env.nodes.push(alpha);
+  await waitFor(async () => /stored session of a re-pinned node deleted.*peer=beta/.test(alpha.log()), { timeoutMs: 10_000, intervalMs: 100, description: 'alpha logs the deletion' });
+  assert.equal((await alpha.peer('beta')).restored, false, 'nothing restored for beta');
+  const again = await alpha.process.stop('SIGTERM', 3000);
+  assert.equal(again.code, 0, alpha.process.stderr());
+  assert.deepEqual(storedPeers(), [], 'no keys of the old certificate left in state.db');
+  env.passed();
 });

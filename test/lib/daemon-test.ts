@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { RunningNode } from './cluevpn.js';
-import { createLab, requireLab, type CreateLabOptions, type Lab } from './lab.js';
+import { createLab, requireLab, type CreateLabOptions, type Lab, type LabTools } from './lab.js';
 
 /** What {@link daemonTest} sets up. */
 export interface DaemonTestEnv {
@@ -29,9 +29,9 @@ export interface DaemonTestEnv {
   passed(): void;
 }
 
-/** Sets up the frame, or skips `t` with the reason and returns null. */
-export async function daemonTest(t: TestContext, labOptions: CreateLabOptions, dirPrefix: string): Promise<DaemonTestEnv | null> {
-  if (!requireLab(t)) return null;
+/** Sets up the frame, or skips `t` with the reason and returns null (under CI a missing requirement fails instead). `tools`: extra commands the test needs. */
+export async function daemonTest(t: TestContext, labOptions: CreateLabOptions, dirPrefix: string, tools: LabTools = {}): Promise<DaemonTestEnv | null> {
+  if (!requireLab(t, { tools })) return null;
   const dir = mkdtempSync(join(tmpdir(), dirPrefix));
   let lab: Lab;
   try {
