@@ -23,7 +23,6 @@
  * body (`{ m }`). Incoming lists follow one order: parse, verify, dedupe (by
  * hash), apply, forward to a few random peers — never re-flooded.
  */
-import { readFileSync } from 'node:fs';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import {
   BNL_MAX_BYTES,
@@ -43,14 +42,18 @@ import {
 } from '@cluevpn/bnl';
 import type { Dataplane } from '@cluevpn/dataplane';
 import {
+  CredentialsError,
   Negotiator,
   StateStore,
+  loadCredentials,
+  normalizeFingerprint,
   authorizePeer,
   connectControl,
   createControlServer,
   type ControlConnection,
   type ControlCredentials,
   type ControlServer,
+  type LoadedCredentials,
   type NegotiatorStats,
   type PeerIdentity,
   type PeerPolicy,
@@ -155,6 +158,15 @@ export interface Mesh {
    */
   recheckConnections(): number;
   /**
+   * Reads `cert`, `privkey` and `cacert` again and, once they pass every
+   * check (`loadCredentials`), uses them for every new control connection,
+   * accepted and dialled. On any error the credentials in use stay and
+   * `DaemonError` `ERR_CREDENTIALS` names the file.
+   */
+  reloadCredentials(): CredentialsReload;
+  /** Warns (and returns false) when the current list pins another certificate for us than ours. */
+  checkOwnPin(): boolean;
+  /**
    * Pushes the current list to every node. Returns at once with live
    * counters; `done` settles when every push has finished (a node that does
    * not answer takes up to the handshake timeout).
@@ -167,11 +179,21 @@ export interface Mesh {
   close(): Promise<void>;
 }
 
-function readPem(file: string, key: string): string {
+/** What a credential reload did. */
+export interface CredentialsReload {
+  /** False when the files hold the certificate already in use. */
+  switched: boolean;
+  /** Fingerprint (lower hex) of the certificate in use now. */
+  fingerprint: string;
+}
+
+/** Reads and checks the credential files (`loadCredentials`); a refusal is `code` naming the file. */
+function readCredentials(config: DaemonConfig, selfName: string, code: 'ERR_STARTUP' | 'ERR_CREDENTIALS'): LoadedCredentials {
   try {
-    return readFileSync(file, 'utf8');
+    return loadCredentials({ cert: config.cert, privkey: config.privkey, cacert: config.cacert }, selfName);
   } catch (err) {
-    throw new DaemonError('ERR_STARTUP', `${key} ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'EIO'})`, { cause: err });
+    if (err instanceof CredentialsError) throw new DaemonError(code, err.message, { cause: err });
+    throw err;
   }
 }
 
@@ -201,11 +223,16 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     throw new DaemonError('ERR_STATE', `state database ${config.statedb}: ${(err as Error).message}${code === 'ERR_STATE_CORRUPT' ? ' (move it aside and start again: peers renegotiate)' : ''}`, { cause: err });
   }
 
-  const credentials: ControlCredentials = {
-    certPem: readPem(config.cert, 'cert'),
-    keyPem: readPem(config.privkey, 'privkey'),
-    caPem: readPem(config.cacert, 'cacert'),
-  };
+  // Replaced as a whole by `reloadCredentials`: new connections (accepted and
+  // dialled) use the new object; open ones keep what they authenticated with.
+  let loaded: LoadedCredentials;
+  try {
+    loaded = readCredentials(config, selfName, 'ERR_STARTUP');
+  } catch (err) {
+    state.close();
+    throw err;
+  }
+  let credentials: ControlCredentials = loaded.credentials;
   /** The current list's records by name, built once per list (every request is authorised against it). */
   let byName: { list: unknown; nodes: Map<string, BnlNode> } | undefined;
   const record = (name: string): BnlNode | undefined => {
@@ -219,6 +246,23 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     requiredOu: config.restrictouname,
   };
   const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
+  /**
+   * Warns when the list pins another certificate for us than the one we
+   * present: peers refuse us until both agree (the operator installs the
+   * pinned certificate and reloads, or pushes a list with our pin).
+   */
+  const checkOwnPin = (): boolean => {
+    const pin = record(selfName)?.fingerprint;
+    if (pin === undefined || normalizeFingerprint(pin) === loaded.fingerprint.hex) return true;
+    negLog.warn('this node\'s certificate is not the one its BNL record pins: peers refuse it until they agree (install the pinned certificate and reload, or push a list with this pin)', {
+      path: config.cert,
+      fingerprint: loaded.fingerprint.hex,
+      pin: normalizeFingerprint(pin) ?? pin,
+      serial: bnl.current?.bnl.serial,
+    });
+    return false;
+  };
+  checkOwnPin();
   const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
   /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
   const outgoing = new Set<ControlConnection>();
@@ -500,6 +544,24 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       if (closed > 0) negLog.notice('control connections closed: peers no longer pass the current list', { count: closed });
       return closed;
     },
+    reloadCredentials: () => {
+      const next = readCredentials(config, selfName, 'ERR_CREDENTIALS');
+      if (next.fingerprint.hex === loaded.fingerprint.hex && next.credentials.caPem === credentials.caPem && next.credentials.keyPem === credentials.keyPem) {
+        return { switched: false, fingerprint: loaded.fingerprint.hex };
+      }
+      try {
+        server.setCredentials(next.credentials);
+      } catch (err) {
+        throw new DaemonError('ERR_CREDENTIALS', `cert ${config.cert}: the TLS library refused the new credentials: ${(err as Error).message}`, { cause: err });
+      }
+      const before = loaded.fingerprint.hex;
+      loaded = next;
+      credentials = next.credentials; // dialled connections: a new shared client context
+      negLog.notice('credentials reloaded: new control connections use them', { path: config.cert, fingerprint: next.fingerprint.hex, reason: `was ${before}`, count: next.cas.length });
+      checkOwnPin();
+      return { switched: true, fingerprint: next.fingerprint.hex };
+    },
+    checkOwnPin,
     pushToAll,
     pullRound,
     peer: (name) => ({
