@@ -380,7 +380,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     for (const c of diff.changed) {
       if (c.name === self.name) {
         if (c.fields.includes('subnets')) dataplane!.setLocalSubnets(c.after.subnets);
-        if (c.fields.includes('fingerprint')) mesh?.checkOwnPin();
+        if (c.fields.includes('fingerprint')) mesh?.followOwnPin();
         continue;
       }
       if (c.fields.includes('id') || c.fields.includes('fingerprint')) {

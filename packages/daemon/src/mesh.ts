@@ -164,8 +164,13 @@ export interface Mesh {
    * `DaemonError` `ERR_CREDENTIALS` names the file.
    */
   reloadCredentials(): CredentialsReload;
-  /** Warns (and returns false) when the current list pins another certificate for us than ours. */
-  checkOwnPin(): boolean;
+  /**
+   * After a list that re-pins this node: when the credential files hold the
+   * certificate it now pins (and pass every check), switch to them at once;
+   * otherwise warn that peers refuse us until we agree. True when our
+   * certificate matches the list's pin (or it pins none).
+   */
+  followOwnPin(): boolean;
   /**
    * Pushes the current list to every node. Returns at once with live
    * counters; `done` settles when every push has finished (a node that does
@@ -246,23 +251,40 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     requiredOu: config.restrictouname,
   };
   const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
+  /** The pin the current list holds for us (lower hex), or undefined when it pins none. */
+  const ownPin = (): string | undefined => {
+    const pin = record(selfName)?.fingerprint;
+    return pin === undefined ? undefined : normalizeFingerprint(pin) ?? pin;
+  };
   /**
    * Warns when the list pins another certificate for us than the one we
    * present: peers refuse us until both agree (the operator installs the
    * pinned certificate and reloads, or pushes a list with our pin).
    */
   const checkOwnPin = (): boolean => {
-    const pin = record(selfName)?.fingerprint;
-    if (pin === undefined || normalizeFingerprint(pin) === loaded.fingerprint.hex) return true;
+    const pin = ownPin();
+    if (pin === undefined || pin === loaded.fingerprint.hex) return true;
     negLog.warn('this node\'s certificate is not the one its BNL record pins: peers refuse it until they agree (install the pinned certificate and reload, or push a list with this pin)', {
       path: config.cert,
       fingerprint: loaded.fingerprint.hex,
-      pin: normalizeFingerprint(pin) ?? pin,
+      pin,
       serial: bnl.current?.bnl.serial,
     });
     return false;
   };
   checkOwnPin();
+  /** Uses checked credentials for every new control connection, accepted and dialled. */
+  const switchTo = (next: LoadedCredentials, why: string): void => {
+    try {
+      server.setCredentials(next.credentials);
+    } catch (err) {
+      throw new DaemonError('ERR_CREDENTIALS', `cert ${config.cert}: the TLS library refused the new credentials: ${(err as Error).message}`, { cause: err });
+    }
+    const before = loaded.fingerprint.hex;
+    loaded = next;
+    credentials = next.credentials; // dialled connections: a new shared client context
+    negLog.notice(`credentials switched (${why}): new control connections use them`, { path: config.cert, fingerprint: next.fingerprint.hex, reason: `was ${before}`, count: next.cas.length });
+  };
   const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
   /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
   const outgoing = new Set<ControlConnection>();
@@ -520,6 +542,17 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       tryNegotiate(candidates[i]!, 'proactive');
     }
   };
+  /**
+   * The list now pins our new certificate: every peer that applies it drops
+   * the sessions negotiated under the old one. Renegotiate them now rather
+   * than wait for the peers' traffic (a peer still on the older list refuses,
+   * keeps its session, and negotiates itself once it gets the list).
+   */
+  const renegotiateAll = (): void => {
+    const peers = negotiator.sessions().map((x) => x.peer);
+    if (peers.length > 0) negLog.notice('the list pins our certificate: renegotiating with every peer', { count: peers.length });
+    for (const p of peers) negotiator.requestRekey(p, 'manual');
+  };
   const first = setImmediate(proactive);
   const tick = setInterval(proactive, TICK_MS);
   tick.unref();
@@ -546,22 +579,44 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     },
     reloadCredentials: () => {
       const next = readCredentials(config, selfName, 'ERR_CREDENTIALS');
-      if (next.fingerprint.hex === loaded.fingerprint.hex && next.credentials.caPem === credentials.caPem && next.credentials.keyPem === credentials.keyPem) {
+      const c = next.credentials;
+      if (c.certPem === credentials.certPem && c.keyPem === credentials.keyPem && c.caPem === credentials.caPem) {
+        checkOwnPin();
         return { switched: false, fingerprint: loaded.fingerprint.hex };
       }
-      try {
-        server.setCredentials(next.credentials);
-      } catch (err) {
-        throw new DaemonError('ERR_CREDENTIALS', `cert ${config.cert}: the TLS library refused the new credentials: ${(err as Error).message}`, { cause: err });
-      }
-      const before = loaded.fingerprint.hex;
-      loaded = next;
-      credentials = next.credentials; // dialled connections: a new shared client context
-      negLog.notice('credentials reloaded: new control connections use them', { path: config.cert, fingerprint: next.fingerprint.hex, reason: `was ${before}`, count: next.cas.length });
-      checkOwnPin();
+      switchTo(next, 'reload');
+      // Not pinned yet: the list that pins it may be out already (peers that
+      // hold it refused our old certificate, so their push did not reach us).
+      if (!checkOwnPin()) void pullRound();
       return { switched: true, fingerprint: next.fingerprint.hex };
     },
-    checkOwnPin,
+    followOwnPin: () => {
+      const pin = ownPin();
+      if (pin === undefined) return true;
+      if (pin === loaded.fingerprint.hex) {
+        renegotiateAll();
+        return true;
+      }
+      // The list re-pinned us: when the certificate the operator installed is
+      // the one it pins, use it now rather than wait for a reload (the order
+      // "install, push, reload" then cuts traffic for one renegotiation only).
+      let next: LoadedCredentials | undefined;
+      try {
+        next = readCredentials(config, selfName, 'ERR_CREDENTIALS');
+      } catch (err) {
+        negLog.warn('the list re-pinned this node, and its credential files cannot be used', { err, code: (err as { code?: string }).code });
+      }
+      if (next !== undefined && next.fingerprint.hex === pin) {
+        try {
+          switchTo(next, 'the list pins the certificate in the cert file');
+          renegotiateAll();
+          return true;
+        } catch (err) {
+          negLog.error('cannot switch to the pinned certificate', { err, code: (err as { code?: string }).code });
+        }
+      }
+      return checkOwnPin();
+    },
     pushToAll,
     pullRound,
     peer: (name) => ({
