@@ -56,7 +56,7 @@ test('a re-issued certificate is taken on SIGHUP without a restart; pings keep f
   if (env === null) return;
   const { lab: L, dir } = env;
   const [h1, h2] = L.hosts as [LabHost, LabHost];
-  const net = await makeNetwork(join(dir, 'net'), { net: 'crel', pullInterval: '60s', nodes: [['alpha', h1.ipv4], ['beta', h2.ipv4]] });
+  const net = await makeNetwork(join(dir, 'net'), { net: 'crel', pullInterval: '60s', logLevel: 6, nodes: [['alpha', h1.ipv4], ['beta', h2.ipv4]] });
   const alpha = await startNode(L, h1, net.nodeDir('alpha'));
   const beta = await startNode(L, h2, net.nodeDir('beta'));
   env.nodes.push(alpha, beta);
