@@ -165,10 +165,11 @@ export interface Mesh {
    */
   reloadCredentials(): CredentialsReload;
   /**
-   * After a list that re-pins this node: when the credential files hold the
-   * certificate it now pins (and pass every check), switch to them at once;
-   * otherwise warn that peers refuse us until we agree. True when our
-   * certificate matches the list's pin (or it pins none).
+   * After a list that changes this node's pin: when it pins the certificate
+   * in use, asks every peer for a rekey (each peer that applies the list
+   * drops the sessions of our old certificate); otherwise warns that peers
+   * refuse us until we agree (the credential files are read only by a
+   * reload). True when our certificate matches the list's pin.
    */
   followOwnPin(): boolean;
   /**
@@ -274,7 +275,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   };
   checkOwnPin();
   /** Uses checked credentials for every new control connection, accepted and dialled. */
-  const switchTo = (next: LoadedCredentials, why: string): void => {
+  const switchTo = (next: LoadedCredentials): void => {
     try {
       server.setCredentials(next.credentials);
     } catch (err) {
@@ -283,7 +284,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     const before = loaded.fingerprint.hex;
     loaded = next;
     credentials = next.credentials; // dialled connections: a new shared client context
-    negLog.notice(`credentials switched (${why}): new control connections use them`, { path: config.cert, fingerprint: next.fingerprint.hex, reason: `was ${before}`, count: next.cas.length });
+    negLog.notice('credentials switched: new control connections use them', { path: config.cert, fingerprint: next.fingerprint.hex, reason: `was ${before}`, count: next.cas.length });
   };
   const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
   /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
@@ -584,38 +585,16 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
         checkOwnPin();
         return { switched: false, fingerprint: loaded.fingerprint.hex };
       }
-      switchTo(next, 'reload');
+      switchTo(next);
       // Not pinned yet: the list that pins it may be out already (peers that
       // hold it refused our old certificate, so their push did not reach us).
       if (!checkOwnPin()) void pullRound();
       return { switched: true, fingerprint: next.fingerprint.hex };
     },
     followOwnPin: () => {
-      const pin = ownPin();
-      if (pin === undefined) return true;
-      if (pin === loaded.fingerprint.hex) {
-        renegotiateAll();
-        return true;
-      }
-      // The list re-pinned us: when the certificate the operator installed is
-      // the one it pins, use it now rather than wait for a reload (the order
-      // "install, push, reload" then cuts traffic for one renegotiation only).
-      let next: LoadedCredentials | undefined;
-      try {
-        next = readCredentials(config, selfName, 'ERR_CREDENTIALS');
-      } catch (err) {
-        negLog.warn('the list re-pinned this node, and its credential files cannot be used', { err, code: (err as { code?: string }).code });
-      }
-      if (next !== undefined && next.fingerprint.hex === pin) {
-        try {
-          switchTo(next, 'the list pins the certificate in the cert file');
-          renegotiateAll();
-          return true;
-        } catch (err) {
-          negLog.error('cannot switch to the pinned certificate', { err, code: (err as { code?: string }).code });
-        }
-      }
-      return checkOwnPin();
+      if (!checkOwnPin()) return false;
+      if (ownPin() !== undefined) renegotiateAll();
+      return true;
     },
     pushToAll,
     pullRound,
