@@ -7,7 +7,7 @@
  * cluevpn [-c FILE | -n NET] peers [--json]
  * cluevpn [-c FILE | -n NET] bnl-status [--json]
  * cluevpn [-c FILE | -n NET] log-level N
- * cluevpn [-c FILE | -n NET] reload
+ * cluevpn [-c FILE | -n NET] reload      (credentials, then the BNL)
  * cluevpn [-c FILE | -n NET] graph
  * ```
  *
@@ -90,11 +90,14 @@ export function buildProgram(): Command {
 
   program
     .command('reload')
-    .description('reload the BNL from disk; if newer, apply it and push it to every node (like SIGUSR1)')
+    .description('re-read the certificate, key and CA bundle (refused ones are kept and reported: exit 1); reload the BNL from disk, if newer apply it and push it to every node (like SIGHUP/SIGUSR1)')
     .action(async () => {
       const r = await requestReloadAndPush(target(program));
       if (r.via === 'signal') print(`no control socket; sent SIGUSR1 to cluevpnd pid ${r.pid}\n`);
-      else print(r.applied ? `applied BNL serial ${r.serial}, ${pushSummary(r)}\n` : `BNL on disk is not newer; serial ${r.serial} stays\n`);
+      else {
+        if (r.credentials?.switched) print(`credentials reloaded: certificate ${r.credentials.fingerprint} for new control connections\n`);
+        print(r.applied ? `applied BNL serial ${r.serial}, ${pushSummary(r)}\n` : `BNL on disk is not newer; serial ${r.serial} stays\n`);
+      }
     });
 
   program

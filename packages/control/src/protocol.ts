@@ -129,6 +129,13 @@ export interface ReloadResult {
   pushFailed: number;
   /** Pushes still running when the answer was sent: they go on in the background. */
   pushPending: number;
+  /**
+   * The credential files read again: whether the daemon switched to another
+   * certificate, key or CA bundle, and the fingerprint of the certificate in
+   * use. Absent from daemons that do not reload credentials. (Refused
+   * credentials make the whole request fail with `ERR_CREDENTIALS`.)
+   */
+  credentials?: { switched: boolean; fingerprint: string };
 }
 
 /** Specification: the commands of version 1. */

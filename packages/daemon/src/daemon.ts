@@ -13,7 +13,8 @@
  *  5. mesh (`mesh.ts`): state store (send epochs bumped before anything is
  *     sent), mutual-TLS control channel on `port` (TCP), negotiation wired
  *     into the data plane, BNL gossip (pull timer, push handler)
- *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push);
+ *  6. control socket (status, peers, bnl-status, set-log-level, reload-and-push:
+ *     the credentials, then the BNL);
  *     the metrics endpoint when `metrics=` is set (`metrics.ts`: it reads `status()`)
  *  7. hooks: upcmd, mysubnetupcmd per own subnet, subnetupcmd per peer subnet
  *  8. drop privileges (`user`/`group`), then check the writable paths
@@ -379,6 +380,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     for (const c of diff.changed) {
       if (c.name === self.name) {
         if (c.fields.includes('subnets')) dataplane!.setLocalSubnets(c.after.subnets);
+        if (c.fields.includes('fingerprint')) mesh?.followOwnPin();
         continue;
       }
       if (c.fields.includes('id') || c.fields.includes('fingerprint')) {
@@ -409,7 +411,30 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   }
 
+  /**
+   * A reload: the credentials (`cert`, `privkey`, `cacert`), then the BNL.
+   * Refused credentials leave the ones in use and do not stop the BNL part;
+   * the reload then fails with their `ERR_CREDENTIALS` (naming the file), so
+   * `cluevpn reload` exits 1 and a signalled reload logs it.
+   */
   async function reloadAndPush(): Promise<ReloadResult> {
+    let creds: ReloadResult['credentials'];
+    let credErr: unknown;
+    try {
+      creds = mesh!.reloadCredentials();
+    } catch (err) {
+      credErr = err;
+      log.error('credentials refused; the ones in use stay', { err, code: (err as { code?: string }).code });
+    }
+    const result = await reloadBnlAndPush();
+    if (credErr !== undefined) {
+      const e = credErr as Error;
+      throw new DaemonError('ERR_CREDENTIALS', `${e.message} (credentials in use kept; BNL serial ${result.serial}${result.applied ? ' applied' : ' unchanged'})`, { cause: e });
+    }
+    return creds === undefined ? result : { ...result, credentials: creds };
+  }
+
+  async function reloadBnlAndPush(): Promise<ReloadResult> {
     const r = await store.reloadFromDisk();
     if (!r.accepted) {
       if (r.code === 'ERR_BNL_DUPLICATE' || r.code === 'ERR_BNL_STALE') {

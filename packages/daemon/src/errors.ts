@@ -31,6 +31,7 @@ export type DaemonErrorCode =
   | 'ERR_PORT_IN_USE'
   | 'ERR_DEVICE_IN_USE'
   | 'ERR_STATE'
+  | 'ERR_CREDENTIALS'
   | 'ERR_GOSSIP';
 
 /** Base class of every daemon error. `code` is stable; wrap causes with `{ cause }`. */

@@ -52,7 +52,8 @@ export type LogFieldName =
   | 'peer' | 'peerid' | 'node' | 'id' | 'endpoint' | 'serial' | 'err' | 'code' | 'reason'
   | 'subnet' | 'subnets' | 'device' | 'port' | 'path' | 'cmd' | 'hook' | 'status' | 'signal'
   | 'ms' | 'count' | 'pid' | 'level' | 'cipher' | 'compression' | 'epoch' | 'index' | 'version'
-  | 'user' | 'group' | 'request' | 'added' | 'removed' | 'changed' | 'nodes' | 'targets' | 'failed' | 'pending' | 'loaded';
+  | 'user' | 'group' | 'request' | 'added' | 'removed' | 'changed' | 'nodes' | 'targets' | 'failed' | 'pending' | 'loaded'
+  | 'fingerprint' | 'pin';
 
 /** Structured fields of one record. */
 export type LogFields = { [K in LogFieldName]?: unknown };

@@ -145,7 +145,7 @@ export async function main(argv: string[]): Promise<void> {
         notifier.reloading();
         try {
           const r = await running.reloadAndPush();
-          logger.info('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
+          logger.notice('reload done', { serial: r.serial, count: r.pushedTo, failed: r.pushFailed, pending: r.pushPending });
         } finally {
           notifier.ready(peerCount(running));
         }

@@ -23,7 +23,6 @@
  * body (`{ m }`). Incoming lists follow one order: parse, verify, dedupe (by
  * hash), apply, forward to a few random peers — never re-flooded.
  */
-import { readFileSync } from 'node:fs';
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import {
   BNL_MAX_BYTES,
@@ -43,14 +42,18 @@ import {
 } from '@cluevpn/bnl';
 import type { Dataplane } from '@cluevpn/dataplane';
 import {
+  CredentialsError,
   Negotiator,
   StateStore,
+  loadCredentials,
+  normalizeFingerprint,
   authorizePeer,
   connectControl,
   createControlServer,
   type ControlConnection,
   type ControlCredentials,
   type ControlServer,
+  type LoadedCredentials,
   type NegotiatorStats,
   type PeerIdentity,
   type PeerPolicy,
@@ -155,6 +158,21 @@ export interface Mesh {
    */
   recheckConnections(): number;
   /**
+   * Reads `cert`, `privkey` and `cacert` again and, once they pass every
+   * check (`loadCredentials`), uses them for every new control connection,
+   * accepted and dialled. On any error the credentials in use stay and
+   * `DaemonError` `ERR_CREDENTIALS` names the file.
+   */
+  reloadCredentials(): CredentialsReload;
+  /**
+   * After a list that changes this node's pin: when it pins the certificate
+   * in use, asks every peer for a rekey (each peer that applies the list
+   * drops the sessions of our old certificate); otherwise warns that peers
+   * refuse us until we agree (the credential files are read only by a
+   * reload). True when our certificate matches the list's pin.
+   */
+  followOwnPin(): boolean;
+  /**
    * Pushes the current list to every node. Returns at once with live
    * counters; `done` settles when every push has finished (a node that does
    * not answer takes up to the handshake timeout).
@@ -167,11 +185,21 @@ export interface Mesh {
   close(): Promise<void>;
 }
 
-function readPem(file: string, key: string): string {
+/** What a credential reload did. */
+export interface CredentialsReload {
+  /** False when the files hold the certificate already in use. */
+  switched: boolean;
+  /** Fingerprint (lower hex) of the certificate in use now. */
+  fingerprint: string;
+}
+
+/** Reads and checks the credential files (`loadCredentials`); a refusal is `code` naming the file. */
+function readCredentials(config: DaemonConfig, selfName: string, code: 'ERR_STARTUP' | 'ERR_CREDENTIALS'): LoadedCredentials {
   try {
-    return readFileSync(file, 'utf8');
+    return loadCredentials({ cert: config.cert, privkey: config.privkey, cacert: config.cacert }, selfName);
   } catch (err) {
-    throw new DaemonError('ERR_STARTUP', `${key} ${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'EIO'})`, { cause: err });
+    if (err instanceof CredentialsError) throw new DaemonError(code, err.message, { cause: err });
+    throw err;
   }
 }
 
@@ -201,11 +229,16 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     throw new DaemonError('ERR_STATE', `state database ${config.statedb}: ${(err as Error).message}${code === 'ERR_STATE_CORRUPT' ? ' (move it aside and start again: peers renegotiate)' : ''}`, { cause: err });
   }
 
-  const credentials: ControlCredentials = {
-    certPem: readPem(config.cert, 'cert'),
-    keyPem: readPem(config.privkey, 'privkey'),
-    caPem: readPem(config.cacert, 'cacert'),
-  };
+  // Replaced as a whole by `reloadCredentials`: new connections (accepted and
+  // dialled) use the new object; open ones keep what they authenticated with.
+  let loaded: LoadedCredentials;
+  try {
+    loaded = readCredentials(config, selfName, 'ERR_STARTUP');
+  } catch (err) {
+    state.close();
+    throw err;
+  }
+  let credentials: ControlCredentials = loaded.credentials;
   /** The current list's records by name, built once per list (every request is authorised against it). */
   let byName: { list: unknown; nodes: Map<string, BnlNode> } | undefined;
   const record = (name: string): BnlNode | undefined => {
@@ -219,6 +252,40 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     requiredOu: config.restrictouname,
   };
   const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
+  /** The pin the current list holds for us (lower hex), or undefined when it pins none. */
+  const ownPin = (): string | undefined => {
+    const pin = record(selfName)?.fingerprint;
+    return pin === undefined ? undefined : normalizeFingerprint(pin) ?? pin;
+  };
+  /**
+   * Warns when the list pins another certificate for us than the one we
+   * present: peers refuse us until both agree (the operator installs the
+   * pinned certificate and reloads, or pushes a list with our pin).
+   */
+  const checkOwnPin = (): boolean => {
+    const pin = ownPin();
+    if (pin === undefined || pin === loaded.fingerprint.hex) return true;
+    negLog.warn('this node\'s certificate is not the one its BNL record pins: peers refuse it until they agree (install the pinned certificate and reload, or push a list with this pin)', {
+      path: config.cert,
+      fingerprint: loaded.fingerprint.hex,
+      pin,
+      serial: bnl.current?.bnl.serial,
+    });
+    return false;
+  };
+  checkOwnPin();
+  /** Uses checked credentials for every new control connection, accepted and dialled. */
+  const switchTo = (next: LoadedCredentials): void => {
+    try {
+      server.setCredentials(next.credentials);
+    } catch (err) {
+      throw new DaemonError('ERR_CREDENTIALS', `cert ${config.cert}: the TLS library refused the new credentials: ${(err as Error).message}`, { cause: err });
+    }
+    const before = loaded.fingerprint.hex;
+    loaded = next;
+    credentials = next.credentials; // dialled connections: a new shared client context
+    negLog.notice('credentials switched: new control connections use them', { path: config.cert, fingerprint: next.fingerprint.hex, reason: `was ${before}`, count: next.cas.length });
+  };
   const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
   /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
   const outgoing = new Set<ControlConnection>();
@@ -488,6 +555,17 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       tryNegotiate(candidates[i]!, 'proactive');
     }
   };
+  /**
+   * The list now pins our new certificate: every peer that applies it drops
+   * the sessions negotiated under the old one. Renegotiate them now rather
+   * than wait for the peers' traffic (a peer still on the older list refuses,
+   * keeps its session, and negotiates itself once it gets the list).
+   */
+  const renegotiateAll = (): void => {
+    const peers = negotiator.sessions().map((x) => x.peer);
+    if (peers.length > 0) negLog.notice('the list pins our certificate: renegotiating with every peer', { count: peers.length });
+    for (const p of peers) negotiator.requestRekey(p, 'manual');
+  };
   const first = setImmediate(proactive);
   const tick = setInterval(proactive, TICK_MS);
   tick.unref();
@@ -511,6 +589,24 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       for (const c of [...outgoing]) if (!c.recheck()) closed++;
       if (closed > 0) negLog.notice('control connections closed: peers no longer pass the current list', { count: closed });
       return closed;
+    },
+    reloadCredentials: () => {
+      const next = readCredentials(config, selfName, 'ERR_CREDENTIALS');
+      const c = next.credentials;
+      if (c.certPem === credentials.certPem && c.keyPem === credentials.keyPem && c.caPem === credentials.caPem) {
+        checkOwnPin();
+        return { switched: false, fingerprint: loaded.fingerprint.hex };
+      }
+      switchTo(next);
+      // Not pinned yet: the list that pins it may be out already (peers that
+      // hold it refused our old certificate, so their push did not reach us).
+      if (!checkOwnPin()) void pullRound();
+      return { switched: true, fingerprint: next.fingerprint.hex };
+    },
+    followOwnPin: () => {
+      if (!checkOwnPin()) return false;
+      if (ownPin() !== undefined) renegotiateAll();
+      return true;
     },
     pushToAll,
     pullRound,

@@ -5,7 +5,8 @@
  *
  * | signal            | effect                                                     |
  * |-------------------|------------------------------------------------------------|
- * | SIGUSR1, SIGHUP   | reload the BNL from disk; if newer, apply and push it      |
+ * | SIGUSR1, SIGHUP   | re-read cert, privkey, cacert (switch when they pass every |
+ * |                   | check); reload the BNL from disk; if newer, apply, push it |
  * | SIGINT, SIGTERM   | graceful stop (downcmd, close device, flush state) ≤ 2 s  |
  * | second INT/TERM   | exit at once                                               |
  *

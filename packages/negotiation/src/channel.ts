@@ -194,6 +194,14 @@ export interface ControlServer {
    * `cutOff.revoked`). Returns how many were closed.
    */
   recheck(): number;
+  /**
+   * Uses `credentials` for every handshake from now on (the certificate we
+   * present, our key, the CAs a client's chain must verify against); open
+   * connections keep what they were authenticated with. The caller checks
+   * the credentials first (`loadCredentials`): a key that does not match its
+   * certificate throws here and changes nothing.
+   */
+  setCredentials(credentials: ControlCredentials): void;
   /** Stops listening and destroys every open connection. */
   close(): Promise<void>;
 }
@@ -220,6 +228,9 @@ function identityOf(socket: tls.TLSSocket): PeerIdentity | undefined {
 }
 
 let nextConnectionId = 1;
+
+/** The TLS context of our credentials, server and client alike (a `caPem` bundle may hold several CAs). */
+const contextOptions = (c: ControlCredentials): tls.SecureContextOptions => ({ key: c.keyPem, cert: c.certPem, ca: [c.caPem], minVersion: 'TLSv1.3' });
 
 /** A socket of step 1–4: accepted, not yet authenticated. */
 interface Unauthenticated {
@@ -314,10 +325,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   };
 
   const tlsServer = tls.createServer({
-    key: opts.credentials.keyPem,
-    cert: opts.credentials.certPem,
-    ca: [opts.credentials.caPem],
-    minVersion: 'TLSv1.3',
+    ...contextOptions(opts.credentials),
     requestCert: true,
     rejectUnauthorized: false, // checked in secureConnection, see step 3 above
     handshakeTimeout: limits.handshakeTimeoutMs,
@@ -578,6 +586,9 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       }
       return closed;
     },
+    setCredentials(credentials) {
+      tlsServer.setSecureContext(contextOptions(credentials));
+    },
     close() {
       return new Promise<void>((resolve) => {
         netServer.close(() => resolve());
@@ -644,7 +655,7 @@ const clientContexts = new WeakMap<ControlCredentials, tls.SecureContext>();
 function clientContext(c: ControlCredentials): tls.SecureContext {
   let ctx = clientContexts.get(c);
   if (ctx === undefined) {
-    ctx = tls.createSecureContext({ key: c.keyPem, cert: c.certPem, ca: [c.caPem], minVersion: 'TLSv1.3' });
+    ctx = tls.createSecureContext(contextOptions(c));
     clientContexts.set(c, ctx);
   }
   return ctx;

@@ -22,7 +22,8 @@ export type NegotiationErrorCode =
   | 'ERR_NEGOTIATION_PROTOCOL'
   | 'ERR_NEGOTIATION_CLOSED'
   | 'ERR_NEGOTIATION_TIMEOUT'
-  | 'ERR_NO_SESSION';
+  | 'ERR_NO_SESSION'
+  | 'ERR_CREDENTIALS';
 
 /** Base class of every error thrown by this package. */
 export class NegotiationError extends Error {
@@ -107,5 +108,29 @@ export class ChannelError extends NegotiationError {
     super(code, message, options);
     this.name = 'ChannelError';
     this.remoteCode = options?.remoteCode;
+  }
+}
+
+/** Which credential file a `CredentialsError` is about (the daemon's config key of the same name). */
+export type CredentialsFileKey = 'cert' | 'privkey' | 'cacert';
+
+/** Why credentials were refused (see `loadCredentials`). */
+export type CredentialsReason = 'unreadable' | 'unparsable' | 'key-mismatch' | 'wrong-name' | 'untrusted' | 'expired' | 'not-yet-valid';
+
+/**
+ * A node's certificate, key or CA bundle cannot be used (`ERR_CREDENTIALS`).
+ * `key` and `file` name the file at fault, `reason` says why; the message
+ * reads `KEY FILE: what is wrong` and never holds key material.
+ */
+export class CredentialsError extends NegotiationError {
+  readonly key: CredentialsFileKey;
+  readonly file: string;
+  readonly reason: CredentialsReason;
+  constructor(key: CredentialsFileKey, file: string, reason: CredentialsReason, what: string, options?: { cause?: unknown }) {
+    super('ERR_CREDENTIALS', `${key} ${file}: ${what}`, options);
+    this.name = 'CredentialsError';
+    this.key = key;
+    this.file = file;
+    this.reason = reason;
   }
 }

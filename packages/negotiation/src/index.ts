@@ -31,6 +31,7 @@ export {
   type CertificateInfo,
 } from './ca.js';
 export { initCaDir, requestCertFiles, signCsrFile, issueCertFiles, loadCaDir, CA_KEY_FILE, CA_CERT_FILE, type WrittenFiles } from './ca-files.js';
+export { loadCredentials, splitPemCertificates, type CredentialFiles, type LoadedCredentials } from './credentials.js';
 export { sourcePrefix, TokenBuckets, RefusalLog, REFUSAL_LOG_SOURCES, type RefusalLevel } from './admission.js';
 export { authorizePeer, reasonForVerifyError, type PeerIdentity, type PeerPolicy, type AuthDecision } from './authorize.js';
 export {

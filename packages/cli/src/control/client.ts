@@ -184,6 +184,8 @@ export interface ReloadAndPushAnswer {
   applied: boolean | null;
   /** The daemon's pid, when known from the pidfile (via signal). */
   pid: number | null;
+  /** Whether the daemon switched to new credential files, and the certificate in use; `null` via signal or from an older daemon. */
+  credentials: { switched: boolean; fingerprint: string } | null;
 }
 
 /**
@@ -197,7 +199,7 @@ export async function requestReloadAndPush(target: DaemonTarget, opts: RequestOp
   const where = findDaemon(target, opts.env);
   try {
     const r = await requestAt(where.socket, 'reload-and-push', {}, opts.timeoutMs ?? 30_000);
-    return { via: 'socket', serial: r.serial, pushedTo: r.pushedTo, pushTargets: r.pushTargets, pushFailed: r.pushFailed, pushPending: r.pushPending, applied: r.applied, pid: null };
+    return { via: 'socket', serial: r.serial, pushedTo: r.pushedTo, pushTargets: r.pushTargets, pushFailed: r.pushFailed, pushPending: r.pushPending, applied: r.applied, pid: null, credentials: r.credentials ?? null };
   } catch (err) {
     if (!(err instanceof ControlError) || err.code !== 'ERR_NO_DAEMON') throw err;
     const pid = readLivePid(where.pidfile);
@@ -205,7 +207,7 @@ export async function requestReloadAndPush(target: DaemonTarget, opts: RequestOp
       throw new ControlError('ERR_NO_DAEMON', `no running cluevpnd for ${where.configFile}: nothing answers on ${where.socket} and ${where.pidfile} names no live process`, { cause: err });
     }
     process.kill(pid, 'SIGUSR1');
-    return { via: 'signal', serial: null, pushedTo: null, pushTargets: null, pushFailed: null, pushPending: null, applied: null, pid };
+    return { via: 'signal', serial: null, pushedTo: null, pushTargets: null, pushFailed: null, pushPending: null, applied: null, pid, credentials: null };
   }
 }
 
