@@ -3,7 +3,9 @@
 // `case: key=value ...`, which RELIABILITY.md keeps and test/faults.e2e.test.ts
 // parses (the short versions). Cases here: fuzz (1) and loss (6).
 import { join } from 'node:path';
-import { BNL, buildStamp, control, createHarness, median, nowMs, REPO, sleep } from './mesh-harness.mjs';
+import { randomBytes } from 'node:crypto';
+import { createConnection } from 'node:net';
+import { BNL, buildStamp, CLUEVPND, control, createHarness, median, nowMs, REPO, sleep } from './mesh-harness.mjs';
 import { parseOptions, usageHelpers } from './lab.mjs';
 
 const TOOL = 'faults';
@@ -431,6 +433,242 @@ async function caseRestore() {
   }
 }
 
+const TYPED = /^ERR_[A-Z0-9_]+$/;
+const STACK = /\n\s+at |\bat .+:\d+:\d+\)?$/m;
+const rint = (n) => Math.floor(Math.random() * n);
+const pick = (xs) => xs[rint(xs.length)];
+const JUNK = [null, true, false, -1, 0, 1.5, 1e308, '', 'x'.repeat(5000), '\u0000\uffff\ud800', '../../../etc/passwd', [], {}, [[[[[]]]]], { __proto__: { admin: true } }, '7', 'status'];
+/** Mutations of a byte string (Buffer): bit flips, truncation, extension, a random byte, a cut-out or duplicated chunk. */
+function mutateBytes(b) {
+  const out = Buffer.from(b);
+  switch (rint(6)) {
+    case 0:
+      for (let k = 1 + rint(4); k > 0; k--) {
+        const i = rint(out.length * 8);
+        out[i >> 3] ^= 1 << (i & 7);
+      }
+      return out;
+    case 1:
+      return out.subarray(0, rint(out.length));
+    case 2:
+      return Buffer.concat([out, randomBytes(1 + rint(64))]);
+    case 3:
+      out[rint(out.length)] = rint(256);
+      return out;
+    case 4: {
+      const i = rint(out.length);
+      return Buffer.concat([out.subarray(0, i), out.subarray(i + 1 + rint(64))]);
+    }
+    default: {
+      const i = rint(out.length);
+      return Buffer.concat([out.subarray(0, i), out.subarray(i, i + 1 + rint(64)), out.subarray(i)]);
+    }
+  }
+}
+/** A mutated control-socket request line (without the newline). */
+function mutateRequest() {
+  const base = { v: 1, id: 1 + rint(1000), cmd: pick(['status', 'peers', 'bnl-status', 'reload-and-push', 'set-log-level']) };
+  if (base.cmd === 'set-log-level') base.level = pick([-1, 8, 3.5, '5', null, 1e9]); // never a valid level: the node's log stays as it is
+  switch (rint(7)) {
+    case 0:
+      return mutateBytes(Buffer.from(JSON.stringify(base))).toString('latin1').replace(/\n/g, ' ');
+    case 1:
+      return JSON.stringify({ ...base, [pick(['v', 'id', 'cmd'])]: pick(JUNK) });
+    case 2:
+      return JSON.stringify({ ...base, [pick(['extra', '__proto__', 'constructor', 'level', 'x'.repeat(300)])]: pick(JUNK) });
+    case 3:
+      return JSON.stringify(pick([42, 'status', [base], null, true, {}]));
+    case 4:
+      return randomBytes(rint(200)).toString('latin1').replace(/\n/g, ' ');
+    case 5:
+      return `${'['.repeat(1 + rint(20_000))}${']'.repeat(rint(3) === 0 ? 0 : 20_000)}`.slice(0, 60_000);
+    default:
+      return pick([' ', '{', JSON.stringify(base).repeat(2), `{"v":1,"id":1,"cmd":"status","pad":"${'a'.repeat(70_000)}"}`]);
+  }
+}
+/** One line on a fresh control-socket connection: the first answer line, or null when the connection closed (or 3 s passed) without one. */
+function askOnce(path, line) {
+  return new Promise((resolve) => {
+    const s = createConnection(path);
+    let buf = '';
+    const done = (v) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(null), 3000);
+    s.setEncoding('utf8');
+    s.on('data', (d) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) done(buf.slice(0, nl));
+    });
+    s.on('error', () => done(null)); // counted as no answer by the caller
+    s.on('close', () => done(buf === '' ? null : buf));
+    s.on('connect', () => s.write(`${line}\n`));
+  });
+}
+/** Sorts the answer to `line`: 'ok', an error with a stable code and no stack (counted by code), a blank line's silence, or what is wrong with it (in `bad`). */
+function judge(line, answerLine, counts, bad) {
+  if (answerLine === null) {
+    // a blank line is skipped by design; any other request must be answered
+    if (line.trim() === '') counts.blank = (counts.blank ?? 0) + 1;
+    else bad.push(`no answer: ${JSON.stringify(line.slice(0, 100))}`);
+    return;
+  }
+  let a;
+  try {
+    a = JSON.parse(answerLine);
+  } catch (err) {
+    bad.push(`not JSON (${err.message}): ${answerLine.slice(0, 100)}`);
+    return;
+  }
+  if (a.ok === true) counts.ok = (counts.ok ?? 0) + 1;
+  else if (TYPED.test(a.error?.code ?? '') && !STACK.test(a.error?.message ?? '')) counts[a.error.code] = (counts[a.error.code] ?? 0) + 1;
+  else bad.push(`untyped: ${answerLine.slice(0, 200)}`);
+}
+/** What must not change: the node's pid, list serial, and each peer's session (state, negotiations). */
+async function nodeState(sock) {
+  const st = await control(sock, 'status');
+  return JSON.stringify({ pid: st.pid, serial: st.bnl.serial, peers: st.peers.map((p) => [p.name, p.state, p.negotiations, p.restored]) });
+}
+
+/** Case 5: mutated BNL files (from disk and over gossip), config files and control-socket requests against a live node. */
+async function caseInput() {
+  const h = createHarness(`${TOOL}:input`, 'binput');
+  try {
+    const { alpha, beta } = await twoNodes(h);
+    const { mkdirSync, readFileSync, renameSync, writeFileSync, cpSync } = await import('node:fs');
+    const state0 = await nodeState(beta.node.sock);
+    const n = opts.mutations;
+    const parts = [];
+
+    // 1. control socket: one mutated request per connection
+    {
+      const counts = {};
+      const bad = [];
+      for (let k = 0; k < n; k++) {
+        const line = mutateRequest();
+        judge(line, await askOnce(beta.node.sock, line), counts, bad);
+      }
+      parts.push(`socket: sent=${n} untyped=${bad.length} answers=${JSON.stringify(counts)}${bad.length ? ` e.g. ${JSON.stringify(bad[0])}` : ''}`);
+    }
+
+    // 2. BNL from disk: the node's list file replaced, then `reload-and-push` (what `bnl push` asks)
+    {
+      const good = readFileSync(beta.node.bnl);
+      const counts = {};
+      const bad = [];
+      const put = (bytes) => {
+        writeFileSync(`${beta.node.bnl}.tmp`, bytes);
+        renameSync(`${beta.node.bnl}.tmp`, beta.node.bnl);
+      };
+      for (let k = 0; k < n; k++) {
+        put(mutateBytes(good));
+        try {
+          const r = await control(beta.node.sock, 'reload-and-push');
+          if (r.applied) bad.push(`applied serial ${r.serial}`);
+          else counts['not-applied'] = (counts['not-applied'] ?? 0) + 1;
+        } catch (err) {
+          if (TYPED.test(err.code ?? '') && !STACK.test(err.message)) counts[err.code] = (counts[err.code] ?? 0) + 1;
+          else bad.push(`untyped: ${err.message}`);
+        }
+      }
+      put(good);
+      await control(beta.node.sock, 'reload-and-push');
+      parts.push(`bnl-disk: sent=${n} untyped-or-applied=${bad.length} answers=${JSON.stringify(counts)}${bad.length ? ` e.g. ${JSON.stringify(bad[0])}` : ''}`);
+    }
+
+    // 3. BNL over gossip: alpha's credentials, one control connection, one push per mutated list
+    {
+      const good = readFileSync(beta.node.bnl);
+      const dir = join(h.work, 'gossip');
+      mkdirSync(dir);
+      const files = [];
+      for (let k = 0; k < n; k++) {
+        const f = join(dir, String(k));
+        writeFileSync(f, mutateBytes(good));
+        files.push(f);
+      }
+      const counts = {};
+      const bad = [];
+      const fixture = join(REPO, 'test/dist/fixtures/gossip-push.js');
+      // in chunks: one argument list per run stays well under the kernel's limit
+      for (let k = 0; k < files.length; k += 500) {
+        const r = await h.must('ip', ['netns', 'exec', h.ns(1), process.execPath, fixture, alpha.node.dir, 'beta', '192.0.2.2', String(PORT), ...files.slice(k, k + 500)], { timeoutMs: 600_000 });
+        for (const line of r.stdout.trim().split('\n')) {
+          const a = JSON.parse(line);
+          if (a.status === 'accepted') bad.push(`accepted ${a.file}`);
+          else if (a.status === 'duplicate') counts.duplicate = (counts.duplicate ?? 0) + 1;
+          else if (TYPED.test(a.code ?? '') && !STACK.test(a.error ?? '')) counts[a.code] = (counts[a.code] ?? 0) + 1;
+          else bad.push(`untyped: ${line}`);
+        }
+      }
+      parts.push(`bnl-gossip: sent=${n} untyped-or-accepted=${bad.length} answers=${JSON.stringify(counts)}${bad.length ? ` e.g. ${JSON.stringify(bad[0])}` : ''}`);
+    }
+
+    // 4. config files: every mutation through loadConfig (the daemon's first step, in this process),
+    //    and a sample of those it rejects through the real cluevpnd (exit 2, one line, no stack)
+    {
+      const { loadConfig } = await import(join(REPO, 'packages/daemon/dist/src/index.js'));
+      const dir = join(h.work, 'cfg', 'beta');
+      cpSync(beta.node.dir, dir, { recursive: true, filter: (src) => !/\.(sock|pid|log)$|state\.db/.test(src) });
+      const good = readFileSync(beta.node.conf, 'utf8');
+      const mutateConf = () => {
+        const lines = good.split('\n');
+        const i = rint(lines.length);
+        switch (rint(5)) {
+          case 0:
+            return mutateBytes(Buffer.from(good)).toString('latin1');
+          case 1:
+            lines[i] = lines[i].includes('=') ? `${lines[i].split('=')[0]}=${pick(['', 'x'.repeat(5000), '-1', '99999999999', '0x10', '../../../nonexistent', 'yes', 'no', '1.5', ' ', '=', '\u00ff\u0000'])}` : lines[i];
+            return lines.join('\n');
+          case 2:
+            lines.splice(i, 1);
+            return lines.join('\n');
+          case 3:
+            lines.splice(i, 0, pick([lines[i], `${pick(['port', 'name', 'mtu', 'loglevel', 'cipher', 'nosuchkey', 'subnet'])}=${pick(['1', 'abc', '', '65536'])}`, 'no equals sign', '[section]']));
+            return lines.join('\n');
+          default:
+            return randomBytes(rint(400)).toString('latin1');
+        }
+      };
+      const counts = {};
+      const bad = [];
+      const rejected = [];
+      for (let k = 0; k < n; k++) {
+        const f = join(dir, `m${k}.conf`);
+        writeFileSync(f, mutateConf());
+        try {
+          loadConfig({ configFile: f }, {});
+          counts.parsed = (counts.parsed ?? 0) + 1;
+        } catch (err) {
+          if (TYPED.test(err.code ?? '')) {
+            counts[err.code] = (counts[err.code] ?? 0) + 1;
+            rejected.push(f);
+          } else bad.push(`untyped: ${err.stack?.split('\n').slice(0, 2).join(' ')}`);
+        }
+      }
+      const sample = spread(rejected, Math.max(1, Math.round(n / 30)));
+      let daemonOk = 0;
+      for (const f of sample) {
+        const r = await h.inHost(2, CLUEVPND, ['-c', f, '-D'], { timeoutMs: 30_000 });
+        const lines = r.stderr.trimEnd().split('\n');
+        if (r.code === 2 && lines.length === 1 && lines[0].startsWith('cluevpnd: ') && !STACK.test(r.stderr)) daemonOk++;
+        else bad.push(`cluevpnd -c ${f}: exit ${r.code}: ${r.stderr.slice(0, 300)}`);
+      }
+      parts.push(`config: files=${n} untyped=${bad.length} answers=${JSON.stringify(counts)} daemon-exit-2=${daemonOk}/${sample.length}${bad.length ? ` e.g. ${JSON.stringify(bad[0])}` : ''}`);
+    }
+
+    const state1 = await nodeState(beta.node.sock);
+    const crashes = beta.child.exitCode !== null || beta.child.signalCode !== null ? 1 : 0;
+    const ping = await h.inHost(1, 'ping', ['-n', '-c', '3', '-i', '0.2', '-W', '1', BETA_INNER]);
+    return `input: crashes=${crashes} state-changed=${state0 === state1 ? 0 : 1} ping-after=${repliedSeqs(ping.stdout).length}/3 ${parts.join('; ')}${state0 === state1 ? '' : ` before=${state0} after=${state1}`}`;
+  } finally {
+    h.cleanup();
+  }
+}
+
 const stamp = buildStamp();
 process.stdout.write(`# faults: ${new Date().toISOString()} ${stamp.text}\n`);
 let failed = false;
@@ -445,4 +683,3 @@ for (const c of opts.cases) {
 }
 process.exit(failed ? 1 : 0);
 async function caseControl() { throw new Error('todo'); }
-async function caseInput() { throw new Error('todo'); }
