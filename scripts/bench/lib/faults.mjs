@@ -5,8 +5,8 @@
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
-import { BNL, buildStamp, CLUEVPND, control, createHarness, median, nowMs, REPO, sleep } from './mesh-harness.mjs';
-import { parseOptions, usageHelpers } from './lab.mjs';
+import { BNL, buildStamp, CLUEVPN, CLUEVPND, control, createHarness, median, nowMs, REPO, sleep } from './mesh-harness.mjs';
+import { parseOptions, quantile, usageHelpers } from './lab.mjs';
 
 const TOOL = 'faults';
 const { usageError, posInt } = usageHelpers(TOOL);
@@ -14,7 +14,7 @@ const PORT = 3406;
 const BETA_INNER = '10.99.0.2';
 
 const CASES = ['fuzz', 'control', 'crash', 'restore', 'input', 'loss'];
-const opts = { cases: [], datagrams: 100_000, rate: 20_000, rates: [1, 5, 10], seconds: 5, connections: 1000, requests: 200, cycles: 100, rounds: 5, mutations: 3000 };
+const opts = { cases: [], datagrams: 100_000, rate: 20_000, rates: [1, 5, 10], seconds: 5, connections: 1000, requests: 100, cycles: 100, rounds: 5, mutations: 3000 };
 parseOptions(TOOL, process.argv.slice(2), (a, value) => {
   if (CASES.includes(a)) opts.cases.push(a);
   else if (a === '--connections') opts.connections = posInt(value(), a);
@@ -58,9 +58,9 @@ function flowLoss(out) {
   return { replied: seqs.length, lost };
 }
 
-/** Two nodes (alpha in h1, beta in h2) from make-network, started, and one ping through the tunnel answered. */
-async function twoNodes(h, labArgs = []) {
-  await h.labUp(2, labArgs);
+/** Two nodes (alpha in h1, beta in h2; `hosts` in the lab) from make-network, started, and one ping through the tunnel answered. */
+async function twoNodes(h, labArgs = [], hosts = 2) {
+  await h.labUp(hosts, labArgs);
   const net = await h.makeNetwork([
     { name: 'alpha', addr: '192.0.2.1' },
     { name: 'beta', addr: '192.0.2.2' },
@@ -669,6 +669,127 @@ async function caseInput() {
   }
 }
 
+/**
+ * The attacker, run with node in h3: `connections` connections to port 3406,
+ * `concurrency` at a time, each kind in turn from the next of `sources`
+ * (SRC>DST pairs): garbage bytes, half-open (nothing sent), slow-drip (a
+ * byte every 300 ms), an oversized TLS record (length 65 535, then 70 000
+ * bytes), and a TLS client with a valid certificate of the network CA for a
+ * name not in the list (CERT_DIR/NAME.crt, .key). Each ends when the server
+ * closes it (`closed`), fails (`error`) or after 12 s (`held`). Prints JSON
+ * counts per kind and outcome.
+ */
+const ATTACKER = String.raw`
+const net = require('node:net');
+const tls = require('node:tls');
+const fs = require('node:fs');
+const { randomBytes } = require('node:crypto');
+const [total, concurrency, port, certDir, name, ...pairs] = process.argv.slice(1);
+const sources = pairs.map((p) => p.split('>'));
+const cert = fs.readFileSync(certDir + '/' + name + '.crt');
+const key = fs.readFileSync(certDir + '/' + name + '.key');
+const kinds = ['garbage', 'half-open', 'slow-drip', 'oversized', 'non-member'];
+const out = {};
+const note = (kind, how) => { out[kind] ??= {}; out[kind][how] = (out[kind][how] ?? 0) + 1; };
+function one(k) {
+  const kind = kinds[k % kinds.length];
+  const [localAddress, host] = sources[k % sources.length];
+  return new Promise((resolve) => {
+    let timer;
+    let drip;
+    let ended = false;
+    const end = (how) => { if (ended) return; ended = true; clearTimeout(timer); clearInterval(drip); note(kind, how); s.destroy(); resolve(); };
+    const s = kind === 'non-member'
+      ? tls.connect({ host, port: Number(port), localAddress, cert, key, rejectUnauthorized: false, minVersion: 'TLSv1.3' })
+      : net.connect({ host, port: Number(port), localAddress });
+    timer = setTimeout(() => end('held'), 12000);
+    s.on('error', () => end('error'));
+    s.on('close', () => end('closed'));
+    s.on('data', () => {});
+    if (kind === 'non-member') s.on('secureConnect', () => s.write(randomBytes(64)));
+    else s.on('connect', () => {
+      if (kind === 'garbage') s.write(randomBytes(1 + Math.floor(Math.random() * 4000)));
+      else if (kind === 'slow-drip') drip = setInterval(() => s.write(randomBytes(1)), 300);
+      else if (kind === 'oversized') s.write(Buffer.concat([Buffer.from([0x16, 0x03, 0x03, 0xff, 0xff]), randomBytes(70000)]));
+    });
+  });
+}
+let next = 0;
+const t0 = Date.now();
+const worker = async () => { while (next < Number(total)) await one(next++); };
+Promise.all(Array.from({ length: Number(concurrency) }, worker)).then(() => console.log(JSON.stringify({ ms: Date.now() - t0, out })));
+`;
+
+/** Lines of a file (0 when missing). */
+async function lineCount(file) {
+  const { readFileSync } = await import('node:fs');
+  try {
+    return readFileSync(file, 'utf8').split('\n').length - 1;
+  } catch (err) {
+    if (err.code === 'ENOENT') return 0;
+    throw err;
+  }
+}
+/** The member's bnl-pull requests (test/fixtures/member-pull): from a child's output so far, { served, failed, ms[] , codes }. */
+function memberResults(text) {
+  const r = { served: 0, failed: 0, ms: [], codes: {} };
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const a = JSON.parse(line);
+    if (a.ok) {
+      r.served++;
+      r.ms.push(a.ms);
+    } else {
+      r.failed++;
+      r.codes[a.code] = (r.codes[a.code] ?? 0) + 1;
+    }
+  }
+  return r;
+}
+
+/** Case 2: abusive connections at beta's control port (TCP 3406) from many sources while alpha keeps pulling beta's list. */
+async function caseControl() {
+  const h = createHarness(`${TOOL}:control`, 'bctl');
+  try {
+    const { alpha, beta } = await twoNodes(h, [], 3);
+    // the attacker: a certificate of the network CA for a name not in the list, and addresses in three /24s
+    const mallory = join(h.work, 'mallory');
+    await h.must(CLUEVPN, ['cert', 'issue', 'mallory', '--ca', join(h.work, 'net', 'ca'), '--out', mallory]);
+    const sources = [];
+    for (const [net, dst] of [['192.0.2', '192.0.2.2'], ['198.51.100', '198.51.100.2'], ['203.0.113', '203.0.113.2']]) {
+      if (net !== '192.0.2') await h.must('ip', ['-n', h.ns(2), 'addr', 'add', `${dst}/24`, 'dev', 'eth0']);
+      for (let a = 101; a <= 104; a++) {
+        await h.must('ip', ['-n', h.ns(3), 'addr', 'add', `${net}.${a}/24`, 'dev', 'eth0']);
+        sources.push(`${net}.${a}>${dst}`);
+      }
+    }
+    await sleep(2500); // IPv6-style DAD does not apply, but let the new addresses settle on the bridge
+    const fixture = join(REPO, 'test/dist/fixtures/member-pull.js');
+    const member = (count) => h.spawnInHost(1, process.execPath, [fixture, alpha.node.dir, 'beta', '192.0.2.2', String(PORT), String(count), '150']); // below the 10 handshakes/s a source may start
+    const finish = (c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r)));
+    // 1. unloaded
+    const quiet = member(opts.requests);
+    await finish(quiet);
+    const unloaded = memberResults(quiet.out);
+    // 2. under abuse: the member pulls until the attacker is done
+    const betaPid = (await control(beta.node.sock, 'status')).pid;
+    const logBefore = await lineCount(beta.node.log);
+    const loud = member(0);
+    const attack = await h.must('ip', ['netns', 'exec', h.ns(3), process.execPath, '-e', ATTACKER, String(opts.connections), '40', String(PORT), mallory, 'mallory', ...sources], { timeoutMs: 900_000 });
+    loud.kill('SIGTERM');
+    await finish(loud);
+    const logLines = (await lineCount(beta.node.log)) - logBefore;
+    const loaded = memberResults(loud.out);
+    const a = JSON.parse(attack.stdout.trim().split('\n').pop());
+    const alive = beta.child.exitCode === null && beta.child.signalCode === null && (await control(beta.node.sock, 'status')).pid === betaPid;
+    const attempted = Object.values(a.out).reduce((s, o) => s + sum(o), 0);
+    const p = (r, q) => quantile(r.ms, q).toFixed(1);
+    return `control: connections=${attempted} in ${(a.ms / 1000).toFixed(1)}s from ${sources.length} addresses in 3 /24s crashes=${alive ? 0 : 1} member-served=${loaded.served}/${loaded.served + loaded.failed} unloaded-served=${unloaded.served}/${unloaded.served + unloaded.failed} p99-ms=${p(loaded, 0.99)} unloaded-p99-ms=${p(unloaded, 0.99)} p50-ms=${p(loaded, 0.5)} unloaded-p50-ms=${p(unloaded, 0.5)} log-lines=${logLines} attacks=${JSON.stringify(a.out)}${loaded.failed + unloaded.failed ? ` member-failures=${JSON.stringify({ ...unloaded.codes, ...loaded.codes })}` : ''}`;
+  } finally {
+    h.cleanup();
+  }
+}
+
 const stamp = buildStamp();
 process.stdout.write(`# faults: ${new Date().toISOString()} ${stamp.text}\n`);
 let failed = false;
@@ -682,4 +803,3 @@ for (const c of opts.cases) {
   }
 }
 process.exit(failed ? 1 : 0);
-async function caseControl() { throw new Error('todo'); }
