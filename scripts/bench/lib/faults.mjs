@@ -1,9 +1,12 @@
 // The fault suite of scripts/bench/faults (issue 16): each case runs real
 // cluevpnd nodes in a scripts/netns-lab lab and prints ONE line of figures,
 // `case: key=value ...`, which RELIABILITY.md keeps and test/faults.e2e.test.ts
-// parses (the short versions). Cases here: fuzz (1) and loss (6).
+// parses (the short versions). Cases: fuzz (1), control (2), crash (3),
+// restore (4), input (5), loss (6); see scripts/bench/faults --help.
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createConnection } from 'node:net';
 import { BNL, buildStamp, CLUEVPN, CLUEVPND, control, createHarness, median, nowMs, REPO, sleep } from './mesh-harness.mjs';
 import { parseOptions, quantile, usageHelpers } from './lab.mjs';
@@ -136,7 +139,7 @@ async function caseFuzz() {
     await sleep(300);
     dump.kill('SIGINT');
     await new Promise((r) => (dump.exitCode !== null ? r() : dump.once('exit', r)));
-    const { udpDatagramsFromPcap } = await import(join(REPO, 'test/dist/lib/cluevpn.js'));
+    const { udpDatagramsFromPcap } = await testLib();
     const captured = udpDatagramsFromPcap(pcap).map((d) => d.payload);
     if (captured.length < 10) throw new Error(`captured only ${captured.length} datagrams`);
 
@@ -259,6 +262,12 @@ async function capture(h, i, pcap) {
   if (!/listening on/.test(dump.out)) throw new Error(`tcpdump did not start: ${dump.out}`);
   return dump;
 }
+/** Two nodes (twoNodes) with beta's underlay (UDP 3406) captured from now on: { alpha, beta, pcap, dump }. */
+async function capturedPair(h) {
+  const { alpha, beta } = await twoNodes(h);
+  const pcap = join(h.work, 'underlay.pcap');
+  return { alpha, beta, pcap, dump: await capture(h, 2, pcap) };
+}
 /** Stops a child with `signal` and waits for its exit. */
 async function stopChild(c, signal = 'SIGINT') {
   if (c.exitCode !== null || c.signalCode !== null) return;
@@ -268,7 +277,6 @@ async function stopChild(c, signal = 'SIGINT') {
 }
 /** `PRAGMA integrity_check` of an SQLite file (better-sqlite3, the store's own driver): 'ok' or the first problem. */
 async function integrity(file) {
-  const { createRequire } = await import('node:module');
   const Database = createRequire(join(REPO, 'packages/negotiation/package.json'))('better-sqlite3');
   const db = new Database(file);
   try {
@@ -325,10 +333,10 @@ const spread = (xs, n) => (xs.length <= n ? xs : Array.from({ length: n }, (_, k
 async function caseCrash() {
   const h = createHarness(`${TOOL}:crash`, 'bcrash');
   try {
-    let { alpha, beta } = await twoNodes(h);
+    const pair = await capturedPair(h);
+    const { beta, pcap, dump } = pair;
+    let alpha = pair.alpha; // restarted
     const { udpDatagramsFromPcap, repeatedTriples } = await testLib();
-    const pcap = join(h.work, 'underlay.pcap');
-    const dump = await capture(h, 2, pcap);
     const pings = [h.spawnInHost(1, 'ping', ['-n', '-i', '0.05', BETA_INNER]), h.spawnInHost(2, 'ping', ['-n', '-i', '0.05', ALPHA_INNER])];
     const marks = () => pings.map((c) => repliedSeqs(c.out).length);
     const recover = [];
@@ -384,12 +392,11 @@ async function caseCrash() {
 async function caseRestore() {
   const h = createHarness(`${TOOL}:restore`, 'brestore');
   try {
-    let { alpha, beta } = await twoNodes(h);
+    const pair = await capturedPair(h);
+    const { beta, pcap, dump } = pair;
+    let alpha = pair.alpha; // restarted
     const { udpDatagramsFromPcap, repeatedTriples } = await testLib();
-    const pcap = join(h.work, 'underlay.pcap');
-    const dump = await capture(h, 2, pcap);
     const negotiations0 = (await control(beta.node.sock, 'status')).peers.find((p) => p.name === 'alpha').negotiations;
-    const { copyFileSync, existsSync, rmSync } = await import('node:fs');
     /** Starts alpha, pings beta until a reply then 5 more: ms from spawn to the first reply, and the replies of the 5. */
     const run = async () => {
       alpha = h.startDaemon(1, alpha.node);
@@ -538,7 +545,6 @@ async function caseInput() {
   const h = createHarness(`${TOOL}:input`, 'binput');
   try {
     const { alpha, beta } = await twoNodes(h);
-    const { mkdirSync, readFileSync, renameSync, writeFileSync, cpSync } = await import('node:fs');
     const state0 = await nodeState(beta.node.sock);
     const n = opts.mutations;
     const parts = [];
@@ -721,8 +727,7 @@ Promise.all(Array.from({ length: Number(concurrency) }, worker)).then(() => cons
 `;
 
 /** Lines of a file (0 when missing). */
-async function lineCount(file) {
-  const { readFileSync } = await import('node:fs');
+function lineCount(file) {
   try {
     return readFileSync(file, 'utf8').split('\n').length - 1;
   } catch (err) {
@@ -773,12 +778,12 @@ async function caseControl() {
     const unloaded = memberResults(quiet.out);
     // 2. under abuse: the member pulls until the attacker is done
     const betaPid = (await control(beta.node.sock, 'status')).pid;
-    const logBefore = await lineCount(beta.node.log);
+    const logBefore = lineCount(beta.node.log);
     const loud = member(0);
     const attack = await h.must('ip', ['netns', 'exec', h.ns(3), process.execPath, '-e', ATTACKER, String(opts.connections), '40', String(PORT), mallory, 'mallory', ...sources], { timeoutMs: 900_000 });
     loud.kill('SIGTERM');
     await finish(loud);
-    const logLines = (await lineCount(beta.node.log)) - logBefore;
+    const logLines = (lineCount(beta.node.log)) - logBefore;
     const loaded = memberResults(loud.out);
     const a = JSON.parse(attack.stdout.trim().split('\n').pop());
     const alive = beta.child.exitCode === null && beta.child.signalCode === null && (await control(beta.node.sock, 'status')).pid === betaPid;
