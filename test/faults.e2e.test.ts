@@ -3,7 +3,7 @@
  * their figures are in RELIABILITY.md), each asserting the zeros the suite
  * promises: the datagram fuzz with 3 000 datagrams, 40 abusive connections
  * at the control channel, 3 crash-and-restart cycles, one start on an older
- * state.db, 200 each of mutated control-socket requests, BNL files (disk and
+ * state.db, 120 each of mutated control-socket requests, BNL files (disk and
  * gossip) and config files, and TCP through the tunnel at 5 % loss per
  * datagram for 2 s.
  *
@@ -82,15 +82,15 @@ test('faults, short: a node started on an older copy of its state.db: no (index,
   assert.equal(fig.get('restored'), 'true', line);
 });
 
-test('faults, short: 200 each of mutated control-socket requests, BNL files (disk, gossip) and config files: a typed error every time, no crash, list and sessions unchanged', { timeout: 300_000 }, async (t) => {
+test('faults, short: 120 each of mutated control-socket requests, BNL files (disk, gossip) and config files: a typed error every time, no crash, list and sessions unchanged', { timeout: 300_000 }, async (t) => {
   if (!requireLab(t, { tools: { tcpdump: 'tcpdump' } })) return;
-  const { line, fig } = await figures('input', ['--mutations', '200']);
+  const { line, fig } = await figures('input', ['--mutations', '120']);
   t.diagnostic(line);
   assert.equal(fig.get('crashes'), '0', line);
   assert.equal(fig.get('state-changed'), '0', line);
   assert.equal(fig.get('ping-after'), '3/3', line);
   for (const [part, bad] of [['socket', 'untyped'], ['bnl-disk', 'untyped-or-applied'], ['bnl-gossip', 'untyped-or-accepted'], ['config', 'untyped']] as const) {
-    const m = new RegExp(`${part}: (?:sent|files)=200 ${bad}=(\\d+) answers=(\\{[^}]*\\})`).exec(line);
+    const m = new RegExp(`${part}: (?:sent|files)=120 ${bad}=(\\d+) answers=(\\{[^}]*\\})`).exec(line);
     assert.ok(m, `${part} figures in: ${line}`);
     assert.equal(m[1], '0', `${part}: ${bad}: ${line}`);
     // most mutations are refused, each with a stable code
