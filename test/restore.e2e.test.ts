@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { makeNetwork, pingFrom, startNode, udpDatagramsFromPcap, type RunningNode } from './lib/cluevpn.js';
+import { makeNetwork, pingFrom, repeatedTriples, startNode, udpDatagramsFromPcap, type RunningNode } from './lib/cluevpn.js';
 import { daemonTest } from './lib/daemon-test.js';
 
 const PORT = 3406;
@@ -81,18 +81,12 @@ test('an older copy of state.db: no (index, epoch, counter) is ever sent twice, 
   await dump.stop('SIGINT');
 
   // byte 0 = version 1 << 4 | type 1 (data); receiver index, epoch, counter at 4..20 (ARCHITECTURE.md)
-  const data = udpDatagramsFromPcap(pcap).filter((d) => d.payload.length > 36 && d.payload[0] === 0x11);
-  assert.ok(data.length >= 12, `captured ${data.length} data datagrams from alpha`);
-  const seen = new Map<string, number>();
-  for (const d of data) {
-    const k = `${d.payload.readUInt32BE(4)}/${d.payload.readUInt32BE(8)}/${d.payload.readBigUInt64BE(12)}`;
-    seen.set(k, (seen.get(k) ?? 0) + 1);
-  }
-  const twice = [...seen].filter(([, n]) => n > 1).map(([k]) => k);
-  assert.deepEqual(twice, [], `(index/epoch/counter) sent more than once: ${twice.slice(0, 5).join(', ')}`);
+  const triples = repeatedTriples(udpDatagramsFromPcap(pcap));
+  assert.ok(triples.data >= 12, `captured ${triples.data} data datagrams from alpha`);
+  assert.deepEqual(triples.twice, [], `(index/epoch/counter) sent more than once: ${triples.twice.slice(0, 5).join(', ')}`);
   assert.equal(run2.received, 5, 'run 2 (old state.db): 5 of 5 pings');
   assert.equal((await beta.peer('alpha')).negotiations, negotiationsBefore, 'beta did not renegotiate: the stored session was resumed');
   assert.equal((await alpha.peer('beta')).restored, true, 'alpha is on its restored session');
-  t.diagnostic(`${data.length} data datagrams, ${seen.size} distinct (index, epoch, counter); first reply after start: run 1 ${run1} ms, run 2 (old copy) ${run2.ms} ms`);
+  t.diagnostic(`${triples.data} data datagrams, ${triples.distinct} distinct (index, epoch, counter); first reply after start: run 1 ${run1} ms, run 2 (old copy) ${run2.ms} ms`);
   env.passed();
 });

@@ -274,6 +274,37 @@ export function udpDatagramsFromPcap(file: string): CapturedDatagram[] {
   return out;
 }
 
+/** What {@link repeatedTriples} found in a set of captured datagrams. */
+export interface TripleCount {
+  /** Data datagrams (byte 0 = 0x11: version 1, type data) long enough to carry the header. */
+  data: number;
+  /** Distinct (receiver index, epoch, counter) triples among them. */
+  distinct: number;
+  /** The triples seen more than once, as `index/epoch/counter` (each once). */
+  twice: string[];
+}
+
+/**
+ * The (receiver index, epoch, counter) triples of the data datagrams in
+ * `datagrams` — the key and nonce a datagram was sealed under (header
+ * layout in ARCHITECTURE.md: byte 0 = 0x11, index at 4, epoch at 8, counter
+ * u64 at 12) — and those seen more than once: a triple seen twice on the
+ * wire is a reused nonce (or a replay sent by the test itself: leave those
+ * out of `datagrams`).
+ */
+export function repeatedTriples(datagrams: readonly { payload: Buffer }[]): TripleCount {
+  const seen = new Map<string, number>();
+  let data = 0;
+  for (const d of datagrams) {
+    // data header (20 bytes) + AEAD tag (16): anything shorter is not a datagram we sent
+    if (d.payload.length <= 36 || d.payload[0] !== 0x11) continue;
+    data++;
+    const k = `${d.payload.readUInt32BE(4)}/${d.payload.readUInt32BE(8)}/${d.payload.readBigUInt64BE(12)}`;
+    seen.set(k, (seen.get(k) ?? 0) + 1);
+  }
+  return { data, distinct: seen.size, twice: [...seen].filter(([, n]) => n > 1).map(([k]) => k) };
+}
+
 /**
  * Sends `datagrams` to `host:port` over UDP from lab host `from` (a child
  * node process in that namespace), one after another, from source port
