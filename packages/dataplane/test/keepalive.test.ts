@@ -102,6 +102,8 @@ describe('keepalives', () => {
     try {
       const frames = (fromPort: number): number => p.net!.sent.filter((d) => d.fromPort === fromPort && d.data[0] === 0x10 + MessageType.KEEPALIVE).length;
       await waitFor(() => frames(p.a.dp.port) >= 3 && frames(p.b.dp.port) >= 3, 10_000, 'three keepalives each way');
+      // sent is not yet received: wait for b to have authenticated three (delivery is asynchronous, slower under load)
+      await waitFor(() => p.b.dp.stats().peers[0]!.keepalivesRx >= 3, 10_000, 'b authenticated three keepalives');
       const a = p.a.dp.stats();
       const b = p.b.dp.stats();
       assert.ok(a.keepalive.sent >= 3 && a.peers[0].keepalivesTx === a.keepalive.sent);
