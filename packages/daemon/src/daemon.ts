@@ -34,7 +34,8 @@ import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
-import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
+import { createDataplane, type Dataplane, type PeerStats, type RekeyReason as DataplaneRekeyReason } from '@cluevpn/dataplane';
+import type { RekeyReason } from '@cluevpn/negotiation';
 import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
 import { INLINE_PUBKEY_RE } from './config.js';
@@ -55,6 +56,19 @@ import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoint
 import { engineSwitches } from './switches.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
+
+/** The negotiator's reason for a rekey the data plane asks for (the one counted and logged). */
+export function rekeyReasonOf(reason: DataplaneRekeyReason): RekeyReason {
+  switch (reason) {
+    case 'no-reply':
+      return 'peer-lost-session'; // nothing authenticated came back: the peer probably lost the session
+    case 'counter-soft-limit':
+      return 'counter-soft-limit';
+    case 'counter-limit':
+      return 'counter-limit';
+  }
+}
+
 export const DAEMON_VERSION = CLUEVPN_VERSION;
 
 /**
@@ -205,7 +219,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         },
         onRekeyNeeded: (peerId, reason) => {
           const name = idToName.get(peerId);
-          if (name !== undefined) mesh?.rekey(name, reason === 'no-reply' ? 'peer-lost-session' : 'counter-limit');
+          if (name !== undefined) mesh?.rekey(name, rekeyReasonOf(reason));
           dpLog.info('rekey needed', { peer: name, reason });
         },
         onAuthFailures: (peerId, count) => {
