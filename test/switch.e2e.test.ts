@@ -14,12 +14,16 @@
  *     counted on peer beta.
  *  5. A move: l1 goes silent (link down); gamma learns that the MAC is now
  *     behind beta within a second, and a ping to the moved host works.
+ *  6. A MAC listed in the BNL (`mac=` on gamma's record, pushed at run
+ *     time): l1 comes back with l3's MAC; alpha refuses to send it
+ *     (`bad-source`), the others keep it fixed to gamma, and l2 ↔ l3 still
+ *     works.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeNetwork, pingFrom, startNode, type RunningNode } from './lib/cluevpn.js';
+import { bnl, controlRequest, makeNetwork, pingFrom, startNode, type RunningNode } from './lib/cluevpn.js';
 import { daemonTest } from './lib/daemon-test.js';
 import { waitFor } from './lib/wait-for.js';
 
@@ -170,5 +174,31 @@ test('switch mode: three nodes bridge one LAN; ARP/ND, ping and TCP across the m
   assert.ok((await l2ping.exited).stdout.match(/(\d+) received/)![1] !== '0', 'the moved host got replies from l3');
   assert.equal((await alpha.peer('gamma')).state, 'up');
   assert.equal((await beta.peer('gamma')).state, 'up');
+
+  // 6. l3's MAC fixed to gamma in the list, pushed while running; l1 returns wearing it
+  const m3 = macOf[3]!;
+  const serial = (await alpha.status()).bnl.serial;
+  await bnl('--file', net.masterList, 'modify', 'gamma', `mac=${m3.toUpperCase()}`);
+  await bnl('--file', net.masterList, 'sign', '--key', net.signingKey);
+  copyFileSync(net.masterList, join(net.nodeDir('alpha'), 'bnl'));
+  await controlRequest(alpha.conf, 'reload-and-push');
+  for (const node of nodes) await waitFor(async () => (await node.status()).bnl.serial > serial, { timeoutMs: 30_000, description: `${node.name} holds the list with gamma's MAC` });
+  for (const node of [alpha, beta]) {
+    const e = (await node.status()).switch!.macs.find((x) => x.mac === m3);
+    assert.deepEqual([e?.owner, e?.fixed], ['gamma', true], `${node.name}: l3's MAC is fixed to gamma`);
+  }
+  const badBefore = (await alpha.status()).drops['bad-source'] ?? 0;
+  for (const args of [
+    ['link', 'set', 'eth0', 'address', m3],
+    ['link', 'set', 'eth0', 'up'],
+    ['addr', 'flush', 'dev', 'eth0'],
+    ['addr', 'add', `${LAN4(21)}/24`, 'dev', 'eth0'],
+  ]) await lab.exec('l1', 'ip', args);
+  const impostor = await pingFrom(lab, 'l1', LAN4(11), 3, 1);
+  assert.equal(impostor.received, 0, 'the host wearing a MAC listed for gamma gets nowhere through alpha');
+  await waitFor(async () => ((await alpha.status()).drops['bad-source'] ?? 0) > badBefore, { timeoutMs: 20_000, description: 'alpha drops frames from a MAC the list gives gamma (bad-source)' });
+  const e3 = (await beta.status()).switch!.macs.find((x) => x.mac === m3);
+  assert.deepEqual([e3?.owner, e3?.fixed], ['gamma', true], "beta still has l3's MAC at gamma");
+  assert.equal((await pingFrom(lab, 'l3', LAN4(11), 3, 2)).received, 3, 'l3 ↔ the moved host still works');
   env.passed();
 });

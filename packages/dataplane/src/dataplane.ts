@@ -255,7 +255,7 @@ export interface Dataplane {
   retireSession(peerId: string, localIndex: number): void;
   /** When non-empty, packets read from the TUN must have a source in these subnets ('bad-source'). Not used in switch mode. */
   setLocalSubnets(cidrs: readonly string[]): void;
-  /** Switch mode: MACs fixed to this node (its own BNL record's `mac`); peers' frames from them are 'spoofed'. `ERR_DP_CONFIG` on a bad MAC or one fixed to a peer. */
+  /** Switch mode: MACs fixed to this node (its own BNL record's `mac`); peers' frames from them are 'spoofed'. `ERR_DP_CONFIG` on a bad MAC. A MAC fixed to a peer before moves to us (the newest call wins). */
   setLocalMacs(macs: readonly string[]): void;
   /** Sends an authenticated keepalive; false (counted) when it cannot. */
   sendKeepalive(peerId: string): boolean;
@@ -410,13 +410,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       }
     });
   };
-  const setFixed = (owner: number, macs: number[]): void => {
-    try {
-      sw?.macs.setFixed(owner, macs);
-    } catch (err) {
-      throw new DataplaneError('ERR_DP_CONFIG', (err as Error).message, { cause: err });
-    }
-  };
+  const setFixed = (owner: number, macs: number[]): void => sw?.macs.setFixed(owner, macs);
   const keepalives = keepaliveMs > 0 ? new KeepaliveScheduler(peers, (peer) => send.sendKeepalive(peer), keepaliveMs, events) : null;
   keepalives?.start();
   logger.info('dataplane started', { port: socket.port, backend: backends.name, mode, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn, keepaliveMs });
@@ -443,12 +437,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (p === null || typeof p !== 'object') throw new DataplaneError('ERR_DP_CONFIG', 'peer must be an object');
       const macs = macsOf(p.macs);
       const peer = peers.add(p.id, p.name ?? p.id, p.subnets, p.endpoint);
-      try {
-        setFixed(peer.slot, macs);
-      } catch (err) {
-        peers.remove(p.id);
-        throw err;
-      }
+      setFixed(peer.slot, macs);
     },
     updatePeer(id, changes): void {
       live();

@@ -143,14 +143,12 @@ export class MacTable {
 
   /**
    * Replaces the fixed entries of `owner` with `macs` (from the BNL). A
-   * learned entry of the same MAC is replaced. Throws a TypeError when a MAC
-   * is fixed for another owner (the BNL's validation rules that out).
+   * learned entry of the same MAC is replaced, and so is another owner's
+   * fixed entry: one list never fixes a MAC twice (the BNL's validation), so
+   * a MAC fixed elsewhere is one a newer list moved, whose owners are being
+   * updated one by one.
    */
   setFixed(owner: number, macs: readonly number[]): void {
-    for (const m of macs) {
-      const e = this.map.get(m);
-      if (e !== undefined && e.fixed && e.owner !== owner) throw new TypeError(`MAC ${formatMac(m)} is already fixed for another owner`);
-    }
     for (const [m, e] of this.map) if (e.fixed && e.owner === owner) this.map.delete(m);
     for (const m of macs) {
       const e = this.map.get(m);

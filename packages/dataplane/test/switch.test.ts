@@ -76,8 +76,12 @@ describe('MacTable', () => {
     assert.equal(t.admitLocal(m(A1), 1_000_000), MacVerdict.FOREIGN);
     assert.equal(t.admit(m(A1), 1, 1_000_000), MacVerdict.ACCEPT);
     assert.equal(t.lookup(m(A1), 9_000_000), 1);
-    assert.throws(() => t.setFixed(2, [m(A1)]), TypeError);
+    // a newer list moves A1 from owner 1 to owner 2: owner 2 is updated first
+    t.setFixed(2, [m(A1)]);
+    assert.equal(t.lookup(m(A1), 0), 2, 'the newer fixing wins');
     t.setFixed(1, []);
+    assert.equal(t.lookup(m(A1), 0), 2, "owner 1's update does not take it back");
+    t.setFixed(2, []);
     assert.equal(t.lookup(m(A1), 0), MAC_UNKNOWN, 'a list without it frees it');
   });
 
