@@ -14,7 +14,7 @@
  * |                  counter (u64, big endian)                    | 12
  * |                                                               |
  * +---------------------------------------------------------------+
- * |  ciphertext (the IP packet, LZ4-compressed if flag bit 0)  ...| 20
+ * |  ciphertext (IP packet or, type 3, Ethernet frame; LZ4 if bit 0) | 20
  * +---------------------------------------------------------------+
  * |                  AEAD tag (16 bytes)                          |
  * +---------------------------------------------------------------+
