@@ -14,7 +14,7 @@
  * |                  counter (u64, big endian)                    | 12
  * |                                                               |
  * +---------------------------------------------------------------+
- * |  ciphertext (IP packet or, type 3, Ethernet frame; LZ4 if bit 0) | 20
+ * |  ciphertext (IP packet or, type 10, Ethernet frame; LZ4 if bit 0)| 20
  * +---------------------------------------------------------------+
  * |                  AEAD tag (16 bytes)                          |
  * +---------------------------------------------------------------+
@@ -51,7 +51,7 @@ export const MessageType = {
    * type of its own, so that a node in the other mode drops it as
    * 'bad-type' instead of reading a frame as an IP packet or the reverse.
    */
-  FRAME: 3,
+  FRAME: 10,
 } as const;
 /** A value of {@link MessageType}. */
 export type MessageTypeValue = (typeof MessageType)[keyof typeof MessageType];
@@ -59,7 +59,7 @@ export type MessageTypeValue = (typeof MessageType)[keyof typeof MessageType];
 export const messageTypeName: Readonly<Record<MessageTypeValue, string>> = {
   1: 'data',
   2: 'keepalive',
-  3: 'frame',
+  10: 'frame',
 };
 
 /** Header flag bits (specification): byte 1. */
