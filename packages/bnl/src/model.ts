@@ -25,6 +25,8 @@ export const BNL_MAX_SUBNETS = 256;
 /** Specification: most tags per node. */
 export const BNL_MAX_TAGS = 32;
 
+import type { BnlRule } from './rules.js';
+
 /** One real address of a node: IPv4, IPv6 or DNS name (canonical text), and port. */
 export interface BnlEndpoint {
   host: string;
@@ -69,6 +71,8 @@ export interface Bnl {
   timestamp: number;
   nodes: BnlNode[];
   signers?: BnlSigners;
+  /** Access rules (rules.ts); absent = no rules = everything allowed. Non-empty, sorted when present. */
+  rules?: BnlRule[];
 }
 
 /** One signature line: signer public key and Ed25519 signature, both lowercase hex. */

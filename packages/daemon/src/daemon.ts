@@ -53,6 +53,7 @@ import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
 import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
 import { engineSwitches } from './switches.js';
+import { applyPolicy } from './policy.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 export const DAEMON_VERSION = CLUEVPN_VERSION;
@@ -229,6 +230,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() }); // before the data plane closes
     dp.setLocalSubnets(self.subnets);
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
+    applyPolicy(dp, list.bnl, self.name, log); // access rules (policy.ts)
 
     // 5. mesh: state, control channel, negotiation, gossip
     mesh = await startMesh({
@@ -241,7 +243,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       controlAddresses: (name) => endpoints.candidates(name),
       reached: (name, where) => endpoints.reached(name, where),
       apply: (result, source) => {
-        const done = applying.then(() => applyDiff(result.diff)).then(() =>
+        // the new rules first (policy.ts): a node the list adds meets them, never the old ones
+        const done = applying.then(() => applyPolicy(dp, result.list.bnl, self.name, log)).then(() => applyDiff(result.diff)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
         );
         applying = done.catch(() => undefined);
@@ -523,6 +526,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       port: st.port,
       logLevel: root.level,
       bnl: bnlStatus(),
+      policy: { serial: st.acl.serial, rules: st.acl.rules, flows: st.acl.flows, maxFlows: st.acl.maxFlows, evicted: st.acl.evicted },
       peers: st.peers.map((p) => peerStatus(p, now)).sort((a, b) => (a.name < b.name ? -1 : 1)),
       drops,
       memory: memoryReport(),

@@ -2,6 +2,7 @@
  * The state both pipelines share: tables, backends, limits, counters.
  * Built once by `createDataplane`; the pipelines hold it by reference.
  */
+import type { Acl } from './acl.js';
 import type { BatchUdpSocket, CryptoBackend, NativeHook } from './backend.js';
 import type { Lz4Codec } from './compression.js';
 import type { DropReasonValue } from './drop-reasons.js';
@@ -80,6 +81,8 @@ export interface PipelineContext {
   readonly drops: Float64Array;
   /** When non-empty, TUN packets must come from these subnets. */
   readonly localSubnets: PrefixTable;
+  /** The access policy: checked on receive, fed on send, while `acl.active` (acl.ts). */
+  readonly acl: Acl;
 }
 
 /** Counts a drop globally and, when known, for the peer. */

@@ -12,6 +12,7 @@
  *   - Keys passed to `installSession` are copied into the crypto backend
  *     and not retained; the caller should wipe its copies.
  */
+import { Acl, type AclLimits, type AclPolicy, type AclStats } from './acl.js';
 import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, type CryptoBackend, type UdpBackend, type BatchUdpSocket } from './backend.js';
 import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend, nativeUnavailableReason, type NativeUdpStats } from './backend-native.js';
 import { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
@@ -73,6 +74,8 @@ export interface DataplaneOptions {
   /** UDP GSO on send and GRO on receive (default true each; native backend only). cluevpnd: `udpoffload`, `CLUEVPN_DEBUG=no-gso,no-gro`. */
   gso?: boolean;
   gro?: boolean;
+  /** Connection-tracking bounds and timeouts of the access policy (acl.ts; tests shrink them). */
+  aclLimits?: Partial<AclLimits>;
 }
 
 /** A peer as given to `addPeer`. */
@@ -176,6 +179,8 @@ export interface DataplaneStats {
   /** Keepalive interval in ms (0 = off) and keepalives sent / received, all peers. */
   keepalive: { intervalMs: number; sent: number; received: number };
   eventErrors: number;
+  /** The access policy (acl.ts): in force or not, its serial and rules, tracked flows. */
+  acl: AclStats;
   peers: PeerStats[];
 }
 
@@ -223,6 +228,18 @@ export interface Dataplane {
   retireSession(peerId: string, localIndex: number): void;
   /** When non-empty, packets read from the TUN must have a source in these subnets ('bad-source'). */
   setLocalSubnets(cidrs: readonly string[]): void;
+  /**
+   * Puts an access policy in force (acl.ts), or none (`null`: everything
+   * allowed, the default). Enforced on receive: an inner packet passes when
+   * a rule allows it or it replies to traffic this node sent (connection
+   * tracking, fed by the send pipeline); else it is dropped as 'acl'. A new
+   * policy replaces the old at once; tracked flows survive it (flows that
+   * were let in by a rule are checked against the new rules on their next
+   * packet). While a policy is in force the express paths grant no leases
+   * (existing ones are voided), so every packet passes the checks in the
+   * TypeScript pipelines. `ERR_DP_CONFIG` on a malformed policy (nothing changes).
+   */
+  setPolicy(policy: AclPolicy | null): void;
   /** Sends an authenticated keepalive; false (counted) when it cannot. */
   sendKeepalive(peerId: string): boolean;
   /** A snapshot of the counters (allocates; not for the hot path). */
@@ -314,6 +331,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     icmp: new IcmpResponder(limits.icmpPerSecond, limits.icmpBurst),
     drops: new Float64Array(DROP_REASON_COUNT),
     localSubnets: new PrefixTable(),
+    acl: new Acl(options.aclLimits ?? {}),
   };
   const send = new SendPipeline(ctx);
   const receive = new ReceivePipeline(ctx);
@@ -322,15 +340,19 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     if (closed) throw new DataplaneError('ERR_DP_CLOSED', 'the data plane is closed');
   };
   const express = options.express ?? true;
+  // Whether each express half is set up; a policy in force holds both off (setPolicy).
+  let expressRx = false;
+  let expressTx = false;
   if (express && socket.expressSetup !== undefined && typeof tun.expressWriter === 'function') {
     socket.expressSetup({ gen: peers.expressGen, writer: tun.expressWriter(), mtu });
-    receive.expressOn = true;
+    receive.expressOn = expressRx = true;
   }
   if (express && send.zeroCopy && socket.expressTxSetup !== undefined && typeof tun.setExpressSender === 'function') {
     tun.setExpressSender(socket.expressTxSetup(peers.expressTxGen, mtu));
-    send.expressOn = true;
+    send.expressOn = expressTx = true;
   }
   peers.onExpressGenExhausted = () => {
+    expressRx = expressTx = false;
     if (receive.expressOn) socket.expressSetup?.(null);
     if (send.expressOn && typeof tun.setExpressSender === 'function') tun.setExpressSender(null);
     receive.expressOn = false;
@@ -427,6 +449,16 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       ctx.localSubnets.clear();
       for (const p of prefixes) ctx.localSubnets.insert(p, 0);
     },
+    setPolicy(policy: AclPolicy | null): void {
+      live();
+      ctx.acl.setPolicy(policy); // throws before changing anything
+      const on = ctx.acl.active;
+      // One check, in TypeScript: no express leases while a policy is in force (the C paths do not know it).
+      receive.expressOn = expressRx && !on;
+      send.expressOn = expressTx && !on;
+      if (on) peers.voidExpress();
+      logger.info('access policy', on ? { serial: policy!.serial, rules: policy!.rules.length } : { serial: null });
+    },
     sendKeepalive(peerId: string): boolean {
       live();
       return send.sendKeepalive(peers.get(peerId));
@@ -482,6 +514,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         icmp: { sent: ctx.icmp.sent, rateLimited: ctx.icmp.rateLimited },
         keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
         eventErrors: events.errors,
+        acl: ctx.acl.stats(),
         peers: out,
       };
     },

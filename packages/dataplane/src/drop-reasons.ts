@@ -55,13 +55,16 @@ export const DropReason = {
   BAD_SOURCE: 21,
   /** Writing to the TUN device failed. */
   TUN_WRITE_FAILED: 22,
+  // ---- receive: the access policy (acl.ts) ----
+  /** No rule of the policy in force allows the inner packet, and it is no reply to our own traffic. */
+  ACL: 23,
 } as const;
 
 /** A value of {@link DropReason}. */
 export type DropReasonValue = (typeof DropReason)[keyof typeof DropReason];
 
 /** Number of slots a drop-counter table needs. */
-export const DROP_REASON_COUNT = 23;
+export const DROP_REASON_COUNT = 24;
 
 /** Stable names of the drop reasons (stats keys, logs). Index = value. */
 export const dropReasonName = [
@@ -88,6 +91,7 @@ export const dropReasonName = [
   'send-failed',
   'bad-source',
   'tun-write-failed',
+  'acl',
 ] as const;
 
 /** A name in {@link dropReasonName}. */
