@@ -26,7 +26,9 @@
  *    No rule: dropped (the caller counts 'acl').
  *
  * Outbound packet: its flow is entered (or refreshed) as ours, so the reply
- * passes step 4. ICMP: echo requests only. Nothing is ever dropped on send.
+ * passes step 4. ICMP: echo requests only (keyed by echo id; an inbound
+ * echo request is never looked up, it always goes to the rules). Nothing is
+ * ever dropped on send.
  *
  * Entries expire (TCP `tcpTransientMs` until a packet was seen each way,
  * then `tcpEstablishedMs`, `tcpClosingMs` after FIN/RST; UDP `udpMs`; ICMP
@@ -417,7 +419,8 @@ export class Acl {
     else if (this.isIcmp()) {
       // 3. related: an error quoting a packet of a tracked flow
       if (this.isIcmpError() && this.related(b, (this.l4 as number) + 8, now)) return true;
-      if (this.isEchoRequest() || this.isEchoReply()) ports = (this.sport << 16) >>> 0;
+      // echo replies are looked up (our requests' flows); requests always go to the rules, untracked
+      if (this.isEchoReply()) ports = (this.sport << 16) >>> 0;
       else {
         ports = 0;
         track = false;
