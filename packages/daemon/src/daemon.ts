@@ -32,7 +32,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
+import { BnlStore, createTrust, parsePublicKey, type Bnl, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
 import type { DaemonConfig } from './config.js';
@@ -243,8 +243,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       controlAddresses: (name) => endpoints.candidates(name),
       reached: (name, where) => endpoints.reached(name, where),
       apply: (result, source) => {
-        // the new rules first (policy.ts): a node the list adds meets them, never the old ones
-        const done = applying.then(() => applyPolicy(dp, result.list.bnl, self.name, log)).then(() => applyDiff(result.diff)).then(() =>
+        const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
         );
         applying = done.catch(() => undefined);
@@ -356,9 +355,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     endpoints.remove(n.name);
   }
 
-  /** Applies a diff to routes, the data plane and hooks. */
-  async function applyDiff(diff: BnlDiff): Promise<void> {
+  /** Applies a new list: its access rules, then its diff to routes, the data plane and hooks. */
+  async function applyDiff(diff: BnlDiff, list: Bnl): Promise<void> {
     const hk = hooks!;
+    // The new access rules first (policy.ts): a node the list adds meets them, never the old ones.
+    applyPolicy(dataplane!, list, self.name, log);
     // First: connections authorised under the previous list (a revoked node, an old pin) go now.
     mesh?.recheckConnections();
     for (const n of diff.removed) {
@@ -446,7 +447,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       throw new DaemonError('ERR_BNL_INVALID', `BNL on disk refused (${r.code}): ${r.reason}`);
     }
-    const done = applying.then(() => applyDiff(r.diff));
+    const done = applying.then(() => applyDiff(r.diff, r.list.bnl));
     applying = done.catch(() => undefined);
     await done;
     log.notice('BNL applied from disk', { serial: r.list.bnl.serial, added: r.diff.added.length, removed: r.diff.removed.length, changed: r.diff.changed.length });
