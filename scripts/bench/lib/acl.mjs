@@ -12,12 +12,13 @@ import { spawnSync } from 'node:child_process';
 import { HERE, createLab, median, parseOptions, usageHelpers } from './lab.mjs';
 
 const { posInt } = usageHelpers('acl');
-const opts = { repeat: 3, duration: 10, rules: 100 };
+const opts = { repeat: 3, duration: 10, rules: 100, noexpress: false };
 parseOptions('acl', process.argv.slice(2), (a, val) => {
   if (a === '--quick') Object.assign(opts, { repeat: 1, duration: 3 });
   else if (a === '--repeat') opts.repeat = posInt(val(), a);
   else if (a === '--duration') opts.duration = posInt(val(), a);
   else if (a === '--rules') opts.rules = posInt(val(), a);
+  else if (a === '--with-noexpress') opts.noexpress = true;
   else return false;
   return true;
 });
@@ -54,6 +55,9 @@ async function status(dir) {
 async function one(variant, round) {
   if (variant === 'rules') process.env.CLUEVPN_BENCH_RULES = String(opts.rules);
   else delete process.env.CLUEVPN_BENCH_RULES;
+  // 'noexp': no rules and the express path off, as a policy holds it off: separates the two costs
+  if (variant === 'noexp') process.env.CLUEVPN_BENCH_CONF = 'express=no';
+  else delete process.env.CLUEVPN_BENCH_CONF;
   const dirName = `cluevpn-${variant}-${round}`;
   const pair = await lab.pairUp('cluevpn', dirName);
   if (!pair.available) throw new Error(`cluevpn ${variant}: ${pair.note}`);
@@ -84,10 +88,11 @@ async function one(variant, round) {
 const cores = spawnSync('nproc', [], { encoding: 'utf8' }).stdout.trim();
 console.log(`acl: iperf3 TCP ${opts.duration} s, ${opts.repeat} round(s) of (no rules, ${opts.rules} rules) alternated; lab ${prefix}; ${cores} cores, load ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
 if (!(await lab.up())) process.exit(1);
-const runs = { none: [], rules: [] };
+const variants = opts.noexpress ? ['none', 'noexp', 'rules'] : ['none', 'rules'];
+const runs = { none: [], noexp: [], rules: [] };
 try {
   for (let round = 1; round <= opts.repeat; round++) {
-    for (const v of ['none', 'rules']) {
+    for (const v of variants) {
       const r = await one(v, round);
       runs[v].push(r);
       console.log(`  round ${round} ${v.padEnd(5)}  1 stream ${r[1].mbps.toFixed(0).padStart(6)} Mbit/s (CPU ${r[1].cpu.toFixed(0)} %)   4 streams ${r[4].mbps.toFixed(0).padStart(6)} Mbit/s (CPU ${r[4].cpu.toFixed(0)} %)   acl drops ${r.aclDrops}, tracked flows ${r.flows}`);
@@ -101,4 +106,5 @@ const m = (v, p) => median(runs[v].map((r) => r[p].mbps));
 const fx = (x) => x.toFixed(2);
 const drops = runs.rules.reduce((n, r) => n + r.aclDrops, 0);
 console.log(`medians: no rules ${m('none', 1).toFixed(0)} / ${m('none', 4).toFixed(0)} Mbit/s, ${opts.rules} rules ${m('rules', 1).toFixed(0)} / ${m('rules', 4).toFixed(0)} Mbit/s (1 / 4 streams); benchmark packets dropped as acl: ${drops}`);
+if (opts.noexpress) console.log(`no rules, express=no: ${m('noexp', 1).toFixed(0)} / ${m('noexp', 4).toFixed(0)} Mbit/s; rules against it: ratio_1=${fx(m('rules', 1) / m('noexp', 1))} ratio_4=${fx(m('rules', 4) / m('noexp', 4))}`);
 console.log(`acl: rules=${opts.rules} none_1=${m('none', 1).toFixed(0)} rules_1=${m('rules', 1).toFixed(0)} ratio_1=${fx(m('rules', 1) / m('none', 1))} none_4=${m('none', 4).toFixed(0)} rules_4=${m('rules', 4).toFixed(0)} ratio_4=${fx(m('rules', 4) / m('none', 4))}`);
