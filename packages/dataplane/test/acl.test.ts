@@ -169,6 +169,33 @@ describe('access policy', () => {
     }
   });
 
+  it('walks IPv6 extension headers to the transport header, and tracks IPv6 fragments', async () => {
+    const p = await makePair();
+    try {
+      p.b.dp.setPolicy(B_WEB);
+      // hop-by-hop options (8 bytes, next header TCP) then TCP
+      const hbh = (next: number): Buffer => Buffer.from([next, 0, 1, 4, 0, 0, 0, 0]);
+      assert.equal(await aToB(p, ipv6Packet('fd00:1::5', 'fd00:2::9', Buffer.concat([hbh(P_TCP), l4(40000, 80, P_TCP, 0x02)]), 0)), true, 'tcp/80 behind hop-by-hop');
+      assert.equal(await aToB(p, ipv6Packet('fd00:1::5', 'fd00:2::9', Buffer.concat([hbh(P_TCP), l4(40000, 81, P_TCP, 0x02)]), 0)), false, 'tcp/81 behind hop-by-hop');
+      // fragment header: next header, reserved, offset (13 bits) | M, identification
+      const frag = (offset8: number, more: boolean, id: number, body: Buffer): Buffer => {
+        const h = Buffer.alloc(8);
+        h[0] = P_TCP;
+        h.writeUInt16BE((offset8 << 3) | (more ? 1 : 0), 2);
+        h.writeUInt32BE(id, 4);
+        return ipv6Packet('fd00:1::5', 'fd00:2::9', Buffer.concat([h, body]), 44);
+      };
+      assert.equal(await aToB(p, frag(0, true, 0x11223344, l4(40001, 80, P_TCP, 0x10, 24))), true, 'first fragment to tcp/80');
+      assert.equal(await aToB(p, frag(6, false, 0x11223344, Buffer.alloc(16))), true, 'its later fragment');
+      assert.equal(await aToB(p, frag(0, true, 0x55667788, l4(40001, 81, P_TCP, 0x10, 24))), false, 'first fragment to tcp/81');
+      assert.equal(await aToB(p, frag(6, false, 0x55667788, Buffer.alloc(16))), false, 'its later fragment');
+      // a header chain that runs past the packet cannot be checked: dropped
+      assert.equal(await aToB(p, ipv6Packet('fd00:1::5', 'fd00:2::9', Buffer.from([P_TCP, 200, 0, 0, 0, 0, 0, 0]), 0)), false);
+    } finally {
+      p.close();
+    }
+  });
+
   it('a new policy keeps tracked flows the new rules allow, cuts flows they do not, and keeps replies to our own traffic', async () => {
     const p = await makePair();
     try {
