@@ -10,12 +10,14 @@
  * Canonical JSON: object keys sorted, no whitespace, integers only, optional
  * fields omitted rather than empty/false, nodes sorted by id, endpoints by
  * host then port, subnets IPv4 first then by address and prefix length,
- * tags and signer keys sorted.
+ * tags and signer keys sorted, rules sorted by their canonical text (rules.ts;
+ * the `rules` key is absent when there are none, so older lists keep their bytes).
  */
 import { createHash } from 'node:crypto';
 import { BnlValidationError } from './errors.js';
 import { compareCidr, parseCidr } from './ip.js';
 import { BNL_MAGIC, BNL_VERSION, type Bnl, type BnlEndpoint, type BnlNode, type BnlSignature } from './model.js';
+import { canonicalRules, stringifyRule } from './rules.js';
 import { validateBnl } from './validate.js';
 
 function cmpStr(a: string, b: string): number {
@@ -59,6 +61,7 @@ export function canonicaliseBnl(bnl: Bnl): Bnl {
     }),
   };
   if (cleaned.signers === undefined) delete cleaned.signers;
+  if (cleaned.rules === undefined || (Array.isArray(cleaned.rules) && cleaned.rules.length === 0)) delete cleaned.rules;
   const problems = validateBnl(cleaned);
   if (problems.length > 0) throw new BnlValidationError(problems);
   return canonicaliseValid(cleaned);
@@ -73,6 +76,7 @@ export function canonicaliseValid(bnl: Bnl): Bnl {
     nodes: bnl.nodes.map(canonicalNode).sort((a, b) => a.id - b.id),
   };
   if (bnl.signers) out.signers = { keys: [...bnl.signers.keys].sort(cmpStr), threshold: bnl.signers.threshold };
+  if (bnl.rules !== undefined && bnl.rules.length > 0) out.rules = canonicalRules(bnl.rules);
   return out;
 }
 
@@ -109,7 +113,9 @@ function stringifyNode(n: BnlNode): string {
 
 /** Payload text of an already canonical list, without re-validating (internal). Keys in sorted order. */
 export function stringifyCanonical(bnl: Bnl): string {
-  let s = `{"network":${q(bnl.network)},"nodes":[${bnl.nodes.map(stringifyNode).join(',')}],"serial":${bnl.serial}`;
+  let s = `{"network":${q(bnl.network)},"nodes":[${bnl.nodes.map(stringifyNode).join(',')}]`;
+  if (bnl.rules !== undefined) s += `,"rules":[${bnl.rules.map(stringifyRule).join(',')}]`;
+  s += `,"serial":${bnl.serial}`;
   if (bnl.signers) s += `,"signers":${stringifySorted(bnl.signers)}`;
   return `${s},"timestamp":${bnl.timestamp}}`;
 }

@@ -38,6 +38,23 @@ export { parseBnl, createUnsignedBnl, peekPayloadHash, type ParseOptions } from 
 export { generateSigningKey, parsePublicKey, parsePrivateKey, rawPublicKeyHex, type SigningKeyPair } from './keys.js';
 export { createTrust, signBnl, verifyBnl, trustAfter, signatureMessage, type BnlTrust, type BnlVerification } from './sign.js';
 export { compareBnl, compareSerialHash, replaces, type BnlOrder } from './order.js';
+export {
+  BNL_MAX_RULES,
+  BNL_MAX_RULE_PORTS,
+  compilePolicy,
+  formatRule,
+  parsePortItem,
+  parseRuleRef,
+  ruleFromSpec,
+  ruleProblems,
+  sameRule,
+  stringifyRule,
+  type BnlRule,
+  type BnlRuleProto,
+  type CompiledPolicy,
+  type CompiledRule,
+  type RuleRef,
+} from './rules.js';
 export { diffBnl, isEmptyDiff, type BnlDiff, type BnlNodeChange, type BnlNodeField } from './diff.js';
 export { atomicWriteFile, createFileStorage, removeStaleTemporaries, type BnlStorage } from './storage.js';
 export { BnlStore, type BnlStoreOptions, type BnlLogger, type OfferResult, type OfferAccepted, type OfferRejected } from './store.js';

@@ -27,6 +27,8 @@ export const BNL_MAX_TAGS = 32;
 /** Specification: most MAC addresses per node (switch mode). */
 export const BNL_MAX_MACS = 256;
 
+import type { BnlRule } from './rules.js';
+
 /** One real address of a node: IPv4, IPv6 or DNS name (canonical text), and port. */
 export interface BnlEndpoint {
   host: string;
@@ -74,6 +76,8 @@ export interface Bnl {
   timestamp: number;
   nodes: BnlNode[];
   signers?: BnlSigners;
+  /** Access rules (rules.ts); absent = no rules = everything allowed. Non-empty, sorted when present. */
+  rules?: BnlRule[];
 }
 
 /** One signature line: signer public key and Ed25519 signature, both lowercase hex. */

@@ -15,6 +15,7 @@ import {
   BNL_MAX_TAGS,
   type Bnl,
 } from './model.js';
+import { validateRules } from './rules.js';
 
 /** Node names: usable as a certificate CN and a file name (hostname-like, 1..64). */
 export const NODE_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$/;
@@ -27,7 +28,7 @@ export const FINGERPRINT_RE = /^[0-9a-f]{64}$/;
 /** Canonical Ed25519 public key: 32 bytes, 64 lowercase hex. */
 export const PUBLIC_KEY_RE = /^[0-9a-f]{64}$/;
 
-const LIST_FIELDS = new Set(['network', 'serial', 'timestamp', 'nodes', 'signers']);
+const LIST_FIELDS = new Set(['network', 'serial', 'timestamp', 'nodes', 'signers', 'rules']);
 const NODE_FIELDS = new Set(['name', 'id', 'endpoints', 'prefer', 'subnets', 'fingerprint', 'relay', 'tags', 'mac']);
 /** Canonical MAC address: six lowercase hex pairs joined by ':'. */
 export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -61,6 +62,7 @@ export function validateBnl(input: unknown): BnlProblem[] {
   if (!isSafeUint(input.serial)) add('ERR_BNL_SERIAL', 'serial must be a non-negative integer below 2^53', undefined, 'serial');
   if (!isSafeUint(input.timestamp)) add('ERR_BNL_TIMESTAMP', 'timestamp must be non-negative integer milliseconds below 2^53', undefined, 'timestamp');
   if (input.signers !== undefined) validateSigners(input.signers, add);
+  if (input.rules !== undefined) validateRules(input.rules, add);
   if (!Array.isArray(input.nodes)) {
     add('ERR_BNL_FIELD', 'nodes must be an array', undefined, 'nodes');
     return problems;

@@ -74,6 +74,14 @@ export interface StatusReport {
   port: number;
   logLevel: number;
   bnl: BnlStatusReport;
+  /**
+   * The access policy (the list's rules, issue 20): `serial` is the serial
+   * of the list whose rules are in force, `null` when the list has no rules
+   * (everything allowed); `rules` how many of them apply to this node; tracked
+   * flows now, the table's size and flows evicted because it was full.
+   * Absent from daemons without access rules.
+   */
+  policy?: { serial: number | null; rules: number; flows: number; maxFlows: number; evicted: number };
   peers: PeerStatus[];
   /**
    * Drops not tied to a current peer (unknown receiver index, bad header, no

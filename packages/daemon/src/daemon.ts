@@ -33,7 +33,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
+import { BnlStore, createTrust, parsePublicKey, type Bnl, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type PeerStats, type RekeyReason as DataplaneRekeyReason } from '@cluevpn/dataplane';
 import type { RekeyReason } from '@cluevpn/negotiation';
@@ -56,6 +56,7 @@ import { deviceClash, portClash } from './clash.js';
 import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
 import { engineSwitches } from './switches.js';
 import { switchModeNotice, switchReport } from './switch-mode.js';
+import { applyPolicy } from './policy.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 
@@ -248,6 +249,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     dp.setLocalSubnets(self.subnets);
     dp.setLocalMacs(self.mac ?? []);
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
+    applyPolicy(dp, list.bnl, self.name, log); // access rules (policy.ts)
 
     // 5. mesh: state, control channel, negotiation, gossip
     mesh = await startMesh({
@@ -260,7 +262,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       controlAddresses: (name) => endpoints.candidates(name),
       reached: (name, where) => endpoints.reached(name, where),
       apply: (result, source) => {
-        const done = applying.then(() => applyDiff(result.diff)).then(() =>
+        const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
         );
         applying = done.catch(() => undefined);
@@ -372,9 +374,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     endpoints.remove(n.name);
   }
 
-  /** Applies a diff to routes, the data plane and hooks. */
-  async function applyDiff(diff: BnlDiff): Promise<void> {
+  /** Applies a new list: its access rules, then its diff to routes, the data plane and hooks. */
+  async function applyDiff(diff: BnlDiff, list: Bnl): Promise<void> {
     const hk = hooks!;
+    // The new access rules first (policy.ts): a node the list adds meets them, never the old ones.
+    applyPolicy(dataplane!, list, self.name, log);
     // First: connections authorised under the previous list (a revoked node, an old pin) go now.
     mesh?.recheckConnections();
     for (const n of diff.removed) {
@@ -463,7 +467,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       throw new DaemonError('ERR_BNL_INVALID', `BNL on disk refused (${r.code}): ${r.reason}`);
     }
-    const done = applying.then(() => applyDiff(r.diff));
+    const done = applying.then(() => applyDiff(r.diff, r.list.bnl));
     applying = done.catch(() => undefined);
     await done;
     log.notice('BNL applied from disk', { serial: r.list.bnl.serial, added: r.diff.added.length, removed: r.diff.removed.length, changed: r.diff.changed.length });
@@ -543,6 +547,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       port: st.port,
       logLevel: root.level,
       bnl: bnlStatus(),
+      policy: { serial: st.acl.serial, rules: st.acl.rules, flows: st.acl.flows, maxFlows: st.acl.maxFlows, evicted: st.acl.evicted },
       peers: st.peers.map((p) => peerStatus(p, now)).sort((a, b) => (a.name < b.name ? -1 : 1)),
       drops,
       memory: memoryReport(),

@@ -19,6 +19,9 @@ export function switchModeNotice(list: Bnl, log: Logger): void {
   if (withSubnets.length > 0) {
     log.notice('switch mode: the subnets in the list are not routed and no address is assigned (subnet hooks still run)', { count: withSubnets.length });
   }
+  if ((list.rules?.length ?? 0) > 0) {
+    log.warn('switch mode: the access rules in the list apply to IP packets in router mode only; Ethernet frames are not filtered', { count: list.rules!.length });
+  }
 }
 
 /** The data plane's switch stats for `status`, peers named by node name. */

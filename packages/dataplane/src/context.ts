@@ -2,6 +2,7 @@
  * The state both pipelines share: tables, backends, limits, counters.
  * Built once by `createDataplane`; the pipelines hold it by reference.
  */
+import type { Acl } from './acl.js';
 import type { BatchUdpSocket, CryptoBackend, NativeHook } from './backend.js';
 import type { Lz4Codec } from './compression.js';
 import type { DropReasonValue } from './drop-reasons.js';
@@ -86,6 +87,8 @@ export interface PipelineContext {
   readonly dataType: number;
   /** Switch mode: receive step 10 for frames (switch.ts); null in router mode (IP checks). */
   frames: FrameFilter | null;
+  /** The access policy: checked on receive, fed on send, while `acl.active` (acl.ts). */
+  readonly acl: Acl;
 }
 
 /** Receive step 10 in switch mode: the frame check and MAC spoof check (switch.ts). */

@@ -12,6 +12,7 @@
  *   - Keys passed to `installSession` are copied into the crypto backend
  *     and not retained; the caller should wipe its copies.
  */
+import { Acl, type AclLimits, type AclPolicy, type AclStats } from './acl.js';
 import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, type CryptoBackend, type UdpBackend, type BatchUdpSocket } from './backend.js';
 import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend, nativeUnavailableReason, type NativeUdpStats } from './backend-native.js';
 import { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
@@ -86,6 +87,8 @@ export interface DataplaneOptions {
   mode?: 'router' | 'switch';
   /** Switch mode: MAC table bounds and timers (defaults `MAC_TABLE_DEFAULTS`; tests shrink them). */
   macTable?: Partial<MacTableOptions>;
+  /** Connection-tracking bounds and timeouts of the access policy (acl.ts; tests shrink them). */
+  aclLimits?: Partial<AclLimits>;
 }
 
 /** A peer as given to `addPeer`. */
@@ -208,6 +211,8 @@ export interface DataplaneStats {
   /** Keepalive interval in ms (0 = off) and keepalives sent / received, all peers. */
   keepalive: { intervalMs: number; sent: number; received: number };
   eventErrors: number;
+  /** The access policy (acl.ts): in force or not, its serial and rules, tracked flows. */
+  acl: AclStats;
   peers: PeerStats[];
 }
 
@@ -257,6 +262,18 @@ export interface Dataplane {
   setLocalSubnets(cidrs: readonly string[]): void;
   /** Switch mode: MACs fixed to this node (its own BNL record's `mac`); peers' frames from them are 'spoofed'. `ERR_DP_CONFIG` on a bad MAC. A MAC fixed to a peer before moves to us (the newest call wins). */
   setLocalMacs(macs: readonly string[]): void;
+  /**
+   * Puts an access policy in force (acl.ts), or none (`null`: everything
+   * allowed, the default). Enforced on receive: an inner packet passes when
+   * a rule allows it or it replies to traffic this node sent (connection
+   * tracking, fed by the send pipeline); else it is dropped as 'acl'. A new
+   * policy replaces the old at once; tracked flows survive it (flows that
+   * were let in by a rule are checked against the new rules on their next
+   * packet). While a policy is in force the express paths grant no leases
+   * (existing ones are voided), so every packet passes the checks in the
+   * TypeScript pipelines. `ERR_DP_CONFIG` on a malformed policy (nothing changes).
+   */
+  setPolicy(policy: AclPolicy | null): void;
   /** Sends an authenticated keepalive; false (counted) when it cannot. */
   sendKeepalive(peerId: string): boolean;
   /** A snapshot of the counters (allocates; not for the hot path). */
@@ -356,6 +373,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     localSubnets: new PrefixTable(),
     dataType: switching ? MessageType.FRAME : MessageType.DATA,
     frames: null as SwitchPipeline | null,
+    acl: new Acl(options.aclLimits ?? {}),
   };
   const sw = switching ? new SwitchPipeline(ctx, options.macTable) : null;
   ctx.frames = sw;
@@ -367,15 +385,19 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   };
   // Switch mode grants no express lease: the C path knows only IP packets, and the MAC decisions live once, in switch.ts.
   const express = (options.express ?? true) && !switching;
+  // Whether each express half is set up; a policy in force holds both off (setPolicy).
+  let expressRx = false;
+  let expressTx = false;
   if (express && socket.expressSetup !== undefined && typeof tun.expressWriter === 'function') {
     socket.expressSetup({ gen: peers.expressGen, writer: tun.expressWriter(), mtu });
-    receive.expressOn = true;
+    receive.expressOn = expressRx = true;
   }
   if (express && send.zeroCopy && socket.expressTxSetup !== undefined && typeof tun.setExpressSender === 'function') {
     tun.setExpressSender(socket.expressTxSetup(peers.expressTxGen, mtu));
-    send.expressOn = true;
+    send.expressOn = expressTx = true;
   }
   peers.onExpressGenExhausted = () => {
+    expressRx = expressTx = false;
     if (receive.expressOn) socket.expressSetup?.(null);
     if (send.expressOn && typeof tun.setExpressSender === 'function') tun.setExpressSender(null);
     receive.expressOn = false;
@@ -506,6 +528,16 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       live();
       setFixed(MAC_LOCAL, macsOf(macs));
     },
+    setPolicy(policy: AclPolicy | null): void {
+      live();
+      ctx.acl.setPolicy(policy); // throws before changing anything
+      const on = ctx.acl.active;
+      // One check, in TypeScript: no express leases while a policy is in force (the C paths do not know it).
+      receive.expressOn = expressRx && !on;
+      send.expressOn = expressTx && !on;
+      if (on) peers.voidExpress();
+      logger.info('access policy', on ? { serial: policy!.serial, rules: policy!.rules.length } : { serial: null });
+    },
     sendKeepalive(peerId: string): boolean {
       live();
       return send.sendKeepalive(peers.get(peerId));
@@ -563,6 +595,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         switch: sw === null ? null : switchStats(sw),
         keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
         eventErrors: events.errors,
+        acl: ctx.acl.stats(),
         peers: out,
       };
     },

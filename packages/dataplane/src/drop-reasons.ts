@@ -62,13 +62,16 @@ export const DropReason = {
   LOCAL_MAC: 24,
   /** A frame from a peer with a new source MAC and no room left to learn it (the table or the peer's share is full). */
   MAC_TABLE_FULL: 25,
+  // ---- receive: the access policy (acl.ts) ----
+  /** No rule of the policy in force allows the inner packet, and it is no reply to our own traffic. */
+  ACL: 26,
 } as const;
 
 /** A value of {@link DropReason}. */
 export type DropReasonValue = (typeof DropReason)[keyof typeof DropReason];
 
 /** Number of slots a drop-counter table needs. */
-export const DROP_REASON_COUNT = 26;
+export const DROP_REASON_COUNT = 27;
 
 /** Stable names of the drop reasons (stats keys, logs). Index = value. */
 export const dropReasonName = [
@@ -98,6 +101,7 @@ export const dropReasonName = [
   'not-ethernet',
   'local-mac',
   'mac-table-full',
+  'acl',
 ] as const;
 
 /** A name in {@link dropReasonName}. */

@@ -18,9 +18,12 @@
  * 9. Keepalive: counted (`keepalivesRx`, last time), done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
- *     and a source inside the peer's subnets ('spoofed'). In switch mode
- *     (`ctx.frames`), an Ethernet frame whose source MAC the peer may use
- *     (switch.ts, mac-table.ts: 'not-ethernet', 'spoofed', 'mac-table-full').
+ *     and a source inside the peer's subnets ('spoofed'); with an access
+ *     policy in force, allowed by a rule or a reply to our own traffic
+ *     ('acl', acl.ts). In switch mode (`ctx.frames`), an Ethernet frame
+ *     whose source MAC the peer may use (switch.ts, mac-table.ts:
+ *     'not-ethernet', 'spoofed', 'mac-table-full'); access rules do not
+ *     apply to frames.
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
  * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
@@ -140,6 +143,7 @@ export class ReceivePipeline {
     // 6: one AEAD call
     ctx.crypto.openBatch(buf, n, this.offs, this.lens, this.handles, this.ok);
     const now = performance.now();
+    this.now = now;
     const wall = Date.now();
     let nPlain = 0;
     let nDec = 0;
@@ -263,7 +267,7 @@ export class ReceivePipeline {
         countDrop(this.ctx, peer, DropReason.SPOOFED);
         return false;
       }
-      return true;
+      return this.aclOk(peer, b, off, len);
     }
     if (v === 6 && len >= 40) {
       if (40 + ((b[off + 4] << 8) | b[off + 5]) > len) {
@@ -274,9 +278,20 @@ export class ReceivePipeline {
         countDrop(this.ctx, peer, DropReason.SPOOFED);
         return false;
       }
-      return true;
+      return this.aclOk(peer, b, off, len);
     }
     countDrop(this.ctx, peer, DropReason.NOT_IP);
+    return false;
+  }
+
+  /** performance.now() of the batch being processed (the access policy's clock). */
+  private now = 0;
+
+  /** Step 10, the access policy (acl.ts): nothing to do without one. Counts the drop. */
+  private aclOk(peer: Peer, b: Buffer, off: number, len: number): boolean {
+    const acl = this.ctx.acl;
+    if (!acl.active || acl.inbound(b, off, len, this.now)) return true;
+    countDrop(this.ctx, peer, DropReason.ACL);
     return false;
   }
 

@@ -14,7 +14,9 @@
  *    drop 'no-endpoint'.
  * 6. Take the session's counter; at `rejectAfterMessages` drop
  *    'counter-limit' and ask `onRekeyNeeded`; at `rekeyAfterMessages` ask
- *    once ('counter-soft-limit') and keep sending.
+ *    once ('counter-soft-limit') and keep sending. With an access policy in
+ *    force, the packet's flow is tracked (acl.ts) so that its replies pass
+ *    the receiving check; nothing is dropped for the policy on send.
  * 7. Place the payload: in place in the TUN slot when its headroom and
  *    tailroom fit header and tag, else copied into the send arena.
  * 8. Compress (LZ4, per session) when it shrinks the packet; set the flag.
@@ -244,6 +246,7 @@ export class SendPipeline {
       // 6. counter
       const counter = takeTxCounter(ctx, s, now);
       if (counter < 0) continue;
+      if (ctx.acl.active) ctx.acl.outbound(buf, off, len, now);
       // (step 12 needs the addresses of the last packet, before compression rewrites it)
       if (count <= EXPRESS_MAX_BATCH && this.expressOn) this.noteAddrs(buf, family, dstOff, srcOff);
       // 7. placement
