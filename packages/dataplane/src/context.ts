@@ -80,6 +80,9 @@ export interface PipelineContext {
   readonly drops: Float64Array;
   /** When non-empty, TUN packets must come from these subnets. */
   readonly localSubnets: PrefixTable;
+  /** Rendezvous messages (type 3) authenticated / sent, all peers. */
+  rendezvousRx: number;
+  rendezvousTx: number;
 }
 
 /** Counts a drop globally and, when known, for the peer. */

@@ -20,7 +20,7 @@ import { DEFAULT_LIMITS, type DataplaneLimits, type DataplaneTun, type PipelineC
 import { DROP_REASON_COUNT, dropTableToRecord, type DropReasonName } from './drop-reasons.js';
 import { DataplaneError } from './errors.js';
 import { EventDispatcher, silentLogger, type DataplaneEvents, type DataplaneLogger } from './events.js';
-import { COUNTER_MAX, OVERHEAD } from './framing.js';
+import { COUNTER_MAX, OVERHEAD, RENDEZVOUS_MAX_PAYLOAD } from './framing.js';
 import { IcmpResponder } from './icmp.js';
 import { KeepaliveScheduler } from './keepalive.js';
 import { PeerCounter, PeerTable, parseSubnets, type CipherName, type SessionParams } from './peer-table.js';
@@ -175,6 +175,8 @@ export interface DataplaneStats {
   icmp: { sent: number; rateLimited: number };
   /** Keepalive interval in ms (0 = off) and keepalives sent / received, all peers. */
   keepalive: { intervalMs: number; sent: number; received: number };
+  /** Rendezvous messages (type 3) sent / authenticated, all peers. */
+  rendezvous: { sent: number; received: number };
   eventErrors: number;
   peers: PeerStats[];
 }
@@ -225,6 +227,13 @@ export interface Dataplane {
   setLocalSubnets(cidrs: readonly string[]): void;
   /** Sends an authenticated keepalive; false (counted) when it cannot. */
   sendKeepalive(peerId: string): boolean;
+  /**
+   * Sends `payload` (1..512 bytes, not retained) as one rendezvous message
+   * (type 3) sealed with the peer's primary session to its endpoint; false
+   * (counted like a keepalive) when there is no session or endpoint.
+   * `ERR_DP_CONFIG` for an empty or too large payload.
+   */
+  sendRendezvous(peerId: string, payload: Uint8Array): boolean;
   /** A snapshot of the counters (allocates; not for the hot path). */
   stats(): DataplaneStats;
   /** Stops both pipelines, closes the socket and destroys every key. Idempotent. Does not close the TUN. */
@@ -314,6 +323,8 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     icmp: new IcmpResponder(limits.icmpPerSecond, limits.icmpBurst),
     drops: new Float64Array(DROP_REASON_COUNT),
     localSubnets: new PrefixTable(),
+    rendezvousRx: 0,
+    rendezvousTx: 0,
   };
   const send = new SendPipeline(ctx);
   const receive = new ReceivePipeline(ctx);
@@ -431,6 +442,13 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       live();
       return send.sendKeepalive(peers.get(peerId));
     },
+    sendRendezvous(peerId: string, payload: Uint8Array): boolean {
+      live();
+      if (payload.length === 0 || payload.length > RENDEZVOUS_MAX_PAYLOAD) {
+        throw new DataplaneError('ERR_DP_CONFIG', `rendezvous payload must be 1..${RENDEZVOUS_MAX_PAYLOAD} bytes, got ${payload.length}`);
+      }
+      return send.sendRendezvous(peers.get(peerId), payload);
+    },
     stats(): DataplaneStats {
       const out: PeerStats[] = [];
       let kaSent = 0;
@@ -481,6 +499,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         drops: dropTableToRecord(ctx.drops),
         icmp: { sent: ctx.icmp.sent, rateLimited: ctx.icmp.rateLimited },
         keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
+        rendezvous: { sent: ctx.rendezvousTx, received: ctx.rendezvousRx },
         eventErrors: events.errors,
         peers: out,
       };

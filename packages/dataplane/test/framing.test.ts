@@ -52,6 +52,7 @@ describe('framing', () => {
   it('accepts well-formed headers and names the reason for each malformed one', () => {
     const ok = frame(1, 0, 1, 1, 5, 100);
     assert.equal(checkHeader(ok, 0, ok.length, 1420), DropReason.NONE);
+    assert.equal(checkHeader(frame(3, 0, 1, 1, 5, 40), 0, OVERHEAD + 40, 1420), DropReason.NONE, 'rendezvous');
     assert.equal(checkHeader(frame(2, 0, 1, 1, 5, 0), 0, OVERHEAD, 1420), DropReason.NONE);
     const table: Array<[string, (b: Buffer) => void, number, number]> = [
       ['short', () => {}, 19, DropReason.TRUNCATED],
@@ -59,7 +60,8 @@ describe('framing', () => {
       ['version 2', (b) => (b[0] = 0x21), -1, DropReason.BAD_VERSION],
       ['version 0', (b) => (b[0] = 0x01), -1, DropReason.BAD_VERSION],
       ['type 0', (b) => (b[0] = 0x10), -1, DropReason.BAD_TYPE],
-      ['type 3', (b) => (b[0] = 0x13), -1, DropReason.BAD_TYPE],
+      ['type 15', (b) => (b[0] = 0x1f), -1, DropReason.BAD_TYPE],
+      ['type 3 (rendezvous) with flags', (b) => { b[0] = 0x13; b[1] = 1; }, -1, DropReason.BAD_FLAGS],
       ['unknown flag', (b) => (b[1] = 0x02), -1, DropReason.BAD_FLAGS],
       ['reserved', (b) => (b[3] = 1), -1, DropReason.BAD_FLAGS],
       ['counter ≥ 2^53', (b) => b.writeUInt32BE(0x200000, 12), -1, DropReason.BAD_COUNTER],
