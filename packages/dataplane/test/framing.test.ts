@@ -15,7 +15,7 @@ import {
   readReceiverIndex,
 } from '../src/framing.js';
 
-function frame(type: 1 | 2, flags: number, idx: number, epoch: number, counter: number, payload: number): Buffer {
+function frame(type: 1 | 2 | 3, flags: number, idx: number, epoch: number, counter: number, payload: number): Buffer {
   const b = Buffer.alloc(HEADER_LEN + payload + 16);
   encodeHeader(b, 0, type, flags, idx, epoch, counter);
   return b;
