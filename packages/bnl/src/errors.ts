@@ -43,6 +43,7 @@ export type BnlProblemCode =
   | 'ERR_BNL_SUBNET_OVERLAP'
   | 'ERR_BNL_FINGERPRINT'
   | 'ERR_BNL_TAG'
+  | 'ERR_BNL_RELAY_ENDPOINT'
   | 'ERR_BNL_SIGNERS';
 
 /**

@@ -234,6 +234,13 @@ export interface Dataplane {
    * `ERR_DP_CONFIG` for an empty or too large payload.
    */
   sendRendezvous(peerId: string, payload: Uint8Array): boolean;
+  /**
+   * The peer's endpoint when authenticated packets came from it (the
+   * observed endpoint: roaming moves it to where they come from), with the
+   * wall-clock ms of the last one; null when none came yet or it has no
+   * endpoint. Cheap (no snapshot); `ERR_DP_PEER` for an unknown id.
+   */
+  observedEndpoint(peerId: string): { host: string; port: number; lastRxMs: number } | null;
   /** A snapshot of the counters (allocates; not for the hot path). */
   stats(): DataplaneStats;
   /** Stops both pipelines, closes the socket and destroys every key. Idempotent. Does not close the TUN. */
@@ -441,6 +448,12 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     sendKeepalive(peerId: string): boolean {
       live();
       return send.sendKeepalive(peers.get(peerId));
+    },
+    observedEndpoint(peerId: string) {
+      live();
+      const peer = peers.get(peerId);
+      const last = peer.counters[PeerCounter.LAST_RX_MS];
+      return peer.hasEndpoint && last !== 0 ? { host: peer.endpointHost, port: peer.endpointPort, lastRxMs: last } : null;
     },
     sendRendezvous(peerId: string, payload: Uint8Array): boolean {
       live();

@@ -66,7 +66,7 @@ export function renderStatus(s: StatusReport): string {
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
-  const rows = [['PEER', 'STATE', 'ENDPOINT', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'KEEPALIVE OUT/IN', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
+  const rows = [['PEER', 'STATE', 'ENDPOINT', 'PATH', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'KEEPALIVE OUT/IN', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
   for (const p of s.peers) rows.push(peerRow(p, s.bnl.serial));
   return `${head.join('\n')}\n${table(rows)}\n`;
 }
@@ -77,6 +77,7 @@ function peerRow(p: PeerStatus, mySerial: number): string[] {
     p.name,
     p.restored && p.state !== 'idle' ? `${p.state}(restored)` : p.state,
     p.endpoint ?? '-',
+    p.path ?? '-',
     p.cipher ?? '-',
     p.compression ?? '-',
     humanAgo(p.keyAgeMs),
@@ -135,7 +136,14 @@ export function renderGraph(s: StatusReport): string {
       `in ${humanCount(p.rxPackets)} pkts ${humanCount(p.rxBytes, 1024)}B`,
     ]
       .filter((x) => x !== '');
-    lines.push(`  ${dotId(s.name)} -> ${dotId(p.name)} [label=${dotLabel(label)}, ${EDGE_STYLE[p.state]}];`);
+    const via = p.path?.startsWith('via ') === true ? p.path.slice(4) : undefined;
+    if (via !== undefined) {
+      // relayed: drawn blue and dashed, labelled with the relay, plus a thin hint through it
+      lines.push(`  ${dotId(s.name)} -> ${dotId(p.name)} [label=${dotLabel([`via ${via}`, ...label])}, color=blue, style="dashed,bold"];`);
+      lines.push(`  ${dotId(via)} -> ${dotId(p.name)} [color=blue, style=dotted, arrowhead=none, constraint=false];`);
+    } else {
+      lines.push(`  ${dotId(s.name)} -> ${dotId(p.name)} [label=${dotLabel(label)}, ${EDGE_STYLE[p.state]}];`);
+    }
   }
   lines.push('}');
   return `${lines.join('\n')}\n`;
