@@ -8,9 +8,11 @@
  *   rho     h1, 192.0.2.1, relay=yes
  *   bravo   h2, behind NAT (public 192.0.2.2), listed without an endpoint
  *   charlie h3, behind NAT (public 192.0.2.3), listed without an endpoint
+ *   sigma   h4, 192.0.2.4, relay=yes
+ *   (h5: a host that is not a member)
  *
- *  1. bravo and charlie negotiate with rho by themselves (relays first);
- *     rho's status shows their observed (NAT) endpoints.
+ *  1. bravo and charlie negotiate with both relays by themselves (relays
+ *     first); rho's status shows their observed (NAT) endpoints.
  *  2. bravo pings charlie, which no one can open TCP or UDP to: bravo's
  *     negotiation reaches charlie through rho (rho splices bravo's control
  *     connection to the one charlie opens on rho's offer; the TLS inside is
@@ -19,6 +21,8 @@
  *  3. bravo's status says `direct` for charlie, at charlie's NAT address;
  *     rho counted the rendezvous and the splice, and carried no data
  *     packet between them.
+ *  4. A non-member (h5) sends rendezvous datagrams (type 3) to rho: all are
+ *     dropped and counted (`unknown-index`), nothing is answered or relayed.
  *
  * Needs root, `ip netns`, /dev/net/tun, ping and iptables; skips otherwise.
  */
@@ -34,17 +38,18 @@ const CHARLIE = '10.99.0.3';
 const BRAVO = '10.99.0.2';
 
 test('two nodes behind two NATs: negotiation spliced by the relay, then hole punching gives a direct path', { timeout: 240_000 }, async (t) => {
-  const env = await daemonTest(t, { hosts: 3, nat: { h2: { udpTimeoutS: 30 }, h3: { udpTimeoutS: 30 } } }, 'relay-e2e-');
+  const env = await daemonTest(t, { hosts: 5, nat: { h2: { udpTimeoutS: 30 }, h3: { udpTimeoutS: 30 } } }, 'relay-e2e-');
   if (env === null) return;
   const { lab, dir, nodes } = env;
-  const [h1, h2, h3] = lab.hosts;
+  const [h1, h2, h3, h4, h5] = lab.hosts;
   assert.equal(h2!.nat?.publicIpv4, '192.0.2.2');
   assert.equal(h3!.nat?.publicIpv4, '192.0.2.3');
-  const net = await makeNetwork(join(dir, 'n'), { net: 'punch', nodes: [['rho', `${h1!.ipv4},relay`], ['bravo', '-'], ['charlie', '-']] });
-  for (const n of ['rho', 'bravo', 'charlie']) appendFileSync(net.conf(n), 'keepalive=5\n');
+  const net = await makeNetwork(join(dir, 'n'), { net: 'punch', nodes: [['rho', `${h1!.ipv4},relay`], ['bravo', '-'], ['charlie', '-'], ['sigma', `${h4!.ipv4},relay`]] });
+  for (const n of ['rho', 'bravo', 'charlie', 'sigma']) appendFileSync(net.conf(n), 'keepalive=5\n');
 
   const rho = await startNode(lab, h1!, net.nodeDir('rho'));
-  nodes.push(rho);
+  const sigma = await startNode(lab, h4!, net.nodeDir('sigma'));
+  nodes.push(rho, sigma);
   const bravo = await startNode(lab, h2!, net.nodeDir('bravo'));
   const charlie = await startNode(lab, h3!, net.nodeDir('charlie'));
   nodes.push(bravo, charlie);
@@ -52,13 +57,17 @@ test('two nodes behind two NATs: negotiation spliced by the relay, then hole pun
   // 1. Both behind NAT hold a session with the relay, which sees their NAT addresses.
   await waitFor(async () => {
     const s = await controlRequest(net.conf('rho'), 'status');
-    return s.peers.filter((p) => p.observedEndpoint != null).length === 2;
+    return s.peers.filter((p) => (p.name === 'bravo' || p.name === 'charlie') && p.observedEndpoint != null).length === 2;
   }, { timeoutMs: 60_000, intervalMs: 200, description: 'rho hears bravo and charlie' });
   const atRho = await controlRequest(net.conf('rho'), 'status');
   assert.equal(atRho.relay?.relay, true, 'rho serves as a relay');
   assert.equal(atRho.peers.find((p) => p.name === 'bravo')?.observedEndpoint?.startsWith('192.0.2.2:'), true, 'bravo observed at its NAT');
   assert.equal(atRho.peers.find((p) => p.name === 'charlie')?.observedEndpoint?.startsWith('192.0.2.3:'), true, 'charlie observed at its NAT');
   assert.equal((await controlRequest(net.conf('bravo'), 'status')).relay?.relay, false);
+  // ... and each keeps a session with both relays
+  for (const n of [bravo, charlie]) {
+    await waitFor(async () => (await n.peer('rho')).cipher !== null && (await n.peer('sigma')).cipher !== null, { timeoutMs: 60_000, intervalMs: 200, description: `${n.name} keyed with both relays` });
+  }
 
   // 2. bravo → charlie: neither can be reached first.
   const asked = Date.now();
@@ -84,5 +93,21 @@ test('two nodes behind two NATs: negotiation spliced by the relay, then hole pun
   // rho never carried their data: its own data counters with them are keepalives only
   const rhoBravo = (await controlRequest(net.conf('rho'), 'status')).peers.find((p) => p.name === 'bravo')!;
   assert.equal(rhoBravo.rxPackets, 0, 'no data packet from bravo reached rho');
+
+  // 4. A non-member's rendezvous datagrams: dropped and counted, nothing answered.
+  const before = await controlRequest(net.conf('rho'), 'status');
+  const N = 50;
+  const script = `import socket, os, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(${N}):
+    hdr = struct.pack('>BBHIIQ', 0x13, 0, 0, int.from_bytes(os.urandom(4), 'big'), 1, i)
+    s.sendto(hdr + bytes([1, 1, 7]) + b'charlie' + os.urandom(16), ('${h1!.ipv4}', 3406))`;
+  await lab.exec(h5!, 'python3', ['-c', script], { timeoutMs: 20_000 });
+  await waitFor(async () => ((await controlRequest(net.conf('rho'), 'status')).drops['unknown-index'] ?? 0) >= (before.drops['unknown-index'] ?? 0) + N, { timeoutMs: 20_000, intervalMs: 200, description: 'the stranger\'s datagrams counted' });
+  const after = await controlRequest(net.conf('rho'), 'status');
+  assert.equal(after.relay!.located, before.relay!.located, 'no rendezvous answered for a stranger');
+  assert.equal(after.relay!.splices, before.relay!.splices);
+  assert.deepEqual(after.relay!.dropped, before.relay!.dropped, 'nothing reached the relay service');
+  assert.equal(after.peers.find((p) => p.name === 'charlie')!.txPackets, before.peers.find((p) => p.name === 'charlie')!.txPackets, 'nothing forwarded to charlie');
   env.passed();
 });
