@@ -411,6 +411,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       const peer = peers.get(peerId);
       peers.install(peer, params, Date.now(), options?.primary ?? true);
       send.flushHeld(peer); // packets held while there was no session (send.ts step 5)
+      if (options?.primary ?? true) keepalives?.soon(); // its first keepalive now, not at the next tick
     },
     promoteSession(peerId: string, localIndex: number): void {
       live();
@@ -418,6 +419,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (s === undefined) throw new DataplaneError('ERR_DP_PEER', `peer ${peerId} has no session with localIndex ${localIndex}`);
       peers.promote(s);
       send.flushHeld(s.peer); // packets held while there was no session (send.ts step 5)
+      keepalives?.soon(); // its first keepalive now, not at the next tick
     },
     setTxEpoch(peerId: string, localIndex: number, epoch: number): void {
       live();
