@@ -10,6 +10,7 @@
  *   charlie h3, behind NAT (public 192.0.2.3), listed without an endpoint
  *   sigma   h4, 192.0.2.4, relay=yes
  *   (h5: a host that is not a member)
+ *   delta   h6, 192.0.2.6, listed, but its TCP port is firewalled (DROP)
  *
  *  1. bravo and charlie negotiate with both relays by themselves (relays
  *     first); rho's status shows their observed (NAT) endpoints.
@@ -23,6 +24,9 @@
  *     packet between them.
  *  4. A non-member (h5) sends rendezvous datagrams (type 3) to rho: all are
  *     dropped and counted (`unknown-index`), nothing is answered or relayed.
+ *  5. bravo → delta: delta is listed, but TCP to it is impossible; bravo's
+ *     negotiation falls back to a relay's splice, and the data goes directly
+ *     to delta's listed UDP endpoint.
  *
  * Needs root, `ip netns`, /dev/net/tun, ping and iptables; skips otherwise.
  */
@@ -36,16 +40,17 @@ import { waitFor } from './lib/wait-for.js';
 
 const CHARLIE = '10.99.0.3';
 const BRAVO = '10.99.0.2';
+const DELTA = '10.99.0.5';
 
 test('two nodes behind two NATs: negotiation spliced by the relay, then hole punching gives a direct path', { timeout: 240_000 }, async (t) => {
-  const env = await daemonTest(t, { hosts: 5, nat: { h2: { udpTimeoutS: 30 }, h3: { udpTimeoutS: 30 } } }, 'relay-e2e-');
+  const env = await daemonTest(t, { hosts: 6, nat: { h2: { udpTimeoutS: 30 }, h3: { udpTimeoutS: 30 } } }, 'relay-e2e-');
   if (env === null) return;
   const { lab, dir, nodes } = env;
-  const [h1, h2, h3, h4, h5] = lab.hosts;
+  const [h1, h2, h3, h4, h5, h6] = lab.hosts;
   assert.equal(h2!.nat?.publicIpv4, '192.0.2.2');
   assert.equal(h3!.nat?.publicIpv4, '192.0.2.3');
-  const net = await makeNetwork(join(dir, 'n'), { net: 'punch', nodes: [['rho', `${h1!.ipv4},relay`], ['bravo', '-'], ['charlie', '-'], ['sigma', `${h4!.ipv4},relay`]] });
-  for (const n of ['rho', 'bravo', 'charlie', 'sigma']) appendFileSync(net.conf(n), 'keepalive=5\n');
+  const net = await makeNetwork(join(dir, 'n'), { net: 'punch', nodes: [['rho', `${h1!.ipv4},relay`], ['bravo', '-'], ['charlie', '-'], ['sigma', `${h4!.ipv4},relay`], ['delta', h6!.ipv4]] });
+  for (const n of ['rho', 'bravo', 'charlie', 'sigma', 'delta']) appendFileSync(net.conf(n), 'keepalive=5\n');
 
   const rho = await startNode(lab, h1!, net.nodeDir('rho'));
   const sigma = await startNode(lab, h4!, net.nodeDir('sigma'));
@@ -109,5 +114,17 @@ for i in range(${N}):
   assert.equal(after.relay!.splices, before.relay!.splices);
   assert.deepEqual(after.relay!.dropped, before.relay!.dropped, 'nothing reached the relay service');
   assert.equal(after.peers.find((p) => p.name === 'charlie')!.txPackets, before.peers.find((p) => p.name === 'charlie')!.txPackets, 'nothing forwarded to charlie');
+
+  // 5. delta is listed but nobody can open TCP to it: negotiation through a relay, data direct.
+  await lab.exec(h6!, 'iptables', ['-w', '-A', 'INPUT', '-p', 'tcp', '--dport', '3406', '-j', 'DROP']);
+  const delta = await startNode(lab, h6!, net.nodeDir('delta'));
+  nodes.push(delta);
+  await waitFor(async () => (await delta.peer('rho')).cipher !== null, { timeoutMs: 60_000, intervalMs: 200, description: 'delta keyed with rho (it dials out)' });
+  const spliced = async (): Promise<number> => (await controlRequest(net.conf('rho'), 'status')).relay!.splices + (await controlRequest(net.conf('sigma'), 'status')).relay!.splices;
+  const splicesBefore = await spliced();
+  await waitFor(async () => (await pingFrom(lab, h2!, DELTA, 1, 1)).received === 1, { timeoutMs: 60_000, intervalMs: 0, description: 'bravo → delta (TCP to delta blocked)' });
+  assert.ok((await spliced()) > splicesBefore, 'the negotiation went through a relay');
+  await waitFor(async () => (await bravo.peer('delta')).path === 'direct', { timeoutMs: 20_000, intervalMs: 200, description: 'bravo → delta direct' });
+  assert.equal((await bravo.peer('delta')).endpoint, `${h6!.ipv4}:3406`);
   env.passed();
 });

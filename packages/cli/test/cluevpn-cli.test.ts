@@ -64,6 +64,13 @@ test('graph is valid-looking DOT with escaped names, link state and traffic, sta
   for (const line of dot.split('\n')) assert.equal((line.replace(/\\"/g, '').match(/"/g) ?? []).length % 2, 0, line);
 });
 
+test('status shows the relay counters when the node is a relay or used one', () => {
+  const r = report();
+  assert.doesNotMatch(renderStatus(r), /relay:|behind NAT:/);
+  r.relay = { relay: true, located: 3, splices: 2, splicesActive: 1, splicedBytes: 2048, refused: { ERR_RELAY_LIMIT: 1 }, locateSent: 0, punches: 0, dialled: 0, reverseLegs: 0, dropped: {} };
+  assert.match(renderStatus(r), /^relay: 3 rendezvous answered, 2 connections joined \(1 open, 2\.0KiB\), refused ERR_RELAY_LIMIT=1; behind NAT: 0 punches/m);
+});
+
 test('graph draws a relayed link differently from a direct one, naming the relay', () => {
   const r = report();
   r.peers.push({ ...r.peers[0]!, name: 'delta', id: 4, path: 'via beta' });

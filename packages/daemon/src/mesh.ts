@@ -303,10 +303,13 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
    * A control connection to `name`: its addresses in turn, the one in use
    * first, until one answers; a node listed without an endpoint (behind
    * NAT), or one none of whose addresses answers, through a relay
-   * (src/relay.ts: the relay splices, TLS stays end to end).
+   * (src/relay.ts: the relay splices, TLS stays end to end) — for
+   * negotiation only: gossip does not load the relays (nodes behind NAT
+   * pull from the public ones themselves).
    */
-  const connect = async (name: string): Promise<ControlConnection> => {
+  const connect = async (name: string, viaRelay = true): Promise<ControlConnection> => {
     const listedNone = (record(name)?.endpoints.length ?? 0) === 0;
+    if (!viaRelay) return connectDirect(name);
     if (listedNone && relay.relaysFor(name).length > 0) return connectViaRelay(name);
     try {
       return await connectDirect(name);
@@ -430,7 +433,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     cryptAlgos: config.cryptalgos,
     compAlgos: config.compalgos,
     store: state,
-    transport: { connect },
+    transport: { connect: (name) => connect(name, true) },
     logger: negLog,
     rekeyIntervalMs: config.rekeyMs,
     isMember: policy.isMember,
@@ -525,7 +528,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (!cur || closed) return false;
     let c = conn;
     try {
-      c ??= await connect(name);
+      c ??= await connect(name, false);
       gs.pushesSent++;
       const reply = unwrap(await c.request(GossipRequest.push, wrap({ type: 'push', bnl: cur.bytes })));
       if (reply.type !== 'push-reply') throw new DaemonError('ERR_GOSSIP', `expected push-reply, got ${reply.type}`);
@@ -547,7 +550,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   async function pullFrom(name: string): Promise<void> {
     let c: ControlConnection | undefined;
     try {
-      c = await connect(name);
+      c = await connect(name, false);
       gs.pullsSent++;
       const reply = unwrap(await c.request(GossipRequest.pull, wrap(makePullRequest(bnl))));
       noteSerial(name, reply);

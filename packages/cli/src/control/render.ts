@@ -63,6 +63,13 @@ export function renderStatus(s: StatusReport): string {
   ];
   const m = s.memory;
   head.push(`memory: rss ${humanBytes(m.rss)}, V8 heap ${humanBytes(m.heapUsed)} used of ${humanBytes(m.heapTotal)}, external ${humanBytes(m.external)} (buffers ${humanBytes(m.arrayBuffers)})`);
+  const r = s.relay;
+  if (r !== undefined && (r.relay || r.punches > 0 || r.dialled > 0 || r.reverseLegs > 0)) {
+    head.push(
+      `${r.relay ? `relay: ${r.located} rendezvous answered, ${r.splices} connections joined (${r.splicesActive} open, ${humanBytes(r.splicedBytes)})${dropsText(r.refused) === '-' ? '' : `, refused ${dropsText(r.refused)}`}; ` : ''}` +
+        `behind NAT: ${r.punches} punches, ${r.dialled} connections through relays, ${r.reverseLegs} answered`,
+    );
+  }
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
