@@ -61,6 +61,8 @@ export const LOCATE_MIN_MS = 1_000;
 /** Implementation: keepalives of one punch burst, and their spacing. */
 export const PUNCH_COUNT = 10;
 export const PUNCH_SPACING_MS = 150;
+/** Implementation: a peer heard from this recently needs no punching (its path works). */
+export const PUNCH_FRESH_MS = 3_000;
 /** Implementation: how long a relay waits for the target's leg of a splice. */
 export const SPLICE_WAIT_MS = 5_000;
 /** Implementation: repeat of the `splice-offer` (UDP) until the target's leg arrives. */
@@ -86,8 +88,8 @@ export interface RelayDeps {
   isMember(name: string): boolean;
   /** We hold keys with the peer. */
   hasSession(name: string): boolean;
-  /** Where the peer's authenticated packets come from (the data plane's endpoint once it heard from the peer), or null. */
-  observed(name: string): { host: string; port: number } | null;
+  /** Where the peer's authenticated packets come from (the data plane's endpoint once it heard from the peer) and when the last came (wall ms), or null. */
+  observed(name: string): { host: string; port: number; lastRxMs?: number } | null;
   /** Sends a rendezvous message over the session; false when it could not (no session or endpoint). */
   send(name: string, payload: Buffer): boolean;
   /** A relay told us where `name` is: make it the peer's endpoint (the endpoint book). */
@@ -289,7 +291,10 @@ export function createRelayService(deps: RelayDeps): RelayService {
     if (!deps.isMember(m.name)) return void bump(st.dropped, 'unknown-peer');
     switch (m.kind) {
       case 'peer-at': {
-        if (deps.hasSession(m.name) || deps.record(m.name) !== undefined) punch(m.name, { host: m.host, port: m.port });
+        // a path that works (we heard from the peer just now) is not moved
+        const seen = deps.observed(m.name);
+        if (seen?.lastRxMs !== undefined && Date.now() - seen.lastRxMs < PUNCH_FRESH_MS) return void bump(st.dropped, 'path-works');
+        punch(m.name, { host: m.host, port: m.port });
         return;
       }
       case 'splice-offer':

@@ -20,7 +20,7 @@ interface World {
   keepalives: string[];
   handlers: Map<string, RequestHandler>;
   sessions: Set<string>;
-  observed: Map<string, { host: string; port: number }>;
+  observed: Map<string, { host: string; port: number; lastRxMs?: number }>;
 }
 
 function world(self: string, nodes: BnlNode[]): World {
@@ -110,6 +110,11 @@ test('a relay answers where-is to both sides; each punches with a burst of keepa
   const deadline = Date.now() + 20_000;
   while (b.keepalives.length < PUNCH_COUNT && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
   assert.equal(b.keepalives.length, PUNCH_COUNT);
+  // a peer we hear from right now is not moved
+  b.observed.set('charlie', { host: '10.0.0.3', port: 3406, lastRxMs: Date.now() });
+  member.onMessage('rho', encodeRendezvous({ kind: 'peer-at', name: 'charlie', host: '192.0.2.99', port: 1 }));
+  assert.equal(b.punched.length, 1);
+  assert.equal(member.stats().dropped['path-works'], 1);
   // a member that is not a relay serves no rendezvous
   member.onMessage('charlie', encodeRendezvous({ kind: 'where-is', name: 'rho' }));
   assert.equal(member.stats().dropped['not-a-relay'], 1);
