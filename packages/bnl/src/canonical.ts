@@ -37,13 +37,14 @@ function canonicalNode(n: BnlNode): BnlNode {
   if (n.fingerprint !== undefined) out.fingerprint = n.fingerprint;
   if (n.relay === true) out.relay = true;
   if (n.tags !== undefined && n.tags.length > 0) out.tags = [...n.tags].sort(cmpStr);
+  if (n.mac !== undefined && n.mac.length > 0) out.mac = [...n.mac].sort(cmpStr);
   return out;
 }
 
 /**
  * Returns the canonical copy of a list (sorted, optional fields normalised)
  * without touching the input. Throws {@link BnlValidationError} if the list
- * is invalid. `relay: false` and `tags: []` are accepted here and dropped.
+ * is invalid. `relay: false`, `tags: []` and `mac: []` are accepted here and dropped.
  */
 export function canonicaliseBnl(bnl: Bnl): Bnl {
   const cleaned = {
@@ -52,6 +53,7 @@ export function canonicaliseBnl(bnl: Bnl): Bnl {
       const c: BnlNode = { ...n };
       if (c.relay !== true) delete c.relay;
       if (c.tags !== undefined && c.tags.length === 0) delete c.tags;
+      if (c.mac !== undefined && c.mac.length === 0) delete c.mac;
       if (c.fingerprint === undefined) delete c.fingerprint;
       return c;
     }),
@@ -96,7 +98,9 @@ const q = JSON.stringify;
 function stringifyNode(n: BnlNode): string {
   let s = `{"endpoints":[${n.endpoints.map((e) => `{"host":${q(e.host)},"port":${e.port}}`).join(',')}]`;
   if (n.fingerprint !== undefined) s += `,"fingerprint":${q(n.fingerprint)}`;
-  s += `,"id":${n.id},"name":${q(n.name)},"prefer":${q(n.prefer)}`;
+  s += `,"id":${n.id}`;
+  if (n.mac !== undefined) s += `,"mac":[${n.mac.map((x) => q(x)).join(',')}]`;
+  s += `,"name":${q(n.name)},"prefer":${q(n.prefer)}`;
   if (n.relay === true) s += ',"relay":true';
   s += `,"subnets":[${n.subnets.map((x) => q(x)).join(',')}]`;
   if (n.tags !== undefined) s += `,"tags":[${n.tags.map((x) => q(x)).join(',')}]`;

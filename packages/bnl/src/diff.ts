@@ -6,7 +6,7 @@
 import type { Bnl, BnlNode } from './model.js';
 
 /** Node fields a change can touch. */
-export type BnlNodeField = 'id' | 'endpoints' | 'prefer' | 'subnets' | 'fingerprint' | 'relay' | 'tags';
+export type BnlNodeField = 'id' | 'endpoints' | 'prefer' | 'subnets' | 'fingerprint' | 'relay' | 'tags' | 'mac';
 
 /** One changed node: before, after, and which fields differ (never empty). */
 export interface BnlNodeChange {
@@ -28,7 +28,7 @@ export interface BnlDiff {
   readonly signersChanged: boolean;
 }
 
-const FIELDS: readonly BnlNodeField[] = ['id', 'endpoints', 'prefer', 'subnets', 'fingerprint', 'relay', 'tags'];
+const FIELDS: readonly BnlNodeField[] = ['id', 'endpoints', 'prefer', 'subnets', 'fingerprint', 'relay', 'tags', 'mac'];
 
 function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);

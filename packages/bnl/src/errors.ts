@@ -44,6 +44,8 @@ export type BnlProblemCode =
   | 'ERR_BNL_FINGERPRINT'
   | 'ERR_BNL_TAG'
   | 'ERR_BNL_RELAY_ENDPOINT'
+  | 'ERR_BNL_MAC'
+  | 'ERR_BNL_MAC_DUPLICATE'
   | 'ERR_BNL_SIGNERS';
 
 /**

@@ -100,6 +100,25 @@ export interface StatusReport {
    * "modules (why)"; "" when the daemon was started in-process (tests).
    */
   loaded: string;
+  /** `mode=`: 'router' (IP over a TUN) or 'switch' (Ethernet over a TAP). Absent from older daemons. */
+  mode?: 'router' | 'switch';
+  /** Switch mode only: the MAC table and its counters. */
+  switch?: SwitchReport;
+}
+
+/** Switch mode's view in `status`: which node owns which MAC, and what the switch did. */
+export interface SwitchReport {
+  /** Newest first, at most 256 listed; `owner` is a node name or "local" (behind our own TAP); `seenAgoMs` null for MACs fixed by the BNL. */
+  macs: Array<{ mac: string; owner: string; fixed: boolean; seenAgoMs: number | null }>;
+  /** MACs in the table (learned and fixed). */
+  size: number;
+  /** Since start: MACs learned, moved from one owner to another, new sources refused for lack of room. */
+  learned: number;
+  moved: number;
+  full: number;
+  /** Frames from the TAP flooded to every peer, and sent to the one owning peer. */
+  flooded: number;
+  unicast: number;
 }
 
 /** Relay and rendezvous counters of one daemon. */

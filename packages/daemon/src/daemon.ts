@@ -9,6 +9,7 @@
  *  2. BNL: trust from `bnlpubkey`, load and verify the stored list (refuse
  *     to start on a missing or invalid one, saying why), find ourselves by name
  *  3. TUN: open, MTU, up, own host addresses, routes for peers' subnets
+ *     (`mode=switch`: a TAP device, no address, no route: `switch-mode.ts`)
  *  4. data plane on `port` (UDP), one peer per other node
  *  5. mesh (`mesh.ts`): state store (send epochs bumped before anything is
  *     sent), mutual-TLS control channel on `port` (TCP), negotiation wired
@@ -34,7 +35,8 @@ import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
-import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
+import { createDataplane, type Dataplane, type PeerStats, type RekeyReason as DataplaneRekeyReason } from '@cluevpn/dataplane';
+import type { RekeyReason } from '@cluevpn/negotiation';
 import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
 import { INLINE_PUBKEY_RE } from './config.js';
@@ -53,8 +55,22 @@ import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
 import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
 import { engineSwitches } from './switches.js';
+import { switchModeNotice, switchReport } from './switch-mode.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
+
+/** The negotiator's reason for a rekey the data plane asks for (the one counted and logged). */
+export function rekeyReasonOf(reason: DataplaneRekeyReason): RekeyReason {
+  switch (reason) {
+    case 'no-reply':
+      return 'peer-lost-session'; // nothing authenticated came back: the peer probably lost the session
+    case 'counter-soft-limit':
+      return 'counter-soft-limit';
+    case 'counter-limit':
+      return 'counter-limit';
+  }
+}
+
 export const DAEMON_VERSION = CLUEVPN_VERSION;
 
 /**
@@ -176,14 +192,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // 3. TUN
     const switches = engineSwitches(config);
     try {
-      tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu, ...switches.tun });
+      tun = openTun({ name: config.devname, mode: config.mode === 'switch' ? 'tap' : 'tun', mtu: config.mtu, ...switches.tun });
     } catch (err) {
       throw deviceClash(err, config.devname); // another network's device: ERR_DEVICE_IN_USE naming its daemon
     }
     const dev = tun;
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
-    for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
+    if (config.mode === 'switch') switchModeNotice(list.bnl, log);
+    else for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
     // All routes in one rtnetlink exchange (a 1 000-node list took 3 s with one `ip` process per route).
     await addRoutes(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
 
@@ -195,6 +212,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       mtu: config.mtu,
       socketBuffer: config.udpbuffer,
       keepaliveMs: config.keepaliveMs,
+      mode: config.mode,
       ...switches.dataplane,
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
@@ -205,7 +223,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         },
         onRekeyNeeded: (peerId, reason) => {
           const name = idToName.get(peerId);
-          if (name !== undefined) mesh?.rekey(name, reason === 'no-reply' ? 'peer-lost-session' : 'counter-limit');
+          if (name !== undefined) mesh?.rekey(name, rekeyReasonOf(reason));
           dpLog.info('rekey needed', { peer: name, reason });
         },
         onAuthFailures: (peerId, count) => {
@@ -232,6 +250,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'dataplane', fn: () => dp.close() });
     undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() }); // before the data plane closes
     dp.setLocalSubnets(self.subnets);
+    dp.setLocalMacs(self.mac ?? []);
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
 
     // 5. mesh: state, control channel, negotiation, gossip
@@ -320,7 +339,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   setImmediate(keepYoungGenerationSmall);
 
   async function addRoutes(cidrs: readonly string[]): Promise<void> {
-    if (cidrs.length === 0) return;
+    if (cidrs.length === 0 || config.mode === 'switch') return; // switch mode routes nothing: the bridge forwards
     if (privilegesDropped) {
       for (const cidr of cidrs) log.warn('cannot add a kernel route after dropping privileges; relying on an existing covering route', { subnet: cidr });
       return;
@@ -332,7 +351,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
 
   async function delRoute(cidr: string): Promise<void> {
-    if (privilegesDropped) return;
+    if (privilegesDropped || config.mode === 'switch') return;
     try {
       await tun!.removeRoute(cidr);
     } catch (err) {
@@ -343,7 +362,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   async function addPeer(n: BnlNode): Promise<void> {
     const endpoint = await endpoints.set(n);
     const id = String(n.id);
-    dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, ...(endpoint ? { endpoint } : {}) });
+    dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, macs: n.mac ?? [], ...(endpoint ? { endpoint } : {}) });
     idToName.set(id, n.name);
     nameToId.set(n.name, id);
   }
@@ -385,6 +404,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     for (const c of diff.changed) {
       if (c.name === self.name) {
         if (c.fields.includes('subnets')) dataplane!.setLocalSubnets(c.after.subnets);
+        if (c.fields.includes('mac')) dataplane!.setLocalMacs(c.after.mac ?? []);
         if (c.fields.includes('fingerprint')) mesh?.followOwnPin();
         continue;
       }
@@ -397,7 +417,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         await addPeer(c.after);
       } else {
         const endpoint = await endpoints.set(c.after);
-        dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, ...(endpoint ? { endpoint } : {}) });
+        dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, macs: c.after.mac ?? [], ...(endpoint ? { endpoint } : {}) });
       }
       if (c.fields.includes('subnets')) {
         const before = new Set(c.before.subnets);
@@ -538,6 +558,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       memory: memoryReport(),
       loaded: loadedAs(),
       ...(mesh ? { relay: { relay: mesh.relayIsOn(), ...mesh.relayStats() } } : {}),
+      mode: config.mode,
+      ...(st.switch !== null ? { switch: switchReport(st.switch, idToName) } : {}),
     };
   }
 

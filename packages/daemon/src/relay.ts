@@ -98,7 +98,6 @@ export interface RelayDeps {
   keepalive(name: string): boolean;
   /** A direct (TCP) control connection to a relay at its listed endpoint. */
   connectDirect(name: string): Promise<ControlConnection>;
-  server: ControlServer;
 }
 
 /** Counters of the relay service (monotonic except the `active` ones). */
@@ -122,6 +121,12 @@ export interface RelayStats {
 export interface RelayService {
   /** This node serves as a relay (its record says `relay` and lists an endpoint). */
   isRelay(): boolean;
+  /**
+   * Registers the relay's control handlers (`relay-connect`, `relay-accept`)
+   * on our control server, and serves reverse legs with it. Until then
+   * splice offers are dropped (`no-server`).
+   */
+  attach(server: ControlServer): void;
   /** A rendezvous message authenticated from `from` (data plane `onRendezvous`). */
   onMessage(from: string, payload: Buffer): void;
   /** A session with `name` is in place: when we have no endpoint for it, ask relays (rendezvous). */
@@ -148,7 +153,7 @@ interface PendingSplice {
   targetStream?: tls.TLSSocket;
 }
 
-/** Creates the service and registers its control handlers on `deps.server`. */
+/** Creates the service; `attach` it to the control server once there is one. */
 export function createRelayService(deps: RelayDeps): RelayService {
   const log = deps.logger;
   const st: RelayStats = { located: 0, splices: 0, splicesActive: 0, splicedBytes: 0, refused: {}, locateSent: 0, punches: 0, dialled: 0, reverseLegs: 0, dropped: {} };
@@ -161,6 +166,7 @@ export function createRelayService(deps: RelayDeps): RelayService {
   const open = new Set<tls.TLSSocket>();
   let reverseOpen = 0;
   let closed = false;
+  let server: ControlServer | undefined;
 
   const isRelayNode = (n: BnlNode | undefined): boolean => n?.relay === true && n.endpoints.length > 0;
   const isRelay = (): boolean => isRelayNode(deps.record(deps.selfName));
@@ -245,6 +251,8 @@ export function createRelayService(deps: RelayDeps): RelayService {
     const now = Date.now();
     for (const [k, at] of offersSeen) if (now - at > SPLICE_WAIT_MS * 2) offersSeen.delete(k);
     if (offersSeen.has(key)) return; // the relay repeats its offer until we arrive
+    const srv = server;
+    if (srv === undefined) return void bump(st.dropped, 'no-server');
     if (reverseOpen >= MAX_REVERSE_LEGS) {
       bump(st.dropped, 'reverse-legs-full');
       return;
@@ -258,7 +266,7 @@ export function createRelayService(deps: RelayDeps): RelayService {
           const { stream } = await conn.upgrade(RelayRequest.accept, { token: token.toString('base64') });
           st.reverseLegs++;
           log.info('control connection through relay', { peer: from, relay });
-          deps.server.adopt(stream);
+          srv.adopt(stream);
         } catch (err) {
           conn.close();
           throw err;
@@ -344,7 +352,7 @@ export function createRelayService(deps: RelayDeps): RelayService {
     log.info('splice open', { peer: p.from, target: p.target });
   };
 
-  deps.server.handle(RelayRequest.connect, async (body, ctx) => {
+  const onConnect = async (body: unknown, ctx: RequestContext): Promise<unknown> => {
     const from = ctx.peer.name;
     const target = (body as { target?: unknown } | null)?.target;
     if (!isRelay()) refuse('ERR_RELAY_NOT_RELAY', `${deps.selfName} is not a relay`);
@@ -384,9 +392,9 @@ export function createRelayService(deps: RelayDeps): RelayService {
       clearInterval(repeat);
       pending.delete(key);
     }
-  });
+  };
 
-  deps.server.handle(RelayRequest.accept, (body, ctx) => {
+  const onAccept = (body: unknown, ctx: RequestContext): unknown => {
     const raw = (body as { token?: unknown } | null)?.token;
     const token = typeof raw === 'string' ? Buffer.from(raw, 'base64') : Buffer.alloc(0);
     const p = token.length === TOKEN_BYTES ? pending.get(token.toString('hex')) : undefined;
@@ -401,9 +409,14 @@ export function createRelayService(deps: RelayDeps): RelayService {
     });
     q.accepted(ctx);
     return { relay: deps.selfName };
-  });
+  };
 
   return {
+    attach(srv) {
+      server = srv;
+      srv.handle(RelayRequest.connect, onConnect);
+      srv.handle(RelayRequest.accept, onAccept);
+    },
     isRelay,
     onMessage,
     sessionUp(name) {

@@ -53,9 +53,15 @@ function world(self: string, nodes: BnlNode[]): World {
       return true;
     },
     connectDirect: () => Promise.reject(new Error('no network in this test')),
-    server: { handle: (type: string, h: RequestHandler) => handlers.set(type, h), adopt: () => undefined } as unknown as ControlServer,
   };
   return w;
+}
+
+/** The service under test, attached to a fake control server that records its handlers. */
+function service(w: World) {
+  const s = createRelayService(w.deps);
+  s.attach({ handle: (type: string, h: RequestHandler) => w.handlers.set(type, h), adopt: () => undefined } as unknown as ControlServer);
+  return s;
 }
 
 function ctxOf(name: string): RequestContext & { closeFns: Array<() => void> } {
@@ -89,7 +95,7 @@ test('rendezvous messages round-trip, and malformed ones are refused with a stab
 
 test('a relay answers where-is to both sides; each punches with a burst of keepalives', async () => {
   const r = world('rho', LIST);
-  const relay = createRelayService(r.deps);
+  const relay = service(r);
   r.observed.set('bravo', { host: '192.0.2.2', port: 3406 });
   r.observed.set('charlie', { host: '192.0.2.3', port: 40001 });
   relay.onMessage('bravo', encodeRendezvous({ kind: 'where-is', name: 'charlie' }));
@@ -101,7 +107,7 @@ test('a relay answers where-is to both sides; each punches with a burst of keepa
 
   // the member side: only a relay of the list is believed
   const b = world('bravo', LIST);
-  const member = createRelayService(b.deps);
+  const member = service(b);
   member.onMessage('delta', encodeRendezvous({ kind: 'peer-at', name: 'charlie', host: '192.0.2.66', port: 1 }));
   assert.deepEqual(b.punched, []);
   assert.equal(member.stats().dropped['from-non-relay'], 1);
@@ -125,7 +131,7 @@ test('a relay answers where-is to both sides; each punches with a burst of keepa
 
 test('a relay refuses unknown targets, itself as target, and members over their budget or splice limit', async () => {
   const r = world('rho', LIST);
-  const relay = createRelayService(r.deps);
+  const relay = service(r);
   r.observed.set('bravo', { host: '192.0.2.2', port: 3406 });
   r.observed.set('charlie', { host: '192.0.2.3', port: 3406 });
   // where-is for a non-member, or one without an observed endpoint
@@ -165,7 +171,7 @@ test('a relay refuses unknown targets, itself as target, and members over their 
 
   // a node that is not a relay refuses to splice at all
   const b = world('bravo', LIST);
-  createRelayService(b.deps);
+  service(b);
   await assert.rejects(Promise.resolve().then(() => b.handlers.get('relay-connect')!({ target: 'charlie' }, ctxOf('rho'))), code('ERR_RELAY_NOT_RELAY'));
   relay.close();
 });

@@ -13,6 +13,8 @@ import type { PrefixTable } from './routing-table.js';
 /** The part of `@cluevpn/tun`'s `TunDevice` the data plane uses (structural). */
 export interface DataplaneTun {
   readonly mtu: number;
+  /** 'tun' (IP packets) or 'tap' (Ethernet frames, switch mode); left out: 'tun'. */
+  readonly mode?: 'tun' | 'tap';
   /** Free bytes before each packet in its read slot (in-place framing needs ≥ 20). */
   readonly headroom: number;
   /** Bytes per read slot. */
@@ -83,6 +85,16 @@ export interface PipelineContext {
   /** Rendezvous messages (type 3) authenticated / sent, all peers. */
   rendezvousRx: number;
   rendezvousTx: number;
+  /** The data message type carried: `MessageType.DATA` (IP packets, router mode) or `MessageType.FRAME` (Ethernet frames, switch mode). */
+  readonly dataType: number;
+  /** Switch mode: receive step 10 for frames (switch.ts); null in router mode (IP checks). */
+  frames: FrameFilter | null;
+}
+
+/** Receive step 10 in switch mode: the frame check and MAC spoof check (switch.ts). */
+export interface FrameFilter {
+  /** True to deliver the frame at `b[off .. off + len]` from `peer`; false after counting the drop. */
+  acceptFrame(peer: Peer, b: Buffer, off: number, len: number, nowMs: number): boolean;
 }
 
 /** Counts a drop globally and, when known, for the peer. */

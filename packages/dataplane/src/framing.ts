@@ -14,7 +14,7 @@
  * |                  counter (u64, big endian)                    | 12
  * |                                                               |
  * +---------------------------------------------------------------+
- * |  ciphertext (the IP packet, LZ4-compressed if flag bit 0)  ...| 20
+ * |  ciphertext (IP packet or, type 10, Ethernet frame; LZ4 if bit 0)| 20
  * +---------------------------------------------------------------+
  * |                  AEAD tag (16 bytes)                          |
  * +---------------------------------------------------------------+
@@ -54,6 +54,12 @@ export const MessageType = {
    * plane only seals, opens and hands it on (`onRendezvous`).
    */
   RENDEZVOUS: 3,
+  /**
+   * An Ethernet frame (possibly compressed): switch mode's data message. A
+   * type of its own, so that a node in the other mode drops it as
+   * 'bad-type' instead of reading a frame as an IP packet or the reverse.
+   */
+  FRAME: 10,
 } as const;
 /** Largest rendezvous payload (specification). */
 export const RENDEZVOUS_MAX_PAYLOAD = 512;
@@ -64,6 +70,7 @@ export const messageTypeName: Readonly<Record<MessageTypeValue, string>> = {
   1: 'data',
   2: 'keepalive',
   3: 'rendezvous',
+  10: 'frame',
 };
 
 /** Header flag bits (specification): byte 1. */
@@ -126,15 +133,17 @@ export function encodeHeader(
  * Validates the fixed part of a received datagram `buf[off .. off + len]`
  * without reading any key material: length, version, type, flags, reserved
  * bits, counter range and the payload bound `maxPayload` (the inner MTU).
+ * `dataType` is the data message this node accepts: DATA (router mode) or
+ * FRAME (switch mode); the other one is 'bad-type'.
  * Returns {@link DropReason.NONE} when the header is well formed, else the
  * reason to drop. Allocates nothing.
  */
-export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: number): DropReasonValue {
+export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: number, dataType: number = MessageType.DATA): DropReasonValue {
   if (len < HEADER_LEN) return DropReason.TRUNCATED;
   const vt = buf[off];
   if (vt >>> 4 !== PROTOCOL_VERSION) return DropReason.BAD_VERSION;
   const type = vt & 0x0f;
-  if (type !== MessageType.DATA && type !== MessageType.KEEPALIVE && type !== MessageType.RENDEZVOUS) return DropReason.BAD_TYPE;
+  if (type !== dataType && type !== MessageType.KEEPALIVE && type !== MessageType.RENDEZVOUS) return DropReason.BAD_TYPE;
   const flags = buf[off + 1];
   if ((flags & ~KNOWN_FLAGS) !== 0 || buf[off + 2] !== 0 || buf[off + 3] !== 0) return DropReason.BAD_FLAGS;
   if (len < OVERHEAD) return DropReason.TRUNCATED;

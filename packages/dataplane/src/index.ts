@@ -33,3 +33,6 @@ export type { BatchUdpSocket, CryptoBackend, DatagramBatch, ExpressLease, Expres
 export { CipherId, DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, SOURCE_LEN } from './backend.js';
 export { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
 export { nativeAvailable, nativeCryptoBackend, nativeUdpBackend } from './backend-native.js';
+export { ETH_HEADER_LEN, FRAME_EXTRA } from './switch.js';
+export { MAC_TABLE_DEFAULTS } from './mac-table.js';
+export type { MacTableOptions } from './mac-table.js';

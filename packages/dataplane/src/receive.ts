@@ -19,7 +19,9 @@
  *    (type 3): counted, its payload copied out to `onRendezvous`, done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
- *     and a source inside the peer's subnets ('spoofed').
+ *     and a source inside the peer's subnets ('spoofed'). In switch mode
+ *     (`ctx.frames`), an Ethernet frame whose source MAC the peer may use
+ *     (switch.ts, mac-table.ts: 'not-ethernet', 'spoofed', 'mac-table-full').
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
  * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
@@ -106,7 +108,7 @@ export class ReceivePipeline {
     for (let i = 0; i < count; i++) {
       const off = batch.offsets[i];
       const len = batch.lengths[i];
-      const r = checkHeader(buf, off, len, mtu);
+      const r = checkHeader(buf, off, len, mtu, ctx.dataType);
       if (r !== DropReason.NONE) {
         countDrop(ctx, null, r);
         continue;
@@ -206,12 +208,12 @@ export class ReceivePipeline {
         }
         // 10: inner checks
         const dOff = this.decOffs[nDec];
-        if (!this.innerOk(peer, this.decArena, dOff, m)) continue;
+        if (!(ctx.frames === null ? this.innerOk(peer, this.decArena, dOff, m) : ctx.frames.acceptFrame(peer, this.decArena, dOff, m, now))) continue;
         this.decLens[nDec++] = m;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += m;
       } else {
-        if (!this.innerOk(peer, buf, pOff, plen)) continue;
+        if (!(ctx.frames === null ? this.innerOk(peer, buf, pOff, plen) : ctx.frames.acceptFrame(peer, buf, pOff, plen, now))) continue;
         this.plainOffs[nPlain] = pOff;
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;

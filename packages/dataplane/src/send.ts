@@ -74,6 +74,30 @@ interface Hold {
   batch: TunBatch;
 }
 
+/**
+ * Step 6, shared with switch mode (switch.ts): takes the next counter of
+ * session `s`, or returns -1 after counting 'counter-limit' and asking for a
+ * rekey; asks once for the soft rekey. Voids the express send leases when
+ * `s` may hold one.
+ */
+export function takeTxCounter(ctx: PipelineContext, s: Session, now: number): number {
+  const peer = s.peer;
+  const limits = ctx.limits;
+  const counter = s.txCounter;
+  if (counter >= limits.rejectAfterMessages) {
+    countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
+    ctx.events.rekeyNeeded(peer, 'counter-limit', now);
+    return -1;
+  }
+  s.txCounter = counter + 1;
+  if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
+  if (counter >= limits.rekeyAfterMessages && !s.softRekeyAsked) {
+    s.softRekeyAsked = true;
+    ctx.events.rekeyNeeded(peer, 'counter-soft-limit', now);
+  }
+  return counter;
+}
+
 /** The send pipeline of one data plane. */
 export class SendPipeline {
   private readonly ctx: PipelineContext;
@@ -219,18 +243,8 @@ export class SendPipeline {
       // while older packets wait in the hold: queue behind them, keep order.
       if (this.holds.size > 0 && this.heldCount(peer) > 0 && this.holdMore(peer, buf, off, len)) continue;
       // 6. counter
-      const counter = s.txCounter;
-      if (counter >= limits.rejectAfterMessages) {
-        countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
-        ctx.events.rekeyNeeded(peer, 'counter-limit', now);
-        continue;
-      }
-      s.txCounter = counter + 1;
-      if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
-      if (counter >= limits.rekeyAfterMessages && !s.softRekeyAsked) {
-        s.softRekeyAsked = true;
-        ctx.events.rekeyNeeded(peer, 'counter-soft-limit', now);
-      }
+      const counter = takeTxCounter(ctx, s, now);
+      if (counter < 0) continue;
       // (step 12 needs the addresses of the last packet, before compression rewrites it)
       if (count <= EXPRESS_MAX_BATCH && this.expressOn) this.noteAddrs(buf, family, dstOff, srcOff);
       // 7. placement

@@ -129,7 +129,7 @@ export function buildBnlProgram(io: BnlIo): Command {
 
   program
     .command('add')
-    .description('add a node: bnl add NAME ipv4=… ipv6=… port=… subnet=CIDR [subnet=…] [fingerprint=…] [relay=yes] [tag=…] [id=N] [prefer=ipv6]')
+    .description('add a node: bnl add NAME ipv4=… ipv6=… port=… subnet=CIDR [subnet=…] [fingerprint=…] [relay=yes] [tag=…] [mac=…] [id=N] [prefer=ipv6]')
     .argument('<name>', 'node name (its certificate CN)')
     .argument('[settings...]', 'key=value settings')
     .action(async (name: string, settings: string[], _o: unknown, cmd: Command) => {
@@ -142,7 +142,7 @@ export function buildBnlProgram(io: BnlIo): Command {
 
   program
     .command('modify')
-    .description('change a node: bnl modify NAME key=value… (subnet=/tag= replace the whole list; empty value removes)')
+    .description('change a node: bnl modify NAME key=value… (subnet=/tag=/mac= replace the whole list; empty value removes)')
     .argument('<name>')
     .argument('<settings...>')
     .action(async (name: string, settings: string[], _o: unknown, cmd: Command) => {

@@ -13,6 +13,7 @@ function nodeLines(n: BnlNode, indent = '  '): string[] {
   lines.push(`${indent}subnets:     ${n.subnets.length ? n.subnets.join(', ') : '(none)'}`);
   if (n.fingerprint) lines.push(`${indent}fingerprint: ${n.fingerprint}`);
   if (n.tags) lines.push(`${indent}tags:        ${n.tags.join(', ')}`);
+  if (n.mac) lines.push(`${indent}mac:         ${n.mac.join(', ')}`);
   return lines;
 }
 
@@ -44,6 +45,8 @@ function fieldText(n: BnlNode, f: string): string {
       return n.subnets.join(', ') || '(none)';
     case 'tags':
       return n.tags?.join(', ') ?? '(none)';
+    case 'mac':
+      return n.mac?.join(', ') ?? '(none)';
     case 'relay':
       return n.relay ? 'yes' : 'no';
     default: {

@@ -70,6 +70,10 @@ export function renderStatus(s: StatusReport): string {
         `behind NAT: ${r.punches} punches, ${r.dialled} connections through relays, ${r.reverseLegs} answered`,
     );
   }
+  const sw = s.switch;
+  if (sw !== undefined) {
+    head.push(`switch mode: ${sw.size} MACs (${sw.macs.filter((e) => e.owner === 'local').length} local), learned ${sw.learned}, moved ${sw.moved}, refused for room ${sw.full}; frames flooded ${sw.flooded}, unicast ${sw.unicast} (cluevpn status --json lists the MACs)`);
+  }
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
