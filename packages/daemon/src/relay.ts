@@ -8,7 +8,8 @@
  * packets come from (the data plane's roaming).
  *
  * Rendezvous (UDP, src/rendezvous.ts messages sealed by the sessions):
- *   1. A has keys for C but no endpoint (C is listed without one): A sends
+ *   1. A has keys for C (a new or restored session) but no endpoint, or none
+ *      it heard from in `LOCATE_STALE_MS` (C is listed without one): A sends
  *      `where-is C` to up to two relays it has sessions with.
  *   2. The relay checks A's budget (token bucket per member), that C is a
  *      member with a session and an observed endpoint, then sends
@@ -58,6 +59,8 @@ export const RelayRequest = { connect: 'relay-connect', accept: 'relay-accept' }
 export const LOCATE_FANOUT = 2;
 /** Implementation: shortest pause between two `where-is` for one peer. */
 export const LOCATE_MIN_MS = 1_000;
+/** Implementation: a peer behind NAT not heard from for this long is located again when a session with it comes up. */
+export const LOCATE_STALE_MS = 30_000;
 /** Implementation: keepalives of one punch burst, and their spacing. */
 export const PUNCH_COUNT = 10;
 export const PUNCH_SPACING_MS = 150;
@@ -421,8 +424,11 @@ export function createRelayService(deps: RelayDeps): RelayService {
     onMessage,
     sessionUp(name) {
       if (closed) return;
-      // only peers we cannot find ourselves: listed without an endpoint, and not heard from yet
-      if ((deps.record(name)?.endpoints.length ?? 0) > 0 || deps.observed(name) !== null) return;
+      // only peers we cannot find ourselves: listed without an endpoint, and not heard from lately
+      // (a renegotiation after silence: the NAT may have moved it)
+      if ((deps.record(name)?.endpoints.length ?? 0) > 0) return;
+      const seen = deps.observed(name);
+      if (seen !== null && (seen.lastRxMs === undefined || Date.now() - seen.lastRxMs < LOCATE_STALE_MS)) return;
       locate(name);
     },
     relaysFor: (target) => relays(target),

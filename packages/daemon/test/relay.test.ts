@@ -129,6 +129,23 @@ test('a relay answers where-is to both sides; each punches with a burst of keepa
   member.close();
 });
 
+test('a session with a peer behind NAT asks the relays where it is, unless we hear from it', () => {
+  const b = world('bravo', [...LIST, node('sigma', 5, { relay: true, endpoints: [{ host: '192.0.2.5', port: 3406 }] }), node('tau', 6, { relay: true, endpoints: [{ host: '192.0.2.6', port: 3406 }] })]);
+  const member = service(b);
+  member.sessionUp('delta'); // listed with an endpoint: found by itself
+  assert.equal(b.sent.length, 0);
+  b.observed.set('charlie', { host: '192.0.2.3', port: 3406, lastRxMs: Date.now() });
+  member.sessionUp('charlie'); // heard from just now
+  assert.equal(b.sent.length, 0);
+  b.observed.set('charlie', { host: '192.0.2.3', port: 3406, lastRxMs: Date.now() - 60_000 });
+  member.sessionUp('charlie'); // silent for a minute (renegotiated after no-reply): locate again
+  assert.deepEqual(b.sent.map(([to, m]) => [to, m.kind, m.name]), [['rho', 'where-is', 'charlie'], ['sigma', 'where-is', 'charlie']], 'two relays at most');
+  member.sessionUp('charlie'); // at most once a second per peer
+  assert.equal(b.sent.length, 2);
+  assert.equal(member.stats().locateSent, 2);
+  member.close();
+});
+
 test('a relay refuses unknown targets, itself as target, and members over their budget or splice limit', async () => {
   const r = world('rho', LIST);
   const relay = service(r);
