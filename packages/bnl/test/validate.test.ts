@@ -34,6 +34,7 @@ const cases: [string, unknown, BnlProblemCode, string | undefined, string | unde
   ['overlap within one node', withNode({ subnets: ['10.0.1.0/24', '10.0.1.128/25'] }), 'ERR_BNL_SUBNET_OVERLAP', 'node1', 'subnets'],
   ['fingerprint', withNode({ fingerprint: 'AB:CD' }), 'ERR_BNL_FINGERPRINT', 'node1', 'fingerprint'],
   ['relay false is not canonical', withNode({ relay: false }), 'ERR_BNL_FIELD', 'node1', 'relay'],
+  ['relay without an endpoint', withNode({ relay: true, endpoints: [] }), 'ERR_BNL_RELAY_ENDPOINT', 'node1', 'relay'],
   ['tag syntax', withNode({ tags: ['has space'] }), 'ERR_BNL_TAG', 'node1', 'tags'],
   ['duplicate tag', withNode({ tags: ['a', 'a'] }), 'ERR_BNL_TAG', 'node1', 'tags'],
   ['empty tags', withNode({ tags: [] }), 'ERR_BNL_TAG', 'node1', 'tags'],

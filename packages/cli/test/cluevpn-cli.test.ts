@@ -21,7 +21,7 @@ function report(): StatusReport {
     name: 'alpha', id: 1, netname: 'lab', pid: 42, version: '0.1.0', uptimeMs: 301_000, device: 'lab', port: 3406, logLevel: 5,
     bnl: { serial: 7, signedAt: null, nodes: 3, path: '/etc/cluevpn/lab/bnl', peers: { beta: 7, 'ga"mma': 6 } },
     peers: [
-      { ...peer, name: 'beta' },
+      { ...peer, name: 'beta', path: 'direct' as const, observedEndpoint: '10.9.0.2:3406' },
       { ...peer, name: 'ga"mma', id: 3, state: 'idle', cipher: null, compression: null, keyAgeMs: null, lastRxMs: null, bnlSerial: 6, drops: {} },
     ],
     drops: { 'unknown-index': 4 },
@@ -39,9 +39,9 @@ test('status table shows every per-peer field the issue asks for', () => {
   assert.equal(humanBytes(900), '900 B');
   assert.equal(humanBytes(1536), '1.5KiB');
   assert.match(drops!, /unknown-index=4/);
-  assert.match(cols!, /^PEER +STATE +ENDPOINT +CIPHER +COMP +KEY AGE +NEGS +LAST RX +KEEPALIVE OUT\/IN +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
-  assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +aes-256-gcm +none +1m5s +1 +2s +20s\/never +1\.5K +1\.9M +12 +900 +7 +replay=3$/);
-  assert.match(gamma!, /^ga"mma +idle +10\.9\.0\.2:3406 +- +- +never +1 +never +20s\/never .* 6\* +-$/);
+  assert.match(cols!, /^PEER +STATE +ENDPOINT +PATH +CIPHER +COMP +KEY AGE +NEGS +LAST RX +KEEPALIVE OUT\/IN +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
+  assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +direct +aes-256-gcm +none +1m5s +1 +2s +20s\/never +1\.5K +1\.9M +12 +900 +7 +replay=3$/);
+  assert.match(gamma!, /^ga"mma +idle +10\.9\.0\.2:3406 +- +- +- +never +1 +never +20s\/never .* 6\* +-$/);
   assert.equal(humanAgo(90_061_000), '1d1h');
   assert.equal(humanCount(999), '999');
 });
@@ -72,6 +72,23 @@ test('graph is valid-looking DOT with escaped names, link state and traffic, sta
   assert.ok(dot.trimEnd().endsWith('}'));
   // balanced quotes on every line (ignoring escaped ones)
   for (const line of dot.split('\n')) assert.equal((line.replace(/\\"/g, '').match(/"/g) ?? []).length % 2, 0, line);
+});
+
+test('status shows the relay counters when the node is a relay or used one', () => {
+  const r = report();
+  assert.doesNotMatch(renderStatus(r), /relay:|behind NAT:/);
+  r.relay = { relay: true, located: 3, splices: 2, splicesActive: 1, splicedBytes: 2048, refused: { ERR_RELAY_LIMIT: 1 }, locateSent: 0, punches: 0, dialled: 0, reverseLegs: 0, dropped: {} };
+  assert.match(renderStatus(r), /^relay: 3 rendezvous answered, 2 connections joined \(1 open, 2\.0KiB\), refused ERR_RELAY_LIMIT=1; behind NAT: 0 punches/m);
+});
+
+test('graph draws a relayed link differently from a direct one, naming the relay', () => {
+  const r = report();
+  r.peers.push({ ...r.peers[0]!, name: 'delta', id: 4, path: 'via beta' });
+  const dot = renderGraph(r);
+  assert.match(dot, /"alpha" -> "beta" \[label="up\\n[^\]]*color=darkgreen, penwidth=2\];/);
+  assert.match(dot, /"alpha" -> "delta" \[label="via beta\\nup\\n[^\]]*color=blue, style="dashed,bold"\];/);
+  assert.match(dot, /"beta" -> "delta" \[color=blue, style=dotted/);
+  assert.doesNotMatch(dot, /"alpha" -> "delta" [^\n]*darkgreen/);
 });
 
 function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string; err: string }> {

@@ -32,6 +32,15 @@ export interface PeerStatus {
   id: number;
   /** Current data endpoint `host:port` (`[v6]:port`), `null` when none is known. */
   endpoint: string | null;
+  /**
+   * How data reaches the peer: `direct` (keys, and its authenticated packets
+   * came from `observedEndpoint` recently: within 2 × keepalive + 5 s, or
+   * 3 minutes with keepalives off), `via NAME` (relayed through that node),
+   * `null` (no working path known yet). Optional: older daemons lack it.
+   */
+  path?: 'direct' | `via ${string}` | null;
+  /** Where the peer's authenticated packets come from (its NAT's address for a node behind NAT), `null` before any. */
+  observedEndpoint?: string | null;
   /** `up` (keys installed and traffic within 3 minutes), `keyed` (keys, no recent traffic), `negotiating`, `idle` (no keys). */
   state: 'up' | 'keyed' | 'negotiating' | 'idle';
   /** Negotiated cipher, e.g. `aes-256-gcm`; `null` before negotiation. */
@@ -91,6 +100,8 @@ export interface StatusReport {
   drops: DropCounts;
   /** The daemon's memory, from `process.memoryUsage()`, in bytes. */
   memory: MemoryReport;
+  /** Relays and rendezvous (`packages/daemon/src/relay.ts`); optional: older daemons lack it. */
+  relay?: RelayReport;
   /**
    * How the daemon's code was loaded (`packages/daemon/src/entry.ts`):
    * "bundle (code cache accepted)" — or "rejected" / "missing" — or
@@ -116,6 +127,25 @@ export interface SwitchReport {
   /** Frames from the TAP flooded to every peer, and sent to the one owning peer. */
   flooded: number;
   unicast: number;
+}
+
+/** Relay and rendezvous counters of one daemon. */
+export interface RelayReport {
+  /** This node serves as a relay (`"relay":true` and a listed endpoint in the list). */
+  relay: boolean;
+  /** Relay role: rendezvous answered, splices made / open now, bytes they carried, refusals by `ERR_RELAY_*` code. */
+  located: number;
+  splices: number;
+  splicesActive: number;
+  splicedBytes: number;
+  refused: Record<string, number>;
+  /** Member role: rendezvous asked, punch bursts started, control connections through relays (dialled / answered). */
+  locateSent: number;
+  punches: number;
+  dialled: number;
+  reverseLegs: number;
+  /** Rendezvous messages dropped by reason (malformed, from-non-relay, over-budget, not-a-relay, …). */
+  dropped: Record<string, number>;
 }
 
 /** Where the daemon's memory is: resident set, V8 heap, and memory outside it. */

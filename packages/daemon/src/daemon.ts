@@ -241,6 +241,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
           if (name !== undefined) endpoints.roamed(name, host, port);
           dpLog.info('peer roamed', { peer: name, endpoint: `${host}:${port}` });
         },
+        onRendezvous: (peerId, payload) => {
+          const name = idToName.get(peerId);
+          if (name !== undefined) mesh?.rendezvous(name, payload);
+        },
       },
     }).catch((err: unknown) => { throw portClash(err, 'udp', config.port); }); // ERR_PORT_IN_USE naming the holder
     const dp = dataplane;
@@ -261,6 +265,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       peerId: (name) => nameToId.get(name),
       controlAddresses: (name) => endpoints.candidates(name),
       reached: (name, where) => endpoints.reached(name, where),
+      punched: (name, where) => endpoints.punched(name, where),
       apply: (result, source) => {
         const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
@@ -503,10 +508,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const state: PeerStatus['state'] = primary === null ? 'idle' : lastRx !== null && lastRx < 180_000 ? 'up' : 'keyed';
     const drops: Record<string, number> = {};
     for (const [k, v] of Object.entries(p.drops)) if (v) drops[k] = v;
+    const endpoint = p.endpoint === null ? null : p.endpoint.host.includes(':') ? `[${p.endpoint.host}]:${p.endpoint.port}` : `${p.endpoint.host}:${p.endpoint.port}`;
+    // direct: keys, and the peer's authenticated packets came from the endpoint in use lately (relay.ts; `via NAME` is for relayed data)
+    const fresh = config.keepaliveMs > 0 ? 2 * config.keepaliveMs + 5_000 : 180_000;
     return {
       name: p.name,
       id: Number(p.id),
-      endpoint: p.endpoint === null ? null : p.endpoint.host.includes(':') ? `[${p.endpoint.host}]:${p.endpoint.port}` : `${p.endpoint.host}:${p.endpoint.port}`,
+      endpoint,
+      path: primary !== null && endpoint !== null && lastRx !== null && lastRx < fresh ? 'direct' : null,
+      observedEndpoint: lastRx === null ? null : endpoint,
       state,
       cipher: primary?.cipher ?? null,
       compression: primary === null ? null : primary.compression.algo === 'none' ? 'none' : `${primary.compression.algo}:${primary.compression.level}`,
@@ -552,6 +562,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       drops,
       memory: memoryReport(),
       loaded: loadedAs(),
+      ...(mesh ? { relay: { relay: mesh.relayIsOn(), ...mesh.relayStats() } } : {}),
       mode: config.mode,
       ...(st.switch !== null ? { switch: switchReport(st.switch, idToName) } : {}),
     };

@@ -59,6 +59,12 @@ export interface EndpointBook {
   candidates(name: string): readonly Endpoint[];
   /** The control channel reached `name` at `where` (it becomes the one in use), or reached no candidate (`null`: names looked up again). */
   reached(name: string, where: Endpoint | null): void;
+  /**
+   * A relay told us where the peer's packets come from (rendezvous, src/relay.ts):
+   * it becomes the one in use (the data plane sends there: hole punching).
+   * Not a control address: a node listed without endpoints is reached through relays.
+   */
+  punched(name: string, where: Endpoint): void;
   /** The data plane authenticated the peer's packets from `host` (its data port `port`); the control port is kept. */
   roamed(name: string, host: string, port: number): void;
   /** Stops the periodic look-ups; look-ups still running change nothing any more. Idempotent. */
@@ -199,6 +205,13 @@ export function createEndpointBook(o: EndpointBookOptions): EndpointBook {
       if (!e.named || now - e.lastFailedLookup < FAILED_RESOLVE_MIN_MS) return;
       e.lastFailedLookup = now;
       refresh(e, 'unreachable, resolved again').catch((err: unknown) => log.error('endpoint look-up failed', { peer: name, err }));
+    },
+    punched(name, where) {
+      const e = entries.get(name);
+      if (e === undefined || same(where, e.current)) return;
+      e.current = { host: where.host, port: where.port };
+      log.info('peer endpoint changed', { peer: name, endpoint: text(where), reason: 'rendezvous' });
+      tell(name, e.current);
     },
     roamed(name, host, port) {
       const e = entries.get(name);

@@ -32,7 +32,15 @@ export type DaemonErrorCode =
   | 'ERR_DEVICE_IN_USE'
   | 'ERR_STATE'
   | 'ERR_CREDENTIALS'
-  | 'ERR_GOSSIP';
+  | 'ERR_GOSSIP'
+  // relays and rendezvous (src/relay.ts, src/rendezvous.ts)
+  | 'ERR_RELAY_NOT_RELAY'
+  | 'ERR_RELAY_UNKNOWN_TARGET'
+  | 'ERR_RELAY_LIMIT'
+  | 'ERR_RELAY_TIMEOUT'
+  | 'ERR_RELAY_UNKNOWN_TOKEN'
+  | 'ERR_RELAY_NONE'
+  | 'ERR_RENDEZVOUS_MALFORMED';
 
 /** Base class of every daemon error. `code` is stable; wrap causes with `{ cause }`. */
 export class DaemonError extends Error {

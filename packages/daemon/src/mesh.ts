@@ -67,6 +67,7 @@ import type { DaemonConfig } from './config.js';
 import { DaemonError } from './errors.js';
 import { inParallel } from './parallel.js';
 import type { Logger } from './logging.js';
+import { createRelayService, type RelayStats } from './relay.js';
 
 /** Implementation: peers asked per pull round. */
 export const PULL_FANOUT = 3;
@@ -115,6 +116,8 @@ export interface MeshOptions {
   controlAddresses(name: string): readonly { host: string; port: number }[];
   /** The control channel reached `name` at `where`, or at none of its addresses (`null`). */
   reached(name: string, where: { host: string; port: number } | null): void;
+  /** A relay told us where `name`'s packets come from (rendezvous): the endpoint book uses it (src/relay.ts). */
+  punched?(name: string, where: { host: string; port: number }): void;
   /** Applies an accepted list (peers, routes, hooks); called once per accepted list. */
   apply(result: Extract<OfferResult, { accepted: true }>, source: string): Promise<void>;
 }
@@ -150,6 +153,12 @@ export interface Mesh {
   noSession(name: string): void;
   /** Data-plane event: rekey wanted. */
   rekey(name: string, reason: RekeyReason): void;
+  /** Data-plane event: an authenticated rendezvous message (src/relay.ts). */
+  rendezvous(name: string, payload: Buffer): void;
+  /** Relay and rendezvous counters (src/relay.ts). */
+  relayStats(): RelayStats;
+  /** This node serves as a relay now. */
+  relayIsOn(): boolean;
   /** Data-plane event: a new receive epoch authenticated. */
   rxEpoch(name: string, localIndex: number, epoch: number): void;
   /** Forgets a revoked node: sessions torn down, stored keys deleted. */
@@ -293,8 +302,40 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
   const outgoing = new Set<ControlConnection>();
 
-  /** A control connection to `name`: its addresses in turn, the one in use first, until one answers. */
-  const connect = async (name: string): Promise<ControlConnection> => {
+  /**
+   * A control connection to `name`: its addresses in turn, the one in use
+   * first, until one answers; a node listed without an endpoint (behind
+   * NAT), or one none of whose addresses answers, through a relay
+   * (src/relay.ts: the relay splices, TLS stays end to end) — for
+   * negotiation only: gossip does not load the relays (nodes behind NAT
+   * pull from the public ones themselves).
+   */
+  const connect = async (name: string, viaRelay = true): Promise<ControlConnection> => {
+    const listedNone = (record(name)?.endpoints.length ?? 0) === 0;
+    if (!viaRelay) return connectDirect(name);
+    if (listedNone && relay.relaysFor(name).length > 0) return connectViaRelay(name);
+    try {
+      return await connectDirect(name);
+    } catch (err) {
+      if (relay.relaysFor(name).length === 0) throw err;
+      negLog.debug('control channel unreachable, trying relays', { peer: name, err });
+      return connectViaRelay(name);
+    }
+  };
+  const connectViaRelay = async (name: string): Promise<ControlConnection> => {
+    const { stream, relay: via } = await relay.dial(name);
+    try {
+      const c = await connectControl({ host: via, port: 0, peerName: name, socket: stream, credentials, authorize, limits, logger: negLog });
+      outgoing.add(c);
+      c.onClose(() => outgoing.delete(c));
+      return c;
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+  };
+  /** A control connection dialled to `name`'s own addresses. */
+  const connectDirect = async (name: string): Promise<ControlConnection> => {
     const addresses = o.controlAddresses(name);
     if (addresses.length === 0) throw new DaemonError('ERR_GOSSIP', `no known address for ${name}`);
     let lastErr: unknown;
@@ -337,6 +378,34 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     return isIPv6(ip) && listed.addrs.check(ip, 'ipv6');
   };
 
+  // 2a. relays and rendezvous (src/relay.ts); its control handlers are attached with the server
+  const relay = createRelayService({
+    selfName,
+    logger: log.child('relay'),
+    record,
+    nodes: () => bnl.current?.bnl.nodes ?? [],
+    isMember: policy.isMember,
+    hasSession: (name) => negotiator.sessions().some((x) => x.peer === name),
+    observed: (name) => {
+      const id = o.peerId(name);
+      return id === undefined ? null : dataplane.observedEndpoint(id);
+    },
+    send: (name, payload) => {
+      const id = o.peerId(name);
+      return id !== undefined && dataplane.sendRendezvous(id, payload);
+    },
+    punched: (name, where) => o.punched?.(name, where),
+    keepalive: (name) => {
+      const id = o.peerId(name);
+      return id !== undefined && dataplane.sendKeepalive(id);
+    },
+    connectDirect: (name) => connectDirect(name),
+  });
+  /** After a session is in place (new or restored): rendezvous when we cannot find the peer ourselves. */
+  const sessionUp = (peer: string): void => {
+    setImmediate(() => relay.sessionUp(peer)).unref();
+  };
+
   // 2. negotiator
   const restored = new Set<string>();
   const negotiations = new Map<string, number>();
@@ -357,7 +426,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     cryptAlgos: config.cryptalgos,
     compAlgos: config.compalgos,
     store: state,
-    transport: { connect },
+    transport: { connect: (name) => connect(name, true) },
     logger: negLog,
     rekeyIntervalMs: config.rekeyMs,
     isMember: policy.isMember,
@@ -368,12 +437,14 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
           state.setSessionPin(peer, record(peer)?.fingerprint ?? ''); // the peer just proved it holds the keys under this pin
         }
         withPeer(peer, 'install session', (id) => dataplane.installSession(id, params, options));
+        if (options.primary) sessionUp(peer);
       },
       onPromote: (peer, localIndex) => {
         restored.delete(peer);
         state.setSessionPin(peer, record(peer)?.fingerprint ?? ''); // stored just before: keyed under the current pin
         negotiations.set(peer, (negotiations.get(peer) ?? 0) + 1);
         withPeer(peer, 'promote session', (id) => dataplane.promoteSession(id, localIndex));
+        sessionUp(peer);
       },
       onRetire: (peer, localIndex) => withPeer(peer, 'retire session', (id) => dataplane.retireSession(id, localIndex)),
       onTxEpoch: (peer, localIndex, epoch) => withPeer(peer, 'move send epoch', (id) => dataplane.setTxEpoch(id, localIndex, epoch)),
@@ -411,6 +482,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   }
 
   negotiator.attach(server);
+  relay.attach(server);
 
   // 4. gossip
   const seen = new SeenSet();
@@ -463,7 +535,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (!cur || closed) return false;
     let c = conn;
     try {
-      c ??= await connect(name);
+      c ??= await connect(name, false);
       gs.pushesSent++;
       const reply = unwrap(await c.request(GossipRequest.push, wrap({ type: 'push', bnl: cur.bytes })));
       if (reply.type !== 'push-reply') throw new DaemonError('ERR_GOSSIP', `expected push-reply, got ${reply.type}`);
@@ -485,7 +557,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   async function pullFrom(name: string): Promise<void> {
     let c: ControlConnection | undefined;
     try {
-      c = await connect(name);
+      c = await connect(name, false);
       gs.pullsSent++;
       const reply = unwrap(await c.request(GossipRequest.pull, wrap(makePullRequest(bnl))));
       noteSerial(name, reply);
@@ -540,7 +612,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const tryNegotiate = (name: string, why: string): void => {
     const now = Date.now();
     // A node listed without an endpoint (behind NAT) is not reached first: it negotiates with us.
-    if (inBackoff(name, now) || !reachableFirst(name)) return;
+    // Through a relay when our traffic needs it (src/relay.ts).
+    if (inBackoff(name, now) || !(reachableFirst(name) || (why === 'traffic' && relay.relaysFor(name).length > 0))) return;
     const prev = lastAttempt.get(name)?.backoffMs;
     // A peer that is still starting (connection refused) is retried soon;
     // one that stays unreachable ever more rarely.
@@ -556,8 +629,12 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
     const now = Date.now();
     const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now) && reachableFirst(n));
+    // Relays first: they are how nodes behind NAT find each other (src/relay.ts).
+    const relays = candidates.filter((n) => record(n)?.relay === true).length;
+    candidates.sort((a, b) => (record(b)?.relay === true ? 1 : 0) - (record(a)?.relay === true ? 1 : 0));
     for (let i = 0; i < candidates.length && i < PROACTIVE_PER_TICK; i++) {
-      const j = i + Math.floor(Math.random() * (candidates.length - i));
+      const span = i < relays ? relays : candidates.length;
+      const j = i + Math.floor(Math.random() * (span - i));
       [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
       tryNegotiate(candidates[i]!, 'proactive');
     }
@@ -584,6 +661,9 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       negotiator.requestRekey(name, reason);
     },
     rxEpoch: (name, localIndex, epoch) => negotiator.noteRxEpoch(name, localIndex, epoch),
+    rendezvous: (name, payload) => relay.onMessage(name, payload),
+    relayStats: () => relay.stats(),
+    relayIsOn: () => relay.isRelay(),
     removePeer: (name) => {
       negotiator.removePeer(name);
       serials.delete(name);
@@ -629,6 +709,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       if (pullTimer) clearTimeout(pullTimer);
       clearImmediate(first);
       clearInterval(tick);
+      relay.close();
       await server.close();
       negotiator.stop();
       state.close();

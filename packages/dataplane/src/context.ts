@@ -83,6 +83,9 @@ export interface PipelineContext {
   readonly drops: Float64Array;
   /** When non-empty, TUN packets must come from these subnets. */
   readonly localSubnets: PrefixTable;
+  /** Rendezvous messages (type 3) authenticated / sent, all peers. */
+  rendezvousRx: number;
+  rendezvousTx: number;
   /** The data message type carried: `MessageType.DATA` (IP packets, router mode) or `MessageType.FRAME` (Ethernet frames, switch mode). */
   readonly dataType: number;
   /** Switch mode: receive step 10 for frames (switch.ts); null in router mode (IP checks). */

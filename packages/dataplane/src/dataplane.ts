@@ -21,7 +21,7 @@ import { DEFAULT_LIMITS, type DataplaneLimits, type DataplaneTun, type PipelineC
 import { DROP_REASON_COUNT, dropTableToRecord, type DropReasonName } from './drop-reasons.js';
 import { DataplaneError } from './errors.js';
 import { EventDispatcher, silentLogger, type DataplaneEvents, type DataplaneLogger } from './events.js';
-import { COUNTER_MAX, OVERHEAD } from './framing.js';
+import { COUNTER_MAX, OVERHEAD, RENDEZVOUS_MAX_PAYLOAD } from './framing.js';
 import { IcmpResponder } from './icmp.js';
 import { KeepaliveScheduler } from './keepalive.js';
 import { PeerCounter, PeerTable, parseSubnets, type CipherName, type SessionParams } from './peer-table.js';
@@ -210,6 +210,8 @@ export interface DataplaneStats {
   } | null;
   /** Keepalive interval in ms (0 = off) and keepalives sent / received, all peers. */
   keepalive: { intervalMs: number; sent: number; received: number };
+  /** Rendezvous messages (type 3) sent / authenticated, all peers. */
+  rendezvous: { sent: number; received: number };
   eventErrors: number;
   /** The access policy (acl.ts): in force or not, its serial and rules, tracked flows. */
   acl: AclStats;
@@ -276,6 +278,20 @@ export interface Dataplane {
   setPolicy(policy: AclPolicy | null): void;
   /** Sends an authenticated keepalive; false (counted) when it cannot. */
   sendKeepalive(peerId: string): boolean;
+  /**
+   * Sends `payload` (1..512 bytes, not retained) as one rendezvous message
+   * (type 3) sealed with the peer's primary session to its endpoint; false
+   * (counted like a keepalive) when there is no session or endpoint.
+   * `ERR_DP_CONFIG` for an empty or too large payload.
+   */
+  sendRendezvous(peerId: string, payload: Uint8Array): boolean;
+  /**
+   * The peer's endpoint when authenticated packets came from it (the
+   * observed endpoint: roaming moves it to where they come from), with the
+   * wall-clock ms of the last one; null when none came yet or it has no
+   * endpoint. Cheap (no snapshot); `ERR_DP_PEER` for an unknown id.
+   */
+  observedEndpoint(peerId: string): { host: string; port: number; lastRxMs: number } | null;
   /** A snapshot of the counters (allocates; not for the hot path). */
   stats(): DataplaneStats;
   /** Stops both pipelines, closes the socket and destroys every key. Idempotent. Does not close the TUN. */
@@ -371,6 +387,8 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     icmp: new IcmpResponder(limits.icmpPerSecond, limits.icmpBurst),
     drops: new Float64Array(DROP_REASON_COUNT),
     localSubnets: new PrefixTable(),
+    rendezvousRx: 0,
+    rendezvousTx: 0,
     dataType: switching ? MessageType.FRAME : MessageType.DATA,
     frames: null as SwitchPipeline | null,
     acl: new Acl(options.aclLimits ?? {}),
@@ -490,6 +508,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       const peer = peers.get(peerId);
       peers.install(peer, params, Date.now(), options?.primary ?? true);
       send.flushHeld(peer); // packets held while there was no session (send.ts step 5)
+      if (options?.primary ?? true) keepalives?.soon(); // its first keepalive now, not at the next tick
     },
     promoteSession(peerId: string, localIndex: number): void {
       live();
@@ -497,6 +516,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (s === undefined) throw new DataplaneError('ERR_DP_PEER', `peer ${peerId} has no session with localIndex ${localIndex}`);
       peers.promote(s);
       send.flushHeld(s.peer); // packets held while there was no session (send.ts step 5)
+      keepalives?.soon(); // its first keepalive now, not at the next tick
     },
     setTxEpoch(peerId: string, localIndex: number, epoch: number): void {
       live();
@@ -541,6 +561,19 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     sendKeepalive(peerId: string): boolean {
       live();
       return send.sendKeepalive(peers.get(peerId));
+    },
+    observedEndpoint(peerId: string) {
+      live();
+      const peer = peers.get(peerId);
+      const last = peer.counters[PeerCounter.LAST_RX_MS];
+      return peer.hasEndpoint && last !== 0 ? { host: peer.endpointHost, port: peer.endpointPort, lastRxMs: last } : null;
+    },
+    sendRendezvous(peerId: string, payload: Uint8Array): boolean {
+      live();
+      if (payload.length === 0 || payload.length > RENDEZVOUS_MAX_PAYLOAD) {
+        throw new DataplaneError('ERR_DP_CONFIG', `rendezvous payload must be 1..${RENDEZVOUS_MAX_PAYLOAD} bytes, got ${payload.length}`);
+      }
+      return send.sendRendezvous(peers.get(peerId), payload);
     },
     stats(): DataplaneStats {
       const out: PeerStats[] = [];
@@ -594,6 +627,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         mode,
         switch: sw === null ? null : switchStats(sw),
         keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
+        rendezvous: { sent: ctx.rendezvousTx, received: ctx.rendezvousRx },
         eventErrors: events.errors,
         acl: ctx.acl.stats(),
         peers: out,

@@ -35,6 +35,12 @@ export interface DataplaneEvents {
   onRxEpoch?(peerId: string, localIndex: number, epoch: number): void;
   /** The peer's packets authenticated from a new address (roaming); the data plane already sends there. */
   onEndpointChange?(peerId: string, host: string, port: number): void;
+  /**
+   * An authenticated rendezvous message (type 3) from the peer; `payload`
+   * is a copy the handler owns. Not rate-limited here: the receiver of
+   * these messages bounds its own work per peer.
+   */
+  onRendezvous?(peerId: string, payload: Buffer): void;
 }
 
 /** The logger the data plane needs (a subset of the daemon's; structural). */
@@ -131,6 +137,17 @@ export class EventDispatcher {
   /** Roaming to a reported source failed (logged, counted). */
   endpointError(peer: Peer, err: unknown): void {
     this.failed('setEndpoint', peer, err);
+  }
+
+  /** An authenticated rendezvous message from the peer. */
+  rendezvous(peer: Peer, payload: Buffer): void {
+    const h = this.events.onRendezvous;
+    if (h === undefined) return;
+    try {
+      h.call(this.events, peer.id, payload);
+    } catch (err) {
+      this.failed('onRendezvous', peer, err);
+    }
   }
 
   /** The peer roamed to `host:port`. */

@@ -47,18 +47,29 @@ export const MessageType = {
   /** Empty payload; keeps NAT bindings and proves liveness. */
   KEEPALIVE: 2,
   /**
+   * A small control message between two members, authenticated and
+   * encrypted by their session like data: rendezvous and relay requests
+   * (1..{@link RENDEZVOUS_MAX_PAYLOAD} bytes; the daemon's
+   * `packages/daemon/src/rendezvous.ts` defines its content). The data
+   * plane only seals, opens and hands it on (`onRendezvous`).
+   */
+  RENDEZVOUS: 3,
+  /**
    * An Ethernet frame (possibly compressed): switch mode's data message. A
    * type of its own, so that a node in the other mode drops it as
    * 'bad-type' instead of reading a frame as an IP packet or the reverse.
    */
   FRAME: 10,
 } as const;
+/** Largest rendezvous payload (specification). */
+export const RENDEZVOUS_MAX_PAYLOAD = 512;
 /** A value of {@link MessageType}. */
 export type MessageTypeValue = (typeof MessageType)[keyof typeof MessageType];
 /** Names of {@link MessageType} values, for logs and stats. */
 export const messageTypeName: Readonly<Record<MessageTypeValue, string>> = {
   1: 'data',
   2: 'keepalive',
+  3: 'rendezvous',
   10: 'frame',
 };
 
@@ -132,7 +143,7 @@ export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: n
   const vt = buf[off];
   if (vt >>> 4 !== PROTOCOL_VERSION) return DropReason.BAD_VERSION;
   const type = vt & 0x0f;
-  if (type !== dataType && type !== MessageType.KEEPALIVE) return DropReason.BAD_TYPE;
+  if (type !== dataType && type !== MessageType.KEEPALIVE && type !== MessageType.RENDEZVOUS) return DropReason.BAD_TYPE;
   const flags = buf[off + 1];
   if ((flags & ~KNOWN_FLAGS) !== 0 || buf[off + 2] !== 0 || buf[off + 3] !== 0) return DropReason.BAD_FLAGS;
   if (len < OVERHEAD) return DropReason.TRUNCATED;
@@ -140,6 +151,10 @@ export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: n
   if (type === MessageType.KEEPALIVE) {
     if (flags !== 0) return DropReason.BAD_FLAGS;
     if (payload !== 0) return DropReason.MALFORMED;
+  } else if (type === MessageType.RENDEZVOUS) {
+    if (flags !== 0) return DropReason.BAD_FLAGS;
+    if (payload === 0) return DropReason.TRUNCATED;
+    if (payload > RENDEZVOUS_MAX_PAYLOAD) return DropReason.OVERSIZE;
   } else {
     if (payload === 0) return DropReason.TRUNCATED;
     if (payload > maxPayload) return DropReason.OVERSIZE;

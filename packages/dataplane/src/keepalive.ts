@@ -12,7 +12,9 @@
  *    (a keepalive could not be sent; counting a drop each tick would be
  *    noise).
  * 3. A primary session that has sent nothing at all yet (counter 0: just
- *    negotiated, or just moved to a new epoch) sends one at once: the peer
+ *    negotiated, or just moved to a new epoch) sends one at once (a new
+ *    primary runs an extra tick right away, `soon()`, rather than waiting
+ *    up to a second for the timer): the peer
  *    learns our address from it, so a node behind NAT becomes reachable
  *    without waiting for its own traffic.
  * 4. Otherwise the peer's sent-datagram count (tx packets, the express
@@ -73,10 +75,27 @@ export class KeepaliveScheduler {
     this.timer.unref();
   }
 
+  /**
+   * Runs one extra tick on the next turn of the event loop (a session just
+   * became primary: its first keepalive tells a peer behind NAT's relay or
+   * public peer our address without waiting for the timer). Several calls
+   * before it runs make one tick. No-op when stopped.
+   */
+  soon(): void {
+    if (this.timer === null || this.soonPending !== null) return;
+    this.soonPending = setImmediate(() => {
+      this.soonPending = null;
+      if (this.timer !== null) this.tick(performance.now(), Date.now());
+    });
+  }
+  private soonPending: NodeJS.Immediate | null = null;
+
   /** Stops the timer. Idempotent. */
   stop(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    if (this.soonPending !== null) clearImmediate(this.soonPending);
+    this.soonPending = null;
   }
 
   /** One pass over the peers at monotonic time `nowMs` and wall-clock time `wallMs` (steps 2–5). Returns the keepalives sent. */

@@ -15,7 +15,8 @@
  *    `update` (catches duplicates within the batch); last-rx time.
  * 8. Roaming: the newest authentic packet from a new source address moves
  *    the peer's endpoint (`onEndpointChange`).
- * 9. Keepalive: counted (`keepalivesRx`, last time), done. Data: decompress when flagged (bounded by the MTU:
+ * 9. Keepalive: counted (`keepalivesRx`, last time), done. Rendezvous
+ *    (type 3): counted, its payload copied out to `onRendezvous`, done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
  *     and a source inside the peer's subnets ('spoofed'); with an access
@@ -37,7 +38,7 @@
  * Nothing is allocated per packet (event handlers aside, which are rate-
  * limited or rare).
  */
-import { EXPRESS_MAX_BATCH, HEADER_LEN, SOURCE_LEN, type DatagramBatch } from './backend.js';
+import { EXPRESS_MAX_BATCH, HEADER_LEN, SOURCE_LEN, TAG_LEN, type DatagramBatch } from './backend.js';
 import { DecompressError } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
@@ -192,6 +193,12 @@ export class ReceivePipeline {
       if (readType(buf, off) === MessageType.KEEPALIVE) {
         peer.counters[PeerCounter.KEEPALIVES_RX]++;
         peer.counters[PeerCounter.LAST_KEEPALIVE_RX_MS] = wall;
+        continue;
+      }
+      if (readType(buf, off) === MessageType.RENDEZVOUS) {
+        ctx.rendezvousRx++;
+        // copied: the socket's slab is reused after this handler returns
+        ctx.events.rendezvous(peer, Buffer.from(buf.subarray(off + HEADER_LEN, off + this.lens[j] - TAG_LEN)));
         continue;
       }
       const pOff = off + HEADER_LEN;

@@ -44,7 +44,7 @@ import { EXPRESS_MAX_BATCH, HEADER_LEN, TAG_LEN } from './backend.js';
 import { CompressionAlgo } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
-import { Flags, MessageType, OVERHEAD, encodeHeader } from './framing.js';
+import { Flags, MessageType, OVERHEAD, RENDEZVOUS_MAX_PAYLOAD, encodeHeader } from './framing.js';
 import { IcmpConst } from './icmp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
 import { IpOffset, contains } from './routing-table.js';
@@ -117,7 +117,8 @@ export class SendPipeline {
   private icmpArena: Buffer = Buffer.alloc(0);
   private icmpOffs = new Int32Array(0);
   private icmpLens = new Int32Array(0);
-  private readonly keepalive = Buffer.alloc(HEADER_LEN + TAG_LEN);
+  /** Scratch of keepalives and rendezvous messages (header, payload ≤ 512, tag). */
+  private readonly keepalive = Buffer.alloc(HEADER_LEN + RENDEZVOUS_MAX_PAYLOAD + TAG_LEN);
   private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1) };
   private readonly holds = new Map<Peer, Hold>();
   private readonly holdSlot: number;
@@ -468,6 +469,21 @@ export class SendPipeline {
    * session or endpoint or the counter is exhausted.
    */
   sendKeepalive(peer: Peer): boolean {
+    if (!this.sendSealed(peer, MessageType.KEEPALIVE, null)) return false;
+    peer.counters[PeerCounter.KEEPALIVES_TX]++;
+    peer.counters[PeerCounter.LAST_KEEPALIVE_TX_MS] = Date.now();
+    return true;
+  }
+
+  /** Sends one rendezvous message (type 3; the caller checked 1..512 bytes) like a keepalive. */
+  sendRendezvous(peer: Peer, payload: Uint8Array): boolean {
+    if (!this.sendSealed(peer, MessageType.RENDEZVOUS, payload)) return false;
+    this.ctx.rendezvousTx++;
+    return true;
+  }
+
+  /** One authenticated control datagram (keepalive: no payload) with the primary session; false when counted as a drop. */
+  private sendSealed(peer: Peer, type: typeof MessageType.KEEPALIVE | typeof MessageType.RENDEZVOUS, payload: Uint8Array | null): boolean {
     const ctx = this.ctx;
     const s = peer.primary;
     if (s === null) {
@@ -484,21 +500,21 @@ export class SendPipeline {
       return false;
     }
     if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
+    const plen = payload === null ? 0 : payload.length;
     const k = this.keepalive;
-    encodeHeader(k, 0, MessageType.KEEPALIVE, 0, s.remoteIndex, s.txEpoch, s.txCounter++);
+    encodeHeader(k, 0, type, 0, s.remoteIndex, s.txEpoch, s.txCounter++);
+    if (payload !== null) k.set(payload, HEADER_LEN);
     const o = this.one;
     o.offs[0] = 0;
-    o.lens[0] = 0;
+    o.lens[0] = plen;
     o.handles[0] = s.txHandle;
     o.slots[0] = peer.slot;
     ctx.crypto.sealBatch(k, 1, o.offs, o.lens, o.handles);
-    o.lens[0] = OVERHEAD;
+    o.lens[0] = plen + OVERHEAD;
     if (ctx.socket.sendBatch(k, 1, o.offs, o.lens, o.slots) !== 1) {
       countDrop(ctx, peer, DropReason.SEND_FAILED);
       return false;
     }
-    peer.counters[PeerCounter.KEEPALIVES_TX]++;
-    peer.counters[PeerCounter.LAST_KEEPALIVE_TX_MS] = Date.now();
     return true;
   }
 }

@@ -15,7 +15,7 @@ import {
   readReceiverIndex,
 } from '../src/framing.js';
 
-function frame(type: 1 | 2, flags: number, idx: number, epoch: number, counter: number, payload: number): Buffer {
+function frame(type: 1 | 2 | 3, flags: number, idx: number, epoch: number, counter: number, payload: number): Buffer {
   const b = Buffer.alloc(HEADER_LEN + payload + 16);
   encodeHeader(b, 0, type, flags, idx, epoch, counter);
   return b;
@@ -52,6 +52,7 @@ describe('framing', () => {
   it('accepts well-formed headers and names the reason for each malformed one', () => {
     const ok = frame(1, 0, 1, 1, 5, 100);
     assert.equal(checkHeader(ok, 0, ok.length, 1420), DropReason.NONE);
+    assert.equal(checkHeader(frame(3, 0, 1, 1, 5, 40), 0, OVERHEAD + 40, 1420), DropReason.NONE, 'rendezvous');
     assert.equal(checkHeader(frame(2, 0, 1, 1, 5, 0), 0, OVERHEAD, 1420), DropReason.NONE);
     const table: Array<[string, (b: Buffer) => void, number, number]> = [
       ['short', () => {}, 19, DropReason.TRUNCATED],
@@ -59,6 +60,8 @@ describe('framing', () => {
       ['version 2', (b) => (b[0] = 0x21), -1, DropReason.BAD_VERSION],
       ['version 0', (b) => (b[0] = 0x01), -1, DropReason.BAD_VERSION],
       ['type 0', (b) => (b[0] = 0x10), -1, DropReason.BAD_TYPE],
+      ['type 15', (b) => (b[0] = 0x1f), -1, DropReason.BAD_TYPE],
+      ['type 3 (rendezvous) with flags', (b) => { b[0] = 0x13; b[1] = 1; }, -1, DropReason.BAD_FLAGS],
       ['type 10 in a router-mode pipeline', (b) => (b[0] = 0x1a), -1, DropReason.BAD_TYPE],
       ['unknown flag', (b) => (b[1] = 0x02), -1, DropReason.BAD_FLAGS],
       ['reserved', (b) => (b[3] = 1), -1, DropReason.BAD_FLAGS],

@@ -97,6 +97,23 @@ describe('keepalives', () => {
     assert.deepEqual(f.sent, []);
   });
 
+  it('a session that becomes primary sends its first keepalive on the next turn of the event loop, not at the next tick', async () => {
+    const p = await makePair({ keepaliveMs: 60_000, install: false });
+    try {
+      const frames = (): number => p.net!.sent.filter((d) => d.fromPort === p.a.dp.port && d.data[0] === 0x10 + MessageType.KEEPALIVE).length;
+      p.b.dp.installSession('a', p.sessions.b);
+      p.a.dp.installSession('b', p.sessions.a, { primary: false });
+      await new Promise((r) => setImmediate(r));
+      assert.equal(frames(), 0, 'a receive-only session sends nothing');
+      p.a.dp.promoteSession('b', p.sessions.a.localIndex);
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      assert.equal(frames(), 1, 'one keepalive right after the promotion (the timer ticks only every second)');
+    } finally {
+      p.close();
+    }
+  });
+
   it('a pair with keepaliveMs sends authenticated keepalives while idle, counted on both ends', async () => {
     const p = await makePair({ keepaliveMs: 100 });
     try {

@@ -57,6 +57,7 @@ function recorder(into: EventRecord[]): DataplaneEvents {
     onAuthFailures: (...a) => into.push(['authFailures', ...a]),
     onRxEpoch: (...a) => into.push(['rxEpoch', ...a]),
     onEndpointChange: (...a) => into.push(['endpointChange', ...a]),
+    onRendezvous: (...a) => into.push(['rendezvous', ...a]),
   };
 }
 

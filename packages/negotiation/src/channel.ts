@@ -45,6 +45,7 @@
  * `authorize` checks — again before every request and on `recheck()`.
  */
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
 import { RefusalLog, TokenBuckets, sourcePrefix, type RefusalLevel } from './admission.js';
 import { fingerprintDer } from './ca.js';
@@ -135,6 +136,15 @@ export interface RequestContext {
   readonly state: Map<string, unknown>;
   /** Registers a callback run once when the connection closes. */
   onClose(fn: () => void): void;
+  /**
+   * Takes the connection out of frame mode once the response to this
+   * request has been written: `onStream` then gets the TLS socket, and its
+   * bytes both ways are the caller's (the relay splices two such streams,
+   * `packages/daemon/src/relay.ts`). The client must send nothing after the
+   * request until it has the response (else the connection is cut as a
+   * protocol error). Recheck, revocation and the idle timeout still apply.
+   */
+  upgrade(onStream: (stream: tls.TLSSocket) => void): void;
 }
 
 /**
@@ -202,6 +212,13 @@ export interface ControlServer {
    * certificate throws here and changes nothing.
    */
   setCredentials(credentials: ControlCredentials): void;
+  /**
+   * Runs the server side (TLS handshake, authorisation, requests) over a
+   * stream that is already connected: the reverse leg a node behind NAT
+   * opens to a relay (`packages/daemon/src/relay.ts`). The TLS handshake
+   * timeout applies; the pre-TLS admission of step 1 is the caller's.
+   */
+  adopt(stream: tls.TLSSocket | net.Socket): void;
   /** Stops listening and destroys every open connection. */
   close(): Promise<void>;
 }
@@ -383,6 +400,8 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   const serveConnection = (socket: tls.TLSSocket, peer: PeerIdentity, addr: string): void => {
     const exporter = socket.exportKeyingMaterial(EXPORTER_BYTES, EXPORTER_LABEL, Buffer.alloc(0));
     const closers: Array<() => void> = [];
+    let upgradeTo: ((stream: tls.TLSSocket) => void) | undefined;
+    let upgraded = false;
     const ctx: RequestContext = {
       peer,
       connectionId: nextConnectionId++,
@@ -390,6 +409,9 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       exporter,
       state: new Map(),
       onClose: (fn) => closers.push(fn),
+      upgrade: (fn) => {
+        upgradeTo = fn;
+      },
     };
     const decoder = new FrameDecoder(limits.maxFrameBytes);
     let queued = 0;
@@ -452,8 +474,21 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
         return;
       }
       try {
+        upgradeTo = undefined;
         const body = await handler((msg as RequestMessage).body, ctx);
         send({ v: CONTROL_PROTOCOL_VERSION, type: 'response', id: msg.id, body: body ?? null });
+        const onStream = upgradeTo as ((stream: tls.TLSSocket) => void) | undefined;
+        if (onStream !== undefined && !socket.destroyed) {
+          // Frame mode ends here: nothing may have followed the request.
+          socket.off('data', onData);
+          socket.pause();
+          if (decoder.pendingBytes > 0 || queued > 1) {
+            cut('protocol-error', 'bytes after an upgrade request');
+            return;
+          }
+          upgraded = true;
+          onStream(socket);
+        }
       } catch (err) {
         const code = (err as { code?: unknown }).code;
         if (typeof code === 'string' && code.startsWith('ERR_')) {
@@ -467,7 +502,8 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     };
     socket.setTimeout(limits.idleTimeoutMs);
     socket.on('timeout', () => cut('idle-timeout', `no traffic for ${limits.idleTimeoutMs} ms`));
-    socket.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
+      if (upgraded) return;
       let frames: Buffer[];
       try {
         frames = decoder.push(chunk);
@@ -484,7 +520,8 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
           queued--;
         });
       }
-    });
+    };
+    socket.on('data', onData);
     socket.on('error', (err: NodeJS.ErrnoException) => {
       log.debug('control connection error', { peer: peer.name, err: err.code ?? err.message });
     });
@@ -589,6 +626,10 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     setCredentials(credentials) {
       tlsServer.setSecureContext(contextOptions(credentials));
     },
+    adopt(stream) {
+      stats.handshakesStarted++;
+      tlsServer.emit('connection', stream);
+    },
     close() {
       return new Promise<void>((resolve) => {
         netServer.close(() => resolve());
@@ -616,6 +657,13 @@ export interface ConnectOptions {
   authorize?: (id: PeerIdentity) => AuthDecision;
   /** Local address to connect from (default: the system's choice). */
   localAddress?: string;
+  /**
+   * Run the TLS handshake over this already connected stream instead of
+   * dialling `host:port` (which then only name the relay in messages): a
+   * connection spliced by a relay (`ControlConnection.upgrade` on the
+   * relay's own control connection). Authentication is unchanged, end to end.
+   */
+  socket?: Duplex;
   limits?: Partial<ControlLimits>;
   logger?: Logger;
 }
@@ -641,6 +689,13 @@ export interface ControlConnection {
   recheck(): boolean;
   /** Registers a callback run once when the connection closes (at once if it is closed). */
   onClose(fn: () => void): void;
+  /**
+   * Sends a request whose handler upgrades the connection (see
+   * `RequestContext.upgrade`): resolves with the response body and the TLS
+   * socket, now out of frame mode; its bytes are the caller's, who must
+   * close it. No other request may be pending or follow.
+   */
+  upgrade(type: string, body: unknown): Promise<{ body: unknown; stream: tls.TLSSocket }>;
   /** Closes the connection; pending requests reject with `ERR_CHANNEL_CLOSED`. */
   close(): void;
 }
@@ -672,8 +727,7 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
   return new Promise<ControlConnection>((resolve, reject) => {
     let settled = false;
     const socket = tls.connect({
-      host: opts.host,
-      port: opts.port,
+      ...(opts.socket !== undefined ? { socket: opts.socket } : { host: opts.host, port: opts.port }),
       ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}),
       secureContext: clientContext(opts.credentials),
       minVersion: 'TLSv1.3',
@@ -716,7 +770,8 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
 function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: ControlLimits, log: Logger, authorize: ((id: PeerIdentity) => AuthDecision) | undefined): ControlConnection {
   const exporter = socket.exportKeyingMaterial(EXPORTER_BYTES, EXPORTER_LABEL, Buffer.alloc(0));
   const decoder = new FrameDecoder(limits.maxFrameBytes);
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; upgrade?: boolean }>();
+  let upgraded = false;
   let nextId = 1;
   let closedErr: Error | undefined;
   const closers: Array<() => void> = [];
@@ -747,7 +802,8 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
     failAll(err);
     return err;
   };
-  socket.on('data', (chunk: Buffer) => {
+  const onData = (chunk: Buffer): void => {
+    if (upgraded) return;
     let frames: Buffer[];
     try {
       frames = decoder.push(chunk);
@@ -767,6 +823,15 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
       }
       pending.delete(msg.id);
       clearTimeout(p.timer);
+      if (msg.type === 'response' && p.upgrade === true) {
+        // Frame mode ends: whatever follows belongs to the stream (nothing may have yet).
+        socket.off('data', onData);
+        socket.pause();
+        if (decoder.pendingBytes > 0) return failAll(new ChannelError('ERR_CHANNEL_PROTOCOL', `bytes after the upgrade response from ${peer.name}`));
+        upgraded = true;
+        p.resolve((msg as ResponseMessage).body);
+        return;
+      }
       if (msg.type === 'response') {
         p.resolve((msg as ResponseMessage).body);
       } else {
@@ -774,7 +839,8 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
         p.reject(new ChannelError('ERR_CHANNEL_REMOTE', `${peer.name} answered ${e.code}: ${e.message}`, { remoteCode: e.code }));
       }
     }
-  });
+  };
+  socket.on('data', onData);
   socket.on('error', (err: NodeJS.ErrnoException) => {
     log.debug('control connection error', { peer: peer.name, err: err.code ?? err.message });
     failAll(new ChannelError('ERR_CHANNEL_CLOSED', `control connection to ${peer.name} failed`, { cause: err }));
@@ -805,6 +871,28 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
     },
     recheck() {
       return closedErr !== undefined || refusedNow() === undefined;
+    },
+    upgrade(type, body) {
+      if (closedErr) return Promise.reject(closedErr);
+      if (upgraded || pending.size > 0) return Promise.reject(new ChannelError('ERR_CHANNEL_PROTOCOL', `upgrade to ${peer.name} with other requests open`));
+      const refused = refusedNow();
+      if (refused) return Promise.reject(refused);
+      const id = nextId++;
+      let frame: Buffer;
+      try {
+        frame = encodeFrame({ v: CONTROL_PROTOCOL_VERSION, type, id, body }, limits.maxFrameBytes);
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+      return new Promise<{ body: unknown; stream: tls.TLSSocket }>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          pending.delete(id);
+          reject(new ChannelError('ERR_CHANNEL_TIMEOUT', `${type} to ${peer.name} got no answer in ${limits.requestTimeoutMs} ms`));
+          socket.destroy();
+        }, limits.requestTimeoutMs);
+        pending.set(id, { resolve: (b) => resolve({ body: b, stream: socket }), reject, timer, upgrade: true });
+        socket.write(frame);
+      });
     },
     onClose(fn) {
       if (closedErr) fn();

@@ -85,6 +85,15 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** Takes every buffered byte that is not part of a returned frame (a connection leaving frame mode). */
+  takeRest(): Buffer {
+    const rest = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [];
+    this.buffered = 0;
+    this.need = -1;
+    return rest;
+  }
+
   /** Adds received bytes; returns the frames completed by them (possibly none). */
   push(chunk: Buffer): Buffer[] {
     this.chunks.push(chunk);

@@ -67,6 +67,13 @@ export function renderStatus(s: StatusReport): string {
   }
   const m = s.memory;
   head.push(`memory: rss ${humanBytes(m.rss)}, V8 heap ${humanBytes(m.heapUsed)} used of ${humanBytes(m.heapTotal)}, external ${humanBytes(m.external)} (buffers ${humanBytes(m.arrayBuffers)})`);
+  const r = s.relay;
+  if (r !== undefined && (r.relay || r.punches > 0 || r.dialled > 0 || r.reverseLegs > 0)) {
+    head.push(
+      `${r.relay ? `relay: ${r.located} rendezvous answered, ${r.splices} connections joined (${r.splicesActive} open, ${humanBytes(r.splicedBytes)})${dropsText(r.refused) === '-' ? '' : `, refused ${dropsText(r.refused)}`}; ` : ''}` +
+        `behind NAT: ${r.punches} punches, ${r.dialled} connections through relays, ${r.reverseLegs} answered`,
+    );
+  }
   const sw = s.switch;
   if (sw !== undefined) {
     head.push(`switch mode: ${sw.size} MACs (${sw.macs.filter((e) => e.owner === 'local').length} local), learned ${sw.learned}, moved ${sw.moved}, refused for room ${sw.full}; frames flooded ${sw.flooded}, unicast ${sw.unicast} (cluevpn status --json lists the MACs)`);
@@ -74,7 +81,7 @@ export function renderStatus(s: StatusReport): string {
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
-  const rows = [['PEER', 'STATE', 'ENDPOINT', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'KEEPALIVE OUT/IN', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
+  const rows = [['PEER', 'STATE', 'ENDPOINT', 'PATH', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'KEEPALIVE OUT/IN', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
   for (const p of s.peers) rows.push(peerRow(p, s.bnl.serial));
   return `${head.join('\n')}\n${table(rows)}\n`;
 }
@@ -85,6 +92,7 @@ function peerRow(p: PeerStatus, mySerial: number): string[] {
     p.name,
     p.restored && p.state !== 'idle' ? `${p.state}(restored)` : p.state,
     p.endpoint ?? '-',
+    p.path ?? '-',
     p.cipher ?? '-',
     p.compression ?? '-',
     humanAgo(p.keyAgeMs),
@@ -143,7 +151,14 @@ export function renderGraph(s: StatusReport): string {
       `in ${humanCount(p.rxPackets)} pkts ${humanCount(p.rxBytes, 1024)}B`,
     ]
       .filter((x) => x !== '');
-    lines.push(`  ${dotId(s.name)} -> ${dotId(p.name)} [label=${dotLabel(label)}, ${EDGE_STYLE[p.state]}];`);
+    const via = p.path?.startsWith('via ') === true ? p.path.slice(4) : undefined;
+    if (via !== undefined) {
+      // relayed: drawn blue and dashed, labelled with the relay, plus a thin hint through it
+      lines.push(`  ${dotId(s.name)} -> ${dotId(p.name)} [label=${dotLabel([`via ${via}`, ...label])}, color=blue, style="dashed,bold"];`);
+      lines.push(`  ${dotId(via)} -> ${dotId(p.name)} [color=blue, style=dotted, arrowhead=none, constraint=false];`);
+    } else {
+      lines.push(`  ${dotId(s.name)} -> ${dotId(p.name)} [label=${dotLabel(label)}, ${EDGE_STYLE[p.state]}];`);
+    }
   }
   lines.push('}');
   return `${lines.join('\n')}\n`;

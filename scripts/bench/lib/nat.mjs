@@ -1,0 +1,153 @@
+// NAT benchmark (scripts/bench/nat; see --help there).
+//
+// Lab bnat: rho (h1, relay), bravo (h2) and charlie (h3) behind their own
+// MASQUERADE routers. Per round:
+//  (a) charlie spawned fresh (state.db removed), rho already running; a
+//      probe in h1 sends an echo to charlie's tunnel address every 10 ms; the
+//      first reply minus the spawn time is "first ping through NAT".
+//  (b) bravo spawned fresh; once both are keyed with rho (status), a probe
+//      in h2 pings charlie: the first reply minus the probe's start is the
+//      punch time (spliced negotiation + rendezvous + punching); then
+//      bravo's status must say `direct` for charlie within 5 s: punch success.
+import { existsSync, rmSync } from 'node:fs';
+import { buildStamp, changedSince, control, createHarness, fmt, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
+
+const opts = { repeat: 5, backend: undefined, loglevel: undefined };
+{
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--repeat' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) opts.repeat = Number(argv[++i]);
+    else if (a === '--backend' && ['native', 'js'].includes(argv[i + 1])) opts.backend = argv[++i];
+    else if (a === '--loglevel' && /^[0-7]$/.test(argv[i + 1] ?? '')) opts.loglevel = argv[++i];
+    else {
+      process.stderr.write(`nat: bad argument '${a}' (--repeat N, --backend native|js, --loglevel 0-7)\n`);
+      process.exit(2);
+    }
+  }
+}
+const TARGET_FIRST_MS = 1000;
+const CHARLIE = '10.99.0.3';
+const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+const FIRST_REPLY = new URL('./first-reply.py', import.meta.url).pathname;
+
+const h = createHarness('nat', 'bnat');
+const stamp = buildStamp();
+const problems = [];
+
+/** Probe from host i: resolves with the wall-clock ms of the first echo reply from `addr`, NaN after `timeoutMs`. */
+function probe(i, addr, timeoutMs) {
+  const c = h.spawnInHost(i, PYTHON, [FIRST_REPLY, addr, String(timeoutMs / 1000), '0.01']);
+  return new Promise((res) => {
+    c.on('close', () => {
+      const m = c.out.match(/^(\d+\.\d+)$/m);
+      res(m ? Number(m[1]) * 1000 : NaN);
+    });
+  });
+}
+
+async function peerOf(node, peer) {
+  try {
+    return (await control(node.sock, 'status')).peers.find((p) => p.name === peer) ?? null;
+  } catch (err) {
+    return null;
+  }
+}
+
+async function until(fn, timeoutMs) {
+  const deadline = nowMs() + timeoutMs;
+  while (nowMs() < deadline) {
+    if (await fn()) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+/** Time (ms after t0) of the first log line since t0 matching `re`, NaN when none. */
+function logMark(file, t0, re) {
+  for (const l of tail(file, 400).split('\n')) {
+    const ts = Date.parse(l.slice(0, 24));
+    if (Number.isFinite(ts) && ts >= t0 - 5 && re.test(l)) return ts - t0;
+  }
+  return NaN;
+}
+
+const wipe = (n) => {
+  for (const f of [n.statedb, `${n.statedb}-wal`, `${n.statedb}-shm`]) if (existsSync(f)) rmSync(f);
+};
+
+async function main() {
+  h.log('lab bnat (3 hosts; h2 and h3 behind MASQUERADE routers), network from make-network');
+  await h.labUp(3, ['--nat', 'h2:udp-timeout=30', '--nat', 'h3:udp-timeout=30']);
+  const net = await h.makeNetwork([
+    { name: 'rho', addr: '192.0.2.1,relay' },
+    { name: 'bravo', addr: '-' },
+    { name: 'charlie', addr: '-' },
+  ], { extra: opts.loglevel ? ['--loglevel', opts.loglevel] : [] });
+  const [rhoN, bravoN, charlieN] = net.nodes;
+  const extra = opts.backend ? ['--backend', opts.backend] : [];
+  const rho = h.startDaemon(1, rhoN, extra);
+  if (!Number.isFinite(await h.waitReady(rho))) throw new Error('rho did not start');
+
+  const first = [];
+  const startedAt = []; // ms after the spawn of charlie's "cluevpnd started" log line (Node start-up, TUN, wiring)
+  const punch = [];
+  let punched = 0;
+  for (let round = 1; round <= opts.repeat; round++) {
+    wipe(charlieN);
+    wipe(bravoN);
+    // (a) public → behind NAT, no traffic from charlie first
+    const t0 = nowMs();
+    const pr = probe(1, CHARLIE, 10_000);
+    const charlie = h.startDaemon(3, charlieN, extra);
+    const reply = await pr;
+    first.push(reply - t0);
+    startedAt.push(logMark(charlieN.log, t0, /cluevpnd started/));
+    if (opts.loglevel) {
+      const since = (f) => tail(f, 400).split('\n').filter((l) => Date.parse(l.slice(0, 24)) >= t0 - 5).map((l) => `    +${Date.parse(l.slice(0, 24)) - Math.round(t0)} ${l.slice(25, 200)}`).join('\n');
+      h.log(`round ${round} (a), charlie:\n${since(charlieN.log)}\n  rho:\n${since(rhoN.log)}`);
+    }
+    if (!Number.isFinite(reply)) problems.push(`round ${round}: no reply rho → charlie within 10 s`);
+    // (b) both behind NAT
+    const bravo = h.startDaemon(2, bravoN, extra);
+    const keyed = await until(async () => (await peerOf(bravoN, 'rho'))?.cipher && (await peerOf(charlieN, 'rho'))?.cipher, 20_000);
+    if (!keyed) problems.push(`round ${round}: bravo and charlie not both keyed with rho within 20 s`);
+    const t1 = nowMs();
+    const r2 = await probe(2, CHARLIE, 15_000);
+    punch.push(r2 - t1);
+    const direct = Number.isFinite(r2) && (await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'direct', 5_000));
+    if (direct) punched++;
+    const pc = await peerOf(bravoN, 'charlie');
+    h.log(`round ${round}: first ping rho → charlie ${fmt(reply - t0)} ms after charlie's spawn; bravo → charlie ${fmt(r2 - t1)} ms, path ${pc?.path ?? 'none'} at ${pc?.observedEndpoint ?? '-'}`);
+    if (!Number.isFinite(r2)) problems.push(`round ${round}: no reply bravo → charlie within 15 s`);
+    await Promise.all([h.stopDaemon(bravo), h.stopDaemon(charlie)]);
+    await sleep(1000); // let the exits settle before the next spawn is timed
+  }
+  await h.stopDaemon(rho);
+
+  const rebuilt = changedSince(stamp);
+  if (rebuilt.length) problems.push(`dist of ${rebuilt.join(', ')} was rebuilt during the run: the figures may mix builds`);
+  process.stdout.write(`\nnat: rho (relay, bnat-h1), bravo and charlie behind MASQUERADE (bnat-h2, bnat-h3), ${opts.repeat} rounds, backend ${opts.backend ?? 'default'}\n${stamp.text}\n\n`);
+  const okFirst = first.every(Number.isFinite) ? max(first) <= TARGET_FIRST_MS : false;
+  printTable([
+    ['measure', 'median', 'max', 'goal', 'verdict'],
+    ['start to first ping through NAT, ms (rho → charlie, from charlie\'s spawn)', fmt(median(first)), fmt(max(first)), `≤ ${TARGET_FIRST_MS}`, verdict(okFirst)],
+    ['  of which charlie\'s own start-up, ms (log "cluevpnd started")', fmt(median(startedAt)), fmt(max(startedAt)), '-', 'n/a'],
+    ['both behind NAT: first ping → first reply, ms (splice + rendezvous + punch)', fmt(median(punch)), fmt(max(punch)), '-', 'n/a'],
+    ['punch success (bravo → charlie `direct`)', `${punched}/${opts.repeat}`, '', '100 %', verdict(punched === opts.repeat)],
+    ['relayed throughput / direct throughput', 'n/a', '', '≥ 0.5', 'n/a (relaying data, issue 14 point 4, not built)'],
+  ]);
+  process.stdout.write(`\nper round (ms): first ${first.map((x) => fmt(x)).join(', ')}; punch ${punch.map((x) => fmt(x)).join(', ')}\n`);
+  if (problems.length) {
+    process.stdout.write(`\nproblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
+    for (const n of net.nodes) process.stdout.write(`\n${n.name} log (tail):\n${tail(n.log, 15)}\n`);
+  }
+}
+
+main().then(
+  () => process.exit(problems.length ? 1 : 0),
+  (err) => {
+    process.stderr.write(`nat: ${err.stack ?? err}\n`);
+    process.exit(1);
+  },
+);
