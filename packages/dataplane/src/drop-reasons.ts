@@ -65,13 +65,22 @@ export const DropReason = {
   // ---- receive: the access policy (acl.ts) ----
   /** No rule of the policy in force allows the inner packet, and it is no reply to our own traffic. */
   ACL: 26,
+  // ---- relaying (types 4 and 5, framing.ts) ----
+  /** A relay request (type 4) to a node that does not serve as a relay. */
+  RELAY_REFUSED: 27,
+  /** A relay request for a node that is no peer of the relay with a session and an endpoint, or for the sender itself. */
+  RELAY_NO_TARGET: 28,
+  /** A relay request over the sending member's packet or byte budget. */
+  RELAY_LIMIT: 29,
+  /** A relay message whose inner datagram is malformed, is itself a relay message, or names another source than its session's. */
+  RELAY_MALFORMED: 30,
 } as const;
 
 /** A value of {@link DropReason}. */
 export type DropReasonValue = (typeof DropReason)[keyof typeof DropReason];
 
 /** Number of slots a drop-counter table needs. */
-export const DROP_REASON_COUNT = 27;
+export const DROP_REASON_COUNT = 31;
 
 /** Stable names of the drop reasons (stats keys, logs). Index = value. */
 export const dropReasonName = [
@@ -102,6 +111,10 @@ export const dropReasonName = [
   'local-mac',
   'mac-table-full',
   'acl',
+  'relay-refused',
+  'relay-no-target',
+  'relay-limit',
+  'relay-malformed',
 ] as const;
 
 /** A name in {@link dropReasonName}. */
