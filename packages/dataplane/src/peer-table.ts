@@ -102,9 +102,11 @@ export const PeerCounter = {
   /** Relay role: datagrams we forwarded to the peer, and their bytes. */
   RELAY_TO_PACKETS: 17,
   RELAY_TO_BYTES: 18,
+  /** Direct probes sent while relayed (`sendKeepalive(peer, true)`): not in KEEPALIVES_TX, so that they do not hold back the keepalives that go via the relay. */
+  PROBES_TX: 19,
 } as const;
 /** Slots 0..5 are also written by C (native/src/express.c); the others only by JavaScript. */
-const PEER_COUNTER_COUNT = 19;
+const PEER_COUNTER_COUNT = 20;
 
 /** One set of keys with a peer. Hot-path state; mutate only through the pipelines. */
 export class Session {

@@ -295,7 +295,7 @@ export class SendPipeline {
       if (nRelayed > 0) n = this.wrapRelayed(out, n, now);
       const sent = n > 0 ? ctx.socket.sendBatch(out, n, this.offs, this.wireLens, this.slots) : 0;
       // 12. express lease
-      if (count <= EXPRESS_MAX_BATCH && sent === n && this.expressOn && ctx.peers.generation === generation) {
+      if (count <= EXPRESS_MAX_BATCH && n > 0 && sent === n && this.expressOn && ctx.peers.generation === generation) {
         this.leaseTx(this.sessions[n - 1] as Session);
       }
       for (let j = 0; j < n; j++) {
@@ -587,6 +587,11 @@ export class SendPipeline {
    */
   sendKeepalive(peer: Peer, direct = false): boolean {
     if (!this.sendSealed(peer, MessageType.KEEPALIVE, null, direct)) return false;
+    if (direct && peer.relay !== null) {
+      // a probe: the keepalive scheduler must still send the ones that keep the relayed path alive
+      peer.counters[PeerCounter.PROBES_TX]++;
+      return true;
+    }
     peer.counters[PeerCounter.KEEPALIVES_TX]++;
     peer.counters[PeerCounter.LAST_KEEPALIVE_TX_MS] = Date.now();
     return true;
