@@ -12,12 +12,14 @@
  *      go out, or never since the session came up `PATH_GRACE_MS` ago
  *      (punching had its chance): `via R`, R the first relay of the list
  *      (ones we hold keys with first, relay.ts `relaysFor`) that is alive —
- *      it answered us directly within the same period.
+ *      heard from directly within `RELAY_FRESH_MS`.
  *   4. Via R: every `PROBE_MS` a keepalive goes to the peer's endpoint
  *      directly (a probe; the ordinary keepalives and the data go via R).
  *      The first authenticated direct datagram from the peer after the
- *      switch sends the path back to direct. R no longer alive (killed, or
- *      no longer a relay of the list): the next alive relay takes over.
+ *      switch sends the path back to direct. R no longer alive (nothing
+ *      from it for `2 × keepalive + 1 s` although it forwards the peer's
+ *      keepalives: killed; or no longer a relay of the list): the next alive
+ *      relay takes over.
  *
  * Needs keepalives (`keepalive` > 0): without them silence does not tell a
  * broken path from an idle one, and nothing is relayed. Switch mode relays
@@ -32,6 +34,13 @@ import type { Logger } from './logging.js';
 export const PATH_TICK_MS = 1_000;
 /** Implementation: time a new session gets to reach the peer directly (hole punching: relay.ts PUNCH_COUNT × PUNCH_SPACING_MS) before relaying. */
 export const PATH_GRACE_MS = 3_000;
+/**
+ * Implementation: a relay we do not send through yet counts as alive when
+ * heard from directly this recently (its own keepalive may be the default
+ * 25 s); the one we send through must have been heard within
+ * `2 × keepalive + 1 s` (it forwards the peer's keepalives to us).
+ */
+export const RELAY_FRESH_MS = 60_000;
 /** Implementation: interval of direct probes while relayed. */
 export const PROBE_MS = 1_000;
 
@@ -88,7 +97,7 @@ export function createPathSelector(deps: PathDeps, start = true): PathSelector {
   /** Per relayed peer: since when (wall ms) and the last probe. */
   const via = new Map<string, { relay: string; since: number; probedAt: number }>();
   const deadMs = 2 * deps.keepaliveMs + 1_000;
-  let relayingOn = false;
+  let relayingOn: boolean | undefined;
 
   const tick = (now: number): void => {
     const on = deps.isRelay();
@@ -99,12 +108,13 @@ export function createPathSelector(deps: PathDeps, start = true): PathSelector {
     if (deps.keepaliveMs <= 0) return;
     const all = deps.peers();
     const byName = new Map(all.map((p) => [p.name, p]));
-    const alive = (name: string): boolean => {
+    /** A relay answers: heard directly within `windowMs`. */
+    const alive = (name: string, windowMs: number): boolean => {
       const r = byName.get(name);
-      return r !== undefined && r.keyed && deps.isRelayNode(name) && r.lastDirectRxMs > 0 && now - r.lastDirectRxMs < deadMs;
+      return r !== undefined && r.keyed && deps.isRelayNode(name) && r.lastDirectRxMs > 0 && now - r.lastDirectRxMs < windowMs;
     };
     const pick = (name: string, exclude: string | null): PathPeer | undefined => {
-      for (const r of deps.relaysFor(name)) if (r !== exclude && alive(r)) return byName.get(r);
+      for (const r of deps.relaysFor(name)) if (r !== exclude && alive(r, Math.max(deadMs, RELAY_FRESH_MS))) return byName.get(r);
       return undefined;
     };
     for (const p of all) {
@@ -138,7 +148,7 @@ export function createPathSelector(deps: PathDeps, start = true): PathSelector {
         log.info('path direct again', { peer: p.name, relay: cur.relay });
         continue;
       }
-      if (!alive(cur.relay)) {
+      if (!alive(cur.relay, deadMs)) {
         const r = pick(p.name, cur.relay);
         if (r !== undefined) {
           deps.setPath(p.id, r.id);
