@@ -53,7 +53,8 @@ test('a peer never heard directly goes via the first live relay after the grace 
   rho.lastDirectRxMs = sigmaFresh(f, f.t0 + PATH_GRACE_MS + 500);
   f.sel.tick(f.t0 + PATH_GRACE_MS + 500);
   assert.deepEqual(f.calls, [['3', '1']], 'via rho (the first relay)');
-  assert.deepEqual(f.probes, ['3'], 'a direct probe at once');
+  f.sel.tick(f.t0 + PATH_GRACE_MS + 600);
+  assert.deepEqual(f.probes, ['3'], 'a direct probe at the next tick');
   f.sel.tick(f.t0 + PATH_GRACE_MS + 700);
   assert.deepEqual(f.probes, ['3'], 'probes are spaced');
   // a direct datagram after the switch: back to direct
