@@ -299,7 +299,7 @@ export class ReceivePipeline {
         continue;
       }
       if (type === MessageType.RELAYED) {
-        this.stageInner(peer, buf, off + HEADER_LEN, this.lens[j] - OVERHEAD);
+        this.stageInner(peer, buf, off + HEADER_LEN, this.lens[j] - OVERHEAD, batch.sources, this.source[j] * SOURCE_LEN);
         continue;
       }
       if (readType(buf, off) === MessageType.KEEPALIVE) {
@@ -476,7 +476,7 @@ export class ReceivePipeline {
   }
 
   /** Step 14 for one authenticated relayed datagram from relay `via`: stages its inner datagram for after the batch. */
-  private stageInner(via: Peer, buf: Buffer, pOff: number, plen: number): void {
+  private stageInner(via: Peer, buf: Buffer, pOff: number, plen: number, sources: Buffer, so: number): void {
     const src = this.ctx.peers.byNum.get(buf.readUInt32BE(pOff));
     const ilen = plen - RELAY_ID_LEN;
     this.growRelay();
@@ -487,6 +487,8 @@ export class ReceivePipeline {
     const k = this.innerN++;
     buf.copy(this.inner.buffer, this.inner.offsets[k], pOff + RELAY_ID_LEN, pOff + plen);
     this.inner.lengths[k] = ilen;
+    // the relay's address, as the socket reported it: step 8 must not take it for the source's
+    sources.copy(this.inner.sources, k * SOURCE_LEN, so, so + SOURCE_LEN);
     this.innerFrom[k] = src;
   }
 
