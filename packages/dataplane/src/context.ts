@@ -80,6 +80,18 @@ export interface PipelineContext {
   readonly drops: Float64Array;
   /** When non-empty, TUN packets must come from these subnets. */
   readonly localSubnets: PrefixTable;
+  /** Clamp the MSS of TCP SYNs to the peer's inner path MTU, both directions (mss-clamp.ts). */
+  readonly clampMss: boolean;
+  /** Where the receive pipeline hands authenticated path-MTU probes and replies (pmtu.ts). */
+  readonly pmtu: PmtuHooks;
+}
+
+/** The path-MTU side of the receive pipeline (implemented by pmtu.ts's PmtuScheduler). */
+export interface PmtuHooks {
+  /** An authenticated probe `id` from `peer`, `wireLen` bytes as received: answer it. */
+  onProbe(peer: Peer, id: number, wireLen: number): void;
+  /** An authenticated reply to our probe `id`. */
+  onReply(peer: Peer, id: number): void;
 }
 
 /** Counts a drop globally and, when known, for the peer. */

@@ -55,13 +55,15 @@ export const DropReason = {
   BAD_SOURCE: 21,
   /** Writing to the TUN device failed. */
   TUN_WRITE_FAILED: 22,
+  /** Larger than the peer's path carries (src/pmtu.ts): an ICMP "fragmentation needed" / "packet too big" went back into the TUN. */
+  TOO_BIG: 23,
 } as const;
 
 /** A value of {@link DropReason}. */
 export type DropReasonValue = (typeof DropReason)[keyof typeof DropReason];
 
 /** Number of slots a drop-counter table needs. */
-export const DROP_REASON_COUNT = 23;
+export const DROP_REASON_COUNT = 24;
 
 /** Stable names of the drop reasons (stats keys, logs). Index = value. */
 export const dropReasonName = [
@@ -88,6 +90,7 @@ export const dropReasonName = [
   'send-failed',
   'bad-source',
   'tun-write-failed',
+  'too-big',
 ] as const;
 
 /** A name in {@link dropReasonName}. */

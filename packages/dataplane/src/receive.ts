@@ -15,10 +15,14 @@
  *    `update` (catches duplicates within the batch); last-rx time.
  * 8. Roaming: the newest authentic packet from a new source address moves
  *    the peer's endpoint (`onEndpointChange`).
- * 9. Keepalive: counted (`keepalivesRx`, last time), done. Data: decompress when flagged (bounded by the MTU:
+ * 9. Keepalive: counted (`keepalivesRx`, last time), done. Path-MTU probe:
+ *    answered with a reply; reply: handed to the peer's search (pmtu.ts,
+ *    through `ctx.pmtu`), done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
- *     and a source inside the peer's subnets ('spoofed').
+ *     and a source inside the peer's subnets ('spoofed'). TCP SYNs get
+ *     their MSS clamped to the peer's inner path MTU (mss-clamp.ts, when
+ *     `clampMss`; the express path hands SYNs to this pipeline).
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
  * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
@@ -38,6 +42,7 @@ import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
 import { Flags, MessageType, OVERHEAD, checkHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
 import { decodeEndpoint } from './ip-address.js';
+import { clampMss } from './mss-clamp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
 import { IpOffset, contains } from './routing-table.js';
 
@@ -183,9 +188,18 @@ export class ReceivePipeline {
       if (newest) this.roam(peer, batch.sources, this.source[j] * SOURCE_LEN);
       // 9: payload
       const off = this.offs[j];
-      if (readType(buf, off) === MessageType.KEEPALIVE) {
+      const type = readType(buf, off);
+      if (type === MessageType.KEEPALIVE) {
         peer.counters[PeerCounter.KEEPALIVES_RX]++;
         peer.counters[PeerCounter.LAST_KEEPALIVE_RX_MS] = wall;
+        continue;
+      }
+      if (type === MessageType.PMTU_PROBE) {
+        ctx.pmtu.onProbe(peer, buf.readUInt32BE(off + HEADER_LEN), this.lens[j]);
+        continue;
+      }
+      if (type === MessageType.PMTU_REPLY) {
+        ctx.pmtu.onReply(peer, buf.readUInt32BE(off + HEADER_LEN));
         continue;
       }
       const pOff = off + HEADER_LEN;
@@ -200,11 +214,13 @@ export class ReceivePipeline {
         // 10: inner checks
         const dOff = this.decOffs[nDec];
         if (!this.innerOk(peer, this.decArena, dOff, m)) continue;
+        if (ctx.clampMss) clampMss(this.decArena, dOff, m, peer.innerMtu < mtu ? peer.innerMtu : mtu);
         this.decLens[nDec++] = m;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += m;
       } else {
         if (!this.innerOk(peer, buf, pOff, plen)) continue;
+        if (ctx.clampMss) clampMss(buf, pOff, plen, peer.innerMtu < mtu ? peer.innerMtu : mtu);
         this.plainOffs[nPlain] = pOff;
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;
