@@ -1058,10 +1058,10 @@ static napi_value m_express_tx_setup(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters) -> boolean. */
+/* expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters, maxLen) -> boolean. */
 static napi_value m_express_tx_lease(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+  size_t argc = 10;
+  napi_value argv[10];
   udp_sock *s = unwrap_this(env, info, &argc, argv);
   if (s == NULL) return NULL;
   if (s->closed || s->xtx == NULL) {
