@@ -128,7 +128,7 @@ describe('path MTU in the pipelines (memory network, path MTU 1280)', () => {
   });
 
   it('clamps the MSS of SYNs on send, and on receive when only the receiver clamps', async () => {
-    const p = await makePair({ extra: { pmtuDiscovery: true, clampMss: true, pmtuTimers: { probeTimeoutMs: 50 } } });
+    const p = await makePair({ extra: { pmtuDiscovery: true, clampMss: true, pmtuTimers: { probeTimeoutMs: 50 } }, extraB: { clampMss: false } });
     try {
       p.net!.pathMtu = PATH;
       await learnt(p);
@@ -136,8 +136,9 @@ describe('path MTU in the pipelines (memory network, path MTU 1280)', () => {
       send(p, syn('10.0.1.5', '10.0.2.5', 1460));
       await waitFor(() => p.b.tun.written.length >= 1, 10_000, 'the SYN arrives');
       const got = p.b.tun.takeWritten()[0];
-      assert.equal(got.readUInt16BE(42), INNER - 40);
+      assert.equal(got.readUInt16BE(42), INNER - 40, 'clamped by the sender');
       assert.equal(tcpChecksumOk(got), true);
+      assert.equal(p.b.dp.stats().pmtu.clampMss, false);
     } finally {
       p.close();
     }
