@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { PMTU_FLOOR, PathMtuSearch, innerMtuOf, pmtuCeiling, type PmtuTimers } from '../src/pmtu.js';
+import { jsCryptoBackend } from '../src/backend-js.js';
+import { PeerTable, type Peer } from '../src/peer-table.js';
+import { PMTU_FLOOR, PathMtuSearch, PmtuScheduler, innerMtuOf, pmtuCeiling, type PmtuTimers } from '../src/pmtu.js';
+import { sessionPair } from './pipeline-helpers.js';
 
 const timers: PmtuTimers = { probeTimeoutMs: 1000, probeTries: 3, reprobeMs: 600_000, retryMs: 30_000 };
 
@@ -125,5 +128,66 @@ describe('path MTU search (fake clock)', () => {
     assert.equal(pmtuCeiling(4, 1420), 1484);
     assert.equal(pmtuCeiling(6, 1420), 1504);
     assert.deepEqual(PMTU_FLOOR, { 4: 576, 6: 1280 });
+  });
+});
+
+describe('path MTU scheduler (fake sender and clock)', () => {
+  /** A peer table with one keyed peer at an IPv4 endpoint and a sender that models a path of `path` bytes. */
+  function setup(path: { v: number }, refuseLocally = false) {
+    const peers = new PeerTable(jsCryptoBackend(), () => {}, () => {});
+    const peer = peers.add('b', 'b', ['10.0.2.0/24'], { host: '192.0.2.2', port: 3406 });
+    peers.install(peer, sessionPair().a, 0);
+    const replies: Array<{ id: number; at: number }> = [];
+    let tooBig = 0;
+    let now = 0;
+    const sender = {
+      sendProbe(_p: Peer, payloadLen: number, id: number): 'sent' | 'too-big' | 'failed' {
+        const size = payloadLen + 36 + 28;
+        if (size > path.v) {
+          if (refuseLocally) return 'too-big';
+          return 'sent';
+        }
+        replies.push({ id, at: now + 5 });
+        return 'sent';
+      },
+      sendProbeReply: () => true,
+      tooBigCount: () => tooBig,
+    };
+    const sched = new PmtuScheduler(peers, sender, 1420, timers);
+    const run = (until: number): void => {
+      for (; now < until; now += 10) {
+        sched.tick(now);
+        while (replies.length > 0 && replies[0]!.at <= now + 10) sched.onReply(peer, replies.shift()!.id);
+      }
+    };
+    return { peers, peer, sched, run, bumpTooBig: () => tooBig++, now: () => now };
+  }
+
+  it('publishes the inner MTU on the peer and voids the express send leases when it changes', () => {
+    const path = { v: 1280 };
+    const s = setup(path, true);
+    const gen0 = s.peers.expressTxGen[0]!;
+    assert.equal(s.peer.innerMtu, 65535, 'no estimate yet');
+    s.run(5_000);
+    assert.equal(s.peer.pmtu?.pmtu, 1280);
+    assert.equal(s.peer.innerMtu, 1216);
+    assert.ok(s.peers.expressTxGen[0]! > gen0, 'express send leases voided');
+  });
+
+  it('searches again for every peer when the socket reports EMSGSIZE on data, and when the endpoint moves', () => {
+    const path = { v: 1400 };
+    const s = setup(path, true);
+    s.run(5_000);
+    assert.equal(s.peer.innerMtu, 1400 - 64);
+    path.v = 1300;
+    s.run(10_000);
+    assert.equal(s.peer.innerMtu, 1400 - 64, 'nothing asked for a new search yet');
+    s.bumpTooBig();
+    s.run(15_000);
+    assert.equal(s.peer.innerMtu, 1300 - 64, 'EMSGSIZE on data: searched again');
+    path.v = 1500;
+    s.peers.setEndpoint(s.peer, '192.0.2.9', 3406);
+    s.run(20_000);
+    assert.equal(s.peer.innerMtu, 1420, 'the new endpoint has a clean path');
   });
 });
