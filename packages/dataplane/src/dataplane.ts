@@ -358,7 +358,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       throw new DataplaneError('ERR_DP_CONFIG', `pmtuTimers.${k} must be a finite number > 0`);
     }
   }
-  const pmtu = new PmtuScheduler(peers, send, mtu, pmtuTimers);
+  const pmtu = new PmtuScheduler(peers, send, mtu, pmtuTimers, logger);
   const receive = new ReceivePipeline(ctx);
   let closed = false;
   const live = (): void => {

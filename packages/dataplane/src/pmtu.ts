@@ -42,6 +42,7 @@
  * coarse, unref'd timer (nothing per packet).
  */
 import type { PmtuHooks } from './context.js';
+import { silentLogger, type DataplaneLogger } from './events.js';
 import { OVERHEAD } from './framing.js';
 import type { Peer, PeerTable } from './peer-table.js';
 
@@ -277,6 +278,7 @@ export class PmtuScheduler implements PmtuHooks {
     /** The configured inner MTU (the TUN's): the ceiling of every search. */
     private readonly mtu: number,
     private readonly timers: PmtuTimers = PMTU_DEFAULTS,
+    private readonly logger: DataplaneLogger = silentLogger,
   ) {}
 
   /** Starts discovery (without it probes are still answered). Idempotent. */
@@ -337,6 +339,7 @@ export class PmtuScheduler implements PmtuHooks {
     if (inner !== peer.innerMtu) {
       peer.innerMtu = inner;
       this.peers.voidExpressTx();
+      this.logger.info('path mtu', { peer: peer.id, endpoint: `${peer.endpointHost}:${peer.endpointPort}`, pmtu: st.pmtu, innerMtu: inner });
     }
   }
 
