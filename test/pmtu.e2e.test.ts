@@ -13,7 +13,8 @@
  *     (1420) gets "fragmentation needed" with the inner MTU back, both
  *     ways — never silence;
  *  3. a 200 MB TCP transfer over each pair completes with matching sha256
- *     (MSS clamped on the SYN; no outer fragments).
+ *     (MSS clamped on the SYN), and no host fragmented an outer datagram
+ *     (the kernel's Ip FragCreates stays 0).
  *
  * Needs root, `ip netns`, /dev/net/tun, ping and iptables; skips otherwise.
  */
@@ -68,6 +69,15 @@ async function pingDf(lab: Lab, from: LabHost, target: string, size: number, cou
   const r = await lab.exec(from, 'ping', ['-n', '-M', 'do', '-s', String(size), '-c', String(count), '-i', '0.3', '-W', '2', target], { check: false, timeoutMs: 30_000 });
   const m = /(\d+) received/.exec(r.stdout);
   return { received: m ? Number(m[1]) : 0, text: r.stdout + r.stderr };
+}
+
+/** The kernel's `Ip: FragCreates` counter in a host's namespace (datagrams it fragmented). */
+async function fragCreates(lab: Lab, host: LabHost): Promise<number> {
+  const lines = (await lab.exec(host, 'cat', ['/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Ip: '));
+  const [names, values] = lines.map((l) => l.split(/\s+/));
+  const i = names!.indexOf('FragCreates');
+  assert.ok(i > 0, 'FragCreates in /proc/net/snmp');
+  return Number(values![i]);
 }
 
 async function pmtuOf(node: RunningNode, peer: string): Promise<{ pmtu: number | null; innerMtu: number }> {
@@ -140,5 +150,7 @@ test('path MTU: learnt per peer at 1280 and 1400, ICMP "fragmentation needed" in
     const { ms } = await transfer(lab, dir, h1, c.farHost, c.farAddr, port, `alpha→${c.far.name}`);
     t.diagnostic(`200 MB alpha → ${c.far.name} (path MTU ${c.path}): ${ms} ms, ${((BYTES * 8) / ms / 1000).toFixed(0)} Mbit/s, sha256 equal`);
   }
+  // Nothing was fragmented on the underlay: the data sockets send with DF and size datagrams by the path.
+  for (const h of [h1, h2, h3]) assert.equal(await fragCreates(lab, h), 0, `${h.name} fragmented no outer datagram`);
   env.passed();
 });
