@@ -22,7 +22,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { makeNetwork, startNode, type RunningNode } from './lib/cluevpn.js';
+import { cluevpn, makeNetwork, startNode, type RunningNode } from './lib/cluevpn.js';
 import { daemonTest } from './lib/daemon-test.js';
 import type { Lab, LabHost } from './lib/lab.js';
 import { waitFor } from './lib/wait-for.js';
@@ -128,6 +128,14 @@ test('path MTU: learnt per peer at 1280 and 1400, ICMP "fragmentation needed" in
       return a.pmtu === c.path && f.pmtu === c.path && a.innerMtu === inner && f.innerMtu === inner;
     }, { timeoutMs: 90_000, intervalMs: 200, description: `alpha and ${c.far.name} learn path MTU ${c.path}` });
     t.diagnostic(`alpha ↔ ${c.far.name}: path MTU ${c.path}, inner MTU ${inner}`);
+    // visible to the operator: `cluevpn status` (PMTU column) and `--json`
+    const text = (await cluevpn('-c', alpha.conf, 'status')).stdout;
+    assert.match(text, new RegExp(`^${c.far.name} .* ${c.path} \\(inner ${inner}, [^)]*\\)`, 'm'), text);
+    const json = JSON.parse((await cluevpn('-c', alpha.conf, 'status', '--json')).stdout) as { peers: Array<{ name: string; pmtu: number | null; innerMtu: number; pmtuAgeMs: number | null }> };
+    const row = json.peers.find((p) => p.name === c.far.name);
+    assert.equal(row?.pmtu, c.path);
+    assert.equal(row?.innerMtu, inner);
+    assert.ok(row?.pmtuAgeMs !== null && row!.pmtuAgeMs! >= 0);
 
     // 2. at the inner MTU: passes; at the TUN MTU: an ICMP error with the inner MTU, both directions
     await waitFor(async () => (await pingDf(lab, h1, c.farAddr, inner - 28, 3)).received === 3, { timeoutMs: 60_000, intervalMs: 0, description: `ping -M do -s ${inner - 28} alpha → ${c.far.name}` });
