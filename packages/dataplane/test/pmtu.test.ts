@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { jsCryptoBackend } from '../src/backend-js.js';
 import { PeerTable, type Peer } from '../src/peer-table.js';
-import { PMTU_FLOOR, PathMtuSearch, PmtuScheduler, innerMtuOf, pmtuCeiling, type PmtuTimers } from '../src/pmtu.js';
+import { OUTER_HEADERS, PMTU_FLOOR, PathMtuSearch, PmtuScheduler, endpointFamily, innerMtuOf, pmtuCeiling, type PmtuTimers } from '../src/pmtu.js';
 import { sessionPair } from './pipeline-helpers.js';
 
 const timers: PmtuTimers = { probeTimeoutMs: 1000, probeTries: 3, reprobeMs: 600_000, retryMs: 30_000 };
@@ -141,8 +141,8 @@ describe('path MTU scheduler (fake sender and clock)', () => {
     let tooBig = 0;
     let now = 0;
     const sender = {
-      sendProbe(_p: Peer, payloadLen: number, id: number): 'sent' | 'too-big' | 'failed' {
-        const size = payloadLen + 36 + 28;
+      sendProbe(p: Peer, payloadLen: number, id: number): 'sent' | 'too-big' | 'failed' {
+        const size = payloadLen + 36 + OUTER_HEADERS[endpointFamily(p)];
         if (size > path.v) {
           if (refuseLocally) return 'too-big';
           return 'sent';
@@ -189,5 +189,18 @@ describe('path MTU scheduler (fake sender and clock)', () => {
     s.peers.setEndpoint(s.peer, '192.0.2.9', 3406);
     s.run(20_000);
     assert.equal(s.peer.innerMtu, 1420, 'the new endpoint has a clean path');
+  });
+
+  it('an IPv6 endpoint: floor 1280, 48 bytes of outer headers', () => {
+    const path = { v: 1400 };
+    const s = setup(path, true);
+    s.peers.setEndpoint(s.peer, '2001:db8::2', 3406);
+    s.run(5_000);
+    assert.equal(s.peer.pmtu?.pmtu, 1400);
+    assert.equal(s.peer.innerMtu, 1400 - 48 - 36);
+    path.v = 1000;
+    s.peers.setEndpoint(s.peer, '2001:db8::3', 3406);
+    s.run(10_000);
+    assert.equal(s.peer.pmtu?.pmtu, 1400, 'not even the IPv6 floor got through: nothing learnt, the previous estimate stays');
   });
 });
