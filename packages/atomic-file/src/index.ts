@@ -27,6 +27,14 @@ export interface AtomicWriteOptions {
   mode?: number;
   /** Replace an existing target (default true). With false, an existing target makes the write fail with EEXIST. */
   overwrite?: boolean;
+  /**
+   * Flush the file and its directory to disk (default true). With false the
+   * replacement is still atomic (readers see the old or the new file, never
+   * a mix) but may be lost in a power failure: for files that mean nothing
+   * after a reboot, such as a pidfile, and whose writer should not wait for
+   * the disk.
+   */
+  durable?: boolean;
 }
 
 /** Matches a temporary file name: groups 1 = target name, 2 = writer's pid. */
@@ -59,7 +67,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, opt
   try {
     try {
       for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-      fsyncSync(fd);
+      if (opts.durable !== false) fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -71,7 +79,7 @@ export function writeFileAtomicSync(path: string, data: string | Uint8Array, opt
   } finally {
     if (!placed) unlinkSync(tmp);
   }
-  fsyncDirSync(dirname(path));
+  if (opts.durable !== false) fsyncDirSync(dirname(path));
 }
 
 /** Replaces `path` with `data` atomically and durably (steps 1–4 above). */
@@ -82,7 +90,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, opts.mode ?? 0o644);
     try {
       await fh.writeFile(toBytes(data));
-      await fh.sync();
+      if (opts.durable !== false) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -96,6 +104,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
       if (e.code !== 'ENOENT') throw e;
     });
   }
+  if (opts.durable === false) return;
   const dh = await open(dirname(path), 'r');
   try {
     await dh.sync();

@@ -25,6 +25,16 @@ for (const [name, write] of [
     assert.deepEqual(readdirSync(d), ['state']);
   });
 
+  test(`${name}: durable false still replaces atomically with the mode (only the fsyncs are skipped)`, async (t) => {
+    const d = dir(t);
+    const f = join(d, 'pid');
+    writeFileSync(f, '1\n');
+    await write(f, '4242\n', { mode: 0o640, durable: false });
+    assert.equal(readFileSync(f, 'utf8'), '4242\n');
+    assert.equal(statSync(f).mode & 0o777, 0o640);
+    assert.deepEqual(readdirSync(d), ['pid']);
+  });
+
   test(`${name}: overwrite false refuses an existing target with EEXIST and keeps it`, async (t) => {
     const d = dir(t);
     const f = join(d, 'key');

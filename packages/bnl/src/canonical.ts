@@ -10,12 +10,14 @@
  * Canonical JSON: object keys sorted, no whitespace, integers only, optional
  * fields omitted rather than empty/false, nodes sorted by id, endpoints by
  * host then port, subnets IPv4 first then by address and prefix length,
- * tags and signer keys sorted.
+ * tags and signer keys sorted, rules sorted by their canonical text (rules.ts;
+ * the `rules` key is absent when there are none, so older lists keep their bytes).
  */
 import { createHash } from 'node:crypto';
 import { BnlValidationError } from './errors.js';
 import { compareCidr, parseCidr } from './ip.js';
 import { BNL_MAGIC, BNL_VERSION, type Bnl, type BnlEndpoint, type BnlNode, type BnlSignature } from './model.js';
+import { canonicalRules, stringifyRule } from './rules.js';
 import { validateBnl } from './validate.js';
 
 function cmpStr(a: string, b: string): number {
@@ -37,13 +39,14 @@ function canonicalNode(n: BnlNode): BnlNode {
   if (n.fingerprint !== undefined) out.fingerprint = n.fingerprint;
   if (n.relay === true) out.relay = true;
   if (n.tags !== undefined && n.tags.length > 0) out.tags = [...n.tags].sort(cmpStr);
+  if (n.mac !== undefined && n.mac.length > 0) out.mac = [...n.mac].sort(cmpStr);
   return out;
 }
 
 /**
  * Returns the canonical copy of a list (sorted, optional fields normalised)
  * without touching the input. Throws {@link BnlValidationError} if the list
- * is invalid. `relay: false` and `tags: []` are accepted here and dropped.
+ * is invalid. `relay: false`, `tags: []` and `mac: []` are accepted here and dropped.
  */
 export function canonicaliseBnl(bnl: Bnl): Bnl {
   const cleaned = {
@@ -52,11 +55,13 @@ export function canonicaliseBnl(bnl: Bnl): Bnl {
       const c: BnlNode = { ...n };
       if (c.relay !== true) delete c.relay;
       if (c.tags !== undefined && c.tags.length === 0) delete c.tags;
+      if (c.mac !== undefined && c.mac.length === 0) delete c.mac;
       if (c.fingerprint === undefined) delete c.fingerprint;
       return c;
     }),
   };
   if (cleaned.signers === undefined) delete cleaned.signers;
+  if (cleaned.rules === undefined || (Array.isArray(cleaned.rules) && cleaned.rules.length === 0)) delete cleaned.rules;
   const problems = validateBnl(cleaned);
   if (problems.length > 0) throw new BnlValidationError(problems);
   return canonicaliseValid(cleaned);
@@ -71,6 +76,7 @@ export function canonicaliseValid(bnl: Bnl): Bnl {
     nodes: bnl.nodes.map(canonicalNode).sort((a, b) => a.id - b.id),
   };
   if (bnl.signers) out.signers = { keys: [...bnl.signers.keys].sort(cmpStr), threshold: bnl.signers.threshold };
+  if (bnl.rules !== undefined && bnl.rules.length > 0) out.rules = canonicalRules(bnl.rules);
   return out;
 }
 
@@ -96,7 +102,9 @@ const q = JSON.stringify;
 function stringifyNode(n: BnlNode): string {
   let s = `{"endpoints":[${n.endpoints.map((e) => `{"host":${q(e.host)},"port":${e.port}}`).join(',')}]`;
   if (n.fingerprint !== undefined) s += `,"fingerprint":${q(n.fingerprint)}`;
-  s += `,"id":${n.id},"name":${q(n.name)},"prefer":${q(n.prefer)}`;
+  s += `,"id":${n.id}`;
+  if (n.mac !== undefined) s += `,"mac":[${n.mac.map((x) => q(x)).join(',')}]`;
+  s += `,"name":${q(n.name)},"prefer":${q(n.prefer)}`;
   if (n.relay === true) s += ',"relay":true';
   s += `,"subnets":[${n.subnets.map((x) => q(x)).join(',')}]`;
   if (n.tags !== undefined) s += `,"tags":[${n.tags.map((x) => q(x)).join(',')}]`;
@@ -105,7 +113,9 @@ function stringifyNode(n: BnlNode): string {
 
 /** Payload text of an already canonical list, without re-validating (internal). Keys in sorted order. */
 export function stringifyCanonical(bnl: Bnl): string {
-  let s = `{"network":${q(bnl.network)},"nodes":[${bnl.nodes.map(stringifyNode).join(',')}],"serial":${bnl.serial}`;
+  let s = `{"network":${q(bnl.network)},"nodes":[${bnl.nodes.map(stringifyNode).join(',')}]`;
+  if (bnl.rules !== undefined) s += `,"rules":[${bnl.rules.map(stringifyRule).join(',')}]`;
+  s += `,"serial":${bnl.serial}`;
   if (bnl.signers) s += `,"signers":${stringifySorted(bnl.signers)}`;
   return `${s},"timestamp":${bnl.timestamp}}`;
 }

@@ -43,7 +43,10 @@ export type BnlProblemCode =
   | 'ERR_BNL_SUBNET_OVERLAP'
   | 'ERR_BNL_FINGERPRINT'
   | 'ERR_BNL_TAG'
-  | 'ERR_BNL_SIGNERS';
+  | 'ERR_BNL_MAC'
+  | 'ERR_BNL_MAC_DUPLICATE'
+  | 'ERR_BNL_SIGNERS'
+  | 'ERR_BNL_RULE';
 
 /**
  * One validation problem: a stable code, the node it concerns (name, or

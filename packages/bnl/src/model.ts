@@ -24,6 +24,10 @@ export const BNL_MAX_ENDPOINTS = 16;
 export const BNL_MAX_SUBNETS = 256;
 /** Specification: most tags per node. */
 export const BNL_MAX_TAGS = 32;
+/** Specification: most MAC addresses per node (switch mode). */
+export const BNL_MAX_MACS = 256;
+
+import type { BnlRule } from './rules.js';
 
 /** One real address of a node: IPv4, IPv6 or DNS name (canonical text), and port. */
 export interface BnlEndpoint {
@@ -35,7 +39,9 @@ export interface BnlEndpoint {
  * One node. `name` is its identity (the certificate CN); `id` the numeric id
  * used on the wire. Optional fields are absent rather than empty/false in
  * the canonical form: `fingerprint` (SHA-256 of the certificate DER, 64
- * lowercase hex), `relay` (only `true`), `tags` (non-empty, sorted).
+ * lowercase hex), `relay` (only `true`), `tags` (non-empty, sorted),
+ * `mac` (switch mode: the unicast MAC addresses that are this node's,
+ * `aa:bb:cc:dd:ee:ff` lowercase, non-empty, sorted, unique across the list).
  */
 export interface BnlNode {
   name: string;
@@ -46,6 +52,7 @@ export interface BnlNode {
   fingerprint?: string;
   relay?: boolean;
   tags?: string[];
+  mac?: string[];
 }
 
 /**
@@ -69,6 +76,8 @@ export interface Bnl {
   timestamp: number;
   nodes: BnlNode[];
   signers?: BnlSigners;
+  /** Access rules (rules.ts); absent = no rules = everything allowed. Non-empty, sorted when present. */
+  rules?: BnlRule[];
 }
 
 /** One signature line: signer public key and Ed25519 signature, both lowercase hex. */

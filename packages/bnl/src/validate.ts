@@ -11,9 +11,11 @@ import {
   BNL_MAX_NODES,
   BNL_MAX_SIGNER_KEYS,
   BNL_MAX_SUBNETS,
+  BNL_MAX_MACS,
   BNL_MAX_TAGS,
   type Bnl,
 } from './model.js';
+import { validateRules } from './rules.js';
 
 /** Node names: usable as a certificate CN and a file name (hostname-like, 1..64). */
 export const NODE_NAME_RE = /^[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$/;
@@ -26,8 +28,10 @@ export const FINGERPRINT_RE = /^[0-9a-f]{64}$/;
 /** Canonical Ed25519 public key: 32 bytes, 64 lowercase hex. */
 export const PUBLIC_KEY_RE = /^[0-9a-f]{64}$/;
 
-const LIST_FIELDS = new Set(['network', 'serial', 'timestamp', 'nodes', 'signers']);
-const NODE_FIELDS = new Set(['name', 'id', 'endpoints', 'prefer', 'subnets', 'fingerprint', 'relay', 'tags']);
+const LIST_FIELDS = new Set(['network', 'serial', 'timestamp', 'nodes', 'signers', 'rules']);
+const NODE_FIELDS = new Set(['name', 'id', 'endpoints', 'prefer', 'subnets', 'fingerprint', 'relay', 'tags', 'mac']);
+/** Canonical MAC address: six lowercase hex pairs joined by ':'. */
+export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -58,6 +62,7 @@ export function validateBnl(input: unknown): BnlProblem[] {
   if (!isSafeUint(input.serial)) add('ERR_BNL_SERIAL', 'serial must be a non-negative integer below 2^53', undefined, 'serial');
   if (!isSafeUint(input.timestamp)) add('ERR_BNL_TIMESTAMP', 'timestamp must be non-negative integer milliseconds below 2^53', undefined, 'timestamp');
   if (input.signers !== undefined) validateSigners(input.signers, add);
+  if (input.rules !== undefined) validateRules(input.rules, add);
   if (!Array.isArray(input.nodes)) {
     add('ERR_BNL_FIELD', 'nodes must be an array', undefined, 'nodes');
     return problems;
@@ -69,6 +74,7 @@ export function validateBnl(input: unknown): BnlProblem[] {
   const names = new Map<string, number>();
   const ids = new Map<number, string>();
   const prefixes: { cidr: Cidr; node: string; text: string }[] = [];
+  const macs = new Map<string, string>();
   input.nodes.forEach((raw: unknown, index: number) => {
     if (!isObject(raw)) {
       add('ERR_BNL_FIELD', 'node is not an object', `#${index}`);
@@ -126,6 +132,19 @@ export function validateBnl(input: unknown): BnlProblem[] {
           if (typeof t !== 'string' || !TAG_RE.test(t)) add('ERR_BNL_TAG', `tag ${JSON.stringify(t)} must be 1-64 characters of letters, digits and ._:=/@+-`, label, 'tags');
           else if (seen.has(t)) add('ERR_BNL_TAG', `tag ${t} appears twice`, label, 'tags');
           else seen.add(t);
+        }
+      }
+    }
+    if (raw.mac !== undefined) {
+      if (!Array.isArray(raw.mac) || raw.mac.length === 0 || raw.mac.length > BNL_MAX_MACS) {
+        add('ERR_BNL_MAC', `mac is either absent or an array of 1 to ${BNL_MAX_MACS} MAC addresses`, label, 'mac');
+      } else {
+        for (const m of raw.mac as unknown[]) {
+          if (typeof m !== 'string' || !MAC_RE.test(m)) add('ERR_BNL_MAC', `mac ${JSON.stringify(m)} must be aa:bb:cc:dd:ee:ff in lowercase hex`, label, 'mac');
+          else if ((parseInt(m.slice(0, 2), 16) & 1) === 1) add('ERR_BNL_MAC', `mac ${m} is a group (multicast) address; a node owns unicast addresses only`, label, 'mac');
+          else if (m === '00:00:00:00:00:00') add('ERR_BNL_MAC', 'mac 00:00:00:00:00:00 is not an address', label, 'mac');
+          else if (macs.has(m)) add('ERR_BNL_MAC_DUPLICATE', `mac ${m} is also listed for node "${macs.get(m)}"`, label, 'mac');
+          else macs.set(m, label);
         }
       }
     }

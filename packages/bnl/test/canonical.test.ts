@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createUnsignedBnl, parseBnl, encodePayload, normaliseHost, parseCidr, normaliseFingerprint, validateBnl, BnlError, type Bnl } from '../src/index.js';
+import { createUnsignedBnl, parseBnl, encodePayload, normaliseHost, parseCidr, normaliseFingerprint, normaliseMac, validateBnl, diffBnl, BnlError, type Bnl } from '../src/index.js';
 import { makeTestBnl } from '../src/testing.js';
 import { newKey, signed } from './helpers.js';
 
@@ -136,4 +136,22 @@ test('a node without a reachable listed endpoint: "endpoints":[] is its one cano
   assert.notEqual(missing, payload);
   assert.throws(() => parseBnl(Buffer.from(`${head}\n${missing}\n`)), (e: BnlError) => e.code === 'ERR_BNL_INVALID' && JSON.stringify(e).includes('endpoints'));
   assert.deepEqual(validateBnl(back.bnl), []);
+});
+
+test('mac (switch mode): sorted, between id and name, omitted when empty, so lists without it keep their bytes', () => {
+  const x = rich();
+  const withMac: Bnl = { ...x, nodes: x.nodes.map((n) => (n.name === 'zeta' ? { ...n, mac: ['02:00:00:00:00:0b', '02:00:00:00:00:0a'] } : n)) };
+  const a = createUnsignedBnl(withMac);
+  const text = Buffer.from(a.bytes).toString('ascii');
+  assert.match(text, /"id":9,"mac":\["02:00:00:00:00:0a","02:00:00:00:00:0b"\],"name":"zeta"/);
+  assert.deepEqual(Buffer.from(parseBnl(a.bytes).bytes), Buffer.from(a.bytes), 'parses back to the same bytes');
+  // an empty list is the field left out: the same bytes as a list written before the field existed
+  const empty: Bnl = { ...x, nodes: x.nodes.map((n) => ({ ...n, mac: [] })) };
+  assert.deepEqual(Buffer.from(encodePayload(empty)), Buffer.from(encodePayload(x)));
+  assert.doesNotMatch(Buffer.from(encodePayload(x)).toString('ascii'), /"mac"/);
+  // a diff names the field
+  const d = diffBnl(createUnsignedBnl(x).bnl, a.bnl);
+  assert.deepEqual(d.changed.map((c) => [c.name, c.fields]), [['zeta', ['mac']]]);
+  assert.equal(normaliseMac(' 02-00-00-00-00-0A '), '02:00:00:00:00:0a');
+  assert.equal(normaliseMac('02:00:00:00:00'), null);
 });

@@ -102,3 +102,26 @@ test('import-csv adds every row or nothing', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('mac= (switch mode): normalised, sorted, replaced on modify, removed by an empty value; a bad one is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bnl-mac-'));
+  try {
+    const bnl = await session(dir);
+    assert.equal((await bnl('new', '--network', 'lab')).code, 0);
+    const add = await bnl('add', 'a', 'ipv4=192.0.2.1', 'mac=02-00-00-00-00-0B', 'mac=02:00:00:00:00:0a');
+    assert.equal(add.code, 0, add.err);
+    const macs = async (): Promise<unknown> => (JSON.parse((await bnl('print', '--json')).out) as { nodes: { mac?: string[] }[] }).nodes[0]!.mac;
+    assert.deepEqual(await macs(), ['02:00:00:00:00:0a', '02:00:00:00:00:0b']);
+    assert.equal((await bnl('modify', 'a', 'mac=02:00:00:00:00:0c')).code, 0);
+    assert.deepEqual(await macs(), ['02:00:00:00:00:0c']);
+    assert.equal((await bnl('modify', 'a', 'mac=')).code, 0);
+    assert.equal(await macs(), undefined, 'no MACs: the field is left out');
+    const bad = await bnl('modify', 'a', 'mac=02:00:00:00:00');
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /mac/);
+    const group = await bnl('modify', 'a', 'mac=01:00:5e:00:00:01');
+    assert.notEqual(group.code, 0, 'a multicast MAC fails validation');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -47,6 +47,16 @@ test('status table shows every per-peer field the issue asks for', () => {
   assert.equal(humanCount(999), '999');
 });
 
+test('switch mode adds one status line with the MAC table counters; router mode has none', () => {
+  assert.doesNotMatch(renderStatus(report()), /switch mode/);
+  const sw = renderStatus({
+    ...report(),
+    mode: 'switch',
+    switch: { macs: [{ mac: '02:00:00:00:00:01', owner: 'local', fixed: false, seenAgoMs: 10 }, { mac: '02:00:00:00:00:02', owner: 'beta', fixed: true, seenAgoMs: null }], size: 2, learned: 5, moved: 1, full: 0, flooded: 9, unicast: 40 },
+  });
+  assert.match(sw.split('\n')[3]!, /^switch mode: 2 MACs \(1 local\), learned 5, moved 1, refused for room 0; frames flooded 9, unicast 40/);
+});
+
 test('a reload answer reads as pushed to N of M, with failures and background pushes when there are any', () => {
   assert.equal(pushSummary({ pushedTo: 4, pushTargets: 4, pushFailed: 0, pushPending: 0 }), 'pushed to 4 of 4 nodes');
   assert.equal(pushSummary({ pushedTo: 1, pushTargets: 1, pushFailed: 0, pushPending: 0 }), 'pushed to 1 of 1 node');

@@ -80,6 +80,14 @@ export interface StatusReport {
   port: number;
   logLevel: number;
   bnl: BnlStatusReport;
+  /**
+   * The access policy (the list's rules, issue 20): `serial` is the serial
+   * of the list whose rules are in force, `null` when the list has no rules
+   * (everything allowed); `rules` how many of them apply to this node; tracked
+   * flows now, the table's size and flows evicted because it was full.
+   * Absent from daemons without access rules.
+   */
+  policy?: { serial: number | null; rules: number; flows: number; maxFlows: number; evicted: number };
   peers: PeerStatus[];
   /**
    * Drops not tied to a current peer (unknown receiver index, bad header, no
@@ -95,6 +103,25 @@ export interface StatusReport {
    * "modules (why)"; "" when the daemon was started in-process (tests).
    */
   loaded: string;
+  /** `mode=`: 'router' (IP over a TUN) or 'switch' (Ethernet over a TAP). Absent from older daemons. */
+  mode?: 'router' | 'switch';
+  /** Switch mode only: the MAC table and its counters. */
+  switch?: SwitchReport;
+}
+
+/** Switch mode's view in `status`: which node owns which MAC, and what the switch did. */
+export interface SwitchReport {
+  /** Newest first, at most 256 listed; `owner` is a node name or "local" (behind our own TAP); `seenAgoMs` null for MACs fixed by the BNL. */
+  macs: Array<{ mac: string; owner: string; fixed: boolean; seenAgoMs: number | null }>;
+  /** MACs in the table (learned and fixed). */
+  size: number;
+  /** Since start: MACs learned, moved from one owner to another, new sources refused for lack of room. */
+  learned: number;
+  moved: number;
+  full: number;
+  /** Frames from the TAP flooded to every peer, and sent to the one owning peer. */
+  flooded: number;
+  unicast: number;
 }
 
 /** Where the daemon's memory is: resident set, V8 heap, and memory outside it. */

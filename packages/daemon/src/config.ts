@@ -106,6 +106,12 @@ export interface DaemonConfig {
   udpoffload: boolean;
   /** TUN virtio offloads (TSO/checksum) when the kernel has them. Default yes; no for a plain device. */
   tunoffload: boolean;
+  /**
+   * `router` (default): a TUN device, IP packets routed by the BNL's subnets.
+   * `switch`: a TAP device, Ethernet frames forwarded by MAC address (bridge
+   * it yourself); subnets are not routed and no address is assigned.
+   */
+  mode: 'router' | 'switch';
   /** Rekey interval in milliseconds (`rekey=1h`). Default 1 hour, at least 10 s. */
   rekeyMs: number;
   /** Keepalive interval in milliseconds (`keepalive=25`): a peer sent nothing for this long gets an authenticated keepalive. Default 25 s; 0 = off. */
@@ -285,6 +291,8 @@ const parseListenAddress: Parser<ListenAddress> = (raw, warn) => {
   return { host, port: parseIntIn(1, 65535)(m[3]!, warn) };
 };
 
+const parseMode: Parser<'router' | 'switch'> = (raw) => (raw === 'router' || raw === 'switch' ? raw : bad(`'${raw}' is not one of router, switch`));
+
 const parseLogMethod: Parser<LogMethod> = (raw) =>
   raw === 'stderr' || raw === 'syslog' || raw === 'file' ? raw : bad(`'${raw}' is not one of stderr, syslog, file`);
 
@@ -334,6 +342,7 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   express: { kind: 'value', parse: parseBool },
   udpoffload: { kind: 'value', parse: parseBool },
   tunoffload: { kind: 'value', parse: parseBool },
+  mode: { kind: 'value', parse: parseMode },
   rekey: { kind: 'value', parse: parseDuration(10_000, 86_400_000) },
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   resolveinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
@@ -470,6 +479,7 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     express: one<boolean>('express') ?? true,
     udpoffload: one<boolean>('udpoffload') ?? true,
     tunoffload: one<boolean>('tunoffload') ?? true,
+    mode: one<'router' | 'switch'>('mode') ?? 'router',
     rekeyMs: one<number>('rekey') ?? 3_600_000,
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
     resolveintervalMs: one<number>('resolveinterval') ?? 300_000,

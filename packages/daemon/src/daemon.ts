@@ -9,6 +9,7 @@
  *  2. BNL: trust from `bnlpubkey`, load and verify the stored list (refuse
  *     to start on a missing or invalid one, saying why), find ourselves by name
  *  3. TUN: open, MTU, up, own host addresses, routes for peers' subnets
+ *     (`mode=switch`: a TAP device, no address, no route: `switch-mode.ts`)
  *  4. data plane on `port` (UDP), one peer per other node
  *  5. mesh (`mesh.ts`): state store (send epochs bumped before anything is
  *     sent), mutual-TLS control channel on `port` (TCP), negotiation wired
@@ -32,9 +33,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BnlStore, createTrust, parsePublicKey, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
+import { BnlStore, createTrust, parsePublicKey, type Bnl, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
-import { createDataplane, type Dataplane, type PeerStats } from '@cluevpn/dataplane';
+import { createDataplane, type Dataplane, type PeerStats, type RekeyReason as DataplaneRekeyReason } from '@cluevpn/dataplane';
+import type { RekeyReason } from '@cluevpn/negotiation';
 import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
 import { INLINE_PUBKEY_RE } from './config.js';
@@ -53,8 +55,23 @@ import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
 import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
 import { engineSwitches } from './switches.js';
+import { switchModeNotice, switchReport } from './switch-mode.js';
+import { applyPolicy } from './policy.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
+
+/** The negotiator's reason for a rekey the data plane asks for (the one counted and logged). */
+export function rekeyReasonOf(reason: DataplaneRekeyReason): RekeyReason {
+  switch (reason) {
+    case 'no-reply':
+      return 'peer-lost-session'; // nothing authenticated came back: the peer probably lost the session
+    case 'counter-soft-limit':
+      return 'counter-soft-limit';
+    case 'counter-limit':
+      return 'counter-limit';
+  }
+}
+
 export const DAEMON_VERSION = CLUEVPN_VERSION;
 
 /**
@@ -176,14 +193,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // 3. TUN
     const switches = engineSwitches(config);
     try {
-      tun = openTun({ name: config.devname, mode: 'tun', mtu: config.mtu, ...switches.tun });
+      tun = openTun({ name: config.devname, mode: config.mode === 'switch' ? 'tap' : 'tun', mtu: config.mtu, ...switches.tun });
     } catch (err) {
       throw deviceClash(err, config.devname); // another network's device: ERR_DEVICE_IN_USE naming its daemon
     }
     const dev = tun;
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
-    for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
+    if (config.mode === 'switch') switchModeNotice(list.bnl, log);
+    else for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
     // All routes in one rtnetlink exchange (a 1 000-node list took 3 s with one `ip` process per route).
     await addRoutes(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
 
@@ -197,6 +215,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       keepaliveMs: config.keepaliveMs,
       pmtuDiscovery: config.pmtudiscovery, // path MTU (dataplane src/pmtu.ts)
       clampMss: config.clampmss,
+      mode: config.mode,
       ...switches.dataplane,
       logger: dpLog,
       ...(opts.backend ? { backend: opts.backend } : {}),
@@ -207,7 +226,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         },
         onRekeyNeeded: (peerId, reason) => {
           const name = idToName.get(peerId);
-          if (name !== undefined) mesh?.rekey(name, reason === 'no-reply' ? 'peer-lost-session' : 'counter-limit');
+          if (name !== undefined) mesh?.rekey(name, rekeyReasonOf(reason));
           dpLog.info('rekey needed', { peer: name, reason });
         },
         onAuthFailures: (peerId, count) => {
@@ -230,7 +249,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'dataplane', fn: () => dp.close() });
     undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() }); // before the data plane closes
     dp.setLocalSubnets(self.subnets);
+    dp.setLocalMacs(self.mac ?? []);
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
+    applyPolicy(dp, list.bnl, self.name, log); // access rules (policy.ts)
 
     // 5. mesh: state, control channel, negotiation, gossip
     mesh = await startMesh({
@@ -243,7 +264,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       controlAddresses: (name) => endpoints.candidates(name),
       reached: (name, where) => endpoints.reached(name, where),
       apply: (result, source) => {
-        const done = applying.then(() => applyDiff(result.diff)).then(() =>
+        const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
         );
         applying = done.catch(() => undefined);
@@ -317,7 +338,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   setImmediate(keepYoungGenerationSmall);
 
   async function addRoutes(cidrs: readonly string[]): Promise<void> {
-    if (cidrs.length === 0) return;
+    if (cidrs.length === 0 || config.mode === 'switch') return; // switch mode routes nothing: the bridge forwards
     if (privilegesDropped) {
       for (const cidr of cidrs) log.warn('cannot add a kernel route after dropping privileges; relying on an existing covering route', { subnet: cidr });
       return;
@@ -329,7 +350,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   }
 
   async function delRoute(cidr: string): Promise<void> {
-    if (privilegesDropped) return;
+    if (privilegesDropped || config.mode === 'switch') return;
     try {
       await tun!.removeRoute(cidr);
     } catch (err) {
@@ -340,7 +361,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   async function addPeer(n: BnlNode): Promise<void> {
     const endpoint = await endpoints.set(n);
     const id = String(n.id);
-    dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, ...(endpoint ? { endpoint } : {}) });
+    dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, macs: n.mac ?? [], ...(endpoint ? { endpoint } : {}) });
     idToName.set(id, n.name);
     nameToId.set(n.name, id);
   }
@@ -355,9 +376,11 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     endpoints.remove(n.name);
   }
 
-  /** Applies a diff to routes, the data plane and hooks. */
-  async function applyDiff(diff: BnlDiff): Promise<void> {
+  /** Applies a new list: its access rules, then its diff to routes, the data plane and hooks. */
+  async function applyDiff(diff: BnlDiff, list: Bnl): Promise<void> {
     const hk = hooks!;
+    // The new access rules first (policy.ts): a node the list adds meets them, never the old ones.
+    applyPolicy(dataplane!, list, self.name, log);
     // First: connections authorised under the previous list (a revoked node, an old pin) go now.
     mesh?.recheckConnections();
     for (const n of diff.removed) {
@@ -382,6 +405,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     for (const c of diff.changed) {
       if (c.name === self.name) {
         if (c.fields.includes('subnets')) dataplane!.setLocalSubnets(c.after.subnets);
+        if (c.fields.includes('mac')) dataplane!.setLocalMacs(c.after.mac ?? []);
         if (c.fields.includes('fingerprint')) mesh?.followOwnPin();
         continue;
       }
@@ -394,7 +418,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         await addPeer(c.after);
       } else {
         const endpoint = await endpoints.set(c.after);
-        dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, ...(endpoint ? { endpoint } : {}) });
+        dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, macs: c.after.mac ?? [], ...(endpoint ? { endpoint } : {}) });
       }
       if (c.fields.includes('subnets')) {
         const before = new Set(c.before.subnets);
@@ -445,7 +469,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       throw new DaemonError('ERR_BNL_INVALID', `BNL on disk refused (${r.code}): ${r.reason}`);
     }
-    const done = applying.then(() => applyDiff(r.diff));
+    const done = applying.then(() => applyDiff(r.diff, r.list.bnl));
     applying = done.catch(() => undefined);
     await done;
     log.notice('BNL applied from disk', { serial: r.list.bnl.serial, added: r.diff.added.length, removed: r.diff.removed.length, changed: r.diff.changed.length });
@@ -528,10 +552,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       port: st.port,
       logLevel: root.level,
       bnl: bnlStatus(),
+      policy: { serial: st.acl.serial, rules: st.acl.rules, flows: st.acl.flows, maxFlows: st.acl.maxFlows, evicted: st.acl.evicted },
       peers: st.peers.map((p) => peerStatus(p, now)).sort((a, b) => (a.name < b.name ? -1 : 1)),
       drops,
       memory: memoryReport(),
       loaded: loadedAs(),
+      mode: config.mode,
+      ...(st.switch !== null ? { switch: switchReport(st.switch, idToName) } : {}),
     };
   }
 

@@ -5,16 +5,19 @@
  *
  *  start:
  *   1. open the state store (send epochs, negotiated sessions)
- *   2. control server on [::]:port; a peer is accepted only when its CN is a
+ *   2. negotiator: stored sessions of nodes no longer in the list (or
+ *      re-pinned) are deleted; the others are resumed at once — each peer is
+ *      asked over the control channel for a send epoch it reserved for us
+ *      (durable on both sides before anything is sent), and the session is
+ *      installed in the data plane once granted, without renegotiating.
+ *      This starts before the control server exists, so that the TLS
+ *      handshake and the peer's grant overlap with the rest of start-up.
+ *   3. control server on [::]:port; a peer is accepted only when its CN is a
  *      node of the current BNL (not us), matches its pinned fingerprint, and
  *      carries `restrictouname` when configured — at the handshake, before
  *      every request, and again on every open connection (ours and theirs)
  *      when a list is accepted (`recheckConnections`); the BNL's endpoint
  *      addresses get the reserved pre-authentication budget
- *   3. negotiator: stored sessions of nodes no longer in the list are
- *      deleted; bump every send epoch (durable, before anything is sent),
- *      raise the receive floors, restore stored sessions into the data plane
- *      without renegotiating, ask peers to move to a new epoch
  *   4. gossip handlers `bnl-pull` and `bnl-push`
  *   5. timers: pull from a few random peers every `pullinterval` (jittered);
  *      proactive negotiation of a few peers per tick
@@ -334,16 +337,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     return isIPv6(ip) && listed.addrs.check(ip, 'ipv6');
   };
 
-  // 2. control server
-  let server: ControlServer;
-  try {
-    server = await createControlServer({ host: '::', port: config.port, credentials, authorize, isListedSource, limits, logger: log.child('control-channel') });
-  } catch (err) {
-    state.close();
-    throw new DaemonError('ERR_STARTUP', `control channel on TCP port ${config.port}: ${(err as Error).message}`, { cause: err });
-  }
-
-  // 3. negotiator
+  // 2. negotiator
   const restored = new Set<string>();
   const negotiations = new Map<string, number>();
   const withPeer = (name: string, what: string, fn: (id: string) => void): void => {
@@ -385,7 +379,6 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       onTxEpoch: (peer, localIndex, epoch) => withPeer(peer, 'move send epoch', (id) => dataplane.setTxEpoch(id, localIndex, epoch)),
     },
   });
-  negotiator.attach(server);
   // Keys of nodes that left the list while we were down (or were kept by an
   // older version), and of nodes re-pinned meanwhile (revoke-then-add, as
   // when the list arrives at run time), are not restored: delete them first.
@@ -403,7 +396,21 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       negLog.notice('stored session of a re-pinned node deleted', { peer: s.peer });
     }
   }
+  // Resuming starts before the control server exists: the TLS handshake and the
+  // peer's epoch grant overlap with setting up the server (restart → first packet).
   negotiator.start();
+
+  // 3. control server
+  let server: ControlServer;
+  try {
+    server = await createControlServer({ host: '::', port: config.port, credentials, authorize, isListedSource, limits, logger: log.child('control-channel') });
+  } catch (err) {
+    negotiator.stop();
+    state.close();
+    throw new DaemonError('ERR_STARTUP', `control channel on TCP port ${config.port}: ${(err as Error).message}`, { cause: err });
+  }
+
+  negotiator.attach(server);
 
   // 4. gossip
   const seen = new SeenSet();

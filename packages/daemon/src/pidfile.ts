@@ -21,7 +21,9 @@ export function writePidfile(path: string, pid = process.pid): void {
   if (other !== null && other !== pid) throw new PidfileError('ERR_PIDFILE_IN_USE', `${path} names running process ${other}; is another cluevpnd running for this network?`);
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-    writeFileAtomicSync(path, `${pid}\n`, { mode: 0o644 });
+    // not flushed to disk: a pidfile means nothing after a reboot (a stale one is
+    // replaced, see livePid), and two fsyncs cost the start up to tens of ms on a busy disk
+    writeFileAtomicSync(path, `${pid}\n`, { mode: 0o644, durable: false });
   } catch (err) {
     throw new PidfileError('ERR_PIDFILE_WRITE', `cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
   }

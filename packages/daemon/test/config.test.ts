@@ -57,6 +57,8 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.express, true);
   assert.equal(c.udpoffload, true);
   assert.equal(c.tunoffload, true);
+  assert.equal(c.mode, 'router');
+  assert.equal(parse(`${MINIMAL}\nmode=switch`).mode, 'switch');
   assert.deepEqual(c.cryptalgos.map((a) => a.algo), ['aes256gcm', 'chacha20poly1305']);
 });
 
@@ -99,6 +101,7 @@ test('every key parses to a typed value', () => {
     'express=no',
     'udpoffload=off',
     'tunoffload=false',
+    'mode=switch',
     'rekey=2m',
     'pullinterval=1500ms',
     'resolveinterval=30s',
@@ -139,6 +142,7 @@ test('every key parses to a typed value', () => {
   assert.equal(c.express, false);
   assert.equal(c.udpoffload, false);
   assert.equal(c.tunoffload, false);
+  assert.equal(c.mode, 'switch');
   assert.equal(c.rekeyMs, 120_000);
   assert.equal(c.pullintervalMs, 1500);
   assert.equal(c.resolveintervalMs, 30_000);
@@ -161,6 +165,8 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\nloglevel=8`, 'ERR_CONFIG_BAD_VALUE', 6, 'loglevel');
   expectConfigError(`${MINIMAL}\nlogmethod=journal`, 'ERR_CONFIG_BAD_VALUE', 6, 'logmethod');
   expectConfigError(`${MINIMAL}\ndisableipv6=maybe`, 'ERR_CONFIG_BAD_VALUE', 6, 'disableipv6');
+  expectConfigError(`${MINIMAL}\nmode=bridge`, 'ERR_CONFIG_BAD_VALUE', 6, 'mode');
+  expectConfigError(`${MINIMAL}\nmode=Switch`, 'ERR_CONFIG_BAD_VALUE', 6, 'mode');
   expectConfigError(`${MINIMAL}\ncryptalgos=aescbc:64:20`, 'ERR_CONFIG_BAD_VALUE', 6, 'cryptalgos'); // aescbc:128 is mapped, see below
   expectConfigError(`${MINIMAL}\ncryptalgos=aes256gcm:128:20`, 'ERR_CONFIG_BAD_VALUE', 6, 'cryptalgos');
   expectConfigError(`${MINIMAL}\ncompalgos=zlib:10:2`, 'ERR_CONFIG_BAD_VALUE', 6, 'compalgos'); // zlib:6 is mapped, see below

@@ -5,54 +5,78 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { BUNDLE_FILE, CACHE_FILE, MANIFEST_FILE, bundleStaleReason, compileBundle, entryInfo, loadDaemon, loadedAs, type BundleManifest } from '../src/entry.js';
+import { BUNDLE_FILE, CACHE_FILE, MANIFEST_FILE, bundleStaleReason, compileBundle, entryInfo, loadDaemon, loadedAs, type BundleManifest, type FileStamp } from '../src/entry.js';
 
 const DAEMON_DIST = fileURLToPath(new URL('../', import.meta.url));
 
-/** A fake dist: a bundle whose main records its argv, one input file, and a manifest of both. */
-function fakeDist(): { dist: string; input: string; cleanup: () => void } {
+/** A fake dist: a bundle whose main records its argv, one input file with its stamp (a .tsbuildinfo), and a manifest of them. */
+function fakeDist(): { dist: string; input: string; stamp: string; cleanup: () => void } {
   const dist = mkdtempSync(join(tmpdir(), 'entry-test-'));
   mkdirSync(join(dist, 'src'));
   const input = join(dist, 'src', 'a.js');
   writeFileSync(input, 'export const a = 1;\n');
+  const stamp = join(dist, '.tsbuildinfo');
+  writeFileSync(stamp, '{"version":"5"}\n');
   writeFileSync(join(dist, BUNDLE_FILE), 'exports.main = async (argv) => { globalThis.__entryTestRan = argv; };\nexports.dir = __dirname;\n');
-  writeManifest(dist, ['src/a.js', BUNDLE_FILE]);
-  return { dist, input, cleanup: () => rmSync(dist, { recursive: true, force: true }) };
+  writeManifest(dist);
+  return { dist, input, stamp, cleanup: () => rmSync(dist, { recursive: true, force: true }) };
 }
 
-function writeManifest(dist: string, files: string[]): void {
-  const inputs: BundleManifest['inputs'] = {};
-  for (const f of files) {
-    const st = statSync(join(dist, f));
-    inputs[f] = { size: st.size, mtimeMs: st.mtimeMs };
-  }
-  writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 1, inputs, nodeFlags: [] }));
+function writeManifest(dist: string, inputFiles = ['src/a.js', BUNDLE_FILE], stampFiles = ['.tsbuildinfo', BUNDLE_FILE]): void {
+  const of = (files: string[]): Record<string, FileStamp> => {
+    const out: Record<string, FileStamp> = {};
+    for (const f of files) {
+      const st = statSync(join(dist, f));
+      out[f] = { size: st.size, mtimeMs: st.mtimeMs };
+    }
+    return out;
+  };
+  const manifest: BundleManifest = { version: 2, inputs: of(inputFiles), stamps: of(stampFiles), nodeFlags: [] };
+  writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify(manifest));
 }
 
-test('the manifest decides: current, a file changed in size or time, a file gone, no manifest, an unknown version', () => {
-  const { dist, input, cleanup } = fakeDist();
+test('the stamps decide: current, a stamp changed in size or time, a stamp gone, no manifest, an unknown version', () => {
+  const { dist, stamp, cleanup } = fakeDist();
   try {
     assert.equal(bundleStaleReason(dist), undefined);
-    const st = statSync(input);
-    utimesSync(input, st.atime, new Date(st.mtimeMs + 5000));
-    assert.match(bundleStaleReason(dist) ?? '', /^src\/a\.js changed since the bundle was made/);
-    writeManifest(dist, ['src/a.js', BUNDLE_FILE]);
+    const st = statSync(stamp);
+    utimesSync(stamp, st.atime, new Date(st.mtimeMs + 5000)); // tsc -b rewrote it
+    assert.match(bundleStaleReason(dist) ?? '', /^\.tsbuildinfo changed since the bundle was made/);
+    writeManifest(dist);
     assert.equal(bundleStaleReason(dist), undefined);
-    const before = statSync(input);
-    writeFileSync(input, 'export const a = 333;\n'); // other size, the time put back
-    utimesSync(input, before.atime, before.mtime);
-    assert.equal(statSync(input).mtimeMs, before.mtimeMs);
-    assert.match(bundleStaleReason(dist) ?? '', /src\/a\.js changed/);
-    rmSync(input);
-    assert.equal(bundleStaleReason(dist), 'src/a.js is gone since the bundle was made');
-    writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 1, inputs: { 'src/a.js': null } }));
-    assert.match(bundleStaleReason(dist) ?? '', /malformed entry for src\/a\.js/);
-    writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 2, inputs: {} }));
+    const before = statSync(stamp);
+    writeFileSync(stamp, '{"version":"5","more":1}\n'); // other size, the time put back
+    utimesSync(stamp, before.atime, before.mtime);
+    assert.equal(statSync(stamp).mtimeMs, before.mtimeMs);
+    assert.match(bundleStaleReason(dist) ?? '', /\.tsbuildinfo changed/);
+    rmSync(stamp);
+    assert.equal(bundleStaleReason(dist), '.tsbuildinfo is gone since the bundle was made');
+    writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 2, inputs: {}, stamps: { [BUNDLE_FILE]: null } }));
+    assert.match(bundleStaleReason(dist) ?? '', /malformed entry for cluevpnd\.cjs/);
+    writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 2, inputs: {}, stamps: {} }));
+    assert.match(bundleStaleReason(dist) ?? '', /the bundle itself is not stamped/);
+    writeFileSync(join(dist, MANIFEST_FILE), JSON.stringify({ version: 1, inputs: {} })); // the format before stamps
     assert.match(bundleStaleReason(dist) ?? '', /unknown version/);
-    writeFileSync(join(dist, MANIFEST_FILE), '{"version": 1, "inp');
+    writeFileSync(join(dist, MANIFEST_FILE), '{"version": 2, "inp');
     assert.match(bundleStaleReason(dist) ?? '', /unreadable bundle manifest/);
     rmSync(join(dist, MANIFEST_FILE));
     assert.equal(bundleStaleReason(dist), 'no bundle (run scripts/setup)');
+  } finally {
+    cleanup();
+  }
+});
+
+test('a bundle changed by hand is stale; an input changed without its stamp is seen by the deep check only', () => {
+  const { dist, input, cleanup } = fakeDist();
+  try {
+    const bundle = join(dist, BUNDLE_FILE);
+    const st = statSync(bundle);
+    utimesSync(bundle, st.atime, new Date(st.mtimeMs + 5000));
+    assert.match(bundleStaleReason(dist) ?? '', /^cluevpnd\.cjs changed since the bundle was made/);
+    writeManifest(dist);
+    writeFileSync(input, 'export const a = 22;\n'); // edited in dist/ by hand, not by tsc -b
+    assert.equal(bundleStaleReason(dist), undefined);
+    assert.match(bundleStaleReason(dist, { deep: true }) ?? '', /^src\/a\.js changed since the bundle was made/);
   } finally {
     cleanup();
   }
@@ -92,19 +116,20 @@ test('a current bundle runs, with its code cache accepted, rejected or missing',
 });
 
 test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPN_DEBUG=modules does it quietly', async () => {
-  const { dist, input, cleanup } = fakeDist();
+  const { dist, input, stamp, cleanup } = fakeDist();
   const warnings: string[] = [];
   try {
     writeFileSync(input, 'export const a = 4444;\n');
+    writeFileSync(stamp, '{"version":"5","rebuilt":true}\n'); // as tsc -b does
     delete (globalThis as Record<string, unknown>).__entryTestRan;
     const entry = await loadDaemon(dist, (l) => warnings.push(l));
     assert.equal(entryInfo()?.mode, 'modules');
-    assert.match(loadedAs(), /^modules \(src\/a\.js changed since the bundle was made/);
+    assert.match(loadedAs(), /^modules \(\.tsbuildinfo changed since the bundle was made/);
     assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /^cluevpnd: warning: src\/a\.js changed .*; loading the modules instead/);
+    assert.match(warnings[0]!, /^cluevpnd: warning: \.tsbuildinfo changed .*; loading the modules instead/);
     assert.equal(entry, await import('../src/main.js'), 'the real main module');
 
-    writeManifest(dist, ['src/a.js', BUNDLE_FILE]);
+    writeManifest(dist);
     process.env.CLUEVPN_DEBUG = 'modules';
     try {
       await loadDaemon(dist, (l) => warnings.push(l));
@@ -117,7 +142,7 @@ test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPN
     // a bundle that does not compile, or exports no main, still lets the daemon start (from the modules)
     for (const [text, why] of [['exports.main = (;\n', /cannot load .*cluevpnd\.cjs: Unexpected token/], ['exports.other = 1;\n', /cannot load .*cluevpnd\.cjs: it exports no main\(\)/]] as const) {
       writeFileSync(join(dist, BUNDLE_FILE), text);
-      writeManifest(dist, ['src/a.js', BUNDLE_FILE]);
+      writeManifest(dist);
       assert.equal(bundleStaleReason(dist), undefined);
       assert.equal(await loadDaemon(dist, (l) => warnings.push(l)), await import('../src/main.js'));
       assert.equal(entryInfo()?.mode, 'modules');
@@ -131,6 +156,9 @@ test('a stale bundle is not run: the modules are loaded, with a warning; CLUEVPN
 test('the built daemon bundle is current, covers the daemon modules and exports main', async () => {
   assert.equal(bundleStaleReason(DAEMON_DIST), undefined, 'scripts/bundle-daemon ran after the last tsc -b');
   const manifest = JSON.parse(readFileSync(join(DAEMON_DIST, MANIFEST_FILE), 'utf8')) as BundleManifest & { nodeFlags: string[] };
+  assert.equal(bundleStaleReason(DAEMON_DIST, { deep: true }), undefined, 'and every input is as bundled');
+  for (const s of [BUNDLE_FILE, '.tsbuildinfo', '../../dataplane/dist/.tsbuildinfo']) assert.ok(s in manifest.stamps, `${s} is a stamp`);
+  assert.ok(Object.keys(manifest.stamps).length < Object.keys(manifest.inputs).length / 4, 'far fewer stamps than inputs');
   for (const m of [BUNDLE_FILE, 'src/main.js', 'src/daemon.js', '../../dataplane/dist/src/send.js', '../../negotiation/dist/src/store.js', '../../tun/dist/src/native.js']) {
     assert.ok(m in manifest.inputs, `${m} is in the bundle`);
   }

@@ -2,6 +2,7 @@
  * The state both pipelines share: tables, backends, limits, counters.
  * Built once by `createDataplane`; the pipelines hold it by reference.
  */
+import type { Acl } from './acl.js';
 import type { BatchUdpSocket, CryptoBackend, NativeHook } from './backend.js';
 import type { Lz4Codec } from './compression.js';
 import type { DropReasonValue } from './drop-reasons.js';
@@ -13,6 +14,8 @@ import type { PrefixTable } from './routing-table.js';
 /** The part of `@cluevpn/tun`'s `TunDevice` the data plane uses (structural). */
 export interface DataplaneTun {
   readonly mtu: number;
+  /** 'tun' (IP packets) or 'tap' (Ethernet frames, switch mode); left out: 'tun'. */
+  readonly mode?: 'tun' | 'tap';
   /** Free bytes before each packet in its read slot (in-place framing needs ≥ 20). */
   readonly headroom: number;
   /** Bytes per read slot. */
@@ -80,6 +83,12 @@ export interface PipelineContext {
   readonly drops: Float64Array;
   /** When non-empty, TUN packets must come from these subnets. */
   readonly localSubnets: PrefixTable;
+  /** The data message type carried: `MessageType.DATA` (IP packets, router mode) or `MessageType.FRAME` (Ethernet frames, switch mode). */
+  readonly dataType: number;
+  /** Switch mode: receive step 10 for frames (switch.ts); null in router mode (IP checks). */
+  frames: FrameFilter | null;
+  /** The access policy: checked on receive, fed on send, while `acl.active` (acl.ts). */
+  readonly acl: Acl;
   /** Clamp the MSS of TCP SYNs to the peer's inner path MTU, both directions (mss-clamp.ts). */
   readonly clampMss: boolean;
   /** Where the receive pipeline hands authenticated path-MTU probes and replies (pmtu.ts). */
@@ -92,6 +101,12 @@ export interface PmtuHooks {
   onProbe(peer: Peer, id: number, wireLen: number): void;
   /** An authenticated reply to our probe `id`. */
   onReply(peer: Peer, id: number): void;
+}
+
+/** Receive step 10 in switch mode: the frame check and MAC spoof check (switch.ts). */
+export interface FrameFilter {
+  /** True to deliver the frame at `b[off .. off + len]` from `peer`; false after counting the drop. */
+  acceptFrame(peer: Peer, b: Buffer, off: number, len: number, nowMs: number): boolean;
 }
 
 /** Counts a drop globally and, when known, for the peer. */

@@ -12,6 +12,7 @@
  *   - Keys passed to `installSession` are copied into the crypto backend
  *     and not retained; the caller should wipe its copies.
  */
+import { Acl, type AclLimits, type AclPolicy, type AclStats } from './acl.js';
 import { DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, type CryptoBackend, type UdpBackend, type BatchUdpSocket } from './backend.js';
 import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend, nativeUnavailableReason, type NativeUdpStats } from './backend-native.js';
 import { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
@@ -28,6 +29,9 @@ import { PeerCounter, PeerTable, parseSubnets, type CipherName, type SessionPara
 import { ReceivePipeline } from './receive.js';
 import { PrefixTable } from './routing-table.js';
 import { SendPipeline } from './send.js';
+import { FRAME_EXTRA, SwitchPipeline } from './switch.js';
+import { MAC_LOCAL, parseMac, type MacTableOptions } from './mac-table.js';
+import { MessageType } from './framing.js';
 
 /** Default UDP port of the data plane (specification). */
 export const DEFAULT_PORT = 3406;
@@ -86,6 +90,18 @@ export interface DataplaneOptions {
   /** UDP GSO on send and GRO on receive (default true each; native backend only). cluevpnd: `udpoffload`, `CLUEVPN_DEBUG=no-gso,no-gro`. */
   gso?: boolean;
   gro?: boolean;
+  /**
+   * `'router'` (default): IP packets from a TUN, routed by the peers'
+   * subnets. `'switch'`: Ethernet frames from a TAP device (`tun.mode` must
+   * be 'tap'), forwarded by MAC address (src/switch.ts, src/mac-table.ts);
+   * peers' subnets and the local subnets are not used; frames up to
+   * `mtu + 18` bytes are carried as message type FRAME; no express path.
+   */
+  mode?: 'router' | 'switch';
+  /** Switch mode: MAC table bounds and timers (defaults `MAC_TABLE_DEFAULTS`; tests shrink them). */
+  macTable?: Partial<MacTableOptions>;
+  /** Connection-tracking bounds and timeouts of the access policy (acl.ts; tests shrink them). */
+  aclLimits?: Partial<AclLimits>;
 }
 
 /** A peer as given to `addPeer`. */
@@ -98,6 +114,8 @@ export interface PeerConfig {
   subnets: readonly string[];
   /** Numeric UDP endpoint, if known. */
   endpoint?: { host: string; port: number };
+  /** Switch mode: MACs fixed to this peer (its BNL record's `mac`), canonical `aa:bb:cc:dd:ee:ff`. Ignored in router mode. */
+  macs?: readonly string[];
 }
 
 /** Options of {@link Dataplane.installSession}. */
@@ -204,9 +222,28 @@ export interface DataplaneStats {
    * MSS clamp on.
    */
   pmtu: { on: boolean; dontFragment: boolean; tooBig: number; fragmented: number; repliesSent: number; clampMss: boolean };
+  /** 'router' or 'switch'. */
+  mode: 'router' | 'switch';
+  /**
+   * Switch mode (null in router mode): the MAC table (newest first, at most
+   * 256 entries listed; `owner` is a peer id or 'local'; `seenAgoMs` null for
+   * fixed entries), its size, MACs learned and moved since start, sources
+   * refused for lack of room, and frames flooded / sent to one peer.
+   */
+  switch: {
+    macs: Array<{ mac: string; owner: string; fixed: boolean; seenAgoMs: number | null }>;
+    size: number;
+    learned: number;
+    moved: number;
+    full: number;
+    flooded: number;
+    unicast: number;
+  } | null;
   /** Keepalive interval in ms (0 = off) and keepalives sent / received, all peers. */
   keepalive: { intervalMs: number; sent: number; received: number };
   eventErrors: number;
+  /** The access policy (acl.ts): in force or not, its serial and rules, tracked flows. */
+  acl: AclStats;
   peers: PeerStats[];
 }
 
@@ -218,8 +255,8 @@ export interface Dataplane {
   readonly backend: string;
   /** Adds a peer (`ERR_DP_PEER` if the id exists, `ERR_DP_CONFIG` on bad subnets/endpoint). */
   addPeer(peer: PeerConfig): void;
-  /** Changes name, subnets and/or endpoint of a peer; sessions stay. */
-  updatePeer(id: string, changes: { name?: string; subnets?: readonly string[]; endpoint?: { host: string; port: number } }): void;
+  /** Changes name, subnets, endpoint and/or fixed MACs of a peer; sessions stay. */
+  updatePeer(id: string, changes: { name?: string; subnets?: readonly string[]; endpoint?: { host: string; port: number }; macs?: readonly string[] }): void;
   /** Removes a peer, its routes, sessions and keys. */
   removePeer(id: string): void;
   /** Sets a peer's UDP endpoint (numeric host). */
@@ -252,8 +289,22 @@ export interface Dataplane {
   setTxEpoch(peerId: string, localIndex: number, epoch: number): void;
   /** Retires the session with our `localIndex` (keys destroyed). `ERR_DP_PEER` if the peer has no such session. */
   retireSession(peerId: string, localIndex: number): void;
-  /** When non-empty, packets read from the TUN must have a source in these subnets ('bad-source'). */
+  /** When non-empty, packets read from the TUN must have a source in these subnets ('bad-source'). Not used in switch mode. */
   setLocalSubnets(cidrs: readonly string[]): void;
+  /** Switch mode: MACs fixed to this node (its own BNL record's `mac`); peers' frames from them are 'spoofed'. `ERR_DP_CONFIG` on a bad MAC. A MAC fixed to a peer before moves to us (the newest call wins). */
+  setLocalMacs(macs: readonly string[]): void;
+  /**
+   * Puts an access policy in force (acl.ts), or none (`null`: everything
+   * allowed, the default). Enforced on receive: an inner packet passes when
+   * a rule allows it or it replies to traffic this node sent (connection
+   * tracking, fed by the send pipeline); else it is dropped as 'acl'. A new
+   * policy replaces the old at once; tracked flows survive it (flows that
+   * were let in by a rule are checked against the new rules on their next
+   * packet). While a policy is in force the express paths grant no leases
+   * (existing ones are voided), so every packet passes the checks in the
+   * TypeScript pipelines. `ERR_DP_CONFIG` on a malformed policy (nothing changes).
+   */
+  setPolicy(policy: AclPolicy | null): void;
   /** Sends an authenticated keepalive; false (counted) when it cannot. */
   sendKeepalive(peerId: string): boolean;
   /** A snapshot of the counters (allocates; not for the hot path). */
@@ -319,10 +370,16 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   if (!Number.isInteger(keepaliveMs) || keepaliveMs < 0 || keepaliveMs > 86_400_000) {
     throw new DataplaneError('ERR_DP_CONFIG', `keepaliveMs must be 0 (off) .. 86400000, got ${String(keepaliveMs)}`);
   }
+  const mode = options.mode ?? 'router';
+  if (mode !== 'router' && mode !== 'switch') throw new DataplaneError('ERR_DP_CONFIG', `mode must be 'router' or 'switch', got ${JSON.stringify(mode)}`);
+  const switching = mode === 'switch';
+  if (switching && tun.mode !== undefined && tun.mode !== 'tap') throw new DataplaneError('ERR_DP_CONFIG', "mode 'switch' needs a TAP device (openTun({ mode: 'tap' }))");
+  /** Largest payload carried: the IP MTU, or in switch mode the frame (Ethernet header and a VLAN tag on top). */
+  const carried = switching ? mtu + FRAME_EXTRA : mtu;
   const backends = pickBackends(options);
 
   const headroom = 64;
-  const slotSize = Math.max(2048, (headroom + OVERHEAD + mtu + 63) & ~63);
+  const slotSize = Math.max(2048, (headroom + OVERHEAD + carried + 63) & ~63);
   const socket: BatchUdpSocket = backends.udp.open({ port, bindAddress: options.bindAddress, batchSize, slotSize, headroom, socketBuffer, gso: options.gso, gro: options.gro });
   const ready = (socket as { ready?: Promise<void> }).ready;
   if (ready !== undefined) await ready;
@@ -338,19 +395,24 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     crypto: backends.crypto,
     socket,
     tun,
-    mtu,
+    mtu: carried,
     limits,
     events,
-    codec: new Lz4Codec(mtu),
+    codec: new Lz4Codec(carried),
     icmp: new IcmpResponder(limits.icmpPerSecond, limits.icmpBurst),
     drops: new Float64Array(DROP_REASON_COUNT),
     localSubnets: new PrefixTable(),
+    dataType: switching ? MessageType.FRAME : MessageType.DATA,
+    frames: null as SwitchPipeline | null,
+    acl: new Acl(options.aclLimits ?? {}),
     clampMss: options.clampMss ?? false,
     pmtu: {
       onProbe: (peer, id, wireLen) => pmtu.onProbe(peer, id, wireLen),
       onReply: (peer, id) => pmtu.onReply(peer, id),
     },
   };
+  const sw = switching ? new SwitchPipeline(ctx, options.macTable) : null;
+  ctx.frames = sw;
   const send = new SendPipeline(ctx);
   const pmtuTimers: PmtuTimers = { ...PMTU_DEFAULTS, ...(options.pmtuTimers ?? {}) };
   for (const [k, v] of Object.entries(pmtuTimers)) {
@@ -364,16 +426,21 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   const live = (): void => {
     if (closed) throw new DataplaneError('ERR_DP_CLOSED', 'the data plane is closed');
   };
-  const express = options.express ?? true;
+  // Switch mode grants no express lease: the C path knows only IP packets, and the MAC decisions live once, in switch.ts.
+  const express = (options.express ?? true) && !switching;
+  // Whether each express half is set up; a policy in force holds both off (setPolicy).
+  let expressRx = false;
+  let expressTx = false;
   if (express && socket.expressSetup !== undefined && typeof tun.expressWriter === 'function') {
     socket.expressSetup({ gen: peers.expressGen, writer: tun.expressWriter(), mtu });
-    receive.expressOn = true;
+    receive.expressOn = expressRx = true;
   }
   if (express && send.zeroCopy && socket.expressTxSetup !== undefined && typeof tun.setExpressSender === 'function') {
     tun.setExpressSender(socket.expressTxSetup(peers.expressTxGen, mtu));
-    send.expressOn = true;
+    send.expressOn = expressTx = true;
   }
   peers.onExpressGenExhausted = () => {
+    expressRx = expressTx = false;
     if (receive.expressOn) socket.expressSetup?.(null);
     if (send.expressOn && typeof tun.setExpressSender === 'function') tun.setExpressSender(null);
     receive.expressOn = false;
@@ -395,12 +462,37 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   };
   // Bound once: the pipelines' handlers are not closures per packet.
   socket.onDatagrams((b) => receive.onDatagrams(b));
-  tun.onPackets((b) => send.onTunBatch(b));
+  if (sw !== null) tun.onPackets((b) => sw.onTunBatch(b));
+  else tun.onPackets((b) => send.onTunBatch(b));
+  const macsOf = (list: readonly string[] | undefined): number[] => {
+    if (list === undefined) return [];
+    if (!Array.isArray(list)) throw new DataplaneError('ERR_DP_CONFIG', 'macs must be an array of MAC addresses');
+    return list.map((m) => {
+      try {
+        return parseMac(m);
+      } catch (err) {
+        throw new DataplaneError('ERR_DP_CONFIG', `bad MAC ${JSON.stringify(m)} (expected aa:bb:cc:dd:ee:ff, lowercase)`, { cause: err });
+      }
+    });
+  };
+  const setFixed = (owner: number, macs: number[]): void => sw?.macs.setFixed(owner, macs);
   const keepalives = keepaliveMs > 0 ? new KeepaliveScheduler(peers, (peer) => send.sendKeepalive(peer), keepaliveMs, events) : null;
   keepalives?.start();
   if (options.pmtuDiscovery === true) pmtu.start();
-  logger.info('dataplane started', { port: socket.port, backend: backends.name, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn, keepaliveMs, pmtuDiscovery: pmtu.running, clampMss: ctx.clampMss });
+  logger.info('dataplane started', { port: socket.port, backend: backends.name, mode, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn, keepaliveMs, pmtuDiscovery: pmtu.running, clampMss: ctx.clampMss });
 
+  const switchStats = (w: SwitchPipeline): NonNullable<DataplaneStats['switch']> => {
+    const all = w.macs.entries(performance.now());
+    return {
+      macs: all.slice(0, 256).map((e) => ({ mac: e.mac, owner: e.owner === MAC_LOCAL ? 'local' : (peers.bySlot[e.owner]?.id ?? `slot ${e.owner}`), fixed: e.fixed, seenAgoMs: e.seenAgoMs })),
+      size: all.length,
+      learned: w.macs.learned,
+      moved: w.macs.moved,
+      full: w.macs.full,
+      flooded: w.counters.flooded,
+      unicast: w.counters.unicast,
+    };
+  };
   const dp: Dataplane = {
     get port() {
       return socket.port;
@@ -409,12 +501,16 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     addPeer(p: PeerConfig): void {
       live();
       if (p === null || typeof p !== 'object') throw new DataplaneError('ERR_DP_CONFIG', 'peer must be an object');
-      peers.add(p.id, p.name ?? p.id, p.subnets, p.endpoint);
+      const macs = macsOf(p.macs);
+      const peer = peers.add(p.id, p.name ?? p.id, p.subnets, p.endpoint);
+      setFixed(peer.slot, macs);
     },
     updatePeer(id, changes): void {
       live();
       const peer = peers.get(id);
       const prefixes = changes.subnets === undefined ? undefined : parseSubnets(changes.subnets);
+      const macs = changes.macs === undefined ? undefined : macsOf(changes.macs);
+      if (macs !== undefined) setFixed(peer.slot, macs);
       if (prefixes !== undefined) peers.setSubnets(peer, prefixes);
       if (changes.endpoint !== undefined) peers.setEndpoint(peer, changes.endpoint.host, changes.endpoint.port);
       if (typeof changes.name === 'string' && changes.name !== '') peer.name = changes.name;
@@ -424,6 +520,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       const peer = peers.get(id);
       peers.remove(id);
       send.dropHeld(peer);
+      sw?.macs.removeOwner(peer.slot); // the slot may be re-used by another peer
     },
     setEndpoint(id: string, host: string, p: number): void {
       live();
@@ -470,6 +567,20 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       peers.voidExpress();
       ctx.localSubnets.clear();
       for (const p of prefixes) ctx.localSubnets.insert(p, 0);
+    },
+    setLocalMacs(macs: readonly string[]): void {
+      live();
+      setFixed(MAC_LOCAL, macsOf(macs));
+    },
+    setPolicy(policy: AclPolicy | null): void {
+      live();
+      ctx.acl.setPolicy(policy); // throws before changing anything
+      const on = ctx.acl.active;
+      // One check, in TypeScript: no express leases while a policy is in force (the C paths do not know it).
+      receive.expressOn = expressRx && !on;
+      send.expressOn = expressTx && !on;
+      if (on) peers.voidExpress();
+      logger.info('access policy', on ? { serial: policy!.serial, rules: policy!.rules.length } : { serial: null });
     },
     sendKeepalive(peerId: string): boolean {
       live();
@@ -536,8 +647,11 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
           repliesSent: pmtu.repliesSent,
           clampMss: ctx.clampMss,
         },
+        mode,
+        switch: sw === null ? null : switchStats(sw),
         keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
         eventErrors: events.errors,
+        acl: ctx.acl.stats(),
         peers: out,
       };
     },

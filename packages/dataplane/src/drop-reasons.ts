@@ -38,7 +38,7 @@ export const DropReason = {
   DECOMPRESS_BOMB: 13,
   /** Inner packet is not a well-formed IPv4/IPv6 packet (either direction). */
   NOT_IP: 14,
-  /** Inner source address outside the sending peer's subnets. */
+  /** Inner source address outside the sending peer's subnets; in switch mode, a source MAC another node owns (mac-table.ts). */
   SPOOFED: 15,
   // ---- send ----
   /** No peer's subnets contain the destination (an ICMP error may be sent). */
@@ -51,19 +51,29 @@ export const DropReason = {
   COUNTER_LIMIT: 19,
   /** The UDP backend did not take the datagram (socket buffer full, error). */
   SEND_FAILED: 20,
-  /** Source of a TUN packet is outside the local subnets (when set). */
+  /** Source of a TUN packet is outside the local subnets (when set); in switch mode, a source MAC the BNL lists for another node. */
   BAD_SOURCE: 21,
   /** Writing to the TUN device failed. */
   TUN_WRITE_FAILED: 22,
+  // ---- switch mode (switch.ts) ----
+  /** A frame shorter than an Ethernet header, or with a group (multicast) source MAC (either direction). */
+  NOT_ETHERNET: 23,
+  /** A unicast frame read from the TAP for a MAC on our own side: the bridge delivers it there, as a bridge filters. */
+  LOCAL_MAC: 24,
+  /** A frame from a peer with a new source MAC and no room left to learn it (the table or the peer's share is full). */
+  MAC_TABLE_FULL: 25,
+  // ---- receive: the access policy (acl.ts) ----
+  /** No rule of the policy in force allows the inner packet, and it is no reply to our own traffic. */
+  ACL: 26,
   /** Larger than the peer's path carries (src/pmtu.ts): an ICMP "fragmentation needed" / "packet too big" went back into the TUN. */
-  TOO_BIG: 23,
+  TOO_BIG: 27,
 } as const;
 
 /** A value of {@link DropReason}. */
 export type DropReasonValue = (typeof DropReason)[keyof typeof DropReason];
 
 /** Number of slots a drop-counter table needs. */
-export const DROP_REASON_COUNT = 24;
+export const DROP_REASON_COUNT = 28;
 
 /** Stable names of the drop reasons (stats keys, logs). Index = value. */
 export const dropReasonName = [
@@ -90,6 +100,10 @@ export const dropReasonName = [
   'send-failed',
   'bad-source',
   'tun-write-failed',
+  'not-ethernet',
+  'local-mac',
+  'mac-table-full',
+  'acl',
   'too-big',
 ] as const;
 

@@ -14,7 +14,7 @@
  * |                  counter (u64, big endian)                    | 12
  * |                                                               |
  * +---------------------------------------------------------------+
- * |  ciphertext (the IP packet, LZ4-compressed if flag bit 0)  ...| 20
+ * |  ciphertext (IP packet or, type 10, Ethernet frame; LZ4 if bit 0)| 20
  * +---------------------------------------------------------------+
  * |                  AEAD tag (16 bytes)                          |
  * +---------------------------------------------------------------+
@@ -51,6 +51,12 @@ export const MessageType = {
   PMTU_PROBE: 8,
   /** Answer to a probe: u32 probe id, u32 length of the probe datagram as received. */
   PMTU_REPLY: 9,
+  /**
+   * An Ethernet frame (possibly compressed): switch mode's data message. A
+   * type of its own, so that a node in the other mode drops it as
+   * 'bad-type' instead of reading a frame as an IP packet or the reverse.
+   */
+  FRAME: 10,
 } as const;
 /** A value of {@link MessageType}. */
 export type MessageTypeValue = (typeof MessageType)[keyof typeof MessageType];
@@ -60,6 +66,7 @@ export const messageTypeName: Readonly<Record<MessageTypeValue, string>> = {
   2: 'keepalive',
   8: 'pmtu-probe',
   9: 'pmtu-reply',
+  10: 'frame',
 };
 
 /** Payload bytes of a {@link MessageType.PMTU_REPLY} (specification); a probe carries at least 4 (its id). */
@@ -127,15 +134,17 @@ export function encodeHeader(
  * Validates the fixed part of a received datagram `buf[off .. off + len]`
  * without reading any key material: length, version, type, flags, reserved
  * bits, counter range and the payload bound `maxPayload` (the inner MTU).
+ * `dataType` is the data message this node accepts: DATA (router mode) or
+ * FRAME (switch mode); the other one is 'bad-type'.
  * Returns {@link DropReason.NONE} when the header is well formed, else the
  * reason to drop. Allocates nothing.
  */
-export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: number): DropReasonValue {
+export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: number, dataType: number = MessageType.DATA): DropReasonValue {
   if (len < HEADER_LEN) return DropReason.TRUNCATED;
   const vt = buf[off];
   if (vt >>> 4 !== PROTOCOL_VERSION) return DropReason.BAD_VERSION;
   const type = vt & 0x0f;
-  if (type !== MessageType.DATA && type !== MessageType.KEEPALIVE && type !== MessageType.PMTU_PROBE && type !== MessageType.PMTU_REPLY) {
+  if (type !== dataType && type !== MessageType.KEEPALIVE && type !== MessageType.PMTU_PROBE && type !== MessageType.PMTU_REPLY) {
     return DropReason.BAD_TYPE;
   }
   const flags = buf[off + 1];

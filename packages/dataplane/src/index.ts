@@ -9,6 +9,9 @@ export type { DataplaneLimits, DataplaneTun } from './context.js';
 export { DEFAULT_LIMITS } from './context.js';
 export type { CipherName, CompressionParams, SessionParams } from './peer-table.js';
 export { DataplaneError } from './errors.js';
+export { DEFAULT_ACL_LIMITS } from './acl.js';
+export type { AclLimits, AclPolicy, AclRule, AclStats } from './acl.js';
+export { ConntrackTable } from './conntrack.js';
 export type { DataplaneErrorCode } from './errors.js';
 export { DropReason, dropReasonName } from './drop-reasons.js';
 export type { DropReasonName, DropReasonValue } from './drop-reasons.js';
@@ -38,3 +41,6 @@ export { nativeAvailable, nativeCryptoBackend, nativeUdpBackend } from './backen
 export { PMTU_DEFAULTS, PMTU_FLOOR, OUTER_HEADERS, PathMtuSearch, innerMtuOf, pmtuCeiling } from './pmtu.js';
 export type { PmtuPhase, PmtuTimers, ProbeSendResult } from './pmtu.js';
 export { clampMss, MSS_OVERHEAD_V4, MSS_OVERHEAD_V6 } from './mss-clamp.js';
+export { ETH_HEADER_LEN, FRAME_EXTRA } from './switch.js';
+export { MAC_TABLE_DEFAULTS } from './mac-table.js';
+export type { MacTableOptions } from './mac-table.js';

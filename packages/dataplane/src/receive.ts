@@ -20,9 +20,14 @@
  *    through `ctx.pmtu`), done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
- *     and a source inside the peer's subnets ('spoofed'). TCP SYNs get
- *     their MSS clamped to the peer's inner path MTU (mss-clamp.ts, when
- *     `clampMss`; the express path hands SYNs to this pipeline).
+ *     and a source inside the peer's subnets ('spoofed'); with an access
+ *     policy in force, allowed by a rule or a reply to our own traffic
+ *     ('acl', acl.ts). In switch mode (`ctx.frames`), an Ethernet frame
+ *     whose source MAC the peer may use (switch.ts, mac-table.ts:
+ *     'not-ethernet', 'spoofed', 'mac-table-full'); access rules do not
+ *     apply to frames. In router mode, TCP SYNs get their MSS clamped to
+ *     the peer's inner path MTU (mss-clamp.ts, when `clampMss`; the
+ *     express path hands SYNs to this pipeline).
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
  * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
@@ -110,7 +115,7 @@ export class ReceivePipeline {
     for (let i = 0; i < count; i++) {
       const off = batch.offsets[i];
       const len = batch.lengths[i];
-      const r = checkHeader(buf, off, len, mtu);
+      const r = checkHeader(buf, off, len, mtu, ctx.dataType);
       if (r !== DropReason.NONE) {
         countDrop(ctx, null, r);
         continue;
@@ -143,6 +148,7 @@ export class ReceivePipeline {
     // 6: one AEAD call
     ctx.crypto.openBatch(buf, n, this.offs, this.lens, this.handles, this.ok);
     const now = performance.now();
+    this.now = now;
     const wall = Date.now();
     let nPlain = 0;
     let nDec = 0;
@@ -213,14 +219,14 @@ export class ReceivePipeline {
         }
         // 10: inner checks
         const dOff = this.decOffs[nDec];
-        if (!this.innerOk(peer, this.decArena, dOff, m)) continue;
-        if (ctx.clampMss) clampMss(this.decArena, dOff, m, peer.innerMtu < mtu ? peer.innerMtu : mtu);
+        if (!(ctx.frames === null ? this.innerOk(peer, this.decArena, dOff, m) : ctx.frames.acceptFrame(peer, this.decArena, dOff, m, now))) continue;
+        if (ctx.clampMss && ctx.frames === null) clampMss(this.decArena, dOff, m, peer.innerMtu < mtu ? peer.innerMtu : mtu);
         this.decLens[nDec++] = m;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += m;
       } else {
-        if (!this.innerOk(peer, buf, pOff, plen)) continue;
-        if (ctx.clampMss) clampMss(buf, pOff, plen, peer.innerMtu < mtu ? peer.innerMtu : mtu);
+        if (!(ctx.frames === null ? this.innerOk(peer, buf, pOff, plen) : ctx.frames.acceptFrame(peer, buf, pOff, plen, now))) continue;
+        if (ctx.clampMss && ctx.frames === null) clampMss(buf, pOff, plen, peer.innerMtu < mtu ? peer.innerMtu : mtu);
         this.plainOffs[nPlain] = pOff;
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;
@@ -277,7 +283,7 @@ export class ReceivePipeline {
         countDrop(this.ctx, peer, DropReason.SPOOFED);
         return false;
       }
-      return true;
+      return this.aclOk(peer, b, off, len);
     }
     if (v === 6 && len >= 40) {
       if (40 + ((b[off + 4] << 8) | b[off + 5]) > len) {
@@ -288,9 +294,20 @@ export class ReceivePipeline {
         countDrop(this.ctx, peer, DropReason.SPOOFED);
         return false;
       }
-      return true;
+      return this.aclOk(peer, b, off, len);
     }
     countDrop(this.ctx, peer, DropReason.NOT_IP);
+    return false;
+  }
+
+  /** performance.now() of the batch being processed (the access policy's clock). */
+  private now = 0;
+
+  /** Step 10, the access policy (acl.ts): nothing to do without one. Counts the drop. */
+  private aclOk(peer: Peer, b: Buffer, off: number, len: number): boolean {
+    const acl = this.ctx.acl;
+    if (!acl.active || acl.inbound(b, off, len, this.now)) return true;
+    countDrop(this.ctx, peer, DropReason.ACL);
     return false;
   }
 

@@ -20,7 +20,9 @@
  *    (mss-clamp.ts, when `clampMss`).
  * 6. Take the session's counter; at `rejectAfterMessages` drop
  *    'counter-limit' and ask `onRekeyNeeded`; at `rekeyAfterMessages` ask
- *    once ('counter-soft-limit') and keep sending.
+ *    once ('counter-soft-limit') and keep sending. With an access policy in
+ *    force, the packet's flow is tracked (acl.ts) so that its replies pass
+ *    the receiving check; nothing is dropped for the policy on send.
  * 7. Place the payload: in place in the TUN slot when its headroom and
  *    tailroom fit header and tag, else copied into the send arena.
  * 8. Compress (LZ4, per session) when it shrinks the packet; set the flag.
@@ -79,6 +81,30 @@ interface Hold {
   /** performance.now() of the first packet held. */
   since: number;
   batch: TunBatch;
+}
+
+/**
+ * Step 6, shared with switch mode (switch.ts): takes the next counter of
+ * session `s`, or returns -1 after counting 'counter-limit' and asking for a
+ * rekey; asks once for the soft rekey. Voids the express send leases when
+ * `s` may hold one.
+ */
+export function takeTxCounter(ctx: PipelineContext, s: Session, now: number): number {
+  const peer = s.peer;
+  const limits = ctx.limits;
+  const counter = s.txCounter;
+  if (counter >= limits.rejectAfterMessages) {
+    countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
+    ctx.events.rekeyNeeded(peer, 'counter-limit', now);
+    return -1;
+  }
+  s.txCounter = counter + 1;
+  if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
+  if (counter >= limits.rekeyAfterMessages && !s.softRekeyAsked) {
+    s.softRekeyAsked = true;
+    ctx.events.rekeyNeeded(peer, 'counter-soft-limit', now);
+  }
+  return counter;
 }
 
 /** The send pipeline of one data plane. */
@@ -233,18 +259,9 @@ export class SendPipeline {
       // while older packets wait in the hold: queue behind them, keep order.
       if (this.holds.size > 0 && this.heldCount(peer) > 0 && this.holdMore(peer, buf, off, len)) continue;
       // 6. counter
-      const counter = s.txCounter;
-      if (counter >= limits.rejectAfterMessages) {
-        countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
-        ctx.events.rekeyNeeded(peer, 'counter-limit', now);
-        continue;
-      }
-      s.txCounter = counter + 1;
-      if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
-      if (counter >= limits.rekeyAfterMessages && !s.softRekeyAsked) {
-        s.softRekeyAsked = true;
-        ctx.events.rekeyNeeded(peer, 'counter-soft-limit', now);
-      }
+      const counter = takeTxCounter(ctx, s, now);
+      if (counter < 0) continue;
+      if (ctx.acl.active) ctx.acl.outbound(buf, off, len, now);
       // (step 12 needs the addresses of the last packet, before compression rewrites it)
       if (count <= EXPRESS_MAX_BATCH && this.expressOn) this.noteAddrs(buf, family, dstOff, srcOff);
       // 7. placement

@@ -59,7 +59,7 @@ describe('framing', () => {
       ['version 2', (b) => (b[0] = 0x21), -1, DropReason.BAD_VERSION],
       ['version 0', (b) => (b[0] = 0x01), -1, DropReason.BAD_VERSION],
       ['type 0', (b) => (b[0] = 0x10), -1, DropReason.BAD_TYPE],
-      ['type 3', (b) => (b[0] = 0x13), -1, DropReason.BAD_TYPE],
+      ['type 10 in a router-mode pipeline', (b) => (b[0] = 0x1a), -1, DropReason.BAD_TYPE],
       ['unknown flag', (b) => (b[1] = 0x02), -1, DropReason.BAD_FLAGS],
       ['reserved', (b) => (b[3] = 1), -1, DropReason.BAD_FLAGS],
       ['counter ≥ 2^53', (b) => b.writeUInt32BE(0x200000, 12), -1, DropReason.BAD_COUNTER],

@@ -502,7 +502,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     });
   };
 
-  const netServer = net.createServer({ pauseOnConnect: false }, (raw) => {
+  const netServer = net.createServer({ pauseOnConnect: false, noDelay: true /* small request/reply frames */ }, (raw) => {
     const ip = normIp(raw.remoteAddress);
     const listed = opts.isListedSource?.(ip) === true;
     const u: Unauthenticated = { ip, source: listed ? ip : sourcePrefix(ip), listed, acceptedAt: Date.now() };
@@ -683,6 +683,7 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
         return cn === opts.peerName ? undefined : new PeerRefusedError('wrong-peer', `reached "${String(cn)}" instead of "${opts.peerName}"`);
       },
     });
+    socket.setNoDelay(true); // requests are small frames awaiting a reply: no Nagle delay
     const fail = (err: Error): void => {
       if (settled) return;
       settled = true;

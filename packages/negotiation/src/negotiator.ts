@@ -187,7 +187,7 @@ export interface NegotiatorEvents {
 }
 
 /** Why a rekey was requested. */
-export type RekeyReason = 'interval' | 'counter-limit' | 'auth-failures' | 'manual' | 'confirm-failed' | 'peer-lost-session' | 'epoch-exhausted';
+export type RekeyReason = 'interval' | 'counter-soft-limit' | 'counter-limit' | 'auth-failures' | 'manual' | 'confirm-failed' | 'peer-lost-session' | 'epoch-exhausted';
 
 /** Options of `Negotiator`. */
 export interface NegotiatorOptions {

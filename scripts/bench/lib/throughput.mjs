@@ -1,4 +1,4 @@
-// Throughput / latency / CPU benchmark: raw underlay, tinc 1.0, nebula and
+// Throughput / latency / CPU benchmark: raw underlay, tinc 1.0, nebula, wireguard-go and
 // cluevpnd between two hosts of a namespace lab, all in one run. Started by
 // scripts/bench/throughput (which installs the packages); see --help there.
 //
@@ -12,7 +12,7 @@
 //  5. RSS of both daemons; `X-pair-down`.
 // Then one table (ratios against tinc) and the line
 // `ratios: vs_tinc_1=… vs_tinc_4=… vs_nebula_1=… vs_nebula_4=…` (cluevpn
-// against tinc and nebula; n/a when cluevpn is not available).
+// against tinc, nebula, wireguard-go and the raw underlay; n/a when one is not available).
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLab, median, onlyList, parseOptions, usageHelpers } from './lab.mjs';
 
 const { posInt } = usageHelpers('throughput');
-const VPNS = ['raw', 'tinc', 'nebula', 'cluevpn'];
+const VPNS = ['raw', 'tinc', 'nebula', 'wireguard', 'cluevpn'];
 
 // ---------------------------------------------------------------- options
 const opts = { repeat: 3, duration: 10, pingCount: 20, only: VPNS, keep: false };
@@ -206,12 +206,12 @@ function printTable(results) {
   const cv = ok('cluevpn') ? R('cluevpn') : null;
   // b is the other VPN's Mbit/s (NaN when it was not measured).
   const rf = (a, b) => (cv && Number.isFinite(b) ? f(ratio(a, b), 2) : 'n/a');
-  const neb = R('nebula');
+  const mbps = (v, s) => (R(v)?.available ? R(v)[`tcp${s}`].mbps : NaN);
   console.log(
-    `ratios: vs_tinc_1=${rf(cv?.tcp1.mbps, tinc?.available ? tinc.tcp1.mbps : NaN)} ` +
-      `vs_tinc_4=${rf(cv?.tcp4.mbps, tinc?.available ? tinc.tcp4.mbps : NaN)} ` +
-      `vs_nebula_1=${rf(cv?.tcp1.mbps, neb?.available ? neb.tcp1.mbps : NaN)} ` +
-      `vs_nebula_4=${rf(cv?.tcp4.mbps, neb?.available ? neb.tcp4.mbps : NaN)}`,
+    'ratios: ' +
+      ['tinc', 'nebula', 'wireguard', 'raw']
+        .flatMap((v) => [1, 4].map((s) => `vs_${v}_${s}=${rf(cv?.[`tcp${s}`].mbps, mbps(v, s))}`))
+        .join(' '),
   );
 }
 
@@ -223,7 +223,7 @@ const version = (cmd, args, re) => {
 console.log(
   `throughput benchmark ${new Date().toISOString()} | ${cpus()[0]?.model ?? 'cpu?'} x${cpus().length} | ` +
     `kernel ${version('uname', ['-r'], /(.+)/)} | tinc ${version('tincd', ['--version'], /tinc version (\S+)/)} | ` +
-    `nebula ${version('nebula', ['-version'], /Version: (\S+)/)} | iperf3 ${version('iperf3', ['--version'], /iperf (\S+)/)}`,
+    `nebula ${version('nebula', ['-version'], /Version: (\S+)/)} | wireguard-go ${version('wireguard-go', ['--version'], /wireguard-go v(\S+)/)} | iperf3 ${version('iperf3', ['--version'], /iperf (\S+)/)}`,
 );
 console.log(`iperf3 TCP ${opts.duration} s x ${opts.repeat} (medians), ${opts.pingCount} pings per RTT figure; lab ${prefix}`);
 

@@ -19,7 +19,11 @@ import {
   generateSigningKey,
   signBnl,
   verifyBnl,
+  formatRule,
+  ruleFromSpec,
+  sameRule,
   type Bnl,
+  type BnlRule,
   type BnlNode,
   type SignedBnl,
 } from '@cluevpn/bnl';
@@ -80,6 +84,28 @@ function addNode(bnl: Bnl, name: string, kvs: readonly KeyValue[], reserved: rea
   else bnl.nodes.push(node);
 }
 
+interface RuleOptions {
+  from?: string;
+  to?: string;
+  proto?: string;
+  port?: string;
+}
+
+/** A rule from `--from --to [--proto] [--port]` (exit 2 naming the option when malformed). */
+function ruleArg(o: RuleOptions): BnlRule {
+  if (o.from === undefined || o.to === undefined) throw new BnlCliError(BnlExit.usage, 'a rule needs --from and --to', 'e.g. bnl rule add --from tag:office --to tag:web --proto tcp --port 80');
+  try {
+    return ruleFromSpec({ from: o.from, to: o.to, ...(o.proto !== undefined ? { proto: o.proto } : {}), ...(o.port !== undefined ? { ports: o.port } : {}) });
+  } catch (err) {
+    throw new BnlCliError(BnlExit.usage, (err as Error).message, 'bnl rule add --help shows the syntax', { cause: err });
+  }
+}
+
+/** The numbered rule lines of `bnl rule list` (and `bnl print`). */
+export function ruleLines(rules: readonly BnlRule[]): string[] {
+  return rules.map((r, i) => `${String(i + 1).padStart(3)}  ${formatRule(r)}`);
+}
+
 /** Builds the commander program; actions write through `io`. */
 export function buildBnlProgram(io: BnlIo): Command {
   const program = new Command('bnl');
@@ -129,7 +155,7 @@ export function buildBnlProgram(io: BnlIo): Command {
 
   program
     .command('add')
-    .description('add a node: bnl add NAME ipv4=… ipv6=… port=… subnet=CIDR [subnet=…] [fingerprint=…] [relay=yes] [tag=…] [id=N] [prefer=ipv6]')
+    .description('add a node: bnl add NAME ipv4=… ipv6=… port=… subnet=CIDR [subnet=…] [fingerprint=…] [relay=yes] [tag=…] [mac=…] [id=N] [prefer=ipv6]')
     .argument('<name>', 'node name (its certificate CN)')
     .argument('[settings...]', 'key=value settings')
     .action(async (name: string, settings: string[], _o: unknown, cmd: Command) => {
@@ -142,7 +168,7 @@ export function buildBnlProgram(io: BnlIo): Command {
 
   program
     .command('modify')
-    .description('change a node: bnl modify NAME key=value… (subnet=/tag= replace the whole list; empty value removes)')
+    .description('change a node: bnl modify NAME key=value… (subnet=/tag=/mac= replace the whole list; empty value removes)')
     .argument('<name>')
     .argument('<settings...>')
     .action(async (name: string, settings: string[], _o: unknown, cmd: Command) => {
@@ -199,6 +225,65 @@ export function buildBnlProgram(io: BnlIo): Command {
       }
       await saveDraft(p, bnl);
       io.out(`${name}: removed ${cidrs.length} subnet(s)\n`);
+    });
+
+  const rule = program
+    .command('rule')
+    .description('access rules: what may reach whom (no rules = everything allowed; once one exists, only what a rule allows)');
+  const ruleOpts = (c: Command): Command =>
+    c
+      .option('--from <who>', 'source: any, tag:TAG or node:NAME')
+      .option('--to <who>', 'destination: any, tag:TAG or node:NAME')
+      .option('--proto <p>', 'tcp, udp, icmp or any (default any)')
+      .option('--port <ports>', 'destination ports, tcp/udp only: 80, 8000-8080 or a comma-separated list (default all)');
+  ruleOpts(rule.command('add').description('allow traffic: bnl rule add --from tag:office --to tag:web --proto tcp --port 80')).action(
+    async (opts: RuleOptions, cmd: Command) => {
+      const p = paths(cmd);
+      const r = ruleArg(opts);
+      const bnl = loadDraft(p);
+      const rules = bnl.rules ?? [];
+      if (rules.some((x) => sameRule(x, r))) throw new BnlCliError(BnlExit.invalid, `the list already has the rule ${formatRule(r)}`, 'bnl rule list shows the rules');
+      bnl.rules = [...rules, r];
+      await saveDraft(p, bnl);
+      io.out(`added rule ${formatRule(r)}\n`);
+    },
+  );
+  ruleOpts(
+    rule
+      .command('remove')
+      .description('remove a rule by its number in bnl rule list, or by --from/--to/--proto/--port')
+      .argument('[number]', 'the rule number shown by bnl rule list'),
+  ).action(async (num: string | undefined, opts: RuleOptions, cmd: Command) => {
+    const p = paths(cmd);
+    const bnl = loadDraft(p);
+    const rules = bnl.rules ?? [];
+    let i: number;
+    if (num !== undefined) {
+      if (!/^[1-9][0-9]*$/.test(num)) throw new BnlCliError(BnlExit.usage, `rule number ${JSON.stringify(num)} is not a positive integer`, 'bnl rule list shows the numbers');
+      i = Number(num) - 1;
+      if (i >= rules.length) throw new BnlCliError(BnlExit.invalid, `there is no rule ${num} (the list has ${rules.length})`, 'bnl rule list shows the numbers');
+    } else {
+      const r = ruleArg(opts);
+      i = rules.findIndex((x) => sameRule(x, r));
+      if (i === -1) throw new BnlCliError(BnlExit.invalid, `no rule ${formatRule(r)} in the list`, 'bnl rule list shows the rules');
+    }
+    const [gone] = rules.splice(i, 1);
+    bnl.rules = rules;
+    await saveDraft(p, bnl);
+    io.out(`removed rule ${formatRule(gone)}${rules.length === 0 ? ' (no rules left: everything is allowed)' : ''}\n`);
+  });
+  rule
+    .command('list')
+    .description('show the rules, numbered (default: the draft if there is one, else the signed list)')
+    .argument('[file]', 'list or draft file')
+    .option('--json', 'machine-readable output')
+    .action((file: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const p = paths(cmd);
+      const list = loadList(file ?? (exists(p.draft) ? p.draft : p.signed));
+      const rules = list.bnl.rules ?? [];
+      if (opts.json) io.out(`${JSON.stringify(rules, null, 2)}\n`);
+      else if (rules.length === 0) io.out('no rules: everything is allowed\n');
+      else io.out(`${ruleLines(rules).join('\n')}\n`);
     });
 
   program

@@ -10,12 +10,14 @@
  *   subnet=CIDR                        repeatable; on modify, replaces all subnets
  *   fingerprint=HEX|AA:BB:…            certificate SHA-256 pin (empty: remove)
  *   relay=yes|no  prefer=ipv4|ipv6  id=N  tag=T (repeatable; replaces all tags)
+ *   mac=AA:BB:CC:DD:EE:FF              switch mode: a MAC that is this node's (repeatable;
+ *                                      on modify, replaces all; empty value removes them)
  *   name=NEW                           (modify only) rename
  */
-import { BNL_DEFAULT_PORT, normaliseFingerprint, normaliseHost, parseCidr, type BnlEndpoint, type BnlNode } from '@cluevpn/bnl';
+import { BNL_DEFAULT_PORT, normaliseFingerprint, normaliseHost, normaliseMac, parseCidr, type BnlEndpoint, type BnlNode } from '@cluevpn/bnl';
 import { BnlCliError, BnlExit } from './exit-codes.js';
 
-const KEYS = new Set(['ipv4', 'ipv6', 'host', 'endpoint', 'port', 'subnet', 'fingerprint', 'relay', 'prefer', 'id', 'tag', 'name']);
+const KEYS = new Set(['ipv4', 'ipv6', 'host', 'endpoint', 'port', 'subnet', 'fingerprint', 'relay', 'prefer', 'id', 'tag', 'mac', 'name']);
 
 /** One parsed argument. */
 export interface KeyValue {
@@ -76,12 +78,13 @@ function kindOf(host: string): 'ipv4' | 'ipv6' | 'dns' {
  * them replaces the whole list.
  */
 export function applyKeyValues(node: BnlNode, kvs: readonly KeyValue[], mode: 'add' | 'modify'): BnlNode {
-  const n: BnlNode = { ...node, endpoints: node.endpoints.map((e) => ({ ...e })), subnets: [...node.subnets], ...(node.tags ? { tags: [...node.tags] } : {}) };
+  const n: BnlNode = { ...node, endpoints: node.endpoints.map((e) => ({ ...e })), subnets: [...node.subnets], ...(node.tags ? { tags: [...node.tags] } : {}), ...(node.mac ? { mac: [...node.mac] } : {}) };
   const label = node.name;
   const portKv = kvs.filter((kv) => kv.key === 'port').pop();
   const port = portKv ? portArg(label, portKv.value) : undefined;
   let subnetsTouched = false;
   let tagsTouched = false;
+  let macsTouched = false;
   let hostsTouched = false;
   for (const { key, value } of kvs) {
     switch (key) {
@@ -129,6 +132,15 @@ export function applyKeyValues(node: BnlNode, kvs: readonly KeyValue[], mode: 'a
         tagsTouched = true;
         if (value !== '') n.tags?.push(value);
         break;
+      case 'mac': {
+        if (!macsTouched) n.mac = [];
+        macsTouched = true;
+        if (value === '') break;
+        const m = normaliseMac(value);
+        if (!m) throw new BnlCliError(BnlExit.invalid, `node "${label}": mac=${value} is not a MAC address`, 'write six hex pairs, e.g. mac=02:00:0a:00:00:01');
+        n.mac?.push(m);
+        break;
+      }
       case 'name':
         n.name = value;
         break;
@@ -141,5 +153,6 @@ export function applyKeyValues(node: BnlNode, kvs: readonly KeyValue[], mode: 'a
     if (n.endpoints.length === 0) throw new BnlCliError(BnlExit.invalid, `node "${label}": port= given but the node has no address`, 'add ipv4=, ipv6= or host= as well');
   }
   if (n.tags && n.tags.length === 0) delete n.tags;
+  if (n.mac && n.mac.length === 0) delete n.mac;
   return n;
 }

@@ -1,7 +1,7 @@
 /**
  * Human and JSON views of lists and diffs (`bnl print`, `bnl diff`).
  */
-import type { BnlDiff, BnlEndpoint, BnlNode, SignedBnl } from '@cluevpn/bnl';
+import { formatRule, type BnlDiff, type BnlEndpoint, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 
 function ep(e: BnlEndpoint): string {
   return e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`;
@@ -13,6 +13,7 @@ function nodeLines(n: BnlNode, indent = '  '): string[] {
   lines.push(`${indent}subnets:     ${n.subnets.length ? n.subnets.join(', ') : '(none)'}`);
   if (n.fingerprint) lines.push(`${indent}fingerprint: ${n.fingerprint}`);
   if (n.tags) lines.push(`${indent}tags:        ${n.tags.join(', ')}`);
+  if (n.mac) lines.push(`${indent}mac:         ${n.mac.join(', ')}`);
   return lines;
 }
 
@@ -28,6 +29,9 @@ export function renderList(list: SignedBnl, path: string, kind: 'draft' | 'signe
   if (b.signers) out.push(`declares signers (${b.signers.threshold} of ${b.signers.keys.length}): ${b.signers.keys.join(', ')}`);
   out.push(`${b.nodes.length} node(s)`);
   for (const n of b.nodes) out.push(...nodeLines(n));
+  const rules = b.rules ?? [];
+  out.push(rules.length === 0 ? 'no rules: everything is allowed' : `${rules.length} rule(s): only what a rule allows`);
+  rules.forEach((r, i) => out.push(`${String(i + 1).padStart(3)}  ${formatRule(r)}`));
   return out.join('\n') + '\n';
 }
 
@@ -44,6 +48,8 @@ function fieldText(n: BnlNode, f: string): string {
       return n.subnets.join(', ') || '(none)';
     case 'tags':
       return n.tags?.join(', ') ?? '(none)';
+    case 'mac':
+      return n.mac?.join(', ') ?? '(none)';
     case 'relay':
       return n.relay ? 'yes' : 'no';
     default: {
@@ -63,6 +69,8 @@ export function renderDiff(oldList: SignedBnl, newList: SignedBnl, d: BnlDiff, o
     for (const f of c.fields) out.push(`    ${f}: ${fieldText(c.before, f)} → ${fieldText(c.after, f)}`);
   }
   if (d.signersChanged) out.push(`! signers: ${JSON.stringify(oldList.bnl.signers ?? null)} → ${JSON.stringify(newList.bnl.signers ?? null)}`);
-  if (out.length === 1) out.push('no node changes');
+  for (const r of d.rulesRemoved) out.push(`- rule    ${formatRule(r)}`);
+  for (const r of d.rulesAdded) out.push(`+ rule    ${formatRule(r)}`);
+  if (out.length === 1) out.push('no node or rule changes');
   return out.join('\n') + '\n';
 }

@@ -61,8 +61,16 @@ export function renderStatus(s: StatusReport): string {
     `cluevpnd ${s.name} (id ${s.id}) network ${s.netname}, pid ${s.pid}, up ${humanAgo(s.uptimeMs)}, device ${s.device}, port ${s.port}, log level ${s.logLevel}`,
     `BNL serial ${s.bnl.serial}${s.bnl.signedAt ? ` signed ${s.bnl.signedAt}` : ''}, ${s.bnl.nodes} nodes, ${s.bnl.path}`,
   ];
+  if (s.policy !== undefined) {
+    const pol = s.policy;
+    head.push(pol.serial === null ? 'access policy: none (the list has no rules: everything allowed)' : `access policy serial ${pol.serial}: ${pol.rules} rule${pol.rules === 1 ? '' : 's'} for this node, ${pol.flows} tracked flows of ${pol.maxFlows}${pol.evicted > 0 ? `, ${pol.evicted} evicted` : ''}`);
+  }
   const m = s.memory;
   head.push(`memory: rss ${humanBytes(m.rss)}, V8 heap ${humanBytes(m.heapUsed)} used of ${humanBytes(m.heapTotal)}, external ${humanBytes(m.external)} (buffers ${humanBytes(m.arrayBuffers)})`);
+  const sw = s.switch;
+  if (sw !== undefined) {
+    head.push(`switch mode: ${sw.size} MACs (${sw.macs.filter((e) => e.owner === 'local').length} local), learned ${sw.learned}, moved ${sw.moved}, refused for room ${sw.full}; frames flooded ${sw.flooded}, unicast ${sw.unicast} (cluevpn status --json lists the MACs)`);
+  }
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
