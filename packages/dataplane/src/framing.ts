@@ -23,7 +23,8 @@
  * The whole header is the AEAD associated data; bytes 8..20 (epoch ‖
  * counter) are the 96-bit nonce. Version lives in the high nibble of byte 0,
  * type in the low nibble. Types: 1 data, 2 keepalive, 8 path-MTU probe,
- * 9 path-MTU reply (src/pmtu.ts); 3..7 are reserved for relaying.
+ * 9 path-MTU reply (src/pmtu.ts), 10 frame (switch mode); 3..7 are the NAT
+ * work's (rendezvous, relaying).
  *
  * Counters are JavaScript numbers. The wire carries 64 bits, but this
  * implementation never sends a counter above {@link COUNTER_MAX}
