@@ -65,13 +65,15 @@ export const DropReason = {
   // ---- receive: the access policy (acl.ts) ----
   /** No rule of the policy in force allows the inner packet, and it is no reply to our own traffic. */
   ACL: 26,
+  /** Larger than the peer's path carries (src/pmtu.ts): an ICMP "fragmentation needed" / "packet too big" went back into the TUN. */
+  TOO_BIG: 27,
 } as const;
 
 /** A value of {@link DropReason}. */
 export type DropReasonValue = (typeof DropReason)[keyof typeof DropReason];
 
 /** Number of slots a drop-counter table needs. */
-export const DROP_REASON_COUNT = 27;
+export const DROP_REASON_COUNT = 28;
 
 /** Stable names of the drop reasons (stats keys, logs). Index = value. */
 export const dropReasonName = [
@@ -102,6 +104,7 @@ export const dropReasonName = [
   'local-mac',
   'mac-table-full',
   'acl',
+  'too-big',
 ] as const;
 
 /** A name in {@link dropReasonName}. */

@@ -16,7 +16,9 @@
  * 8. Roaming: the newest authentic packet from a new source address moves
  *    the peer's endpoint (`onEndpointChange`).
  * 9. Keepalive: counted (`keepalivesRx`, last time), done. Rendezvous
- *    (type 3): counted, its payload copied out to `onRendezvous`, done. Data: decompress when flagged (bounded by the MTU:
+ *    (type 3): counted, its payload copied out to `onRendezvous`, done. Path-MTU probe:
+ *    answered with a reply; reply: handed to the peer's search (pmtu.ts,
+ *    through `ctx.pmtu`), done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
  *     and a source inside the peer's subnets ('spoofed'); with an access
@@ -24,7 +26,9 @@
  *     ('acl', acl.ts). In switch mode (`ctx.frames`), an Ethernet frame
  *     whose source MAC the peer may use (switch.ts, mac-table.ts:
  *     'not-ethernet', 'spoofed', 'mac-table-full'); access rules do not
- *     apply to frames.
+ *     apply to frames. In router mode, TCP SYNs get their MSS clamped to
+ *     the peer's inner path MTU (mss-clamp.ts, when `clampMss`; the
+ *     express path hands SYNs to this pipeline).
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
  * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
@@ -44,6 +48,7 @@ import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
 import { Flags, MessageType, OVERHEAD, checkHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
 import { decodeEndpoint } from './ip-address.js';
+import { clampMss } from './mss-clamp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
 import { IpOffset, contains } from './routing-table.js';
 
@@ -190,15 +195,24 @@ export class ReceivePipeline {
       if (newest) this.roam(peer, batch.sources, this.source[j] * SOURCE_LEN);
       // 9: payload
       const off = this.offs[j];
-      if (readType(buf, off) === MessageType.KEEPALIVE) {
+      const type = readType(buf, off);
+      if (type === MessageType.KEEPALIVE) {
         peer.counters[PeerCounter.KEEPALIVES_RX]++;
         peer.counters[PeerCounter.LAST_KEEPALIVE_RX_MS] = wall;
         continue;
       }
-      if (readType(buf, off) === MessageType.RENDEZVOUS) {
+      if (type === MessageType.RENDEZVOUS) {
         ctx.rendezvousRx++;
         // copied: the socket's slab is reused after this handler returns
         ctx.events.rendezvous(peer, Buffer.from(buf.subarray(off + HEADER_LEN, off + this.lens[j] - TAG_LEN)));
+        continue;
+      }
+      if (type === MessageType.PMTU_PROBE) {
+        ctx.pmtu.onProbe(peer, buf.readUInt32BE(off + HEADER_LEN), this.lens[j]);
+        continue;
+      }
+      if (type === MessageType.PMTU_REPLY) {
+        ctx.pmtu.onReply(peer, buf.readUInt32BE(off + HEADER_LEN));
         continue;
       }
       const pOff = off + HEADER_LEN;
@@ -213,11 +227,13 @@ export class ReceivePipeline {
         // 10: inner checks
         const dOff = this.decOffs[nDec];
         if (!(ctx.frames === null ? this.innerOk(peer, this.decArena, dOff, m) : ctx.frames.acceptFrame(peer, this.decArena, dOff, m, now))) continue;
+        if (ctx.clampMss && ctx.frames === null) clampMss(this.decArena, dOff, m, peer.innerMtu < mtu ? peer.innerMtu : mtu);
         this.decLens[nDec++] = m;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += m;
       } else {
         if (!(ctx.frames === null ? this.innerOk(peer, buf, pOff, plen) : ctx.frames.acceptFrame(peer, buf, pOff, plen, now))) continue;
+        if (ctx.clampMss && ctx.frames === null) clampMss(buf, pOff, plen, peer.innerMtu < mtu ? peer.innerMtu : mtu);
         this.plainOffs[nPlain] = pOff;
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;
