@@ -123,8 +123,9 @@ export function validateBnl(input: unknown): BnlProblem[] {
       add('ERR_BNL_FINGERPRINT', 'fingerprint must be a SHA-256 digest: 64 lowercase hex digits', label, 'fingerprint');
     }
     if (raw.relay !== undefined && raw.relay !== true) add('ERR_BNL_FIELD', 'relay is either absent or true', label, 'relay');
-    // A relay is what nodes behind NAT reach first: it must be reachable itself.
-    if (raw.relay === true && Array.isArray(raw.endpoints) && raw.endpoints.length === 0) add('ERR_BNL_RELAY_ENDPOINT', 'a relay needs a listed endpoint (relay=yes with ipv4=/ipv6=/host=)', label, 'relay');
+    // A relay without an endpoint is accepted when read (lists signed before relays
+    // needed one stay valid); `bnl add/modify` refuse to write one, and the daemon
+    // never uses it as a relay (packages/daemon/src/relay.ts, isRelayNode).
     if (raw.tags !== undefined) {
       if (!Array.isArray(raw.tags) || raw.tags.length === 0 || raw.tags.length > BNL_MAX_TAGS) {
         add('ERR_BNL_TAG', `tags is either absent or an array of 1 to ${BNL_MAX_TAGS} tags`, label, 'tags');

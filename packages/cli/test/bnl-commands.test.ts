@@ -125,3 +125,12 @@ test('mac= (switch mode): normalised, sorted, replaced on modify, removed by an 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('bnl add/modify refuse relay=yes without a listed endpoint (a relay must be reachable)', async () => {
+  const { applyKeyValues } = await import('../src/bnl/edit.js');
+  const base = { name: 'rho', id: 9, endpoints: [], prefer: 'ipv4' as const, subnets: [] };
+  assert.throws(() => applyKeyValues(base, [{ key: 'relay', value: 'yes' }], 'add'), /relay=yes needs a listed endpoint \[ERR_BNL_RELAY_ENDPOINT\]/);
+  const ok = applyKeyValues(base, [{ key: 'ipv4', value: '192.0.2.9' }, { key: 'relay', value: 'yes' }], 'add');
+  assert.equal(ok.relay, true);
+  assert.throws(() => applyKeyValues(ok, [{ key: 'ipv4', value: '' }], 'modify'), /ERR_BNL_RELAY_ENDPOINT/);
+});

@@ -15,6 +15,7 @@ function report(): StatusReport {
   const peer = {
     id: 2, endpoint: '10.9.0.2:3406', state: 'up' as const, cipher: 'aes-256-gcm', compression: 'none',
     keyAgeMs: 65_000, lastRxMs: 2_000, lastKeepaliveTxMs: 20_000, lastKeepaliveRxMs: null, lastNegotiationMs: 65_000, restored: false, negotiations: 1,
+    pmtu: 1280 as number | null, innerMtu: 1216, pmtuAgeMs: 120_000 as number | null,
     rxPackets: 1500, rxBytes: 2_000_000, txPackets: 12, txBytes: 900, drops: { replay: 3, 'bad-mac': 0 }, bnlSerial: 7, subnets: ['10.42.2.0/24'],
   };
   return {
@@ -22,7 +23,7 @@ function report(): StatusReport {
     bnl: { serial: 7, signedAt: null, nodes: 3, path: '/etc/cluevpn/lab/bnl', peers: { beta: 7, 'ga"mma': 6 } },
     peers: [
       { ...peer, name: 'beta', path: 'direct' as const, observedEndpoint: '10.9.0.2:3406' },
-      { ...peer, name: 'ga"mma', id: 3, state: 'idle', cipher: null, compression: null, keyAgeMs: null, lastRxMs: null, bnlSerial: 6, drops: {} },
+      { ...peer, name: 'ga"mma', id: 3, state: 'idle', cipher: null, compression: null, keyAgeMs: null, lastRxMs: null, bnlSerial: 6, drops: {}, pmtu: null, pmtuAgeMs: null },
     ],
     drops: { 'unknown-index': 4 },
     memory: { rss: 70 * 1048576, heapUsed: 12_500_000, heapTotal: 20 * 1048576, external: 3 * 1048576, arrayBuffers: 2 * 1048576 },
@@ -39,8 +40,8 @@ test('status table shows every per-peer field the issue asks for', () => {
   assert.equal(humanBytes(900), '900 B');
   assert.equal(humanBytes(1536), '1.5KiB');
   assert.match(drops!, /unknown-index=4/);
-  assert.match(cols!, /^PEER +STATE +ENDPOINT +PATH +CIPHER +COMP +KEY AGE +NEGS +LAST RX +KEEPALIVE OUT\/IN +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
-  assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +direct +aes-256-gcm +none +1m5s +1 +2s +20s\/never +1\.5K +1\.9M +12 +900 +7 +replay=3$/);
+  assert.match(cols!, /^PEER +STATE +ENDPOINT +PATH +CIPHER +COMP +KEY AGE +NEGS +LAST RX +KEEPALIVE OUT\/IN +PMTU +RX PKTS +RX BYTES +TX PKTS +TX BYTES +BNL +DROPS$/);
+  assert.match(beta!, /^beta +up +10\.9\.0\.2:3406 +direct +aes-256-gcm +none +1m5s +1 +2s +20s\/never +1280 \(inner 1216, 2m0s\) +1\.5K +1\.9M +12 +900 +7 +replay=3$/);
   assert.match(gamma!, /^ga"mma +idle +10\.9\.0\.2:3406 +- +- +- +never +1 +never +20s\/never .* 6\* +-$/);
   assert.equal(humanAgo(90_061_000), '1d1h');
   assert.equal(humanCount(999), '999');

@@ -55,6 +55,12 @@ export interface PeerStatus {
   lastKeepaliveTxMs: number | null;
   /** Since the last authenticated keepalive received from this peer. */
   lastKeepaliveRxMs: number | null;
+  /** Path MTU to this peer (outer IP packet bytes) as last found by probing (`pmtudiscovery`); `null` before the first search ended. */
+  pmtu: number | null;
+  /** Largest inner packet sent to this peer: the path MTU less 64 (IPv4 underlay) or 84 (IPv6), at most the configured `mtu`. */
+  innerMtu: number;
+  /** Since the last path-MTU search ended (re-probed every 10 minutes). */
+  pmtuAgeMs: number | null;
   /** Since the last negotiation with this peer completed (in this process or restored from state). */
   lastNegotiationMs: number | null;
   /** Whether the current keys were restored from the state store at start (no renegotiation). */

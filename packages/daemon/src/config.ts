@@ -116,6 +116,10 @@ export interface DaemonConfig {
   rekeyMs: number;
   /** Keepalive interval in milliseconds (`keepalive=25`): a peer sent nothing for this long gets an authenticated keepalive. Default 25 s; 0 = off. */
   keepaliveMs: number;
+  /** Path MTU discovery per peer with authenticated probes (tinc's `PMTUDiscovery`). Default yes. */
+  pmtudiscovery: boolean;
+  /** Clamp the MSS of TCP SYNs to each peer's path MTU, both directions (tinc's `ClampMSS`). Default yes. */
+  clampmss: boolean;
   /** Base BNL pull interval in milliseconds (jittered ±25 %). Default 90 s, at least 1 s. */
   pullintervalMs: number;
   /** How often peers' host names (`host=` endpoints) are looked up again, in milliseconds. Default 5 min, at least 1 s. */
@@ -343,6 +347,8 @@ const KEYS: Readonly<Record<string, KeySpec>> = {
   pullinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   resolveinterval: { kind: 'value', parse: parseDuration(1_000, 86_400_000) },
   keepalive: { kind: 'value', parse: parseKeepalive },
+  pmtudiscovery: { kind: 'value', parse: parseBool },
+  clampmss: { kind: 'value', parse: parseBool },
   user: { kind: 'value', parse: parseAccount },
   group: { kind: 'value', parse: parseAccount },
   controlsocket: { kind: 'path', parse: parseText },
@@ -478,6 +484,8 @@ export function parseConfig(text: string, opts: ParseConfigOptions): DaemonConfi
     pullintervalMs: one<number>('pullinterval') ?? 90_000,
     resolveintervalMs: one<number>('resolveinterval') ?? 300_000,
     keepaliveMs: one<number>('keepalive') ?? 25_000,
+    pmtudiscovery: one<boolean>('pmtudiscovery') ?? true,
+    clampmss: one<boolean>('clampmss') ?? true,
     user: one<string>('user'),
     group: one<string>('group'),
     controlsocket: one<string>('controlsocket') ?? resolve(rd, `${netname}.sock`),

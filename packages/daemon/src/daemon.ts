@@ -213,6 +213,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       mtu: config.mtu,
       socketBuffer: config.udpbuffer,
       keepaliveMs: config.keepaliveMs,
+      pmtuDiscovery: config.pmtudiscovery, // path MTU (dataplane src/pmtu.ts)
+      clampMss: config.clampmss,
       mode: config.mode,
       ...switches.dataplane,
       logger: dpLog,
@@ -524,6 +526,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       lastRxMs: lastRx,
       lastKeepaliveTxMs: p.lastKeepaliveTxMs === null ? null : Math.max(0, now - p.lastKeepaliveTxMs),
       lastKeepaliveRxMs: p.lastKeepaliveRxMs === null ? null : Math.max(0, now - p.lastKeepaliveRxMs),
+      pmtu: p.pmtu, // path MTU (dataplane src/pmtu.ts)
+      innerMtu: p.innerMtu,
+      pmtuAgeMs: p.pmtuAgeMs,
       lastNegotiationMs: m.session === null ? null : Math.max(0, now - m.session.createdAt),
       restored: m.restored,
       negotiations: m.negotiations,

@@ -153,6 +153,7 @@ export function createDaemonMetrics(source: MetricsSource): DaemonMetrics {
   perPeer('counter', 'cluevpn_peer_negotiations_total', 'Negotiations completed with the peer since the daemon started', (p) => p.negotiations);
   perPeer('gauge', 'cluevpn_peer_key_age_seconds', 'Age of the current keys (absent without keys)', (p) => (p.keyAgeMs === null ? null : p.keyAgeMs / 1000));
   perPeer('gauge', 'cluevpn_peer_last_rx_seconds', 'Seconds since the last authenticated packet from the peer (absent when never)', (p) => (p.lastRxMs === null ? null : p.lastRxMs / 1000));
+  perPeer('gauge', 'cluevpn_peer_path_mtu_bytes', 'Path MTU to the peer as probed, outer IP packet bytes (absent before the first search ended)', (p) => p.pmtu ?? null);
   perPeer('gauge', 'cluevpn_peer_bnl_serial', 'BNL serial the peer was last seen holding (absent when unknown)', (p) => p.bnlSerial);
   series('gauge', 'cluevpn_peer_state', 'Session state of the peer: 1 for the current state, 0 for the others', ['peer', 'state'], (s, put) => {
     for (const p of s.status.peers) for (const state of PEER_STATES) put({ peer: p.name, state }, p.state === state ? 1 : 0);

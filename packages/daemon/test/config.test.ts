@@ -47,6 +47,8 @@ test('minimal config gets documented defaults and resolved paths', () => {
   assert.equal(c.pullintervalMs, 90_000);
   assert.equal(c.resolveintervalMs, 300_000);
   assert.equal(c.keepaliveMs, 25_000);
+  assert.equal(c.pmtudiscovery, true);
+  assert.equal(c.clampmss, true);
   assert.equal(c.rekeyMs, 3_600_000);
   assert.equal(c.controlsocket, '/run/x/office.sock');
   assert.equal(c.pidfile, '/run/x/office.pid');
@@ -104,6 +106,8 @@ test('every key parses to a typed value', () => {
     'pullinterval=1500ms',
     'resolveinterval=30s',
     'keepalive=10',
+    'pmtudiscovery=no',
+    'clampmss=off',
     'user=nobody',
     'group=65534',
     'controlsocket=ctl.sock',
@@ -143,6 +147,8 @@ test('every key parses to a typed value', () => {
   assert.equal(c.pullintervalMs, 1500);
   assert.equal(c.resolveintervalMs, 30_000);
   assert.equal(c.keepaliveMs, 10_000);
+  assert.equal(c.pmtudiscovery, false);
+  assert.equal(c.clampmss, false);
   assert.equal(c.user, 'nobody');
   assert.equal(c.group, '65534');
   assert.equal(c.controlsocket, '/etc/cluevpn/office/ctl.sock');
@@ -176,6 +182,8 @@ test('errors name file, line and key with a stable code', () => {
   expectConfigError(`${MINIMAL}\nexpress=fast`, 'ERR_CONFIG_BAD_VALUE', 6, 'express');
   expectConfigError(`${MINIMAL}\nudpoffload=2`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpoffload');
   expectConfigError(`${MINIMAL}\ntunoffload=auto`, 'ERR_CONFIG_BAD_VALUE', 6, 'tunoffload');
+  expectConfigError(`${MINIMAL}\nclampmss=1400`, 'ERR_CONFIG_BAD_VALUE', 6, 'clampmss');
+  expectConfigError(`${MINIMAL}\npmtudiscovery=maybe`, 'ERR_CONFIG_BAD_VALUE', 6, 'pmtudiscovery');
   expectConfigError(`${MINIMAL}\nexpress=no\nexpress=yes`, 'ERR_CONFIG_DUPLICATE_KEY', 7, 'express');
   expectConfigError(`${MINIMAL}\nudpbuffer=100`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');
   expectConfigError(`${MINIMAL}\nudpbuffer=65m`, 'ERR_CONFIG_BAD_VALUE', 6, 'udpbuffer');

@@ -18,6 +18,9 @@ function peer(name: string, over: Partial<PeerStatus> = {}): PeerStatus {
     lastNegotiationMs: 12_500,
     lastKeepaliveTxMs: null,
     lastKeepaliveRxMs: null,
+    pmtu: null,
+    innerMtu: 1420,
+    pmtuAgeMs: null,
     restored: false,
     negotiations: 2,
     rxPackets: 10,
@@ -62,7 +65,7 @@ const quietLogger = () => silentLogger;
 
 test('metrics: one status snapshot per scrape, counters and gauges from it, removed peers and unknown values left out', async () => {
   let calls = 0;
-  let st = report([peer('beta'), peer('gamma', { state: 'idle', keyAgeMs: null, lastRxMs: null, bnlSerial: null, endpoint: null, drops: {}, rxPackets: 0 })], { 'unknown-index': 4 });
+  let st = report([peer('beta', { pmtu: 1280, innerMtu: 1216, pmtuAgeMs: 1000 }), peer('gamma', { state: 'idle', keyAgeMs: null, lastRxMs: null, bnlSerial: null, endpoint: null, drops: {}, rxPackets: 0 })], { 'unknown-index': 4 });
   const control: ControlStats = { connections: 1, unauthenticated: 1, accepted: 5, handshakesStarted: 7, refused: { 'not-member': 2 }, cutOff: {} };
   const m = createDaemonMetrics({
     status: () => {
@@ -83,6 +86,8 @@ test('metrics: one status snapshot per scrape, counters and gauges from it, remo
   assert.equal(sample(text, 'cluevpn_peer_key_age_seconds{peer="gamma"}'), undefined, 'no keys: no key age');
   assert.equal(sample(text, 'cluevpn_peer_bnl_serial{peer="beta"}'), 7);
   assert.equal(sample(text, 'cluevpn_peer_bnl_serial{peer="gamma"}'), undefined);
+  assert.equal(sample(text, 'cluevpn_peer_path_mtu_bytes{peer="beta"}'), 1280);
+  assert.equal(sample(text, 'cluevpn_peer_path_mtu_bytes{peer="gamma"}'), undefined, 'absent before the first search');
   assert.equal(sample(text, 'cluevpn_peer_state{peer="beta",state="up"}'), 1);
   assert.equal(sample(text, 'cluevpn_peer_state{peer="beta",state="idle"}'), 0);
   assert.equal(sample(text, 'cluevpn_peer_state{peer="gamma",state="idle"}'), 1);

@@ -4,7 +4,10 @@
  * packets, AES-256-GCM, no compression. Prints packets/s per backend in
  * one run (the JS backend is the anchor). Not a test.
  *
- *   node packages/dataplane/dist/bench/loopback-pair.js [seconds=2]
+ *   node packages/dataplane/dist/bench/loopback-pair.js [seconds=2] [pmtu]
+ *
+ * With `pmtu`, each backend also runs with path-MTU discovery and the MSS
+ * clamp on (what cluevpnd runs by default), in the same run, for the ratio.
  */
 import { fullBackends, makePair } from '../test/pipeline-harness.js';
 import { ipv4Packet } from '../test/pipeline-helpers.js';
@@ -13,8 +16,10 @@ const seconds = Number(process.argv[2] ?? 2);
 const pkt = ipv4Packet('10.0.1.5', '10.0.2.9', 1380);
 const burst = Array.from({ length: 64 }, () => pkt);
 
-async function run(name: string, real: NonNullable<Parameters<typeof makePair>[0]>['real']): Promise<{ name: string; sent: number; received: number; pps: number; mbps: number }> {
-  const p = await makePair({ real, host: '127.0.0.1' });
+const withPmtu = process.argv[3] === 'pmtu';
+
+async function run(name: string, real: NonNullable<Parameters<typeof makePair>[0]>['real'], pmtu = false): Promise<{ name: string; sent: number; received: number; pps: number; mbps: number }> {
+  const p = await makePair({ real, host: '127.0.0.1', ...(pmtu ? { extra: { pmtuDiscovery: true, clampMss: true } } : {}) });
   try {
     const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
     const measure = async (ms: number): Promise<{ sent: number; received: number; elapsed: number }> => {
@@ -45,10 +50,13 @@ async function run(name: string, real: NonNullable<Parameters<typeof makePair>[0
 }
 
 const rows = [];
-for (const [name, real] of fullBackends()) rows.push(await run(name, real));
+for (const [name, real] of fullBackends()) {
+  rows.push(await run(name, real));
+  if (withPmtu) rows.push(await run(`${name}+pmtu`, real, true));
+}
 const anchor = rows[0].pps;
 for (const r of rows) {
   console.log(
-    `${r.name.padEnd(7)} ${String(r.pps).padStart(8)} packets/s received  ${String(r.mbps).padStart(5)} Mbit/s inner  sent ${r.sent} received ${r.received} (loss ${(100 * (1 - r.received / Math.max(1, r.sent))).toFixed(1)} %)  ratio to js ${(r.pps / anchor).toFixed(2)}`,
+    `${r.name.padEnd(11)} ${String(r.pps).padStart(8)} packets/s received  ${String(r.mbps).padStart(5)} Mbit/s inner  sent ${r.sent} received ${r.received} (loss ${(100 * (1 - r.received / Math.max(1, r.sent))).toFixed(1)} %)  ratio to js ${(r.pps / anchor).toFixed(2)}`,
   );
 }

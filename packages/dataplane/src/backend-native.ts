@@ -51,6 +51,10 @@ export interface NativeUdpStats {
   txNoEndpoint: number;
   /** Datagrams refused by the kernel (EMSGSIZE, ENETUNREACH, …). */
   txErrors: number;
+  /** Of `txErrors`: EMSGSIZE, above the path MTU the kernel learnt (the socket always sets DF: src/pmtu.ts). */
+  txTooBig: number;
+  /** 1 when the socket sends with DF (`IP_MTU_DISCOVER`/`IPV6_MTU_DISCOVER` = `PMTUDISC_DO`), else 0. */
+  pmtuDiscovery: number;
   /** Datagrams not sent because the socket buffer was full (EAGAIN/ENOBUFS). */
   txDroppedFull: number;
   /**
@@ -114,6 +118,7 @@ interface AddonUdpSocket {
     counterCount: number,
     gen: number,
     counters: Float64Array,
+    maxLen: number,
   ): boolean;
   expressLease(
     localIndex: number,
@@ -379,7 +384,7 @@ export class NativeBatchUdpSocket implements BatchUdpSocket {
   expressTxLease(l: ExpressTxLease): boolean {
     if (this.closed) return false;
     try {
-      return this.sock.expressTxLease(l.addrs, l.slot, l.remoteIndex, l.epoch, l.txHandle, l.counterBase, l.counterCount, l.gen, l.counters);
+      return this.sock.expressTxLease(l.addrs, l.slot, l.remoteIndex, l.epoch, l.txHandle, l.counterBase, l.counterCount, l.gen, l.counters, l.maxLen);
     } catch (err) {
       rethrow(err);
     }

@@ -180,6 +180,8 @@ export interface ExpressTxLease {
   gen: number;
   /** The peer's counters (`Peer.counters`). */
   counters: Float64Array;
+  /** Longest packet C may send on this lease: the peer's inner path MTU (src/pmtu.ts); longer ones go back to JavaScript. */
+  maxLen: number;
 }
 
 /**

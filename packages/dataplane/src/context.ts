@@ -108,6 +108,18 @@ export interface PipelineContext {
   frames: FrameFilter | null;
   /** The access policy: checked on receive, fed on send, while `acl.active` (acl.ts). */
   readonly acl: Acl;
+  /** Clamp the MSS of TCP SYNs to the peer's inner path MTU, both directions (mss-clamp.ts). */
+  readonly clampMss: boolean;
+  /** Where the receive pipeline hands authenticated path-MTU probes and replies (pmtu.ts). */
+  readonly pmtu: PmtuHooks;
+}
+
+/** The path-MTU side of the receive pipeline (implemented by pmtu.ts's PmtuScheduler). */
+export interface PmtuHooks {
+  /** An authenticated probe `id` from `peer`, `wireLen` bytes as received: answer it. */
+  onProbe(peer: Peer, id: number, wireLen: number): void;
+  /** An authenticated reply to our probe `id`. */
+  onReply(peer: Peer, id: number): void;
 }
 
 /** Receive step 10 in switch mode: the frame check and MAC spoof check (switch.ts). */

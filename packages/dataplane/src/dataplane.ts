@@ -24,6 +24,7 @@ import { EventDispatcher, silentLogger, type DataplaneEvents, type DataplaneLogg
 import { COUNTER_MAX, OVERHEAD, RENDEZVOUS_MAX_PAYLOAD } from './framing.js';
 import { IcmpResponder } from './icmp.js';
 import { KeepaliveScheduler } from './keepalive.js';
+import { PMTU_DEFAULTS, PmtuScheduler, type PmtuPhase, type PmtuTimers } from './pmtu.js';
 import { PeerCounter, PeerTable, parseSubnets, type CipherName, type SessionParams } from './peer-table.js';
 import { ReceivePipeline } from './receive.js';
 import { PrefixTable } from './routing-table.js';
@@ -74,6 +75,18 @@ export interface DataplaneOptions {
    * (src/keepalive.ts; one coarse unref'd timer, nothing per packet).
    */
   keepaliveMs?: number;
+  /**
+   * Path MTU discovery per peer (default false; cluevpnd: `pmtudiscovery`,
+   * default yes): authenticated probes find the largest datagram that
+   * reaches each peer; larger inner packets get an ICMP "fragmentation
+   * needed" / "packet too big" into the TUN (src/pmtu.ts). Probes from
+   * peers are answered either way.
+   */
+  pmtuDiscovery?: boolean;
+  /** Overrides of the search's timers (tests). */
+  pmtuTimers?: Partial<PmtuTimers>;
+  /** Clamp the MSS of TCP SYNs to each peer's inner path MTU, both directions (default false; cluevpnd: `clampmss`, default yes). */
+  clampMss?: boolean;
   /** UDP GSO on send and GRO on receive (default true each; native backend only). cluevpnd: `udpoffload`, `CLUEVPN_DEBUG=no-gso,no-gro`. */
   gso?: boolean;
   gro?: boolean;
@@ -169,6 +182,16 @@ export interface PeerStats {
    * we forwarded (`fromPackets`/`fromBytes`) and what we forwarded to it.
    */
   relayed: { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number; lastRxMs: number | null; fromPackets: number; fromBytes: number; toPackets: number; toBytes: number };
+  /**
+   * Path MTU to the peer (outer IP packet bytes) as last found, null
+   * before the first search ended; the largest inner packet sent to it
+   * (the configured MTU until then); the search's phase; ms since the last
+   * search ended (null: never). src/pmtu.ts.
+   */
+  pmtu: number | null;
+  innerMtu: number;
+  pmtuPhase: PmtuPhase;
+  pmtuAgeMs: number | null;
   drops: Partial<Record<DropReasonName, number>>;
   sessions: SessionStats[];
 }
@@ -199,7 +222,15 @@ export interface DataplaneStats {
   };
   /** Drops by reason, all peers and unattributed ones together (zero counts left out). */
   drops: Partial<Record<DropReasonName, number>>;
-  icmp: { sent: number; rateLimited: number };
+  /** ICMP errors written into the TUN (no route and too big), suppressed by the rate limit, and of `sent` the "too big" ones. */
+  icmp: { sent: number; rateLimited: number; tooBig: number };
+  /**
+   * Path MTU (src/pmtu.ts): discovery on, the socket sends with DF
+   * (native backend), datagrams the kernel refused as above the path MTU
+   * (EMSGSIZE), IPv4 packets without DF cut into fragments, probes answered,
+   * MSS clamp on.
+   */
+  pmtu: { on: boolean; dontFragment: boolean; tooBig: number; fragmented: number; repliesSent: number; clampMss: boolean };
   /** 'router' or 'switch'. */
   mode: 'router' | 'switch';
   /**
@@ -418,10 +449,22 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     dataType: switching ? MessageType.FRAME : MessageType.DATA,
     frames: null as SwitchPipeline | null,
     acl: new Acl(options.aclLimits ?? {}),
+    clampMss: options.clampMss ?? false,
+    pmtu: {
+      onProbe: (peer, id, wireLen) => pmtu.onProbe(peer, id, wireLen),
+      onReply: (peer, id) => pmtu.onReply(peer, id),
+    },
   };
   const sw = switching ? new SwitchPipeline(ctx, options.macTable) : null;
   ctx.frames = sw;
   const send = new SendPipeline(ctx);
+  const pmtuTimers: PmtuTimers = { ...PMTU_DEFAULTS, ...(options.pmtuTimers ?? {}) };
+  for (const [k, v] of Object.entries(pmtuTimers)) {
+    if (!(k in PMTU_DEFAULTS) || typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+      throw new DataplaneError('ERR_DP_CONFIG', `pmtuTimers.${k} must be a finite number > 0`);
+    }
+  }
+  const pmtu = new PmtuScheduler(peers, send, mtu, pmtuTimers, logger);
   const receive = new ReceivePipeline(ctx);
   let closed = false;
   const live = (): void => {
@@ -479,7 +522,8 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
   const setFixed = (owner: number, macs: number[]): void => sw?.macs.setFixed(owner, macs);
   const keepalives = keepaliveMs > 0 ? new KeepaliveScheduler(peers, (peer) => send.sendKeepalive(peer), keepaliveMs, events) : null;
   keepalives?.start();
-  logger.info('dataplane started', { port: socket.port, backend: backends.name, mode, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn, keepaliveMs });
+  if (options.pmtuDiscovery === true) pmtu.start();
+  logger.info('dataplane started', { port: socket.port, backend: backends.name, mode, mtu, zeroCopy: send.zeroCopy, express: receive.expressOn, expressSend: send.expressOn, keepaliveMs, pmtuDiscovery: pmtu.running, clampMss: ctx.clampMss });
 
   const switchStats = (w: SwitchPipeline): NonNullable<DataplaneStats['switch']> => {
     const all = w.macs.entries(performance.now());
@@ -651,6 +695,10 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
             toPackets: c[PeerCounter.RELAY_TO_PACKETS],
             toBytes: c[PeerCounter.RELAY_TO_BYTES],
           },
+          pmtu: peer.pmtu === null || peer.pmtu.pmtu === 0 ? null : peer.pmtu.pmtu,
+          innerMtu: peer.innerMtu < mtu ? peer.innerMtu : mtu,
+          pmtuPhase: peer.pmtu?.phase ?? 'unknown',
+          pmtuAgeMs: peer.pmtu === null || peer.pmtu.doneAtMs === 0 ? null : Math.round(performance.now() - peer.pmtu.doneAtMs),
           drops: dropTableToRecord(peer.drops),
           sessions: peer.sessions.map((s) => ({
             localIndex: s.localIndex,
@@ -675,7 +723,15 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         zeroCopy: send.zeroCopy,
         express: expressStats(),
         drops: dropTableToRecord(ctx.drops),
-        icmp: { sent: ctx.icmp.sent, rateLimited: ctx.icmp.rateLimited },
+        icmp: { sent: ctx.icmp.sent, rateLimited: ctx.icmp.rateLimited, tooBig: ctx.icmp.tooBigSent },
+        pmtu: {
+          on: pmtu.running,
+          dontFragment: ((socket as { stats?: () => { pmtuDiscovery?: number } }).stats?.().pmtuDiscovery ?? 0) === 1,
+          tooBig: send.tooBigCount(),
+          fragmented: send.fragmented,
+          repliesSent: pmtu.repliesSent,
+          clampMss: ctx.clampMss,
+        },
         mode,
         switch: sw === null ? null : switchStats(sw),
         keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
@@ -690,6 +746,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (closed) return;
       closed = true;
       keepalives?.stop();
+      pmtu.stop();
       try {
         tun.onPackets(null);
       } catch (err) {

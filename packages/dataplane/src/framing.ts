@@ -22,7 +22,9 @@
  *
  * The whole header is the AEAD associated data; bytes 8..20 (epoch ‖
  * counter) are the 96-bit nonce. Version lives in the high nibble of byte 0,
- * type in the low nibble.
+ * type in the low nibble. Types: 1 data, 2 keepalive, 8 path-MTU probe,
+ * 9 path-MTU reply (src/pmtu.ts), 10 frame (switch mode); 3..7 are the NAT
+ * work's (rendezvous, relaying).
  *
  * Counters are JavaScript numbers. The wire carries 64 bits, but this
  * implementation never sends a counter above {@link COUNTER_MAX}
@@ -46,6 +48,10 @@ export const MessageType = {
   DATA: 1,
   /** Empty payload; keeps NAT bindings and proves liveness. */
   KEEPALIVE: 2,
+  /** Path-MTU probe (src/pmtu.ts): u32 probe id, then padding to the size probed; sent with DF. */
+  PMTU_PROBE: 8,
+  /** Answer to a probe: u32 probe id, u32 length of the probe datagram as received. */
+  PMTU_REPLY: 9,
   /**
    * A small control message between two members, authenticated and
    * encrypted by their session like data: rendezvous and relay requests
@@ -96,8 +102,15 @@ export const messageTypeName: Readonly<Record<MessageTypeValue, string>> = {
   3: 'rendezvous',
   4: 'relay',
   5: 'relayed',
+  8: 'pmtu-probe',
+  9: 'pmtu-reply',
   10: 'frame',
 };
+
+/** Payload bytes of a {@link MessageType.PMTU_REPLY} (specification); a probe carries at least 4 (its id). */
+export const PMTU_REPLY_PAYLOAD = 8;
+/** Largest probe payload accepted (implementation: a 9000-byte jumbo path). */
+export const PMTU_PROBE_MAX_PAYLOAD = 9000;
 
 /** Header flag bits (specification): byte 1. */
 export const Flags = {
@@ -169,7 +182,17 @@ export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: n
   const vt = buf[off];
   if (vt >>> 4 !== PROTOCOL_VERSION) return DropReason.BAD_VERSION;
   const type = vt & 0x0f;
-  if (type !== dataType && type !== MessageType.KEEPALIVE && type !== MessageType.RENDEZVOUS && type !== MessageType.RELAY && type !== MessageType.RELAYED) return DropReason.BAD_TYPE;
+  if (
+    type !== dataType &&
+    type !== MessageType.KEEPALIVE &&
+    type !== MessageType.RENDEZVOUS &&
+    type !== MessageType.RELAY &&
+    type !== MessageType.RELAYED &&
+    type !== MessageType.PMTU_PROBE &&
+    type !== MessageType.PMTU_REPLY
+  ) {
+    return DropReason.BAD_TYPE;
+  }
   const flags = buf[off + 1];
   if ((flags & ~KNOWN_FLAGS) !== 0 || buf[off + 2] !== 0 || buf[off + 3] !== 0) return DropReason.BAD_FLAGS;
   if (len < OVERHEAD) return DropReason.TRUNCATED;
@@ -185,6 +208,11 @@ export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: n
     if (flags !== 0) return DropReason.BAD_FLAGS;
     if (payload < RELAY_ID_LEN + OVERHEAD) return DropReason.TRUNCATED;
     if (payload > relayMaxPayload(maxPayload)) return DropReason.OVERSIZE;
+  } else if (type === MessageType.PMTU_PROBE || type === MessageType.PMTU_REPLY) {
+    if (flags !== 0) return DropReason.BAD_FLAGS;
+    if (type === MessageType.PMTU_REPLY ? payload !== PMTU_REPLY_PAYLOAD : payload < 4 || payload > PMTU_PROBE_MAX_PAYLOAD) {
+      return DropReason.MALFORMED;
+    }
   } else {
     if (payload === 0) return DropReason.TRUNCATED;
     if (payload > maxPayload) return DropReason.OVERSIZE;

@@ -1,7 +1,11 @@
 /**
- * ICMP "destination unreachable / no route" replies written back into the
- * TUN device for packets that match no peer, rate-limited by a token
- * bucket (RFC 1812 §4.3.2.8, RFC 4443 §2.4 (f)).
+ * ICMP errors written back into the TUN device, rate-limited by one token
+ * bucket (RFC 1812 §4.3.2.8, RFC 4443 §2.4 (f)):
+ *   - "destination unreachable / no route" for packets that match no peer
+ *     ({@link IcmpResponder.build});
+ *   - "fragmentation needed" (type 3 code 4, next-hop MTU, RFC 1191) and
+ *     ICMPv6 "packet too big" (type 2, MTU, RFC 8201) for packets larger
+ *     than the peer's path allows (src/pmtu.ts; {@link IcmpResponder.buildTooBig}).
  *
  * Rules (RFC 1122 §3.2.2, RFC 4443 §2.4 (e)): no reply to an ICMP error,
  * to a non-first IPv4 fragment, to multicast/broadcast/unspecified
@@ -20,6 +24,10 @@ export const IcmpConst = {
   V4_NET_UNREACH: 0,
   V6_DEST_UNREACH: 1,
   V6_NO_ROUTE: 0,
+  /** IPv4 destination unreachable, code 4: fragmentation needed and DF set. */
+  V4_FRAG_NEEDED: 4,
+  /** ICMPv6 packet too big. */
+  V6_PACKET_TOO_BIG: 2,
   /** Largest IPv4 ICMP error datagram (RFC 1812). */
   V4_MAX_REPLY: 576,
   /** Largest ICMPv6 error datagram (the IPv6 minimum MTU, RFC 4443). */
@@ -97,24 +105,48 @@ export class IcmpResponder {
   build(buf: Uint8Array, off: number, len: number, out: Uint8Array, outOff: number, nowMs: number): number {
     const version = buf[off] >>> 4;
     if (version === 4) {
-      if (!this.eligibleV4(buf, off, len)) return 0;
-      if (!this.bucket.take(nowMs)) {
-        this.rateLimited++;
-        return 0;
-      }
-      this.sent++;
-      return this.writeV4(buf, off, len, out, outOff);
+      if (!this.eligibleV4(buf, off, len) || !this.take(nowMs)) return 0;
+      return this.writeV4(buf, off, len, out, outOff, IcmpConst.V4_DEST_UNREACH, IcmpConst.V4_NET_UNREACH, 0);
     }
     if (version === 6) {
-      if (!this.eligibleV6(buf, off, len)) return 0;
-      if (!this.bucket.take(nowMs)) {
-        this.rateLimited++;
-        return 0;
-      }
-      this.sent++;
-      return this.writeV6(buf, off, len, out, outOff);
+      if (!this.eligibleV6(buf, off, len) || !this.take(nowMs)) return 0;
+      return this.writeV6(buf, off, len, out, outOff, IcmpConst.V6_DEST_UNREACH, IcmpConst.V6_NO_ROUTE, 0);
     }
     return 0;
+  }
+
+  /** "Too big" replies built (of {@link sent}; stats). */
+  tooBigSent = 0;
+
+  /**
+   * Writes a "fragmentation needed" (IPv4, next-hop MTU `mtu`) or ICMPv6
+   * "packet too big" (MTU `mtu`) reply to the packet at `buf[off .. off +
+   * len]` into `out[outOff ..]` (room for 1280 bytes) and returns its
+   * length, or 0 when none is due (same rules and rate limit as
+   * {@link build}).
+   */
+  buildTooBig(buf: Uint8Array, off: number, len: number, mtu: number, out: Uint8Array, outOff: number, nowMs: number): number {
+    const version = buf[off] >>> 4;
+    let n = 0;
+    if (version === 4) {
+      if (!this.eligibleV4(buf, off, len) || !this.take(nowMs)) return 0;
+      n = this.writeV4(buf, off, len, out, outOff, IcmpConst.V4_DEST_UNREACH, IcmpConst.V4_FRAG_NEEDED, mtu & 0xffff);
+    } else if (version === 6) {
+      // RFC 4443 §2.4 (e.3): "packet too big" is sent even for multicast destinations.
+      if (!this.eligibleV6(buf, off, len, true) || !this.take(nowMs)) return 0;
+      n = this.writeV6(buf, off, len, out, outOff, IcmpConst.V6_PACKET_TOO_BIG, 0, mtu);
+    }
+    if (n > 0) this.tooBigSent++;
+    return n;
+  }
+
+  private take(nowMs: number): boolean {
+    if (!this.bucket.take(nowMs)) {
+      this.rateLimited++;
+      return false;
+    }
+    this.sent++;
+    return true;
   }
 
   private eligibleV4(b: Uint8Array, off: number, len: number): boolean {
@@ -133,8 +165,8 @@ export class IcmpResponder {
     return true;
   }
 
-  private eligibleV6(b: Uint8Array, off: number, len: number): boolean {
-    if (b[off + 8] === 0xff || b[off + 24] === 0xff) return false; // multicast
+  private eligibleV6(b: Uint8Array, off: number, len: number, multicastDst = false): boolean {
+    if (b[off + 8] === 0xff || (!multicastDst && b[off + 24] === 0xff)) return false; // multicast
     let unspecified = true;
     for (let i = 8; i < 24; i++) if (b[off + i] !== 0) unspecified = false;
     if (unspecified) return false;
@@ -145,7 +177,8 @@ export class IcmpResponder {
     return true;
   }
 
-  private writeV4(b: Uint8Array, off: number, len: number, o: Uint8Array, oo: number): number {
+  /** `rest` is the u32 after type, code and checksum (the next-hop MTU in its low 16 bits for code 4). */
+  private writeV4(b: Uint8Array, off: number, len: number, o: Uint8Array, oo: number, type: number, code: number, rest: number): number {
     const quoted = Math.min(len, IcmpConst.V4_MAX_REPLY - 28);
     const total = 28 + quoted;
     o[oo] = 0x45;
@@ -168,14 +201,14 @@ export class IcmpResponder {
     o[oo + 10] = hc >>> 8;
     o[oo + 11] = hc & 0xff;
     const ic = oo + 20;
-    o[ic] = IcmpConst.V4_DEST_UNREACH;
-    o[ic + 1] = IcmpConst.V4_NET_UNREACH;
+    o[ic] = type;
+    o[ic + 1] = code;
     o[ic + 2] = 0;
     o[ic + 3] = 0;
-    o[ic + 4] = 0;
-    o[ic + 5] = 0;
-    o[ic + 6] = 0;
-    o[ic + 7] = 0;
+    o[ic + 4] = (rest >>> 24) & 0xff;
+    o[ic + 5] = (rest >>> 16) & 0xff;
+    o[ic + 6] = (rest >>> 8) & 0xff;
+    o[ic + 7] = rest & 0xff;
     o.set(b.subarray(off, off + quoted), ic + 8);
     const cc = internetChecksum(o, ic, 8 + quoted);
     o[ic + 2] = cc >>> 8;
@@ -183,7 +216,8 @@ export class IcmpResponder {
     return total;
   }
 
-  private writeV6(b: Uint8Array, off: number, len: number, o: Uint8Array, oo: number): number {
+  /** `rest` is the u32 after type, code and checksum (the MTU for "packet too big"). */
+  private writeV6(b: Uint8Array, off: number, len: number, o: Uint8Array, oo: number, type: number, code: number, rest: number): number {
     const quoted = Math.min(len, IcmpConst.V6_MAX_REPLY - 48);
     const plen = 8 + quoted;
     o[oo] = 0x60;
@@ -199,14 +233,14 @@ export class IcmpResponder {
       o[oo + 24 + i] = b[off + 8 + i];
     }
     const ic = oo + 40;
-    o[ic] = IcmpConst.V6_DEST_UNREACH;
-    o[ic + 1] = IcmpConst.V6_NO_ROUTE;
+    o[ic] = type;
+    o[ic + 1] = code;
     o[ic + 2] = 0;
     o[ic + 3] = 0;
-    o[ic + 4] = 0;
-    o[ic + 5] = 0;
-    o[ic + 6] = 0;
-    o[ic + 7] = 0;
+    o[ic + 4] = (rest >>> 24) & 0xff;
+    o[ic + 5] = (rest >>> 16) & 0xff;
+    o[ic + 6] = (rest >>> 8) & 0xff;
+    o[ic + 7] = rest & 0xff;
     o.set(b.subarray(off, off + quoted), ic + 8);
     // pseudo-header: src, dst, upper-layer length (u32), next header (u32)
     let sum = sum16(o, oo + 8, 32, 0);

@@ -26,6 +26,8 @@ export {
   decodeHeader,
   encodeHeader,
   messageTypeName,
+  PMTU_REPLY_PAYLOAD,
+  PMTU_PROBE_MAX_PAYLOAD,
 } from './framing.js';
 export type { Header, MessageTypeValue } from './framing.js';
 export { REPLAY_WINDOW_SIZE, ReplayWindow } from './replay-window.js';
@@ -36,6 +38,9 @@ export type { BatchUdpSocket, CryptoBackend, DatagramBatch, ExpressLease, Expres
 export { CipherId, DEFAULT_SOCKET_BUFFER, MAX_SOCKET_BUFFER, SOURCE_LEN } from './backend.js';
 export { jsCryptoBackend, jsUdpBackend } from './backend-js.js';
 export { nativeAvailable, nativeCryptoBackend, nativeUdpBackend } from './backend-native.js';
+export { PMTU_DEFAULTS, PMTU_FLOOR, OUTER_HEADERS, PathMtuSearch, innerMtuOf, pmtuCeiling } from './pmtu.js';
+export type { PmtuPhase, PmtuTimers, ProbeSendResult } from './pmtu.js';
+export { clampMss, MSS_OVERHEAD_V4, MSS_OVERHEAD_V6 } from './mss-clamp.js';
 export { ETH_HEADER_LEN, FRAME_EXTRA } from './switch.js';
 export { MAC_TABLE_DEFAULTS } from './mac-table.js';
 export type { MacTableOptions } from './mac-table.js';

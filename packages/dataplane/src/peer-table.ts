@@ -29,6 +29,7 @@ import { CompressionAlgo } from './compression.js';
 import { DROP_REASON_COUNT } from './drop-reasons.js';
 import { DataplaneError } from './errors.js';
 import { ENDPOINT_KEY_LEN, encodeEndpoint, parsePrefix, type Prefix } from './ip-address.js';
+import type { PathMtuSearch } from './pmtu.js';
 import { ReplayWindow } from './replay-window.js';
 import { PrefixTable } from './routing-table.js';
 
@@ -198,6 +199,15 @@ export class Peer {
   relayPktTokens = -1;
   relayByteTokens = -1;
   relayRefillMs = 0;
+  /**
+   * Largest inner packet the path to this peer carries (pmtu.ts owns it,
+   * the pipelines read it; 65535 = no estimate: the configured MTU applies).
+   */
+  innerMtu = 65535;
+  /** The path-MTU search of this peer (pmtu.ts), null until it has a session and an endpoint. */
+  pmtu: PathMtuSearch | null = null;
+  /** Endpoint the search ran for (`host|port`), to restart it when the peer moves. */
+  pmtuEndpoint = '';
 
   constructor(id: string, name: string, slot: number) {
     this.id = id;

@@ -16,7 +16,9 @@
  * 8. Roaming: the newest authentic packet from a new source address moves
  *    the peer's endpoint (`onEndpointChange`).
  * 9. Keepalive: counted (`keepalivesRx`, last time), done. Rendezvous
- *    (type 3): counted, its payload copied out to `onRendezvous`, done.
+ *    (type 3): counted, its payload copied out to `onRendezvous`, done. Path-MTU probe:
+ *    answered with a reply; reply: handed to the peer's search (pmtu.ts,
+ *    through `ctx.pmtu`), done.
  *    Relay request (type 4, relay role): forwarded (step 13), done.
  *    Relayed datagram (type 5): its inner datagram is staged (step 14),
  *    done. Data: decompress when flagged (bounded by the MTU:
@@ -27,7 +29,9 @@
  *     ('acl', acl.ts). In switch mode (`ctx.frames`), an Ethernet frame
  *     whose source MAC the peer may use (switch.ts, mac-table.ts:
  *     'not-ethernet', 'spoofed', 'mac-table-full'); access rules do not
- *     apply to frames.
+ *     apply to frames. In router mode, TCP SYNs get their MSS clamped to
+ *     the peer's inner path MTU (mss-clamp.ts, when `clampMss`; the
+ *     express path hands SYNs to this pipeline).
  * 11. Per-peer rx counters; one TUN `writeBatch` for the packets still in
  *     the socket's slab and one for the decompressed ones.
  * 12. Express lease: when a small batch (≤ EXPRESS_MAX_BATCH datagrams:
@@ -69,8 +73,9 @@ import { DecompressError } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
 import { Flags, MessageType, OVERHEAD, RELAY_ID_LEN, RENDEZVOUS_MAX_PAYLOAD, checkHeader, encodeHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
-import { takeTxCounter } from './send.js';
+import { relayedMtu, takeTxCounter } from './send.js';
 import { decodeEndpoint } from './ip-address.js';
+import { clampMss } from './mss-clamp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
 import { IpOffset, contains } from './routing-table.js';
 
@@ -302,15 +307,23 @@ export class ReceivePipeline {
         this.stageInner(peer, buf, off + HEADER_LEN, this.lens[j] - OVERHEAD, batch.sources, this.source[j] * SOURCE_LEN);
         continue;
       }
-      if (readType(buf, off) === MessageType.KEEPALIVE) {
+      if (type === MessageType.KEEPALIVE) {
         peer.counters[PeerCounter.KEEPALIVES_RX]++;
         peer.counters[PeerCounter.LAST_KEEPALIVE_RX_MS] = wall;
         continue;
       }
-      if (readType(buf, off) === MessageType.RENDEZVOUS) {
+      if (type === MessageType.RENDEZVOUS) {
         ctx.rendezvousRx++;
         // copied: the socket's slab is reused after this handler returns
         ctx.events.rendezvous(peer, Buffer.from(buf.subarray(off + HEADER_LEN, off + this.lens[j] - TAG_LEN)));
+        continue;
+      }
+      if (type === MessageType.PMTU_PROBE) {
+        ctx.pmtu.onProbe(peer, buf.readUInt32BE(off + HEADER_LEN), this.lens[j]);
+        continue;
+      }
+      if (type === MessageType.PMTU_REPLY) {
+        ctx.pmtu.onReply(peer, buf.readUInt32BE(off + HEADER_LEN));
         continue;
       }
       const pOff = off + HEADER_LEN;
@@ -325,12 +338,20 @@ export class ReceivePipeline {
         // 10: inner checks
         const dOff = this.decOffs[nDec];
         if (!(ctx.frames === null ? this.innerOk(peer, this.decArena, dOff, m) : ctx.frames.acceptFrame(peer, this.decArena, dOff, m, now))) continue;
+        if (ctx.clampMss && ctx.frames === null) {
+          const pathMtu = peer.relay === null ? peer.innerMtu : relayedMtu(peer.relay, mtu);
+          clampMss(this.decArena, dOff, m, pathMtu < mtu ? pathMtu : mtu);
+        }
         this.decLens[nDec++] = m;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += m;
         if (relayed) peer.counters[PeerCounter.RELAYED_RX_BYTES] += m;
       } else {
         if (!(ctx.frames === null ? this.innerOk(peer, buf, pOff, plen) : ctx.frames.acceptFrame(peer, buf, pOff, plen, now))) continue;
+        if (ctx.clampMss && ctx.frames === null) {
+          const pathMtu = peer.relay === null ? peer.innerMtu : relayedMtu(peer.relay, mtu);
+          clampMss(buf, pOff, plen, pathMtu < mtu ? pathMtu : mtu);
+        }
         this.plainOffs[nPlain] = pOff;
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;

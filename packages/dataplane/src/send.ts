@@ -12,6 +12,12 @@
  *    peer's primary; a packet that finds no room, or expires or is
  *    forgotten while held, is dropped as 'no-session'. Without an endpoint:
  *    drop 'no-endpoint'.
+ * 5b. Path MTU (pmtu.ts): a packet larger than the peer's inner path MTU is
+ *    dropped as 'too-big' and answered with an ICMP "fragmentation needed"
+ *    / ICMPv6 "packet too big" carrying that MTU (rate-limited, step 11);
+ *    an IPv4 packet without DF is cut into fragments instead and those go
+ *    through the pipeline. TCP SYNs get their MSS clamped to it
+ *    (mss-clamp.ts, when `clampMss`).
  * 6. Take the session's counter; at `rejectAfterMessages` drop
  *    'counter-limit' and ask `onRekeyNeeded`; at `rekeyAfterMessages` ask
  *    once ('counter-soft-limit') and keep sending. With an access policy in
@@ -51,10 +57,21 @@ import { EXPRESS_MAX_BATCH, HEADER_LEN, TAG_LEN } from './backend.js';
 import { CompressionAlgo } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
-import { Flags, MessageType, OVERHEAD, RELAY_ID_LEN, RENDEZVOUS_MAX_PAYLOAD, encodeHeader } from './framing.js';
-import { IcmpConst } from './icmp.js';
+import { Flags, MessageType, OVERHEAD, PMTU_PROBE_MAX_PAYLOAD, PMTU_REPLY_PAYLOAD, RELAY_ID_LEN, RENDEZVOUS_MAX_PAYLOAD, encodeHeader, type MessageTypeValue } from './framing.js';
+import { IcmpConst, internetChecksum } from './icmp.js';
+import { clampMss } from './mss-clamp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
 import { IpOffset, contains } from './routing-table.js';
+
+/**
+ * Largest inner packet for a peer reached through relay `via`: the path to
+ * the relay (its search's estimate, else the configured `mtu`) less the
+ * relay layer (node id, header and tag), so that relayed datagrams are
+ * not fragmented on the way.
+ */
+export function relayedMtu(via: Peer, mtu: number): number {
+  return (via.innerMtu < mtu ? via.innerMtu : mtu) - RELAY_ID_LEN - OVERHEAD;
+}
 
 /** The per-batch TUN input (structurally `@cluevpn/tun`'s PacketBatch). */
 export interface TunBatch {
@@ -124,8 +141,6 @@ export class SendPipeline {
   private icmpArena: Buffer = Buffer.alloc(0);
   private icmpOffs = new Int32Array(0);
   private icmpLens = new Int32Array(0);
-  /** Scratch of keepalives and rendezvous messages (header, payload ≤ 512, tag). */
-  private readonly keepalive = Buffer.alloc(HEADER_LEN + RENDEZVOUS_MAX_PAYLOAD + TAG_LEN);
   private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1) };
   private readonly holds = new Map<Peer, Hold>();
   private readonly holdSlot: number;
@@ -251,6 +266,16 @@ export class SendPipeline {
         continue;
       }
       if (via !== null) nRelayed++;
+      // 5b. path MTU (through a relay: the path to the relay, less the relay layer)
+      const pathMtu = via === null ? peer.innerMtu : relayedMtu(via, mtu);
+      if (len > pathMtu) {
+        if (family === 4 && (buf[off + 6] & 0x40) === 0 && this.fragment(buf, off, len, pathMtu)) continue;
+        countDrop(ctx, peer, DropReason.TOO_BIG);
+        const l = ctx.icmp.buildTooBig(buf, off, len, pathMtu, this.icmpArena, this.icmpOffs[nIcmp], now);
+        if (l > 0) this.icmpLens[nIcmp++] = l;
+        continue;
+      }
+      if (ctx.clampMss) clampMss(buf, off, len, pathMtu < mtu ? pathMtu : mtu);
       // A session arrived during this batch (installed by an event handler)
       // while older packets wait in the hold: queue behind them, keep order.
       if (this.holds.size > 0 && this.heldCount(peer) > 0 && this.holdMore(peer, buf, off, len)) continue;
@@ -310,6 +335,86 @@ export class SendPipeline {
     }
     // 11. ICMP replies
     if (nIcmp > 0) this.writeIcmp(nIcmp);
+    // 5b. fragments cut from IPv4 packets without DF (they fit the peer's path now)
+    if (this.frags.count > 0 && !this.flushingFrags) this.flushFragments();
+  }
+
+  /** Fragments waiting to go through the pipeline (step 5b), in slots with room for header and tag. */
+  private readonly frags: TunBatch = { count: 0, buffer: Buffer.alloc(0), offsets: new Int32Array(0), lengths: new Int32Array(0) };
+
+  /**
+   * Step 5b for an IPv4 packet without DF (RFC 791 fragmentation, like
+   * tinc's `fragment_ipv4_packet`): appends its fragments, each at most
+   * `maxLen` bytes, to {@link frags}. Options are copied into every
+   * fragment (simpler than the copied-flag rule and still valid). False
+   * (nothing appended) when it cannot be cut: a header that leaves no room
+   * for 8 bytes of data.
+   */
+  private fragment(buf: Buffer, off: number, len: number, maxLen: number): boolean {
+    const ihl = (buf[off] & 0x0f) * 4;
+    const total = (buf[off + 2] << 8) | buf[off + 3];
+    if (ihl < 20 || total > len || total < ihl) return false;
+    const step = (maxLen - ihl) & ~7;
+    if (step < 8) return false;
+    const data = total - ihl;
+    const n = Math.ceil(data / step);
+    const f = this.frags;
+    if (f.count + n > f.offsets.length) {
+      const cap = Math.max(f.count + n, 2 * f.offsets.length, 16);
+      const slot = (2 * HOLD_ROOM + this.ctx.mtu + 63) & ~63;
+      const nb = Buffer.alloc(cap * slot);
+      const no = new Int32Array(cap);
+      const nl = new Int32Array(cap);
+      for (let i = 0; i < cap; i++) no[i] = i * slot + HOLD_ROOM;
+      for (let i = 0; i < f.count; i++) {
+        f.buffer.copy(nb, no[i], f.offsets[i], f.offsets[i] + f.lengths[i]);
+        nl[i] = f.lengths[i];
+      }
+      f.buffer = nb;
+      f.offsets = no;
+      f.lengths = nl;
+    }
+    const flagsOff = ((buf[off + 6] << 8) | buf[off + 7]) & 0x3fff; // MF and offset of the original (it may be a fragment)
+    const baseOff = flagsOff & 0x1fff;
+    const moreAfter = (flagsOff & 0x2000) !== 0;
+    for (let k = 0; k < n; k++) {
+      const dOff = k * step;
+      const dLen = Math.min(step, data - dOff);
+      const o = f.offsets[f.count];
+      buf.copy(f.buffer, o, off, off + ihl);
+      buf.copy(f.buffer, o + ihl, off + ihl + dOff, off + ihl + dOff + dLen);
+      const tl = ihl + dLen;
+      f.buffer[o + 2] = tl >>> 8;
+      f.buffer[o + 3] = tl & 0xff;
+      const fo = baseOff + dOff / 8;
+      const mf = k < n - 1 || moreAfter ? 0x2000 : 0;
+      f.buffer[o + 6] = ((mf | fo) >>> 8) & 0xff;
+      f.buffer[o + 7] = fo & 0xff;
+      f.buffer[o + 10] = 0;
+      f.buffer[o + 11] = 0;
+      const c = internetChecksum(f.buffer, o, ihl);
+      f.buffer[o + 10] = c >>> 8;
+      f.buffer[o + 11] = c & 0xff;
+      f.lengths[f.count++] = tl;
+    }
+    this.fragmented++;
+    return true;
+  }
+
+  /** IPv4 packets without DF cut into fragments for a peer's path (stats). */
+  fragmented = 0;
+
+  private flushingFrags = false;
+
+  private flushFragments(): void {
+    // The fragments fit (they were cut for the path), so none is cut again.
+    this.flushingFrags = true;
+    try {
+      this.process(this.frags);
+    } finally {
+      this.frags.count = 0;
+      this.flushingFrags = false;
+    }
   }
 
   // ---- step 10 for relayed peers: allocated on first use ----
@@ -452,6 +557,7 @@ export class SendPipeline {
       counterCount,
       gen,
       counters: peer.counters,
+      maxLen: peer.innerMtu < ctx.mtu ? peer.innerMtu : ctx.mtu,
     });
   }
 
@@ -586,7 +692,7 @@ export class SendPipeline {
    * session or endpoint or the counter is exhausted.
    */
   sendKeepalive(peer: Peer, direct = false): boolean {
-    if (!this.sendSealed(peer, MessageType.KEEPALIVE, null, direct)) return false;
+    if (this.sendControl(peer, MessageType.KEEPALIVE, 0, direct) !== 'sent') return false;
     if (direct && peer.relay !== null) {
       // a probe: the keepalive scheduler must still send the ones that keep the relayed path alive
       peer.counters[PeerCounter.PROBES_TX]++;
@@ -597,53 +703,90 @@ export class SendPipeline {
     return true;
   }
 
+  /**
+   * Sends a path-MTU probe (pmtu.ts) of `payloadLen` bytes (≥ 4: the id
+   * `id`, then zeros) to `peer`. 'too-big' when the kernel refused it for
+   * its size (EMSGSIZE: the socket sends with DF), 'failed' for any other
+   * reason (counted like a keepalive's).
+   */
+  sendProbe(peer: Peer, payloadLen: number, id: number): 'sent' | 'too-big' | 'failed' {
+    if (payloadLen < 4 || payloadLen > PMTU_PROBE_MAX_PAYLOAD) return 'failed';
+    const c = this.ctl;
+    c.fill(0, HEADER_LEN, HEADER_LEN + payloadLen);
+    c.writeUInt32BE(id >>> 0, HEADER_LEN);
+    return this.sendControl(peer, MessageType.PMTU_PROBE, payloadLen);
+  }
+
+  /** Answers probe `id` that arrived as a datagram of `wireLen` bytes. */
+  sendProbeReply(peer: Peer, id: number, wireLen: number): boolean {
+    const c = this.ctl;
+    c.writeUInt32BE(id >>> 0, HEADER_LEN);
+    c.writeUInt32BE(wireLen >>> 0, HEADER_LEN + 4);
+    return this.sendControl(peer, MessageType.PMTU_REPLY, PMTU_REPLY_PAYLOAD) === 'sent';
+  }
+
   /** Sends one rendezvous message (type 3; the caller checked 1..512 bytes) like a keepalive. */
   sendRendezvous(peer: Peer, payload: Uint8Array): boolean {
-    if (!this.sendSealed(peer, MessageType.RENDEZVOUS, payload)) return false;
+    if (payload.length > RENDEZVOUS_MAX_PAYLOAD) return false;
+    this.ctl.set(payload, HEADER_LEN);
+    if (this.sendControl(peer, MessageType.RENDEZVOUS, payload.length) !== 'sent') return false;
     this.ctx.rendezvousTx++;
     return true;
   }
 
-  /** One authenticated control datagram (keepalive: no payload) with the primary session; false when counted as a drop. */
-  private sendSealed(peer: Peer, type: typeof MessageType.KEEPALIVE | typeof MessageType.RENDEZVOUS, payload: Uint8Array | null, direct = false): boolean {
+  /** Control messages (keepalive, probes, rendezvous) are framed here: header, payload, tag. */
+  private readonly ctl = Buffer.alloc(HEADER_LEN + Math.max(PMTU_PROBE_MAX_PAYLOAD, RENDEZVOUS_MAX_PAYLOAD) + TAG_LEN);
+
+  /**
+   * Seals and sends one control message whose payload is already at
+   * `ctl[20 ..]`: through the peer's relay when it has one, unless `direct`
+   * or a path-MTU probe or reply (they measure the direct path).
+   */
+  private sendControl(peer: Peer, type: MessageTypeValue, payloadLen: number, direct = false): 'sent' | 'too-big' | 'failed' {
     const ctx = this.ctx;
     const s = peer.primary;
     if (s === null) {
       countDrop(ctx, peer, DropReason.NO_SESSION);
-      return false;
+      return 'failed';
     }
-    const via = direct ? null : peer.relay;
-    if (via !== null) return this.sendSealedVia(peer, s, via, type, payload);
+    const via = direct || type === MessageType.PMTU_PROBE || type === MessageType.PMTU_REPLY ? null : peer.relay;
+    if (via !== null) return this.sendControlVia(peer, s, via, type, payloadLen) ? 'sent' : 'failed';
     if (!peer.hasEndpoint) {
       countDrop(ctx, peer, DropReason.NO_ENDPOINT);
-      return false;
+      return 'failed';
     }
     if (s.txCounter >= ctx.limits.rejectAfterMessages) {
       countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
       ctx.events.rekeyNeeded(peer, 'counter-limit', performance.now());
-      return false;
+      return 'failed';
     }
     if (s.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
-    const plen = payload === null ? 0 : payload.length;
-    const k = this.keepalive;
+    const k = this.ctl;
     encodeHeader(k, 0, type, 0, s.remoteIndex, s.txEpoch, s.txCounter++);
-    if (payload !== null) k.set(payload, HEADER_LEN);
     const o = this.one;
     o.offs[0] = 0;
-    o.lens[0] = plen;
+    o.lens[0] = payloadLen;
     o.handles[0] = s.txHandle;
     o.slots[0] = peer.slot;
     ctx.crypto.sealBatch(k, 1, o.offs, o.lens, o.handles);
-    o.lens[0] = plen + OVERHEAD;
+    o.lens[0] = payloadLen + OVERHEAD;
+    const tooBig = type === MessageType.PMTU_PROBE ? this.tooBigCount() : 0;
     if (ctx.socket.sendBatch(k, 1, o.offs, o.lens, o.slots) !== 1) {
+      // A probe refused for its size is an answer, not a loss: not counted as a drop.
+      if (type === MessageType.PMTU_PROBE && this.tooBigCount() > tooBig) return 'too-big';
       countDrop(ctx, peer, DropReason.SEND_FAILED);
-      return false;
+      return 'failed';
     }
-    return true;
+    return 'sent';
   }
 
-  /** {@link sendSealed} through relay `via`: sealed for the peer, then wrapped as a relay request for `via`. */
-  private sendSealedVia(peer: Peer, s: Session, via: Peer, type: typeof MessageType.KEEPALIVE | typeof MessageType.RENDEZVOUS, payload: Uint8Array | null): boolean {
+  /** The native socket's EMSGSIZE count (0 for a backend without it). Allocates: probes only. */
+  tooBigCount(): number {
+    return (this.ctx.socket as { stats?: () => { txTooBig?: number } }).stats?.().txTooBig ?? 0;
+  }
+
+  /** {@link sendControl} through relay `via` (payload ≤ 512 bytes at `ctl[20 ..]`): sealed for the peer, then wrapped as a relay request for `via`. */
+  private sendControlVia(peer: Peer, s: Session, via: Peer, type: MessageTypeValue, plen: number): boolean {
     const ctx = this.ctx;
     const rs = via.primary;
     if (rs === null || !via.hasEndpoint) {
@@ -657,11 +800,14 @@ export class SendPipeline {
       return false;
     }
     if (s.expressTxGen === ctx.peers.expressTxGen[0] || rs.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
-    const plen = payload === null ? 0 : payload.length;
+    if (plen > RENDEZVOUS_MAX_PAYLOAD) {
+      countDrop(ctx, peer, DropReason.OVERSIZE);
+      return false;
+    }
     const b = this.relOne;
     const io = HEADER_LEN + RELAY_ID_LEN; // the inner datagram, sealed in place
     encodeHeader(b, io, type, 0, s.remoteIndex, s.txEpoch, s.txCounter++);
-    if (payload !== null) b.set(payload, io + HEADER_LEN);
+    this.ctl.copy(b, io + HEADER_LEN, HEADER_LEN, HEADER_LEN + plen);
     const o = this.one;
     o.offs[0] = io;
     o.lens[0] = plen;

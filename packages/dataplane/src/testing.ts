@@ -24,6 +24,12 @@ export interface MemoryUdpNetwork extends UdpBackend {
   /** When false, sent datagrams are only recorded, not delivered (default true). */
   autoDeliver: boolean;
   /**
+   * Path MTU of the network (outer IPv4 packet bytes: datagram + 28; 0 =
+   * none, the default): a larger datagram is recorded but not delivered,
+   * as a router with DF packets drops it (path-MTU tests, src/pmtu.ts).
+   */
+  pathMtu: number;
+  /**
    * Delivers `datagrams` to the socket bound on `port` as if they came from
    * `from` (default `127.0.0.1:9`), synchronously, in batches of at most
    * the socket's batch size. Datagrams longer than a slot arrive cut to the
@@ -82,7 +88,8 @@ class MemorySocket implements BatchUdpSocket {
       if (ep === undefined) continue;
       const data = Buffer.from(buf.subarray(offs[i], offs[i] + lens[i]));
       this.net.sent.push({ fromPort: this.port, host: ep.host, port: ep.port, data });
-      if (this.net.autoDeliver) this.net.queue(ep.port, data, { host: '127.0.0.1', port: this.port });
+      const fits = this.net.pathMtu === 0 || data.length + 28 <= this.net.pathMtu;
+      if (this.net.autoDeliver && fits) this.net.queue(ep.port, data, { host: '127.0.0.1', port: this.port });
       n++;
     }
     return n;
@@ -127,6 +134,7 @@ class MemorySocket implements BatchUdpSocket {
 class MemoryNet implements MemoryUdpNetwork {
   readonly sent: SentDatagram[] = [];
   autoDeliver = true;
+  pathMtu = 0;
   readonly sockets = new Map<number, MemorySocket>();
   private nextPort = 40000;
 

@@ -63,3 +63,46 @@ describe('ICMP no-route replies', () => {
     assert.deepEqual([b.take(10_000), b.take(10_000), b.take(10_000), b.take(10_000)], [true, true, true, false], 'refill capped at the burst');
   });
 });
+
+describe('ICMP too-big replies (path MTU)', () => {
+  it('IPv4: destination unreachable, code 4 (fragmentation needed), next-hop MTU, valid checksums', () => {
+    const r = new IcmpResponder(100, 100);
+    const pkt = ipv4Packet('10.0.1.5', '10.0.2.9', 1400);
+    pkt[6] = 0x40; // DF
+    const out = Buffer.alloc(1400);
+    const n = r.buildTooBig(pkt, 0, pkt.length, 1216, out, 0, 0);
+    assert.equal(n, 576);
+    assert.equal(out[20], 3);
+    assert.equal(out[21], 4);
+    assert.equal(out.readUInt16BE(26), 1216, 'next-hop MTU');
+    assert.equal(internetChecksum(out, 0, 20), 0);
+    assert.equal(internetChecksum(out, 20, n - 20), 0);
+    assert.deepEqual(out.subarray(12, 16), pkt.subarray(16, 20), 'from the original destination');
+    assert.deepEqual(out.subarray(28, 48), pkt.subarray(0, 20), 'quotes the packet');
+    assert.equal(r.tooBigSent, 1);
+  });
+
+  it('IPv6: packet too big with the MTU, valid checksum, also for a multicast destination', () => {
+    const r = new IcmpResponder(100, 100);
+    const pkt = ipv6Packet('fd00:1::5', 'fd00:2::9', 1360);
+    const out = Buffer.alloc(1400);
+    const n = r.buildTooBig(pkt, 0, pkt.length, 1336, out, 0, 0);
+    assert.equal(n, 1280);
+    assert.equal(out[40], 2);
+    assert.equal(out[41], 0);
+    assert.equal(out.readUInt32BE(44), 1336);
+    assert.equal(icmpv6ChecksumOk(out.subarray(0, n)), true);
+    const m = ipv6Packet('fd00:1::5', 'ff0e::1', 1360);
+    assert.ok(r.buildTooBig(m, 0, m.length, 1336, out, 0, 0) > 0);
+  });
+
+  it('shares the rate limit with no-route replies', () => {
+    const r = new IcmpResponder(1, 2);
+    const pkt = ipv4Packet('10.0.1.5', '10.0.2.9', 1400);
+    const out = Buffer.alloc(1400);
+    assert.ok(r.build(pkt, 0, pkt.length, out, 0, 0) > 0);
+    assert.ok(r.buildTooBig(pkt, 0, pkt.length, 1200, out, 0, 0) > 0);
+    assert.equal(r.buildTooBig(pkt, 0, pkt.length, 1200, out, 0, 0), 0);
+    assert.equal(r.rateLimited, 1);
+  });
+});

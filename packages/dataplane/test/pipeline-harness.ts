@@ -9,7 +9,7 @@ import type { CryptoBackend, UdpBackend } from '../src/backend.js';
 import { jsCryptoBackend, jsUdpBackend } from '../src/backend-js.js';
 import { nativeAvailable, nativeCryptoBackend, nativeUdpBackend } from '../src/backend-native.js';
 import type { DataplaneLimits } from '../src/context.js';
-import { createDataplane, type Dataplane } from '../src/dataplane.js';
+import { createDataplane, type Dataplane, type DataplaneOptions } from '../src/dataplane.js';
 import type { DataplaneEvents } from '../src/events.js';
 import type { SessionParams } from '../src/peer-table.js';
 import { createMemoryUdpNetwork, type MemoryUdpNetwork } from '../src/testing.js';
@@ -72,19 +72,23 @@ export async function makePair(
     cipher?: SessionParams['cipher'];
     install?: boolean;
     keepaliveMs?: number;
+    /** More options for both data planes (path MTU tests). */
+    extra?: Partial<DataplaneOptions>;
+    /** Options for b only, over `extra`. */
+    extraB?: Partial<DataplaneOptions>;
   } = {},
 ): Promise<Pair> {
   const net = o.real === undefined ? createMemoryUdpNetwork() : null;
   const host = o.host ?? '127.0.0.1';
-  const mk = async (): Promise<Node> => {
+  const mk = async (isB = false): Promise<Node> => {
     const events: EventRecord[] = [];
     const tun = createMemoryTun({ mtu: 1420 });
     const backends = net !== null ? { crypto: (o.crypto ?? jsCryptoBackend)(), udp: net, name: 'memory' } : (o.real as () => { crypto: CryptoBackend; udp: UdpBackend })();
-    const dp = await createDataplane({ tun, port: 0, bindAddress: net !== null ? undefined : host, backends, events: recorder(events), limits: o.limits, keepaliveMs: o.keepaliveMs });
+    const dp = await createDataplane({ tun, port: 0, bindAddress: net !== null ? undefined : host, backends, events: recorder(events), limits: o.limits, keepaliveMs: o.keepaliveMs, ...(o.extra ?? {}), ...(isB ? (o.extraB ?? {}) : {}) });
     return { dp, tun, events };
   };
   const a = await mk();
-  const b = await mk();
+  const b = await mk(true);
   a.dp.addPeer({ id: 'b', name: 'node-b', subnets: ['10.0.2.0/24', 'fd00:2::/64'], endpoint: { host, port: b.dp.port } });
   b.dp.addPeer({ id: 'a', name: 'node-a', subnets: ['10.0.1.0/24', 'fd00:1::/64'], endpoint: { host, port: a.dp.port } });
   const sessions = sessionPair({ compression: o.compression, cipher: o.cipher });

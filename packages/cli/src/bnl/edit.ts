@@ -154,5 +154,11 @@ export function applyKeyValues(node: BnlNode, kvs: readonly KeyValue[], mode: 'a
   }
   if (n.tags && n.tags.length === 0) delete n.tags;
   if (n.mac && n.mac.length === 0) delete n.mac;
+  // A relay is what nodes behind NAT reach first: it must be reachable itself. Refused
+  // here, where lists are written, not when a list is read: a list signed before
+  // this rule stays valid (the daemon only ever uses relays with an endpoint).
+  if (n.relay === true && n.endpoints.length === 0) {
+    throw new BnlCliError(BnlExit.invalid, `node "${label}": relay=yes needs a listed endpoint [ERR_BNL_RELAY_ENDPOINT]`, 'add ipv4=, ipv6= or host= (a relay must be reachable), or relay=no');
+  }
   return n;
 }

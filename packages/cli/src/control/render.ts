@@ -81,7 +81,7 @@ export function renderStatus(s: StatusReport): string {
   const own = dropsText(s.drops);
   if (own !== '-') head.push(`drops not tied to a peer: ${own}`);
   if (s.peers.length === 0) return `${head.join('\n')}\nno peers\n`;
-  const rows = [['PEER', 'STATE', 'ENDPOINT', 'PATH', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'KEEPALIVE OUT/IN', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
+  const rows = [['PEER', 'STATE', 'ENDPOINT', 'PATH', 'CIPHER', 'COMP', 'KEY AGE', 'NEGS', 'LAST RX', 'KEEPALIVE OUT/IN', 'PMTU', 'RX PKTS', 'RX BYTES', 'TX PKTS', 'TX BYTES', 'BNL', 'DROPS']];
   for (const p of s.peers) rows.push(peerRow(p, s.bnl.serial));
   return `${head.join('\n')}\n${table(rows)}\n`;
 }
@@ -99,6 +99,7 @@ function peerRow(p: PeerStatus, mySerial: number): string[] {
     String(p.negotiations),
     humanAgo(p.lastRxMs),
     `${humanAgo(p.lastKeepaliveTxMs ?? null)}/${humanAgo(p.lastKeepaliveRxMs ?? null)}`,
+    pmtuText(p),
     humanCount(p.rxPackets),
     humanCount(p.rxBytes, 1024),
     humanCount(p.txPackets),
@@ -106,6 +107,12 @@ function peerRow(p: PeerStatus, mySerial: number): string[] {
     serial,
     dropsText(p.drops),
   ];
+}
+
+/** Path MTU column: `1280 (inner 1216, 2m ago)`; `-` before the first search ended. */
+function pmtuText(p: PeerStatus): string {
+  if (p.pmtu === null || p.pmtu === undefined) return '-';
+  return `${p.pmtu} (inner ${p.innerMtu}, ${humanAgo(p.pmtuAgeMs ?? null)})`;
 }
 
 /** The `cluevpn peers` output: name, id, state, endpoint, subnets. */

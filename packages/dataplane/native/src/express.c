@@ -272,6 +272,29 @@ static int in_subnets(const lease *e, int family, const uint8_t *addr) {
   return 0;
 }
 
+/*
+ * A TCP segment with SYN set (IPv4 first fragment or IPv6 with TCP as the
+ * first next header): such packets are never handled here, in either
+ * direction, because the send and receive pipelines may rewrite their MSS
+ * option (../../src/mss-clamp.ts owns that decision). C only recognises them
+ * to hand them back unchanged.
+ */
+static int is_tcp_syn(const uint8_t *p, size_t len) {
+  if (len < 20) return 0;
+  int v = p[0] >> 4;
+  size_t l4;
+  if (v == 4) {
+    l4 = (size_t)(p[0] & 0x0f) * 4;
+    if (p[9] != 6 || (((p[6] & 0x1f) << 8) | p[7]) != 0) return 0;
+  } else if (v == 6) {
+    l4 = 40;
+    if (p[6] != 6) return 0;
+  } else {
+    return 0;
+  }
+  return len >= l4 + 14 && (p[l4 + 13] & 0x02) != 0;
+}
+
 int dp_xrx_try(napi_env env, dp_xrx *x, const uint8_t *dg, uint32_t len, const uint8_t *src) {
   if (x == NULL || x->live == 0 || x->writer == NULL) return 0;
   /* 1. header */
@@ -300,6 +323,7 @@ int dp_xrx_try(napi_env env, dp_xrx *x, const uint8_t *dg, uint32_t len, const u
   } else {
     return 0;
   }
+  if (is_tcp_syn(p, plen)) return 0; /* the MSS clamp is JavaScript's (receive.ts) */
   if (!win_update(e->win, counter)) return 0; /* cannot fail after win_check on this thread */
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -324,7 +348,9 @@ int dp_xrx_try(napi_env env, dp_xrx *x, const uint8_t *dg, uint32_t len, const u
  * each once, so no nonce can repeat; a block is never handed out twice.
  * Unused counters of a voided lease are skipped, never reused. C takes a
  * packet only when: IPv4/IPv6 with the leased destination and source, at
- * most the MTU, room for header and tag around it in its slot, a lease of
+ * most the MTU and the lease's `maxLen` (the peer's inner path MTU, which
+ * the send pipeline judged when it leased), not a TCP SYN (the MSS clamp
+ * is JavaScript's), room for header and tag around it in its slot, a lease of
  * the current generation with counters left. Anything else goes to
  * JavaScript unchanged, which then sends it and leases again.
  *
@@ -345,6 +371,7 @@ typedef struct {
   uint32_t remote_index, epoch;
   int32_t tx_handle;
   uint64_t next, end;
+  uint32_t max_len; /* the peer's inner path MTU when leased (pmtu.ts): longer packets go back to JavaScript */
   double gen;
   double *counters;
   napi_ref counters_ref;
@@ -419,7 +446,7 @@ static inline uint32_t addr_hash(const uint8_t *a, int n) {
 
 napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) {
   /* expressTxLease(addrs: Uint8Array(33) [family, dst[16], src[16]], slot, remoteIndex, epoch, txHandle,
-   *                counterBase, counterCount, gen, counters: Float64Array) -> true when leased */
+   *                counterBase, counterCount, gen, counters: Float64Array, maxLen) -> true when leased */
   napi_value out;
   uint8_t *addrs;
   size_t alen, clen;
@@ -428,12 +455,14 @@ napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) 
   uint32_t remote, epoch;
   double base, count;
   double *counters;
-  if (argc < 9 || !dp_get_u8(env, argv[0], &addrs, &alen) || alen != 33 || !dp_get_int(env, argv[1], &slot) ||
+  int32_t max_len;
+  if (argc < 10 || !dp_get_u8(env, argv[0], &addrs, &alen) || alen != 33 || !dp_get_int(env, argv[1], &slot) ||
       !get_u32(env, argv[2], &remote) || !get_u32(env, argv[3], &epoch) || !dp_get_int(env, argv[4], &handle) ||
       napi_get_value_double(env, argv[5], &base) != napi_ok || napi_get_value_double(env, argv[6], &count) != napi_ok ||
-      napi_get_value_double(env, argv[7], &gen) != napi_ok || !dp_get_f64(env, argv[8], &counters, &clen) || clen < PC_MIN) {
+      napi_get_value_double(env, argv[7], &gen) != napi_ok || !dp_get_f64(env, argv[8], &counters, &clen) || clen < PC_MIN ||
+      !dp_get_int(env, argv[9], &max_len) || max_len < 0) {
     return dp_throw(env, "ERR_DP_NATIVE", 0,
-                    "expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters)");
+                    "expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters, maxLen)");
   }
   uint8_t family = addrs[0];
   int ok = x->gen != NULL && gen == *x->gen && (family == 4 || family == 6) && slot >= 0 && base >= 0 && count >= 1 &&
@@ -460,6 +489,7 @@ napi_value dp_xtx_lease(napi_env env, dp_xtx *x, size_t argc, napi_value *argv) 
     e->next = (uint64_t)base;
     e->end = (uint64_t)base + (uint64_t)count;
     e->gen = gen;
+    e->max_len = (uint32_t)max_len;
     e->counters = counters;
   }
   napi_get_boolean(env, ok, &out);
@@ -494,6 +524,9 @@ int dp_xtx_try(napi_env env, dp_xtx *x, void *sock, uint8_t *pkt, size_t len, si
       memcmp(e->src, src, (size_t)n) != 0) {
     return 0;
   }
+  /* Above the peer's path MTU (ICMP "too big" or inner fragmentation) or a
+   * SYN (MSS clamp): JavaScript decides (send.ts); C only hands it back. */
+  if (len > e->max_len || is_tcp_syn(pkt, len)) return 0;
   if (e->next >= e->end) {
     drop_tx_lease(env, x, e); /* spent: JavaScript sends this one and leases a new block */
     return 0;

@@ -121,6 +121,8 @@ typedef struct {
   /* Counters (read with stats()). */
   double rx_datagrams, rx_batches, rx_truncated, rx_errors, cb_exceptions, rx_gro_messages;
   double tx_datagrams, tx_no_endpoint, tx_errors, tx_dropped_full, tx_gso_messages;
+  double tx_too_big; /* of tx_errors: EMSGSIZE, a datagram above the path MTU the kernel knows (DF is always set) */
+  int pmtudisc;      /* 1 when IP(V6)_MTU_DISCOVER = PMTUDISC_DO took */
 } udp_sock;
 
 
@@ -534,7 +536,7 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
     fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   }
   if (fd < 0) return dp_throw(env, "ERR_DP_NATIVE", errno, "UdpSocket: socket()");
-  int zero = 0, big = sockbuf;
+  int zero = 0, big = sockbuf, pmtu_ok = 0;
   if (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) != 0) {
     int e = errno;
     close(fd);
@@ -546,6 +548,18 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
   if (big > 0) {
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) != 0) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  }
+  /* Path MTU (../../src/pmtu.ts): every datagram leaves with DF set and is
+   * never fragmented by this host; one above the path MTU the kernel learnt
+   * fails with EMSGSIZE (counted in txTooBig) instead of going out as
+   * fragments. The probes of pmtu.ts rely on it. On a dual-stack socket the
+   * IPv4 option covers the v4-mapped traffic. Best effort: a kernel that
+   * refuses leaves pmtuDiscovery at 0 in stats(). */
+  {
+    int dov4 = IP_PMTUDISC_DO, dov6 = IPV6_PMTUDISC_DO, ok4 = 1, ok6 = 1;
+    ok4 = setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &dov4, sizeof dov4) == 0;
+    if (family == AF_INET6) ok6 = setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &dov6, sizeof dov6) == 0;
+    pmtu_ok = ok4 && ok6;
   }
   if (bind(fd, &addr.sa, alen) != 0) {
     int e = errno;
@@ -573,6 +587,7 @@ static napi_value ctor(napi_env env, napi_callback_info info) {
   s->port = bport;
   s->want_ref = 1;
   s->gso = want_gso;
+  s->pmtudisc = pmtu_ok;
   s->batch = (uint32_t)batch;
   s->slot_size = (uint32_t)slot;
   s->headroom = (uint32_t)headroom;
@@ -861,11 +876,15 @@ static napi_value m_send_batch(napi_env env, napi_callback_info info) {
           while (w < 0 && errno == EINTR);
           if (w >= 0) sent++;
           else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) s->tx_dropped_full++;
-          else s->tx_errors++;
+          else {
+            if (errno == EMSGSIZE) s->tx_too_big++;
+            s->tx_errors++;
+          }
         }
         k++;
         continue;
       }
+      if (e == EMSGSIZE) s->tx_too_big += s->ssegs[k];
       s->tx_errors += s->ssegs[k]; /* e.g. EMSGSIZE, ENETUNREACH, EACCES: drop this message, go on */
       k++;
     }
@@ -917,6 +936,8 @@ static napi_value m_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "txDatagrams", s->tx_datagrams);
   put_num(env, o, "txNoEndpoint", s->tx_no_endpoint);
   put_num(env, o, "txErrors", s->tx_errors);
+  put_num(env, o, "txTooBig", s->tx_too_big);
+  put_num(env, o, "pmtuDiscovery", s->pmtudisc);
   put_num(env, o, "txDroppedFull", s->tx_dropped_full);
   put_num(env, o, "txGsoMessages", s->tx_gso_messages);
   put_num(env, o, "rxGroMessages", s->rx_gro_messages);
@@ -999,7 +1020,10 @@ void dp_udp_send_many(void *sock, dp_tx_msg *msgs, int n) {
     }
     /* The message at k was refused: count it, go on with the next. */
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) s->tx_dropped_full++;
-    else s->tx_errors++;
+    else {
+      if (errno == EMSGSIZE) s->tx_too_big++;
+      s->tx_errors++;
+    }
     k++;
   }
 }
@@ -1034,10 +1058,10 @@ static napi_value m_express_tx_setup(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters) -> boolean. */
+/* expressTxLease(addrs, slot, remoteIndex, epoch, txHandle, counterBase, counterCount, gen, counters, maxLen) -> boolean. */
 static napi_value m_express_tx_lease(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
-  napi_value argv[9];
+  size_t argc = 10;
+  napi_value argv[10];
   udp_sock *s = unwrap_this(env, info, &argc, argv);
   if (s == NULL) return NULL;
   if (s->closed || s->xtx == NULL) {
