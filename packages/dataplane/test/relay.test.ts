@@ -226,6 +226,31 @@ describe('relaying (types 4 and 5)', () => {
     }
   });
 
+  it('a relayed peer takes packets up to the path MTU less the relay layer: larger ones get ICMP too big (DF) or are fragmented', async () => {
+    const t = await makeTrio();
+    try {
+      t.a.setPath('3', '2');
+      const limit = 1420 - RELAY_ID_LEN - OVERHEAD;
+      const df = ipv4Packet('10.0.1.5', '10.0.3.5', limit - 20 + 1);
+      df[6] = 0x40; // DF
+      df.writeUInt16BE(0, 10);
+      t.tuns.a.inject(df);
+      await waitFor(() => (peerOf(t.a, '3').drops['too-big'] ?? 0) === 1, 5000, 'too-big');
+      await waitFor(() => t.tuns.a.written.length === 1, 5000, 'ICMP back into the TUN');
+      const icmp = t.tuns.a.written[0]!;
+      assert.equal(icmp[9], 1, 'ICMP');
+      assert.deepEqual([icmp[20], icmp[21]], [3, 4], 'fragmentation needed');
+      assert.equal(icmp.readUInt16BE(26), limit, 'with the relayed path MTU');
+      // at the limit it goes through; without DF a larger one is cut in two
+      t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', limit - 20));
+      t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', limit - 20 + 30));
+      await waitFor(() => t.tuns.c.written.length === 3, 5000, 'one whole and two fragments at C');
+      assert.ok(t.tuns.c.written.every((p) => p.length <= limit));
+    } finally {
+      t.close();
+    }
+  });
+
   it('setPath refuses the peer itself and unknown relays', async () => {
     const t = await makeTrio();
     try {
