@@ -412,7 +412,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       peers: () =>
         dataplane.stats().peers.map((p) => {
           const primary = p.sessions.find((x) => x.primary);
-          return { id: p.id, name: p.name, keyed: primary !== undefined, installedAtMs: primary?.installedAtMs ?? 0, lastDirectRxMs: p.lastRxMs ?? 0, relay: p.relay };
+          return { id: p.id, name: p.name, keyed: primary !== undefined, installedAtMs: primary?.installedAtMs ?? 0, lastDirectRxMs: p.lastRxMs ?? 0, relay: p.relay, hasEndpoint: p.endpoint !== null };
         }),
       relaysFor: (name) => relay.relaysFor(name),
       isRelayNode: (name) => record(name)?.relay === true && (record(name)?.endpoints.length ?? 0) > 0,

@@ -55,6 +55,8 @@ export interface PathPeer {
   lastDirectRxMs: number;
   /** Relay id the data plane sends through now, or null. */
   relay: string | null;
+  /** The data plane has an endpoint for the peer (a probe needs one; without, it would only count a drop). */
+  hasEndpoint: boolean;
 }
 
 /** What the selector needs. */
@@ -157,7 +159,7 @@ export function createPathSelector(deps: PathDeps, start = true): PathSelector {
           st.failovers++;
         }
       }
-      if (now - cur.probedAt >= PROBE_MS) {
+      if (p.hasEndpoint && now - cur.probedAt >= PROBE_MS) {
         cur.probedAt = now;
         deps.probe(p.id);
       }

@@ -15,7 +15,7 @@ function fake() {
   const t0 = 1_000_000;
   const peers = new Map<string, PathPeer>();
   const add = (id: string, name: string, lastDirectRxMs: number): PathPeer => {
-    const p = { id, name, keyed: true, installedAtMs: t0, lastDirectRxMs, relay: null };
+    const p = { id, name, keyed: true, installedAtMs: t0, lastDirectRxMs, relay: null, hasEndpoint: true };
     peers.set(name, p);
     return p;
   };
@@ -104,8 +104,8 @@ test('without keepalives nothing is relayed (silence says nothing)', () => {
       logger: silentLogger,
       keepaliveMs: 0,
       peers: () => [
-        { id: '1', name: 'rho', keyed: true, installedAtMs: 0, lastDirectRxMs: Date.now(), relay: null },
-        { id: '3', name: 'charlie', keyed: true, installedAtMs: 0, lastDirectRxMs: 0, relay: null },
+        { id: '1', name: 'rho', keyed: true, installedAtMs: 0, lastDirectRxMs: Date.now(), relay: null, hasEndpoint: true },
+        { id: '3', name: 'charlie', keyed: true, installedAtMs: 0, lastDirectRxMs: 0, relay: null, hasEndpoint: true },
       ],
       relaysFor: () => ['rho'],
       isRelayNode: (n) => n === 'rho',
@@ -118,4 +118,20 @@ test('without keepalives nothing is relayed (silence says nothing)', () => {
   );
   sel.tick(Date.now());
   assert.deepEqual(calls, []);
+});
+
+test('a relayed peer without an endpoint is not probed (the probe could only count a drop)', () => {
+  const f = fake();
+  f.add('1', 'rho', f.t0);
+  const c = f.add('3', 'charlie', 0);
+  c.hasEndpoint = false;
+  const now = f.t0 + PATH_GRACE_MS + 500;
+  f.peers.get('rho')!.lastDirectRxMs = now;
+  f.sel.tick(now);
+  assert.deepEqual(f.calls, [['3', '1']]);
+  f.sel.tick(now + 2_000);
+  assert.deepEqual(f.probes, []);
+  c.hasEndpoint = true;
+  f.sel.tick(now + 4_000);
+  assert.deepEqual(f.probes, ['3']);
 });
