@@ -71,6 +71,12 @@ export interface PeerStatus {
   rxBytes: number;
   txPackets: number;
   txBytes: number;
+  /**
+   * Through a relay (issue 14 point 4): our datagrams to the peer sent via
+   * a relay and their inner bytes, the peer's that came via one (also in
+   * rx*). Optional: older daemons lack it.
+   */
+  relayed?: { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number };
   drops: DropCounts;
   /** The BNL serial this peer holds, as learned from pulls and pushes; `null` when unknown. */
   bnlSerial: number | null;
@@ -152,6 +158,18 @@ export interface RelayReport {
   reverseLegs: number;
   /** Rendezvous messages dropped by reason (malformed, from-non-relay, over-budget, not-a-relay, …). */
   dropped: Record<string, number>;
+  /**
+   * Relay role, data (issue 14 point 4; optional: older daemons lack it):
+   * datagrams forwarded between members and their bytes; type-4 datagrams
+   * dropped before authentication (a non-member's: also counted in the
+   * drops as `unknown-index` / `auth-failed`); per member, what we forwarded
+   * from it and to it (packets, bytes). Refusals are drops by reason
+   * (`relay-refused`, `relay-no-target`, `relay-limit`, `relay-malformed`).
+   */
+  forwarded?: number;
+  forwardedBytes?: number;
+  unauthenticated?: number;
+  members?: Record<string, { fromPackets: number; fromBytes: number; toPackets: number; toBytes: number }>;
 }
 
 /** Where the daemon's memory is: resident set, V8 heap, and memory outside it. */

@@ -35,7 +35,7 @@ import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BnlStore, createTrust, parsePublicKey, type Bnl, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
-import { createDataplane, type Dataplane, type PeerStats, type RekeyReason as DataplaneRekeyReason } from '@cluevpn/dataplane';
+import { createDataplane, type Dataplane, type DataplaneStats, type PeerStats, type RekeyReason as DataplaneRekeyReason } from '@cluevpn/dataplane';
 import type { RekeyReason } from '@cluevpn/negotiation';
 import type { DaemonConfig } from './config.js';
 import { startMesh, type Mesh } from './mesh.js';
@@ -517,7 +517,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       name: p.name,
       id: Number(p.id),
       endpoint,
-      path: primary !== null && endpoint !== null && lastRx !== null && lastRx < fresh ? 'direct' : null,
+      path: primary !== null && p.relay !== null ? `via ${idToName.get(p.relay) ?? p.relay}` : primary !== null && endpoint !== null && lastRx !== null && lastRx < fresh ? 'direct' : null,
       observedEndpoint: lastRx === null ? null : endpoint,
       state,
       cipher: primary?.cipher ?? null,
@@ -536,9 +536,27 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       rxBytes: p.rxBytes,
       txPackets: p.txPackets,
       txBytes: p.txBytes,
+      relayed: { txPackets: p.relayed.txPackets, txBytes: p.relayed.txBytes, rxPackets: p.relayed.rxPackets, rxBytes: p.relayed.rxBytes },
       drops,
       bnlSerial: m.bnlSerial,
       subnets: p.subnets,
+    };
+  }
+
+  /** The status `relay` block: the relay service's counters (relay.ts) and the data plane's relayed data. */
+  function relayReport(st: DataplaneStats): NonNullable<StatusReport['relay']> {
+    const members: NonNullable<NonNullable<StatusReport['relay']>['members']> = {};
+    for (const p of st.peers) {
+      const r = p.relayed;
+      if (r.fromPackets + r.toPackets > 0) members[p.name] = { fromPackets: r.fromPackets, fromBytes: r.fromBytes, toPackets: r.toPackets, toBytes: r.toBytes };
+    }
+    return {
+      relay: mesh!.relayIsOn(),
+      ...mesh!.relayStats(),
+      forwarded: st.relaying.forwarded,
+      forwardedBytes: st.relaying.forwardedBytes,
+      unauthenticated: st.relaying.unauthenticated,
+      members,
     };
   }
 
@@ -567,7 +585,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       drops,
       memory: memoryReport(),
       loaded: loadedAs(),
-      ...(mesh ? { relay: { relay: mesh.relayIsOn(), ...mesh.relayStats() } } : {}),
+      ...(mesh ? { relay: relayReport(st) } : {}),
       mode: config.mode,
       ...(st.switch !== null ? { switch: switchReport(st.switch, idToName) } : {}),
     };

@@ -68,6 +68,7 @@ import { DaemonError } from './errors.js';
 import { inParallel } from './parallel.js';
 import type { Logger } from './logging.js';
 import { createRelayService, type RelayStats } from './relay.js';
+import { createPathSelector, type PathStats } from './relay-path.js';
 
 /** Implementation: peers asked per pull round. */
 export const PULL_FANOUT = 3;
@@ -159,6 +160,8 @@ export interface Mesh {
   relayStats(): RelayStats;
   /** This node serves as a relay now. */
   relayIsOn(): boolean;
+  /** Path switches (src/relay-path.ts). */
+  pathStats(): PathStats;
   /** Data-plane event: a new receive epoch authenticated. */
   rxEpoch(name: string, localIndex: number, epoch: number): void;
   /** Forgets a revoked node: sessions torn down, stored keys deleted. */
@@ -401,6 +404,25 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     },
     connectDirect: (name) => connectDirect(name),
   });
+  // 2b. path selection for relayed data (src/relay-path.ts): direct, or via a relay when the direct path does not work
+  const paths = createPathSelector(
+    {
+      logger: log.child('path'),
+      keepaliveMs: config.mode === 'switch' ? 0 : config.keepaliveMs,
+      peers: () =>
+        dataplane.stats().peers.map((p) => {
+          const primary = p.sessions.find((x) => x.primary);
+          return { id: p.id, name: p.name, keyed: primary !== undefined, installedAtMs: primary?.installedAtMs ?? 0, lastDirectRxMs: p.lastRxMs ?? 0, relay: p.relay, hasEndpoint: p.endpoint !== null };
+        }),
+      relaysFor: (name) => relay.relaysFor(name),
+      isRelayNode: (name) => record(name)?.relay === true && (record(name)?.endpoints.length ?? 0) > 0,
+      isRelay: () => relay.isRelay(),
+      setPath: (id, relayId) => dataplane.setPath(id, relayId),
+      setRelaying: (on) => dataplane.setRelaying(on),
+      probe: (id) => dataplane.sendKeepalive(id, true),
+    },
+    true,
+  );
   /** After a session is in place (new or restored): rendezvous when we cannot find the peer ourselves. */
   const sessionUp = (peer: string): void => {
     setImmediate(() => relay.sessionUp(peer)).unref();
@@ -663,6 +685,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     rxEpoch: (name, localIndex, epoch) => negotiator.noteRxEpoch(name, localIndex, epoch),
     rendezvous: (name, payload) => relay.onMessage(name, payload),
     relayStats: () => relay.stats(),
+    pathStats: () => paths.stats(),
     relayIsOn: () => relay.isRelay(),
     removePeer: (name) => {
       negotiator.removePeer(name);
@@ -709,6 +732,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       if (pullTimer) clearTimeout(pullTimer);
       clearImmediate(first);
       clearInterval(tick);
+      paths.close();
       relay.close();
       await server.close();
       negotiator.stop();

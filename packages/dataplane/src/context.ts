@@ -52,6 +52,12 @@ export interface DataplaneLimits {
   holdMs: number;
   /** Peers holding packets at the same time, at most (default 64; bounds memory to ~holdPeers × holdPackets × MTU). */
   holdPeers: number;
+  /** Relay role: relay requests (type 4) forwarded per member and second, and the burst (default 100000 / 20000). */
+  relayPacketsPerSecond: number;
+  relayPacketBurst: number;
+  /** Relay role: bytes forwarded per member and second, and the burst (default 125 MB/s, 16 MiB). */
+  relayBytesPerSecond: number;
+  relayByteBurst: number;
 }
 
 /** Defaults of {@link DataplaneLimits}. */
@@ -65,6 +71,10 @@ export const DEFAULT_LIMITS: Readonly<DataplaneLimits> = {
   holdPackets: 16,
   holdMs: 3000,
   holdPeers: 64,
+  relayPacketsPerSecond: 100_000,
+  relayPacketBurst: 20_000,
+  relayBytesPerSecond: 125_000_000,
+  relayByteBurst: 16 * 1024 * 1024,
 };
 
 /** Shared state of the send and receive pipelines. */
@@ -86,6 +96,12 @@ export interface PipelineContext {
   /** Rendezvous messages (type 3) authenticated / sent, all peers. */
   rendezvousRx: number;
   rendezvousTx: number;
+  /** This node forwards relay requests (type 4): it is a relay of the list (`Dataplane.setRelaying`). */
+  relaying: boolean;
+  /** Relay role: datagrams forwarded and their bytes; type-4 datagrams dropped before authentication (no session: a non-member, or garbage). */
+  relayForwarded: number;
+  relayForwardedBytes: number;
+  relayUnauthenticated: number;
   /** The data message type carried: `MessageType.DATA` (IP packets, router mode) or `MessageType.FRAME` (Ethernet frames, switch mode). */
   readonly dataType: number;
   /** Switch mode: receive step 10 for frames (switch.ts); null in router mode (IP checks). */

@@ -162,7 +162,7 @@ export interface PeerStats {
   txBytes: number;
   rxPackets: number;
   rxBytes: number;
-  /** Wall-clock ms of the last authenticated datagram, null if never. */
+  /** Wall-clock ms of the last authenticated datagram that came directly (not through a relay: see `relayed.lastRxMs`), null if never. */
   lastRxMs: number | null;
   authFailures: number;
   /** Keepalives sent to / authenticated from the peer (not in the packet counters). */
@@ -173,6 +173,15 @@ export interface PeerStats {
   lastKeepaliveRxMs: number | null;
   /** `installSession` calls refused with `ERR_DP_SESSIONS_FULL`. */
   sessionsRefused: number;
+  /** The relay our datagrams to the peer go through (its peer id), or null: directly (`setPath`). */
+  relay: string | null;
+  /**
+   * Relaying, member side: our datagrams to the peer sent through a relay
+   * and their inner bytes; the peer's that came through one (also in the rx
+   * counters) and when the last did. Relay side: the peer's relay requests
+   * we forwarded (`fromPackets`/`fromBytes`) and what we forwarded to it.
+   */
+  relayed: { txPackets: number; txBytes: number; rxPackets: number; rxBytes: number; lastRxMs: number | null; fromPackets: number; fromBytes: number; toPackets: number; toBytes: number };
   /**
    * Path MTU to the peer (outer IP packet bytes) as last found, null
    * before the first search ended; the largest inner packet sent to it
@@ -243,6 +252,8 @@ export interface DataplaneStats {
   keepalive: { intervalMs: number; sent: number; received: number };
   /** Rendezvous messages (type 3) sent / authenticated, all peers. */
   rendezvous: { sent: number; received: number };
+  /** Relay role: whether this node forwards relay requests, datagrams and bytes forwarded, and type-4 datagrams dropped unauthenticated (a non-member's, or garbage). */
+  relaying: { on: boolean; forwarded: number; forwardedBytes: number; unauthenticated: number };
   eventErrors: number;
   /** The access policy (acl.ts): in force or not, its serial and rules, tracked flows. */
   acl: AclStats;
@@ -307,8 +318,19 @@ export interface Dataplane {
    * TypeScript pipelines. `ERR_DP_CONFIG` on a malformed policy (nothing changes).
    */
   setPolicy(policy: AclPolicy | null): void;
-  /** Sends an authenticated keepalive; false (counted) when it cannot. */
-  sendKeepalive(peerId: string): boolean;
+  /** Sends an authenticated keepalive (through the peer's relay when it has one, unless `direct`: a probe of the direct path); false (counted) when it cannot. */
+  sendKeepalive(peerId: string, direct?: boolean): boolean;
+  /**
+   * Sends the peer's datagrams through relay `relayId` (another peer, with
+   * a numeric node id like the peer's) or, with null, directly to its
+   * endpoint again. The caller (the daemon's path selector) owns this
+   * decision; the data plane voids the express leases and keeps no other
+   * state about it. `ERR_DP_PEER` for an unknown peer or relay,
+   * `ERR_DP_CONFIG` for the peer itself or a non-numeric id.
+   */
+  setPath(peerId: string, relayId: string | null): void;
+  /** Makes this node forward relay requests (type 4) between its peers, or stop (the daemon: while the list says it is a relay). */
+  setRelaying(on: boolean): void;
   /**
    * Sends `payload` (1..512 bytes, not retained) as one rendezvous message
    * (type 3) sealed with the peer's primary session to its endpoint; false
@@ -420,6 +442,10 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
     localSubnets: new PrefixTable(),
     rendezvousRx: 0,
     rendezvousTx: 0,
+    relaying: false,
+    relayForwarded: 0,
+    relayForwardedBytes: 0,
+    relayUnauthenticated: 0,
     dataType: switching ? MessageType.FRAME : MessageType.DATA,
     frames: null as SwitchPipeline | null,
     acl: new Acl(options.aclLimits ?? {}),
@@ -602,9 +628,23 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (on) peers.voidExpress();
       logger.info('access policy', on ? { serial: policy!.serial, rules: policy!.rules.length } : { serial: null });
     },
-    sendKeepalive(peerId: string): boolean {
+    sendKeepalive(peerId: string, direct = false): boolean {
       live();
-      return send.sendKeepalive(peers.get(peerId));
+      return send.sendKeepalive(peers.get(peerId), direct === true);
+    },
+    setPath(peerId: string, relayId: string | null): void {
+      live();
+      const peer = peers.get(peerId);
+      const via = relayId === null ? null : peers.get(relayId);
+      if (via === peer) throw new DataplaneError('ERR_DP_CONFIG', `peer ${peerId} cannot be its own relay`);
+      if (via !== null && (peer.num < 0 || via.num < 0)) throw new DataplaneError('ERR_DP_CONFIG', 'relaying needs numeric node ids');
+      if (peer.relay === via) return;
+      peers.voidExpress();
+      peer.relay = via;
+    },
+    setRelaying(on: boolean): void {
+      live();
+      ctx.relaying = on === true;
     },
     observedEndpoint(peerId: string) {
       live();
@@ -643,6 +683,18 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
           lastKeepaliveTxMs: c[PeerCounter.LAST_KEEPALIVE_TX_MS] === 0 ? null : c[PeerCounter.LAST_KEEPALIVE_TX_MS],
           lastKeepaliveRxMs: c[PeerCounter.LAST_KEEPALIVE_RX_MS] === 0 ? null : c[PeerCounter.LAST_KEEPALIVE_RX_MS],
           sessionsRefused: peer.sessionsRefused,
+          relay: peer.relay === null ? null : peer.relay.id,
+          relayed: {
+            txPackets: c[PeerCounter.RELAYED_TX_PACKETS],
+            txBytes: c[PeerCounter.RELAYED_TX_BYTES],
+            rxPackets: c[PeerCounter.RELAYED_RX_PACKETS],
+            rxBytes: c[PeerCounter.RELAYED_RX_BYTES],
+            lastRxMs: c[PeerCounter.LAST_RELAYED_RX_MS] === 0 ? null : c[PeerCounter.LAST_RELAYED_RX_MS],
+            fromPackets: c[PeerCounter.RELAY_FROM_PACKETS],
+            fromBytes: c[PeerCounter.RELAY_FROM_BYTES],
+            toPackets: c[PeerCounter.RELAY_TO_PACKETS],
+            toBytes: c[PeerCounter.RELAY_TO_BYTES],
+          },
           pmtu: peer.pmtu === null || peer.pmtu.pmtu === 0 ? null : peer.pmtu.pmtu,
           innerMtu: peer.innerMtu < mtu ? peer.innerMtu : mtu,
           pmtuPhase: peer.pmtu?.phase ?? 'unknown',
@@ -684,6 +736,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
         switch: sw === null ? null : switchStats(sw),
         keepalive: { intervalMs: keepaliveMs, sent: kaSent, received: kaReceived },
         rendezvous: { sent: ctx.rendezvousTx, received: ctx.rendezvousRx },
+        relaying: { on: ctx.relaying, forwarded: ctx.relayForwarded, forwardedBytes: ctx.relayForwardedBytes, unauthenticated: ctx.relayUnauthenticated },
         eventErrors: events.errors,
         acl: ctx.acl.stats(),
         peers: out,

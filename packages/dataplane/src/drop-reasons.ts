@@ -67,13 +67,22 @@ export const DropReason = {
   ACL: 26,
   /** Larger than the peer's path carries (src/pmtu.ts): an ICMP "fragmentation needed" / "packet too big" went back into the TUN. */
   TOO_BIG: 27,
+  // ---- relaying (types 4 and 5, framing.ts) ----
+  /** A relay request (type 4) to a node that does not serve as a relay. */
+  RELAY_REFUSED: 28,
+  /** A relay request for a node that is no peer of the relay with a session and an endpoint, or for the sender itself. */
+  RELAY_NO_TARGET: 29,
+  /** A relay request over the sending member's packet or byte budget. */
+  RELAY_LIMIT: 30,
+  /** A relay message whose inner datagram is malformed, is itself a relay message, or names another source than its session's. */
+  RELAY_MALFORMED: 31,
 } as const;
 
 /** A value of {@link DropReason}. */
 export type DropReasonValue = (typeof DropReason)[keyof typeof DropReason];
 
 /** Number of slots a drop-counter table needs. */
-export const DROP_REASON_COUNT = 28;
+export const DROP_REASON_COUNT = 32;
 
 /** Stable names of the drop reasons (stats keys, logs). Index = value. */
 export const dropReasonName = [
@@ -105,6 +114,10 @@ export const dropReasonName = [
   'mac-table-full',
   'acl',
   'too-big',
+  'relay-refused',
+  'relay-no-target',
+  'relay-limit',
+  'relay-malformed',
 ] as const;
 
 /** A name in {@link dropReasonName}. */

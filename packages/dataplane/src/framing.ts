@@ -61,6 +61,28 @@ export const MessageType = {
    */
   RENDEZVOUS: 3,
   /**
+   * Relay request, member → relay, sealed with their session: the payload
+   * is the target's node id (u32 BE) and one complete datagram the member
+   * sealed for the target with *their* session (relay.ts in the daemon
+   * decides when; the relay cannot read it):
+   *
+   * ```
+   * +---------------------------------------------------------------+
+   * |            target node id (u32, big endian)                   |
+   * +---------------------------------------------------------------+
+   * |  the inner datagram: header ‖ ciphertext ‖ tag (member→target) |
+   * +---------------------------------------------------------------+
+   * ```
+   */
+  RELAY: 4,
+  /**
+   * Relayed datagram, relay → target, sealed with their session: the same
+   * layout with the *source's* node id. The target opens the inner datagram
+   * with its session with the source, as if it came from it directly,
+   * except that it does not move the source's endpoint (receive.ts).
+   */
+  RELAYED: 5,
+  /**
    * An Ethernet frame (possibly compressed): switch mode's data message. A
    * type of its own, so that a node in the other mode drops it as
    * 'bad-type' instead of reading a frame as an IP packet or the reverse.
@@ -69,6 +91,8 @@ export const MessageType = {
 } as const;
 /** Largest rendezvous payload (specification). */
 export const RENDEZVOUS_MAX_PAYLOAD = 512;
+/** Bytes of the node id in front of a relay message's inner datagram (specification). */
+export const RELAY_ID_LEN = 4;
 /** A value of {@link MessageType}. */
 export type MessageTypeValue = (typeof MessageType)[keyof typeof MessageType];
 /** Names of {@link MessageType} values, for logs and stats. */
@@ -76,6 +100,8 @@ export const messageTypeName: Readonly<Record<MessageTypeValue, string>> = {
   1: 'data',
   2: 'keepalive',
   3: 'rendezvous',
+  4: 'relay',
+  5: 'relayed',
   8: 'pmtu-probe',
   9: 'pmtu-reply',
   10: 'frame',
@@ -156,7 +182,15 @@ export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: n
   const vt = buf[off];
   if (vt >>> 4 !== PROTOCOL_VERSION) return DropReason.BAD_VERSION;
   const type = vt & 0x0f;
-  if (type !== dataType && type !== MessageType.KEEPALIVE && type !== MessageType.RENDEZVOUS && type !== MessageType.PMTU_PROBE && type !== MessageType.PMTU_REPLY) {
+  if (
+    type !== dataType &&
+    type !== MessageType.KEEPALIVE &&
+    type !== MessageType.RENDEZVOUS &&
+    type !== MessageType.RELAY &&
+    type !== MessageType.RELAYED &&
+    type !== MessageType.PMTU_PROBE &&
+    type !== MessageType.PMTU_REPLY
+  ) {
     return DropReason.BAD_TYPE;
   }
   const flags = buf[off + 1];
@@ -170,6 +204,10 @@ export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: n
     if (flags !== 0) return DropReason.BAD_FLAGS;
     if (payload === 0) return DropReason.TRUNCATED;
     if (payload > RENDEZVOUS_MAX_PAYLOAD) return DropReason.OVERSIZE;
+  } else if (type === MessageType.RELAY || type === MessageType.RELAYED) {
+    if (flags !== 0) return DropReason.BAD_FLAGS;
+    if (payload < RELAY_ID_LEN + OVERHEAD) return DropReason.TRUNCATED;
+    if (payload > relayMaxPayload(maxPayload)) return DropReason.OVERSIZE;
   } else if (type === MessageType.PMTU_PROBE || type === MessageType.PMTU_REPLY) {
     if (flags !== 0) return DropReason.BAD_FLAGS;
     if (type === MessageType.PMTU_REPLY ? payload !== PMTU_REPLY_PAYLOAD : payload < 4 || payload > PMTU_PROBE_MAX_PAYLOAD) {
@@ -181,6 +219,11 @@ export function checkHeader(buf: Buffer, off: number, len: number, maxPayload: n
   }
   if (buf.readUInt32BE(off + 12) > COUNTER_HIGH_MAX) return DropReason.BAD_COUNTER;
   return DropReason.NONE;
+}
+
+/** Largest payload of a relay message for inner payloads up to `maxPayload`: id, and an inner datagram carrying data or rendezvous. */
+export function relayMaxPayload(maxPayload: number): number {
+  return RELAY_ID_LEN + OVERHEAD + Math.max(maxPayload, RENDEZVOUS_MAX_PAYLOAD);
 }
 
 /** Message type of a header that passed {@link checkHeader}. */

@@ -22,7 +22,7 @@
  *    tick's: a change restarts the idle clock; `keepaliveMs` without a
  *    change sends one keepalive and restarts it.
  * 5. No reply: nothing authenticated from the peer (by wall clock: its
- *    last packet or keepalive, else the session's install time) for
+ *    last packet or keepalive, directly or through a relay, else the session's install time) for
  *    {@link noReplyMs} — two keepalive intervals and 5 s, so a peer with
  *    the same `keepalive` has sent at least one keepalive meanwhile — asks
  *    for a rekey (`onRekeyNeeded(peer, 'no-reply')`) and waits another such
@@ -109,7 +109,7 @@ export class KeepaliveScheduler {
         continue;
       }
       const c = peer.counters;
-      const heard = Math.max(c[PeerCounter.LAST_RX_MS], s.installedAtMs, peer.kaNoReplyAskedMs);
+      const heard = Math.max(c[PeerCounter.LAST_RX_MS], c[PeerCounter.LAST_RELAYED_RX_MS], s.installedAtMs, peer.kaNoReplyAskedMs);
       if (this.events !== undefined && wallMs - heard >= silence) {
         peer.kaNoReplyAskedMs = wallMs;
         this.events.rekeyNeeded(peer, 'no-reply', nowMs);

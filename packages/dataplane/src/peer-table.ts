@@ -89,9 +89,25 @@ export const PeerCounter = {
   /** Wall-clock ms of the last keepalive sent / received (0 = never). */
   LAST_KEEPALIVE_TX_MS: 8,
   LAST_KEEPALIVE_RX_MS: 9,
+  /** Our datagrams to the peer that went through a relay (data, keepalives), and their inner bytes (data only). */
+  RELAYED_TX_PACKETS: 10,
+  RELAYED_TX_BYTES: 11,
+  /** The peer's authenticated datagrams that came through a relay, and their inner bytes (data only; also in RX_PACKETS / RX_BYTES). */
+  RELAYED_RX_PACKETS: 12,
+  RELAYED_RX_BYTES: 13,
+  /** Wall-clock ms of the last authenticated datagram from the peer that came through a relay (0 = never). LAST_RX_MS counts direct ones only. */
+  LAST_RELAYED_RX_MS: 14,
+  /** Relay role: the peer's relay requests we forwarded, and their bytes (inner datagrams, as carried). */
+  RELAY_FROM_PACKETS: 15,
+  RELAY_FROM_BYTES: 16,
+  /** Relay role: datagrams we forwarded to the peer, and their bytes. */
+  RELAY_TO_PACKETS: 17,
+  RELAY_TO_BYTES: 18,
+  /** Direct probes sent while relayed (`sendKeepalive(peer, true)`): not in KEEPALIVES_TX, so that they do not hold back the keepalives that go via the relay. */
+  PROBES_TX: 19,
 } as const;
-/** Slots 0..5 are also written by C (native/src/express.c); the keepalive slots only by JavaScript. */
-const PEER_COUNTER_COUNT = 10;
+/** Slots 0..5 are also written by C (native/src/express.c); the others only by JavaScript. */
+const PEER_COUNTER_COUNT = 20;
 
 /** One set of keys with a peer. Hot-path state; mutate only through the pipelines. */
 export class Session {
@@ -171,6 +187,18 @@ export class Peer {
   kaSeen = -1;
   kaSinceMs = 0;
   kaNoReplyAskedMs = 0;
+  /** The node id as a number when the id is a decimal u32 (relay messages carry it), else -1. */
+  readonly num: number;
+  /**
+   * The relay our datagrams to this peer go through (`Dataplane.setPath`,
+   * decided by the daemon's path selector), or null: directly to its
+   * endpoint. No express lease is granted for a relayed peer.
+   */
+  relay: Peer | null = null;
+  // relay role: the token buckets of this member's relay requests (packets, bytes) and their last refill (monotonic ms)
+  relayPktTokens = -1;
+  relayByteTokens = -1;
+  relayRefillMs = 0;
   /**
    * Largest inner packet the path to this peer carries (pmtu.ts owns it,
    * the pipelines read it; 65535 = no estimate: the configured MTU applies).
@@ -185,6 +213,7 @@ export class Peer {
     this.id = id;
     this.name = name;
     this.slot = slot;
+    this.num = /^[0-9]{1,10}$/.test(id) && Number(id) <= 0xffff_ffff ? Number(id) : -1;
   }
 }
 
@@ -215,6 +244,8 @@ export class PeerTable {
   readonly byId = new Map<string, Peer>();
   /** Live session by our receiver index. */
   readonly byIndex = new Map<number, Session>();
+  /** Peer by numeric node id (`Peer.num`), for relay messages. */
+  readonly byNum = new Map<number, Peer>();
   /** Destination prefix → peer slot. */
   readonly routes = new PrefixTable();
   private readonly freeSlots: number[] = [];
@@ -274,10 +305,12 @@ export class PeerTable {
     const peer = new Peer(id, typeof name === 'string' && name !== '' ? name : id, slot);
     this.bySlot[slot] = peer;
     this.byId.set(id, peer);
+    if (peer.num >= 0) this.byNum.set(peer.num, peer);
     try {
       this.setSubnets(peer, prefixes);
     } catch (err) {
       this.byId.delete(id);
+      if (peer.num >= 0) this.byNum.delete(peer.num);
       this.bySlot[slot] = undefined;
       this.freeSlots.push(slot);
       throw err;
@@ -331,6 +364,9 @@ export class PeerTable {
     this.routes.removeValue(peer.slot);
     this.onEndpointCleared(peer.slot);
     this.byId.delete(id);
+    if (peer.num >= 0 && this.byNum.get(peer.num) === peer) this.byNum.delete(peer.num);
+    // no peer keeps a removed relay: back to direct until the owner chooses again
+    for (const p of this.byId.values()) if (p.relay === peer) p.relay = null;
     this.bySlot[peer.slot] = undefined;
     this.freeSlots.push(peer.slot);
   }

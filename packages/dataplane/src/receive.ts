@@ -18,7 +18,10 @@
  * 9. Keepalive: counted (`keepalivesRx`, last time), done. Rendezvous
  *    (type 3): counted, its payload copied out to `onRendezvous`, done. Path-MTU probe:
  *    answered with a reply; reply: handed to the peer's search (pmtu.ts,
- *    through `ctx.pmtu`), done. Data: decompress when flagged (bounded by the MTU:
+ *    through `ctx.pmtu`), done.
+ *    Relay request (type 4, relay role): forwarded (step 13), done.
+ *    Relayed datagram (type 5): its inner datagram is staged (step 14),
+ *    done. Data: decompress when flagged (bounded by the MTU:
  *    'decompress-failed' / 'decompress-bomb') into the decompression arena.
  * 10. Inner packet must be IPv4/IPv6 with a consistent length ('not-ip')
  *     and a source inside the peer's subnets ('spoofed'); with an access
@@ -39,6 +42,29 @@
  *     change that matters bumps `PeerTable.expressGen`, including a newer
  *     epoch here). See native/src/express.c for the checks it repeats.
  *
+ * 13. Relay role (type 4 from member M, authenticated by the M↔us
+ *     session, so a non-member never gets here: its datagrams end as
+ *     'unknown-index' / 'auth-failed' and are counted in
+ *     `relayUnauthenticated`): refused unless this node relays
+ *     ('relay-refused'); the inner datagram must look like one
+ *     ('relay-malformed'); the target must be another peer with a primary
+ *     session and an endpoint ('relay-no-target') — peers are the current
+ *     list's members, so relaying is authorised against it; M's packet and
+ *     byte buckets ('relay-limit'). Then the inner datagram, unread, is
+ *     sealed as type 5 with the target's session, id of M in front, into the
+ *     relay arena; after the batch, one `sealBatch` and one `sendBatch`;
+ *     counted per member (from / to) and in total.
+ * 14. Relayed datagram (type 5 from relay R): the source id must name a
+ *     peer other than R ('relay-malformed'); the inner datagram is copied
+ *     into the inner arena and, after the batch, run through steps 2–11 as
+ *     coming from the source — with its own session, replay window, spoof
+ *     check and access rules — except that it moves no endpoint (step 8:
+ *     R's address is not the source's), counts as relayed (`LAST_RELAYED_
+ *     RX_MS`, not `LAST_RX_MS`, which stays "heard directly"), gets no
+ *     express lease, and may not be a relay message itself
+ *     ('relay-malformed'); its session must be the named source's
+ *     ('relay-malformed').
+ *
  * Nothing is allocated per packet (event handlers aside, which are rate-
  * limited or rare).
  */
@@ -46,7 +72,8 @@ import { EXPRESS_MAX_BATCH, HEADER_LEN, SOURCE_LEN, TAG_LEN, type DatagramBatch 
 import { DecompressError } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
-import { Flags, MessageType, OVERHEAD, checkHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
+import { Flags, MessageType, OVERHEAD, RELAY_ID_LEN, RENDEZVOUS_MAX_PAYLOAD, checkHeader, encodeHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
+import { relayedMtu, takeTxCounter } from './send.js';
 import { decodeEndpoint } from './ip-address.js';
 import { clampMss } from './mss-clamp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
@@ -103,9 +130,69 @@ export class ReceivePipeline {
     for (let i = 0; i < cap; i++) this.decOffs[i] = i * this.decSlot;
   }
 
-  /** Processes one UDP batch (steps 1–11). Never throws for any datagram content. */
+  // ---- relaying (steps 13 and 14): allocated on first use ----
+  private relayCap = 0;
+  private fwdSlot = 0;
+  private fwdArena: Buffer = Buffer.alloc(0);
+  private fwdOffs = new Int32Array(0);
+  private fwdPlens = new Int32Array(0);
+  private fwdWire = new Int32Array(0);
+  private fwdHandles = new Int32Array(0);
+  private fwdSlots = new Int32Array(0);
+  private fwdFrom: Array<Peer | null> = [];
+  private fwdTo: Array<Session | null> = [];
+  private fwdN = 0;
+  private innerSlot = 0;
+  private innerN = 0;
+  private innerFrom: Array<Peer | null> = [];
+  private inner: DatagramBatch = { count: 0, buffer: Buffer.alloc(0), offsets: new Int32Array(0), lengths: new Int32Array(0), sources: Buffer.alloc(0) };
+  /** True while step 14 runs an inner batch through steps 2–11. */
+  private relayed = false;
+
+  /** Sizes the relay arenas for `this.cap` datagrams (rare: first relay message, or a larger batch than any before). */
+  private growRelay(): void {
+    if (this.relayCap >= this.cap) return;
+    const cap = this.cap;
+    this.relayCap = cap;
+    const innerMax = OVERHEAD + Math.max(this.ctx.mtu, RENDEZVOUS_MAX_PAYLOAD);
+    this.innerSlot = (innerMax + 63) & ~63;
+    this.fwdSlot = (OVERHEAD + RELAY_ID_LEN + innerMax + 63) & ~63;
+    this.fwdArena = Buffer.alloc(cap * this.fwdSlot);
+    this.fwdOffs = new Int32Array(cap);
+    this.fwdPlens = new Int32Array(cap);
+    this.fwdWire = new Int32Array(cap);
+    this.fwdHandles = new Int32Array(cap);
+    this.fwdSlots = new Int32Array(cap);
+    this.fwdFrom = new Array<Peer | null>(cap).fill(null);
+    this.fwdTo = new Array<Session | null>(cap).fill(null);
+    this.innerFrom = new Array<Peer | null>(cap).fill(null);
+    const offsets = new Int32Array(cap);
+    for (let i = 0; i < cap; i++) offsets[i] = i * this.innerSlot;
+    this.inner = { count: 0, buffer: Buffer.alloc(cap * this.innerSlot), offsets, lengths: new Int32Array(cap), sources: Buffer.alloc(cap * SOURCE_LEN) };
+  }
+
+  /** Processes one UDP batch (steps 1–14). Never throws for any datagram content. */
   onDatagrams(batch: DatagramBatch): void {
+    this.process(batch);
+    if (this.fwdN > 0) this.flushForward();
+    if (this.innerN > 0) {
+      const inner = this.inner;
+      inner.count = this.innerN;
+      this.innerN = 0;
+      this.relayed = true;
+      try {
+        this.process(inner);
+      } finally {
+        this.relayed = false;
+        for (let i = 0; i < inner.count; i++) this.innerFrom[i] = null;
+      }
+    }
+  }
+
+  /** Steps 2–12 for one batch (the socket's, or step 14's inner batch when `this.relayed`). */
+  private process(batch: DatagramBatch): void {
     const ctx = this.ctx;
+    const relayed = this.relayed;
     const count = batch.count;
     if (count > this.cap) this.grow(count);
     const buf = batch.buffer;
@@ -121,9 +208,21 @@ export class ReceivePipeline {
         countDrop(ctx, null, r);
         continue;
       }
+      if (relayed) {
+        const t = readType(buf, off);
+        if (t === MessageType.RELAY || t === MessageType.RELAYED) {
+          countDrop(ctx, this.innerFrom[i], DropReason.RELAY_MALFORMED);
+          continue;
+        }
+      }
       const s = byIndex.get(readReceiverIndex(buf, off));
       if (s === undefined) {
         countDrop(ctx, null, DropReason.UNKNOWN_INDEX);
+        if (readType(buf, off) === MessageType.RELAY) ctx.relayUnauthenticated++;
+        continue;
+      }
+      if (relayed && s.peer !== this.innerFrom[i]) {
+        countDrop(ctx, this.innerFrom[i], DropReason.RELAY_MALFORMED);
         continue;
       }
       const epoch = readEpoch(buf, off);
@@ -161,6 +260,7 @@ export class ReceivePipeline {
       // 7: verdict, epoch, replay
       if (this.ok[j] !== 1) {
         countDrop(ctx, peer, DropReason.AUTH_FAILED);
+        if (readType(buf, this.offs[j]) === MessageType.RELAY) ctx.relayUnauthenticated++;
         peer.counters[PeerCounter.AUTH_FAILURES]++;
         ctx.events.authFailure(peer, now);
         continue;
@@ -186,16 +286,27 @@ export class ReceivePipeline {
         countDrop(ctx, peer, DropReason.REPLAYED);
         continue;
       }
-      peer.counters[PeerCounter.LAST_RX_MS] = wall;
+      if (relayed) {
+        peer.counters[PeerCounter.LAST_RELAYED_RX_MS] = wall;
+        peer.counters[PeerCounter.RELAYED_RX_PACKETS]++;
+      } else peer.counters[PeerCounter.LAST_RX_MS] = wall;
       if (epochAdvanced) {
         ctx.peers.voidExpress();
         ctx.events.rxEpoch(peer, s.localIndex, epoch);
       }
-      // 8: roaming
-      if (newest) this.roam(peer, batch.sources, this.source[j] * SOURCE_LEN);
+      // 8: roaming (never from a relayed datagram: it came from the relay's address)
+      if (newest && !relayed) this.roam(peer, batch.sources, this.source[j] * SOURCE_LEN);
       // 9: payload
       const off = this.offs[j];
       const type = readType(buf, off);
+      if (type === MessageType.RELAY) {
+        this.forward(peer, buf, off + HEADER_LEN, this.lens[j] - OVERHEAD, now);
+        continue;
+      }
+      if (type === MessageType.RELAYED) {
+        this.stageInner(peer, buf, off + HEADER_LEN, this.lens[j] - OVERHEAD, batch.sources, this.source[j] * SOURCE_LEN);
+        continue;
+      }
       if (type === MessageType.KEEPALIVE) {
         peer.counters[PeerCounter.KEEPALIVES_RX]++;
         peer.counters[PeerCounter.LAST_KEEPALIVE_RX_MS] = wall;
@@ -227,18 +338,26 @@ export class ReceivePipeline {
         // 10: inner checks
         const dOff = this.decOffs[nDec];
         if (!(ctx.frames === null ? this.innerOk(peer, this.decArena, dOff, m) : ctx.frames.acceptFrame(peer, this.decArena, dOff, m, now))) continue;
-        if (ctx.clampMss && ctx.frames === null) clampMss(this.decArena, dOff, m, peer.innerMtu < mtu ? peer.innerMtu : mtu);
+        if (ctx.clampMss && ctx.frames === null) {
+          const pathMtu = peer.relay === null ? peer.innerMtu : relayedMtu(peer.relay, mtu);
+          clampMss(this.decArena, dOff, m, pathMtu < mtu ? pathMtu : mtu);
+        }
         this.decLens[nDec++] = m;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += m;
+        if (relayed) peer.counters[PeerCounter.RELAYED_RX_BYTES] += m;
       } else {
         if (!(ctx.frames === null ? this.innerOk(peer, buf, pOff, plen) : ctx.frames.acceptFrame(peer, buf, pOff, plen, now))) continue;
-        if (ctx.clampMss && ctx.frames === null) clampMss(buf, pOff, plen, peer.innerMtu < mtu ? peer.innerMtu : mtu);
+        if (ctx.clampMss && ctx.frames === null) {
+          const pathMtu = peer.relay === null ? peer.innerMtu : relayedMtu(peer.relay, mtu);
+          clampMss(buf, pOff, plen, pathMtu < mtu ? pathMtu : mtu);
+        }
         this.plainOffs[nPlain] = pOff;
         this.plainLens[nPlain++] = plen;
         peer.counters[PeerCounter.RX_PACKETS]++;
         peer.counters[PeerCounter.RX_BYTES] += plen;
-        if (count <= EXPRESS_MAX_BATCH) lease = s;
+        if (relayed) peer.counters[PeerCounter.RELAYED_RX_BYTES] += plen;
+        else if (count <= EXPRESS_MAX_BATCH) lease = s;
       }
     }
     // 12: express lease
@@ -257,7 +376,8 @@ export class ReceivePipeline {
     const peer = s.peer;
     const gen = ctx.peers.expressGen[0];
     s.expressGen = gen;
-    if (!peer.hasEndpoint || ctx.socket.expressLease === undefined) return;
+    // A relayed peer gets no lease: its path is decided here, per packet, and C does not know it (native/README.md).
+    if (!peer.hasEndpoint || peer.relay !== null || ctx.socket.expressLease === undefined) return;
     const subnets = new Uint8Array(18 * peer.subnets.length);
     peer.subnets.forEach((p, i) => {
       subnets[18 * i] = p.family;
@@ -275,6 +395,122 @@ export class ReceivePipeline {
       endpointKey: peer.endpointKey,
       subnets,
     });
+  }
+
+  /** Step 13 for one authenticated relay request from `from`: checks, then stages the inner datagram, sealed for the target. */
+  private forward(from: Peer, buf: Buffer, pOff: number, plen: number, now: number): void {
+    const ctx = this.ctx;
+    if (!ctx.relaying || from.num < 0) {
+      countDrop(ctx, from, DropReason.RELAY_REFUSED);
+      return;
+    }
+    const iOff = pOff + RELAY_ID_LEN;
+    const ilen = plen - RELAY_ID_LEN;
+    const it = readType(buf, iOff);
+    if (checkHeader(buf, iOff, ilen, ctx.mtu, ctx.dataType) !== DropReason.NONE || it === MessageType.RELAY || it === MessageType.RELAYED) {
+      countDrop(ctx, from, DropReason.RELAY_MALFORMED);
+      return;
+    }
+    const target = ctx.peers.byNum.get(buf.readUInt32BE(pOff));
+    const ts = target === undefined ? null : target.primary;
+    if (target === undefined || target === from || ts === null || !target.hasEndpoint) {
+      countDrop(ctx, from, DropReason.RELAY_NO_TARGET);
+      return;
+    }
+    // the member's buckets (refilled by elapsed time, allocation-free)
+    const l = ctx.limits;
+    if (from.relayPktTokens < 0) {
+      from.relayPktTokens = l.relayPacketBurst;
+      from.relayByteTokens = l.relayByteBurst;
+      from.relayRefillMs = now;
+    }
+    const dt = (now - from.relayRefillMs) / 1000;
+    from.relayRefillMs = now;
+    from.relayPktTokens = Math.min(l.relayPacketBurst, from.relayPktTokens + dt * l.relayPacketsPerSecond);
+    from.relayByteTokens = Math.min(l.relayByteBurst, from.relayByteTokens + dt * l.relayBytesPerSecond);
+    if (from.relayPktTokens < 1 || from.relayByteTokens < ilen) {
+      countDrop(ctx, from, DropReason.RELAY_LIMIT);
+      return;
+    }
+    from.relayPktTokens -= 1;
+    from.relayByteTokens -= ilen;
+    const counter = takeTxCounter(ctx, ts, now);
+    if (counter < 0) return;
+    this.growRelay();
+    const k = this.fwdN++;
+    const o = k * this.fwdSlot;
+    const out = this.fwdArena;
+    encodeHeader(out, o, MessageType.RELAYED, 0, ts.remoteIndex, ts.txEpoch, counter);
+    out.writeUInt32BE(from.num, o + HEADER_LEN);
+    buf.copy(out, o + HEADER_LEN + RELAY_ID_LEN, iOff, iOff + ilen);
+    this.fwdOffs[k] = o;
+    this.fwdPlens[k] = RELAY_ID_LEN + ilen;
+    this.fwdWire[k] = RELAY_ID_LEN + ilen + OVERHEAD;
+    this.fwdHandles[k] = ts.txHandle;
+    this.fwdSlots[k] = target.slot;
+    this.fwdFrom[k] = from;
+    this.fwdTo[k] = ts;
+  }
+
+  /** Step 13, after the batch: one seal, one send, the counters. */
+  private flushForward(): void {
+    const ctx = this.ctx;
+    let n = 0;
+    // a session retired by an event handler during the batch: its datagrams go nowhere
+    for (let k = 0; k < this.fwdN; k++) {
+      const ts = this.fwdTo[k] as Session;
+      if (ts.retired) {
+        countDrop(ctx, ts.peer, DropReason.NO_SESSION);
+        continue;
+      }
+      this.fwdOffs[n] = this.fwdOffs[k];
+      this.fwdPlens[n] = this.fwdPlens[k];
+      this.fwdWire[n] = this.fwdWire[k];
+      this.fwdHandles[n] = this.fwdHandles[k];
+      this.fwdSlots[n] = this.fwdSlots[k];
+      this.fwdFrom[n] = this.fwdFrom[k];
+      this.fwdTo[n] = ts;
+      n++;
+    }
+    this.fwdN = 0;
+    if (n > 0) {
+      ctx.crypto.sealBatch(this.fwdArena, n, this.fwdOffs, this.fwdPlens, this.fwdHandles);
+      const sent = ctx.socket.sendBatch(this.fwdArena, n, this.fwdOffs, this.fwdWire, this.fwdSlots);
+      for (let k = 0; k < n; k++) {
+        const from = this.fwdFrom[k] as Peer;
+        const to = (this.fwdTo[k] as Session).peer;
+        const bytes = this.fwdPlens[k] - RELAY_ID_LEN;
+        if (k < sent) {
+          from.counters[PeerCounter.RELAY_FROM_PACKETS]++;
+          from.counters[PeerCounter.RELAY_FROM_BYTES] += bytes;
+          to.counters[PeerCounter.RELAY_TO_PACKETS]++;
+          to.counters[PeerCounter.RELAY_TO_BYTES] += bytes;
+          ctx.relayForwarded++;
+          ctx.relayForwardedBytes += bytes;
+        } else countDrop(ctx, to, DropReason.SEND_FAILED);
+      }
+    }
+    for (let k = 0; k < this.fwdFrom.length; k++) {
+      this.fwdFrom[k] = null;
+      this.fwdTo[k] = null;
+    }
+  }
+
+  /** Step 14 for one authenticated relayed datagram from relay `via`: stages its inner datagram for after the batch. */
+  private stageInner(via: Peer, buf: Buffer, pOff: number, plen: number, sources: Buffer, so: number): void {
+    const src = this.ctx.peers.byNum.get(buf.readUInt32BE(pOff));
+    const ilen = plen - RELAY_ID_LEN;
+    this.growRelay();
+    if (src === undefined || src === via || ilen > this.innerSlot) {
+      countDrop(this.ctx, via, DropReason.RELAY_MALFORMED);
+      return;
+    }
+    const k = this.innerN++;
+    buf.copy(this.inner.buffer, this.inner.offsets[k], pOff + RELAY_ID_LEN, pOff + plen);
+    this.inner.lengths[k] = ilen;
+    // the relay's address, as the socket reported it: step 8 must not take it for the source's
+    sources.copy(this.inner.sources, k * SOURCE_LEN, so, so + SOURCE_LEN);
+    this.innerFrom[k] = src;
   }
 
   /** Step 10 for one packet: IP well-formedness and the spoof check. Counts the drop. */

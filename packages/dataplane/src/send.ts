@@ -28,7 +28,14 @@
  * 8. Compress (LZ4, per session) when it shrinks the packet; set the flag.
  * 9. Write the header in front of the payload.
  * 10. One `sealBatch` for the whole batch, one `sendBatch`; per-peer tx
- *     counters for what the socket took, 'send-failed' for the rest.
+ *     counters for what the socket took, 'send-failed' for the rest. A
+ *     peer whose path goes through a relay (`Peer.relay`, set by the
+ *     daemon's path selector through `Dataplane.setPath`): its sealed
+ *     datagrams are copied, whole and unreadable to the relay, into the
+ *     relay arena behind the peer's node id, sealed again as relay requests
+ *     (type 4) with the relay's session, and sent to the relay in a second
+ *     `sendBatch` (counted also as relayed tx). Keepalives follow the same
+ *     path; `sendKeepalive(peer, true)` probes the direct one.
  * 11. One TUN `writeBatch` for the queued ICMP replies.
  * 12. Express lease: when a small read (≤ EXPRESS_MAX_BATCH packets: what
  *     idle traffic looks like) was sent whole, framed in place, and its last
@@ -50,11 +57,21 @@ import { EXPRESS_MAX_BATCH, HEADER_LEN, TAG_LEN } from './backend.js';
 import { CompressionAlgo } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
-import { Flags, MessageType, OVERHEAD, PMTU_PROBE_MAX_PAYLOAD, PMTU_REPLY_PAYLOAD, RENDEZVOUS_MAX_PAYLOAD, encodeHeader, type MessageTypeValue } from './framing.js';
+import { Flags, MessageType, OVERHEAD, PMTU_PROBE_MAX_PAYLOAD, PMTU_REPLY_PAYLOAD, RELAY_ID_LEN, RENDEZVOUS_MAX_PAYLOAD, encodeHeader, type MessageTypeValue } from './framing.js';
 import { IcmpConst, internetChecksum } from './icmp.js';
 import { clampMss } from './mss-clamp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
 import { IpOffset, contains } from './routing-table.js';
+
+/**
+ * Largest inner packet for a peer reached through relay `via`: the path to
+ * the relay (its search's estimate, else the configured `mtu`) less the
+ * relay layer (node id, header and tag), so that relayed datagrams are
+ * not fragmented on the way.
+ */
+export function relayedMtu(via: Peer, mtu: number): number {
+  return (via.innerMtu < mtu ? via.innerMtu : mtu) - RELAY_ID_LEN - OVERHEAD;
+}
 
 /** The per-batch TUN input (structurally `@cluevpn/tun`'s PacketBatch). */
 export interface TunBatch {
@@ -197,6 +214,7 @@ export class SendPipeline {
     const now = performance.now();
     let n = 0;
     let nIcmp = 0;
+    let nRelayed = 0;
     for (let i = 0; i < count; i++) {
       const off = batch.offsets[i];
       const len = batch.lengths[i];
@@ -242,19 +260,22 @@ export class SendPipeline {
         ctx.events.noSession(peer, now);
         continue;
       }
-      if (!peer.hasEndpoint) {
+      const via = peer.relay;
+      if (via === null ? !peer.hasEndpoint : via.primary === null || !via.hasEndpoint) {
         countDrop(ctx, peer, DropReason.NO_ENDPOINT);
         continue;
       }
-      // 5b. path MTU
-      if (len > peer.innerMtu) {
-        if (family === 4 && (buf[off + 6] & 0x40) === 0 && this.fragment(buf, off, len, peer.innerMtu)) continue;
+      if (via !== null) nRelayed++;
+      // 5b. path MTU (through a relay: the path to the relay, less the relay layer)
+      const pathMtu = via === null ? peer.innerMtu : relayedMtu(via, mtu);
+      if (len > pathMtu) {
+        if (family === 4 && (buf[off + 6] & 0x40) === 0 && this.fragment(buf, off, len, pathMtu)) continue;
         countDrop(ctx, peer, DropReason.TOO_BIG);
-        const l = ctx.icmp.buildTooBig(buf, off, len, peer.innerMtu, this.icmpArena, this.icmpOffs[nIcmp], now);
+        const l = ctx.icmp.buildTooBig(buf, off, len, pathMtu, this.icmpArena, this.icmpOffs[nIcmp], now);
         if (l > 0) this.icmpLens[nIcmp++] = l;
         continue;
       }
-      if (ctx.clampMss) clampMss(buf, off, len, peer.innerMtu < mtu ? peer.innerMtu : mtu);
+      if (ctx.clampMss) clampMss(buf, off, len, pathMtu < mtu ? pathMtu : mtu);
       // A session arrived during this batch (installed by an event handler)
       // while older packets wait in the hold: queue behind them, keep order.
       if (this.holds.size > 0 && this.heldCount(peer) > 0 && this.holdMore(peer, buf, off, len)) continue;
@@ -296,9 +317,10 @@ export class SendPipeline {
     if (n > 0) {
       if (ctx.peers.generation !== generation) n = this.dropRetired(n);
       ctx.crypto.sealBatch(out, n, this.offs, this.payloadLens, this.handles);
-      const sent = ctx.socket.sendBatch(out, n, this.offs, this.wireLens, this.slots);
+      if (nRelayed > 0) n = this.wrapRelayed(out, n, now);
+      const sent = n > 0 ? ctx.socket.sendBatch(out, n, this.offs, this.wireLens, this.slots) : 0;
       // 12. express lease
-      if (count <= EXPRESS_MAX_BATCH && sent === n && this.expressOn && ctx.peers.generation === generation) {
+      if (count <= EXPRESS_MAX_BATCH && n > 0 && sent === n && this.expressOn && ctx.peers.generation === generation) {
         this.leaseTx(this.sessions[n - 1] as Session);
       }
       for (let j = 0; j < n; j++) {
@@ -309,6 +331,7 @@ export class SendPipeline {
           peer.counters[PeerCounter.TX_BYTES] += this.innerLens[j];
         } else countDrop(ctx, peer, DropReason.SEND_FAILED);
       }
+      if (this.relN > 0) this.sendRelayed();
     }
     // 11. ICMP replies
     if (nIcmp > 0) this.writeIcmp(nIcmp);
@@ -394,6 +417,109 @@ export class SendPipeline {
     }
   }
 
+  // ---- step 10 for relayed peers: allocated on first use ----
+  private relCap = 0;
+  private relSlot = 0;
+  private relArena: Buffer = Buffer.alloc(0);
+  private relOffs = new Int32Array(0);
+  private relPlens = new Int32Array(0);
+  private relWire = new Int32Array(0);
+  private relInner = new Int32Array(0);
+  private relHandles = new Int32Array(0);
+  private relSlots = new Int32Array(0);
+  private relPeers: Array<Peer | null> = [];
+  private relN = 0;
+  /** Scratch of one relayed keepalive or rendezvous message. */
+  private readonly relOne = Buffer.alloc(2 * OVERHEAD + RELAY_ID_LEN + RENDEZVOUS_MAX_PAYLOAD);
+
+  private growRelay(): void {
+    if (this.relCap >= this.cap) return;
+    const cap = this.cap;
+    this.relCap = cap;
+    this.relSlot = (2 * OVERHEAD + RELAY_ID_LEN + this.ctx.mtu + 63) & ~63;
+    this.relArena = Buffer.alloc(cap * this.relSlot);
+    this.relOffs = new Int32Array(cap);
+    this.relPlens = new Int32Array(cap);
+    this.relWire = new Int32Array(cap);
+    this.relInner = new Int32Array(cap);
+    this.relHandles = new Int32Array(cap);
+    this.relSlots = new Int32Array(cap);
+    this.relPeers = new Array<Peer | null>(cap).fill(null);
+  }
+
+  /**
+   * Step 10: moves the sealed datagrams of relayed peers out of the batch
+   * into the relay arena, each behind its peer's id and a relay-request
+   * header of the relay's session; compacts the rest. Returns the count
+   * left for direct sending.
+   */
+  private wrapRelayed(out: Buffer, n: number, now: number): number {
+    const ctx = this.ctx;
+    this.growRelay();
+    let w = 0;
+    for (let j = 0; j < n; j++) {
+      const s = this.sessions[j] as Session;
+      const peer = s.peer;
+      const via = peer.relay;
+      if (via === null) {
+        if (w !== j) {
+          this.offs[w] = this.offs[j];
+          this.payloadLens[w] = this.payloadLens[j];
+          this.wireLens[w] = this.wireLens[j];
+          this.innerLens[w] = this.innerLens[j];
+          this.handles[w] = this.handles[j];
+          this.slots[w] = this.slots[j];
+          this.sessions[w] = s;
+          this.sessions[j] = null;
+        }
+        w++;
+        continue;
+      }
+      this.sessions[j] = null;
+      const rs = via.primary;
+      if (rs === null || !via.hasEndpoint) {
+        countDrop(ctx, peer, DropReason.NO_ENDPOINT);
+        continue;
+      }
+      const counter = takeTxCounter(ctx, rs, now);
+      if (counter < 0) continue;
+      const k = this.relN++;
+      const o = k * this.relSlot;
+      const wire = this.wireLens[j];
+      encodeHeader(this.relArena, o, MessageType.RELAY, 0, rs.remoteIndex, rs.txEpoch, counter);
+      this.relArena.writeUInt32BE(peer.num, o + HEADER_LEN);
+      out.copy(this.relArena, o + HEADER_LEN + RELAY_ID_LEN, this.offs[j], this.offs[j] + wire);
+      this.relOffs[k] = o;
+      this.relPlens[k] = RELAY_ID_LEN + wire;
+      this.relWire[k] = RELAY_ID_LEN + wire + OVERHEAD;
+      this.relInner[k] = this.innerLens[j];
+      this.relHandles[k] = rs.txHandle;
+      this.relSlots[k] = via.slot;
+      this.relPeers[k] = peer;
+    }
+    return w;
+  }
+
+  /** Step 10, relayed part: one seal, one send, the counters. */
+  private sendRelayed(): void {
+    const ctx = this.ctx;
+    const n = this.relN;
+    this.relN = 0;
+    ctx.crypto.sealBatch(this.relArena, n, this.relOffs, this.relPlens, this.relHandles);
+    const sent = ctx.socket.sendBatch(this.relArena, n, this.relOffs, this.relWire, this.relSlots);
+    for (let k = 0; k < n; k++) {
+      const peer = this.relPeers[k] as Peer;
+      this.relPeers[k] = null;
+      if (k < sent) {
+        const c = peer.counters;
+        c[PeerCounter.TX_PACKETS]++;
+        c[PeerCounter.TX_BYTES] += this.relInner[k];
+        c[PeerCounter.RELAYED_TX_PACKETS]++;
+        c[PeerCounter.RELAYED_TX_BYTES] += this.relInner[k];
+      } else countDrop(ctx, peer, DropReason.SEND_FAILED);
+    }
+  }
+
   private noteAddrs(buf: Buffer, family: 4 | 6, dstOff: number, srcOff: number): void {
     const a = this.leaseAddrs;
     const len = family === 4 ? 4 : 16;
@@ -409,7 +535,8 @@ export class SendPipeline {
   private leaseTx(s: Session): void {
     const ctx = this.ctx;
     const peer = s.peer;
-    if (!this.inPlace || s.retired || peer.primary !== s || s.compressAlgo !== CompressionAlgo.NONE || !peer.hasEndpoint) return;
+    // A relayed peer gets no lease: C would send to its endpoint, not through the relay (native/README.md).
+    if (!this.inPlace || s.retired || peer.primary !== s || s.compressAlgo !== CompressionAlgo.NONE || !peer.hasEndpoint || peer.relay !== null) return;
     if (ctx.socket.expressTxLease === undefined) return;
     const base = s.txCounter;
     const room = ctx.limits.rekeyAfterMessages - base;
@@ -560,11 +687,17 @@ export class SendPipeline {
 
   /**
    * Sends one keepalive (empty, authenticated) to `peer` with its primary
-   * session. Returns false (and counts the drop) when the peer has no
+   * session: through its relay when it has one, unless `direct` (a probe of
+   * the direct path, which the peer's answer proves again). Returns false (and counts the drop) when the peer has no
    * session or endpoint or the counter is exhausted.
    */
-  sendKeepalive(peer: Peer): boolean {
-    if (this.sendControl(peer, MessageType.KEEPALIVE, 0) !== 'sent') return false;
+  sendKeepalive(peer: Peer, direct = false): boolean {
+    if (this.sendControl(peer, MessageType.KEEPALIVE, 0, direct) !== 'sent') return false;
+    if (direct && peer.relay !== null) {
+      // a probe: the keepalive scheduler must still send the ones that keep the relayed path alive
+      peer.counters[PeerCounter.PROBES_TX]++;
+      return true;
+    }
     peer.counters[PeerCounter.KEEPALIVES_TX]++;
     peer.counters[PeerCounter.LAST_KEEPALIVE_TX_MS] = Date.now();
     return true;
@@ -604,14 +737,20 @@ export class SendPipeline {
   /** Control messages (keepalive, probes, rendezvous) are framed here: header, payload, tag. */
   private readonly ctl = Buffer.alloc(HEADER_LEN + Math.max(PMTU_PROBE_MAX_PAYLOAD, RENDEZVOUS_MAX_PAYLOAD) + TAG_LEN);
 
-  /** Seals and sends one control message whose payload is already at `ctl[20 ..]`. */
-  private sendControl(peer: Peer, type: MessageTypeValue, payloadLen: number): 'sent' | 'too-big' | 'failed' {
+  /**
+   * Seals and sends one control message whose payload is already at
+   * `ctl[20 ..]`: through the peer's relay when it has one, unless `direct`
+   * or a path-MTU probe or reply (they measure the direct path).
+   */
+  private sendControl(peer: Peer, type: MessageTypeValue, payloadLen: number, direct = false): 'sent' | 'too-big' | 'failed' {
     const ctx = this.ctx;
     const s = peer.primary;
     if (s === null) {
       countDrop(ctx, peer, DropReason.NO_SESSION);
       return 'failed';
     }
+    const via = direct || type === MessageType.PMTU_PROBE || type === MessageType.PMTU_REPLY ? null : peer.relay;
+    if (via !== null) return this.sendControlVia(peer, s, via, type, payloadLen) ? 'sent' : 'failed';
     if (!peer.hasEndpoint) {
       countDrop(ctx, peer, DropReason.NO_ENDPOINT);
       return 'failed';
@@ -644,5 +783,49 @@ export class SendPipeline {
   /** The native socket's EMSGSIZE count (0 for a backend without it). Allocates: probes only. */
   tooBigCount(): number {
     return (this.ctx.socket as { stats?: () => { txTooBig?: number } }).stats?.().txTooBig ?? 0;
+  }
+
+  /** {@link sendControl} through relay `via` (payload ≤ 512 bytes at `ctl[20 ..]`): sealed for the peer, then wrapped as a relay request for `via`. */
+  private sendControlVia(peer: Peer, s: Session, via: Peer, type: MessageTypeValue, plen: number): boolean {
+    const ctx = this.ctx;
+    const rs = via.primary;
+    if (rs === null || !via.hasEndpoint) {
+      countDrop(ctx, peer, DropReason.NO_ENDPOINT);
+      return false;
+    }
+    const now = performance.now();
+    if (s.txCounter >= ctx.limits.rejectAfterMessages || rs.txCounter >= ctx.limits.rejectAfterMessages) {
+      countDrop(ctx, peer, DropReason.COUNTER_LIMIT);
+      ctx.events.rekeyNeeded(s.txCounter >= ctx.limits.rejectAfterMessages ? peer : via, 'counter-limit', now);
+      return false;
+    }
+    if (s.expressTxGen === ctx.peers.expressTxGen[0] || rs.expressTxGen === ctx.peers.expressTxGen[0]) ctx.peers.voidExpressTx();
+    if (plen > RENDEZVOUS_MAX_PAYLOAD) {
+      countDrop(ctx, peer, DropReason.OVERSIZE);
+      return false;
+    }
+    const b = this.relOne;
+    const io = HEADER_LEN + RELAY_ID_LEN; // the inner datagram, sealed in place
+    encodeHeader(b, io, type, 0, s.remoteIndex, s.txEpoch, s.txCounter++);
+    this.ctl.copy(b, io + HEADER_LEN, HEADER_LEN, HEADER_LEN + plen);
+    const o = this.one;
+    o.offs[0] = io;
+    o.lens[0] = plen;
+    o.handles[0] = s.txHandle;
+    ctx.crypto.sealBatch(b, 1, o.offs, o.lens, o.handles);
+    encodeHeader(b, 0, MessageType.RELAY, 0, rs.remoteIndex, rs.txEpoch, rs.txCounter++);
+    b.writeUInt32BE(peer.num, HEADER_LEN);
+    o.offs[0] = 0;
+    o.lens[0] = RELAY_ID_LEN + plen + OVERHEAD;
+    o.handles[0] = rs.txHandle;
+    ctx.crypto.sealBatch(b, 1, o.offs, o.lens, o.handles);
+    o.lens[0] += OVERHEAD;
+    o.slots[0] = via.slot;
+    if (ctx.socket.sendBatch(b, 1, o.offs, o.lens, o.slots) !== 1) {
+      countDrop(ctx, peer, DropReason.SEND_FAILED);
+      return false;
+    }
+    peer.counters[PeerCounter.RELAYED_TX_PACKETS]++;
+    return true;
   }
 }

@@ -4,6 +4,8 @@ import { DropReason } from '../src/drop-reasons.js';
 import {
   COUNTER_MAX,
   Flags,
+  RELAY_ID_LEN,
+  relayMaxPayload,
   HEADER_LEN,
   MessageType,
   OVERHEAD,
@@ -15,7 +17,7 @@ import {
   readReceiverIndex,
 } from '../src/framing.js';
 
-function frame(type: 1 | 2 | 3, flags: number, idx: number, epoch: number, counter: number, payload: number): Buffer {
+function frame(type: 1 | 2 | 3 | 4 | 5, flags: number, idx: number, epoch: number, counter: number, payload: number): Buffer {
   const b = Buffer.alloc(HEADER_LEN + payload + 16);
   encodeHeader(b, 0, type, flags, idx, epoch, counter);
   return b;
@@ -80,6 +82,24 @@ describe('framing', () => {
     assert.equal(checkHeader(kaPayload, 0, kaPayload.length, 1420), DropReason.MALFORMED);
     const kaFlag = frame(2, Flags.COMPRESSED, 1, 1, 5, 0);
     assert.equal(checkHeader(kaFlag, 0, kaFlag.length, 1420), DropReason.BAD_FLAGS);
+  });
+
+  it('relay messages (types 4, 5): an id and at least an empty inner datagram, at most a full one, no flags', () => {
+    for (const type of [4, 5] as const) {
+      const smallest = frame(type, 0, 1, 1, 5, RELAY_ID_LEN + OVERHEAD);
+      assert.equal(checkHeader(smallest, 0, smallest.length, 1420), DropReason.NONE, `type ${type}: id + keepalive`);
+      const largest = frame(type, 0, 1, 1, 5, relayMaxPayload(1420));
+      assert.equal(relayMaxPayload(1420), RELAY_ID_LEN + OVERHEAD + 1420);
+      assert.equal(checkHeader(largest, 0, largest.length, 1420), DropReason.NONE, `type ${type}: id + full data`);
+      const over = frame(type, 0, 1, 1, 5, relayMaxPayload(1420) + 1);
+      assert.equal(checkHeader(over, 0, over.length, 1420), DropReason.OVERSIZE);
+      const short = frame(type, 0, 1, 1, 5, RELAY_ID_LEN + OVERHEAD - 1);
+      assert.equal(checkHeader(short, 0, short.length, 1420), DropReason.TRUNCATED);
+      const flagged = frame(type, Flags.COMPRESSED, 1, 1, 5, RELAY_ID_LEN + OVERHEAD);
+      assert.equal(checkHeader(flagged, 0, flagged.length, 1420), DropReason.BAD_FLAGS);
+    }
+    // a small MTU still carries a relayed rendezvous message (512 bytes)
+    assert.equal(relayMaxPayload(576), RELAY_ID_LEN + OVERHEAD + 576);
   });
 
   it('decodeHeader refuses fewer than 20 bytes', () => {

@@ -9,7 +9,12 @@
 //      in h2 pings charlie: the first reply minus the probe's start is the
 //      punch time (spliced negotiation + rendezvous + punching); then
 //      bravo's status must say `direct` for charlie within 5 s: punch success.
-import { existsSync, rmSync } from 'node:fs';
+// Then once, relayed throughput (issue 14 point 4): bravo and charlie
+// restarted with keepalive=2 (path selection needs keepalives), iperf3 TCP
+// bravo → charlie for THROUGHPUT_S s over the punched direct path; then UDP
+// between them blocked in h3 (iptables, both directions) until both say
+// `via rho`, and the same iperf3 again: relayed / direct.
+import { appendFileSync, existsSync, rmSync } from 'node:fs';
 import { buildStamp, changedSince, control, createHarness, fmt, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
 
 const opts = { repeat: 5, backend: undefined, loglevel: undefined };
@@ -27,6 +32,8 @@ const opts = { repeat: 5, backend: undefined, loglevel: undefined };
   }
 }
 const TARGET_FIRST_MS = 1000;
+const TARGET_RELAY_RATIO = 0.5;
+const THROUGHPUT_S = 5;
 const CHARLIE = '10.99.0.3';
 const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const FIRST_REPLY = new URL('./first-reply.py', import.meta.url).pathname;
@@ -123,6 +130,48 @@ async function main() {
     await Promise.all([h.stopDaemon(bravo), h.stopDaemon(charlie)]);
     await sleep(1000); // let the exits settle before the next spawn is timed
   }
+  // relayed / direct throughput
+  let direct = NaN;
+  let relayed = NaN;
+  {
+    wipe(charlieN);
+    wipe(bravoN);
+    for (const n of [bravoN, charlieN]) appendFileSync(n.conf, `keepalive=2\n${process.env.NAT_BENCH_MTU ? `mtu=${process.env.NAT_BENCH_MTU}\n` : ''}`);
+    const charlie = h.startDaemon(3, charlieN, extra);
+    const bravo = h.startDaemon(2, bravoN, extra);
+    const server = h.spawnInHost(3, 'iperf3', ['-s']);
+    const iperf = async () => {
+      const r = await h.inHost(2, 'iperf3', ['-c', CHARLIE, '-t', String(THROUGHPUT_S), '-J'], { timeoutMs: (THROUGHPUT_S + 30) * 1000 });
+      try {
+        const j = JSON.parse(r.stdout);
+        return (j.end?.sum_received?.bits_per_second ?? NaN) / 1e6;
+      } catch (err) {
+        problems.push(`iperf3 printed no JSON (exit ${r.code}): ${r.stderr.slice(-200)} (${err})`);
+        return NaN;
+      }
+    };
+    const keyed = await until(async () => (await peerOf(bravoN, 'rho'))?.cipher && (await peerOf(charlieN, 'rho'))?.cipher, 20_000);
+    const reached = keyed && Number.isFinite(await probe(2, CHARLIE, 15_000));
+    if (reached && (await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'direct', 10_000))) {
+      direct = await iperf();
+      const block = (op) => Promise.all([
+        h.must('ip', ['netns', 'exec', h.ns(3), 'iptables', '-w', op, 'INPUT', '-s', '192.0.2.2', '-p', 'udp', '-j', 'DROP']),
+        h.must('ip', ['netns', 'exec', h.ns(3), 'iptables', '-w', op, 'OUTPUT', '-d', '192.0.2.2', '-p', 'udp', '-j', 'DROP']),
+      ]);
+      await block('-A');
+      const t2 = nowMs();
+      const via = await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'via rho' && (await peerOf(charlieN, 'bravo'))?.path === 'via rho', 30_000);
+      h.log(`UDP bravo ↔ charlie blocked: ${via ? `both via rho after ${fmt(nowMs() - t2)} ms` : 'not relayed within 30 s'}`);
+      if (via) relayed = await iperf();
+      else problems.push('bravo ↔ charlie not via rho within 30 s of blocking UDP');
+      const rs = (await control(rhoN.sock, 'status')).relay;
+      h.log(`rho forwarded ${rs?.forwarded ?? 'n/a'} datagrams, ${rs?.forwardedBytes ?? 'n/a'} bytes`);
+      await block('-D');
+    } else problems.push('throughput: bravo → charlie not direct (no punch)');
+    server.kill('SIGTERM');
+    await Promise.all([h.stopDaemon(bravo), h.stopDaemon(charlie)]);
+    h.log(`iperf3 bravo → charlie ${THROUGHPUT_S} s: direct ${fmt(direct)} Mbit/s, via rho ${fmt(relayed)} Mbit/s`);
+  }
   await h.stopDaemon(rho);
 
   const rebuilt = changedSince(stamp);
@@ -135,7 +184,7 @@ async function main() {
     ['  of which charlie\'s own start-up, ms (log "cluevpnd started")', fmt(median(startedAt)), fmt(max(startedAt)), '-', 'n/a'],
     ['both behind NAT: first ping → first reply, ms (splice + rendezvous + punch)', fmt(median(punch)), fmt(max(punch)), '-', 'n/a'],
     ['punch success (bravo → charlie `direct`)', `${punched}/${opts.repeat}`, '', '100 %', verdict(punched === opts.repeat)],
-    ['relayed throughput / direct throughput', 'n/a', '', '≥ 0.5', 'n/a (relaying data, issue 14 point 4, not built)'],
+    [`relayed throughput / direct throughput (iperf3 TCP ${THROUGHPUT_S} s, bravo → charlie: ${fmt(relayed)} / ${fmt(direct)} Mbit/s)`, fmt(relayed / direct, 2), '', `≥ ${TARGET_RELAY_RATIO}`, verdict(Number.isFinite(relayed / direct) ? relayed / direct >= TARGET_RELAY_RATIO : false)],
   ]);
   process.stdout.write(`\nper round (ms): first ${first.map((x) => fmt(x)).join(', ')}; punch ${punch.map((x) => fmt(x)).join(', ')}\n`);
   if (problems.length) {
