@@ -147,6 +147,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
   };
 
+  /** The list's cost at start (load and verify, routes, peer table), logged with 'cluevpnd started' (scripts/bench/scale). */
+  let listMs = 0;
   // 0. the privilege boundary, before anything changes
   const account = resolveAccount({ user: config.user, group: config.group });
   if (account !== null) checkPrivilegeBoundary(config, { name: account.name, uid: account.uid, gids: [account.gid, ...account.groups] });
@@ -161,6 +163,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // 2. BNL
     const trust = createTrust(readTrustKeys(config));
     const bnlLog = log.child('bnl');
+    listMs = performance.now();
     try {
       store = await BnlStore.open({ path: config.bnl, trust, logger: bnlLog });
     } catch (err) {
@@ -171,7 +174,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const me = list.bnl.nodes.find((n) => n.name === config.name);
     if (me === undefined) throw new DaemonError('ERR_SELF_NOT_IN_BNL', `this node (name=${config.name}) is not in BNL serial ${list.bnl.serial} (${config.bnl})`);
     self = me;
-    log.notice('BNL loaded', { serial: list.bnl.serial, nodes: list.bnl.nodes.length, node: self.name, id: self.id });
+    listMs = performance.now() - listMs;
+    log.notice('BNL loaded', { serial: list.bnl.serial, nodes: list.bnl.nodes.length, node: self.name, id: self.id, ms: Math.round(listMs) });
 
     // 3. TUN
     const switches = engineSwitches(config);
@@ -185,7 +189,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     dev.up();
     for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
     // All routes in one rtnetlink exchange (a 1 000-node list took 3 s with one `ip` process per route).
+    let t = performance.now();
     await addRoutes(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
+    listMs += performance.now() - t;
 
     // 4. data plane
     const dpLog = log.child('dataplane');
@@ -228,7 +234,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'dataplane', fn: () => dp.close() });
     undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() }); // before the data plane closes
     dp.setLocalSubnets(self.subnets);
+    t = performance.now();
     for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
+    listMs += performance.now() - t;
 
     // 5. mesh: state, control channel, negotiation, gossip
     mesh = await startMesh({
@@ -307,6 +315,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     device: tun.name,
     port: dataplane.port,
     serial: store.current!.bnl.serial,
+    nodes: store.current!.bnl.nodes.length,
+    listms: Math.round(listMs),
     pid: process.pid,
     loaded: loadedAs(),
     version: DAEMON_VERSION,
