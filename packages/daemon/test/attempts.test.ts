@@ -1,0 +1,95 @@
+/**
+ * The negotiation attempt schedule with a large list (issue 19): attempts
+ * are counted per simulated minute with a fake clock, never timed.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AttemptPlanner, MAX_RETRY_MS, PROACTIVE_PER_TICK } from '../src/attempts.js';
+import { TICK_MS } from '../src/mesh.js';
+
+/** A network of `n` unreachable records (every attempt fails) plus the live ones in `live`. */
+function world(n: number, live: ReadonlySet<string> = new Set()) {
+  let now = 0;
+  let seed = 42;
+  const perMinute: number[] = [];
+  const started: string[] = [];
+  const keyed = new Set<string>();
+  const planner = new AttemptPlanner({
+    now: () => now,
+    random: () => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed / 2147483648),
+    attempt: (name) => {
+      const m = Math.floor(now / 60_000);
+      perMinute[m] = (perMinute[m] ?? 0) + 1;
+      started.push(name);
+      if (live.has(name)) {
+        keyed.add(name);
+        return Promise.resolve();
+      }
+      return Promise.reject(Object.assign(new Error('unreachable'), { code: 'ERR_CHANNEL_CLOSED' }));
+    },
+    reachableFirst: () => true,
+    failed: () => undefined,
+  });
+  const names = Array.from({ length: n }, (_, k) => `far${k}`);
+  const settle = () => new Promise<void>((r) => setImmediate(r));
+  return {
+    planner,
+    names,
+    perMinute,
+    started,
+    keyed,
+    /** Runs `minutes` of simulated time in 1 s steps: the tick every TICK_MS, `each(second)` every second. */
+    async run(minutes: number, each: (second: number) => void = () => undefined): Promise<void> {
+      const end = now + minutes * 60_000;
+      while (now < end) {
+        if (now % TICK_MS === 0) planner.tick([...names, ...live].filter((x) => !keyed.has(x)));
+        each(now / 1000);
+        await settle();
+        now += 1000;
+      }
+      for (let m = 0; m < end / 60_000; m++) perMinute[m] ??= 0;
+    },
+  };
+}
+
+test('10 000 unreachable records and no traffic: a constant number of attempts per minute', async () => {
+  const w = world(10_000);
+  await w.run(30);
+  const bound = PROACTIVE_PER_TICK * (60_000 / TICK_MS);
+  assert.equal(w.perMinute.length, 30);
+  for (const [m, c] of w.perMinute.entries()) assert.ok(c <= bound, `minute ${m}: ${c} attempts (bound ${bound})`);
+  assert.ok(w.perMinute.every((c) => c > 0), 'the records are still explored');
+});
+
+test('traffic toward 10 000 unreachable records (a sweep every 10 s) is no connection storm', async () => {
+  const w = world(10_000);
+  await w.run(10, (s) => {
+    if (s % 10 === 0) for (const n of w.names) w.planner.traffic(n);
+  });
+  // a small constant for nodes never reached, whatever their number or traffic
+  const bound = 150;
+  for (const [m, c] of w.perMinute.entries()) assert.ok(c <= bound, `minute ${m}: ${c} attempts (bound ${bound})`);
+});
+
+test('a peer reached before is retried on traffic at once, even while unreachable records use up the budget', async () => {
+  const live = new Set(['alive']);
+  const w = world(10_000, live);
+  w.planner.traffic('alive');
+  await w.run(1);
+  assert.ok(w.keyed.has('alive'));
+  // it loses its session (restart); a sweep keeps the budget for never-reached records busy
+  w.keyed.delete('alive');
+  live.delete('alive'); // down for a while: its attempts fail
+  await w.run(2, (s) => {
+    if (s % 10 === 0) for (const n of w.names) w.planner.traffic(n);
+    w.planner.traffic('alive');
+  });
+  live.add('alive');
+  const before = w.started.filter((x) => x === 'alive').length;
+  await w.run(Math.ceil(MAX_RETRY_MS / 60_000) + 1, (s) => {
+    if (s % 10 === 0) for (const n of w.names) w.planner.traffic(n);
+    w.planner.traffic('alive');
+  });
+  assert.ok(w.started.filter((x) => x === 'alive').length > before, 'retried');
+  assert.ok(w.keyed.has('alive'), 'negotiated again once it was back');
+});
