@@ -7,7 +7,21 @@
  *  2. `tick(candidates)` (every TICK_MS): a few nodes without keys, in random
  *     order so that no record is starved;
  *  3. each failure doubles the node's pause (jittered), from FIRST_RETRY_MS
- *     up to MAX_RETRY_MS; a success forgets it.
+ *     up to MAX_RETRY_MS; a success forgets it;
+ *  4. a node never reached since start ("cold": most records of a large
+ *     list, which may never answer) costs a token of one bucket shared by
+ *     all of them (COLD_BURST, refilled at COLD_PER_MINUTE); without a token
+ *     the attempt is not made (nor its backoff raised): later traffic or a
+ *     later tick tries again. A node reached before (a session since start)
+ *     is exempt, and the tick tries such nodes first.
+ *
+ * Bound (tested in test/attempts.test.ts): attempts per minute ≤
+ * COLD_BURST + COLD_PER_MINUTE for all cold nodes together, whatever their
+ * number or traffic, plus for each node reached before what its backoff
+ * allows (about 8 in its first minute of failures, then one per
+ * MAX_RETRY_MS): proportional to the peers with traffic, plus a constant.
+ * Before step 4, traffic toward 10 000 unreachable records (a monitoring
+ * sweep) started 60 000 attempts in the first minute.
  */
 import { jitteredInterval } from '@cluevpn/bnl';
 
@@ -17,6 +31,10 @@ export const FIRST_RETRY_MS = 250;
 export const MAX_RETRY_MS = 300_000;
 /** Implementation: peers negotiated proactively per tick at most. */
 export const PROACTIVE_PER_TICK = 2;
+/** Implementation: attempts toward cold nodes (never reached since start) at once, before the refill rate applies. */
+export const COLD_BURST = 32;
+/** Implementation: refill of the cold-attempt bucket, tokens per minute. */
+export const COLD_PER_MINUTE = 60;
 
 /** What the planner needs. */
 export interface AttemptPlannerOptions {
@@ -36,16 +54,23 @@ export interface AttemptPlannerOptions {
 export interface AttemptStats {
   /** Attempts started. */
   started: number;
+  /** Attempts toward cold nodes not made for want of a token (step 4). */
+  deferred: number;
 }
 
 /** See the file comment. */
 export class AttemptPlanner {
   private readonly last = new Map<string, { at: number; backoffMs: number }>();
-  private readonly counters: AttemptStats = { started: 0 };
+  private readonly counters: AttemptStats = { started: 0, deferred: 0 };
   private readonly random: () => number;
+  /** Nodes that had a session since start (step 4: exempt from the bucket). */
+  private readonly reached = new Set<string>();
+  private tokens = COLD_BURST;
+  private tokensAt: number;
 
   constructor(private readonly o: AttemptPlannerOptions) {
     this.random = o.random ?? Math.random;
+    this.tokensAt = o.now();
   }
 
   /** Step 1: packets wait for `name`. */
@@ -57,7 +82,14 @@ export class AttemptPlanner {
   tick(candidates: readonly string[]): void {
     const now = this.o.now();
     const open = candidates.filter((n) => !this.inBackoff(n, now) && this.o.reachableFirst(n));
-    for (let i = 0; i < open.length && i < PROACTIVE_PER_TICK; i++) {
+    // nodes reached before first (they were up), then the cold ones at random
+    const warm = open.filter((n) => this.reached.has(n));
+    if (warm.length > 0) {
+      for (const n of warm.slice(0, PROACTIVE_PER_TICK)) this.tryNow(n, 'proactive');
+      if (warm.length >= PROACTIVE_PER_TICK) return;
+      open.splice(0, open.length, ...open.filter((n) => !this.reached.has(n)));
+    }
+    for (let i = 0; i < open.length && i < PROACTIVE_PER_TICK - warm.length; i++) {
       const j = i + Math.floor(this.random() * (open.length - i));
       [open[i], open[j]] = [open[j]!, open[i]!];
       this.tryNow(open[i]!, 'proactive');
@@ -67,6 +99,7 @@ export class AttemptPlanner {
   /** Forgets a node (revoked). */
   forget(name: string): void {
     this.last.delete(name);
+    this.reached.delete(name);
   }
 
   stats(): AttemptStats {
@@ -78,10 +111,23 @@ export class AttemptPlanner {
     return a !== undefined && now - a.at < a.backoffMs;
   }
 
+  /** Step 4: one token of the cold bucket, if there is one. */
+  private takeColdToken(now: number): boolean {
+    this.tokens = Math.min(COLD_BURST, this.tokens + ((now - this.tokensAt) * COLD_PER_MINUTE) / 60_000);
+    this.tokensAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
   private tryNow(name: string, why: string): void {
     const now = this.o.now();
     // A node listed without an endpoint (behind NAT) is not reached first: it negotiates with us.
     if (this.inBackoff(name, now) || !this.o.reachableFirst(name)) return;
+    if (!this.reached.has(name) && !this.takeColdToken(now)) {
+      this.counters.deferred++;
+      return;
+    }
     const prev = this.last.get(name)?.backoffMs;
     // A peer that is still starting (connection refused) is retried soon;
     // one that stays unreachable ever more rarely.
@@ -89,7 +135,10 @@ export class AttemptPlanner {
     this.last.set(name, entry);
     this.counters.started++;
     this.o.attempt(name).then(
-      () => this.last.delete(name),
+      () => {
+        this.last.delete(name);
+        this.reached.add(name);
+      },
       (err: unknown) => this.o.failed(name, why, err, entry.backoffMs),
     );
   }

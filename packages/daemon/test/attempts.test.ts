@@ -38,12 +38,12 @@ function world(n: number, live: ReadonlySet<string> = new Set()) {
     perMinute,
     started,
     keyed,
-    /** Runs `minutes` of simulated time in 1 s steps: the tick every TICK_MS, `each(second)` every second. */
+    /** Runs `minutes` of simulated time in 1 s steps: `each(second)` every second, then the tick every TICK_MS. */
     async run(minutes: number, each: (second: number) => void = () => undefined): Promise<void> {
       const end = now + minutes * 60_000;
       while (now < end) {
+        each(now / 1000); // traffic first: it may take every token before the tick
         if (now % TICK_MS === 0) planner.tick([...names, ...live].filter((x) => !keyed.has(x)));
-        each(now / 1000);
         await settle();
         now += 1000;
       }
@@ -80,16 +80,15 @@ test('a peer reached before is retried on traffic at once, even while unreachabl
   // it loses its session (restart); a sweep keeps the budget for never-reached records busy
   w.keyed.delete('alive');
   live.delete('alive'); // down for a while: its attempts fail
-  await w.run(2, (s) => {
-    if (s % 10 === 0) for (const n of w.names) w.planner.traffic(n);
+  // the sweep comes every second, before the peer's own traffic: it takes every token as it refills
+  const sweep = () => {
+    for (const n of w.names) w.planner.traffic(n);
     w.planner.traffic('alive');
-  });
+  };
+  await w.run(2, sweep);
   live.add('alive');
   const before = w.started.filter((x) => x === 'alive').length;
-  await w.run(Math.ceil(MAX_RETRY_MS / 60_000) + 1, (s) => {
-    if (s % 10 === 0) for (const n of w.names) w.planner.traffic(n);
-    w.planner.traffic('alive');
-  });
+  await w.run(Math.ceil(MAX_RETRY_MS / 60_000) + 1, sweep);
   assert.ok(w.started.filter((x) => x === 'alive').length > before, 'retried');
   assert.ok(w.keyed.has('alive'), 'negotiated again once it was back');
 });
