@@ -62,6 +62,7 @@ import {
 } from '@cluevpn/negotiation';
 import type { DaemonConfig } from './config.js';
 import { DaemonError } from './errors.js';
+import { AttemptPlanner } from './attempts.js';
 import { inParallel } from './parallel.js';
 import type { Logger } from './logging.js';
 
@@ -71,12 +72,6 @@ export const PULL_FANOUT = 3;
 export const FORWARD_FANOUT = 3;
 /** Implementation: proactive-negotiation tick. */
 export const TICK_MS = 5_000;
-/** Implementation: first retry of a failed negotiation (doubles per failure, jittered). */
-export const FIRST_RETRY_MS = 250;
-/** Implementation: longest pause between negotiation attempts with an unreachable peer. */
-export const MAX_RETRY_MS = 300_000;
-/** Implementation: peers negotiated proactively per tick at most. */
-export const PROACTIVE_PER_TICK = 2;
 /** Implementation: delay of the first pull round after start (jittered). */
 export const INITIAL_PULL_MS = 1_000;
 /** Implementation: concurrent pushes of `pushToAll`. */
@@ -413,6 +408,32 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (msg.type === 'pull' || msg.type === 'pull-not-newer') serials.set(name, msg.serial);
   };
   const others = (): string[] => (bnl.current?.bnl.nodes ?? []).map((n) => n.name).filter((n) => n !== selfName && o.peerId(n) !== undefined);
+  /**
+   * Gossip targets: up to k−1 peers we hold keys with (they answered us, so
+   * they are up), the rest at random among every other node (so that a
+   * node we have no session with still hears from us, and partitions heal).
+   * With a large list of mostly unreachable records, a choice among all of
+   * them would almost never reach a live peer (3 of 10 000). Never `exclude`.
+   */
+  const gossipTargets = (k: number, exclude?: string): string[] => {
+    const all = others().filter((n) => n !== exclude);
+    const keyed = new Set(negotiator.sessions().map((x) => x.peer));
+    const picked = choosePullTargets(all.filter((n) => keyed.has(n)), Math.max(1, k - 1));
+    const chosen = new Set(picked);
+    const rest = choosePullTargets(all.filter((n) => !chosen.has(n)), k - picked.length);
+    return [...picked, ...rest];
+  };
+  /**
+   * The current list as a push and as a pull answer, each encoded once per
+   * list rather than once per peer (a 10 000-node list is 1.2 MB, 1.7 MB in
+   * base64): what stays per connection is its frame, bounded by the pushes
+   * in flight (PUSH_CONCURRENCY) and the pulls served at once.
+   */
+  let encoded: { hash: string; push: { m: string }; pullList: { m: string } } | undefined;
+  const encodedList = (cur: NonNullable<BnlStore['current']>): { push: { m: string }; pullList: { m: string } } => {
+    if (encoded?.hash !== cur.hash) encoded = { hash: cur.hash, push: wrap({ type: 'push', bnl: cur.bytes }), pullList: wrap({ type: 'pull-list', bnl: cur.bytes }) };
+    return encoded;
+  };
 
   /** After an offer: count, apply, forward. */
   const afterOffer = async (result: OfferResult, from: string, forward: boolean): Promise<void> => {
@@ -428,10 +449,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (result.conflict) gossipLog.error('two different lists with the same serial: the lower hash wins on every node; sign a new list', { serial: result.list.bnl.serial, code: result.conflict.code });
     gossipLog.notice('new list accepted', { peer: from, serial: result.list.bnl.serial });
     await o.apply(result, from);
-    if (forward) {
-      const targets = choosePullTargets(others().filter((n) => n !== from), FORWARD_FANOUT);
-      for (const t of targets) void pushTo(t);
-    }
+    if (forward) for (const t of gossipTargets(FORWARD_FANOUT, from)) void pushTo(t);
   };
 
   server.handle(GossipRequest.pull, (body, ctx) => {
@@ -439,7 +457,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (msg.type !== 'pull') throw new DaemonError('ERR_GOSSIP', `expected pull, got ${msg.type}`);
     gs.pullsServed++;
     noteSerial(ctx.peer.name, msg);
-    return wrap(handlePull(bnl, msg));
+    const reply = handlePull(bnl, msg);
+    return reply.type === 'pull-list' && bnl.current !== null && reply.bnl === bnl.current.bytes ? encodedList(bnl.current).pullList : wrap(reply);
   });
   server.handle(GossipRequest.push, async (body, ctx) => {
     const msg = unwrap(body);
@@ -456,9 +475,27 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (!cur || closed) return false;
     let c = conn;
     try {
-      c ??= await connect(name);
+      if (c === undefined) {
+        c = await connect(name);
+        // A small request first, on a connection of our own: the peer answers
+        // it only after it authenticated us (a list sent at once, more than
+        // its pre-authentication budget of 64 KiB, is cut: every list over
+        // ~48 KB was), and the answer says whether it holds our list already.
+        const held = unwrap(await c.request(GossipRequest.pull, wrap(makePullRequest(bnl))));
+        noteSerial(name, held);
+        if (held.type === 'pull-not-newer' && held.hash === cur.hash) {
+          serials.set(name, cur.bnl.serial);
+          return true;
+        }
+        if (held.type === 'pull-list') {
+          // the peer holds a list that replaces ours: take it rather than push
+          const out = await handlePullReply(bnl, seen, held);
+          if (out.result) await afterOffer(out.result, name, out.forward);
+          return true;
+        }
+      }
       gs.pushesSent++;
-      const reply = unwrap(await c.request(GossipRequest.push, wrap({ type: 'push', bnl: cur.bytes })));
+      const reply = unwrap(await c.request(GossipRequest.push, encodedList(cur).push));
       if (reply.type !== 'push-reply') throw new DaemonError('ERR_GOSSIP', `expected push-reply, got ${reply.type}`);
       if (reply.status === 'rejected') {
         gossipLog.warn('peer refused our list', { peer: name, serial: cur.bnl.serial, code: reply.code });
@@ -494,13 +531,18 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   }
 
   const pullRound = async (): Promise<void> => {
-    await Promise.all(choosePullTargets(others(), PULL_FANOUT).map((n) => pullFrom(n)));
+    await Promise.all(gossipTargets(PULL_FANOUT).map((n) => pullFrom(n)));
   };
 
   const pushToAll = (): PushProgress => {
     const cur = bnl.current;
     if (cur) seen.add(cur.hash);
-    const targets = others();
+    // Peers we hold keys with first: they are up, so a list reaches the live
+    // part of a large network before the pushes toward unreachable records
+    // (each a connection timeout) fill the PUSH_CONCURRENCY slots.
+    const keyed = new Set(negotiator.sessions().map((x) => x.peer));
+    const all = others();
+    const targets = [...all.filter((n) => keyed.has(n)), ...all.filter((n) => !keyed.has(n))];
     const progress: PushProgress = { targets: targets.length, ok: 0, failed: 0, done: Promise.resolve() };
     progress.done = inParallel(targets, PUSH_CONCURRENCY, async (n) => {
       if (await pushTo(n)) progress.ok++;
@@ -525,35 +567,17 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
 
   /** False for a node listed without endpoints (behind NAT: it opens the connections) or with none known. */
   const reachableFirst = (name: string): boolean => (record(name)?.endpoints.length ?? 0) > 0 && o.controlAddresses(name).length > 0;
-  const lastAttempt = new Map<string, { at: number; backoffMs: number }>();
-  const inBackoff = (name: string, now: number): boolean => {
-    const a = lastAttempt.get(name);
-    return a !== undefined && now - a.at < a.backoffMs;
-  };
-  const tryNegotiate = (name: string, why: string): void => {
-    const now = Date.now();
-    // A node listed without an endpoint (behind NAT) is not reached first: it negotiates with us.
-    if (inBackoff(name, now) || !reachableFirst(name)) return;
-    const prev = lastAttempt.get(name)?.backoffMs;
-    // A peer that is still starting (connection refused) is retried soon;
-    // one that stays unreachable ever more rarely.
-    const entry = { at: now, backoffMs: jitteredInterval(prev === undefined ? FIRST_RETRY_MS : Math.min(prev * 2, MAX_RETRY_MS)) };
-    lastAttempt.set(name, entry);
-    negotiator.ensureSession(name).then(
-      () => lastAttempt.delete(name),
-      (err: unknown) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: entry.backoffMs }),
-    );
-  };
-  /** Proactive negotiation: a few peers without keys, in random order so that no record is starved. */
+  // Who is tried when: the planner owns the schedule (packages/daemon/src/attempts.ts).
+  const attempts = new AttemptPlanner({
+    now: Date.now,
+    attempt: (name) => negotiator.ensureSession(name),
+    reachableFirst,
+    failed: (name, why, err, backoffMs) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: backoffMs }),
+  });
+  /** Proactive negotiation: the planner picks among the peers without keys. */
   const proactive = (): void => {
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
-    const now = Date.now();
-    const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now) && reachableFirst(n));
-    for (let i = 0; i < candidates.length && i < PROACTIVE_PER_TICK; i++) {
-      const j = i + Math.floor(Math.random() * (candidates.length - i));
-      [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
-      tryNegotiate(candidates[i]!, 'proactive');
-    }
+    attempts.tick(others().filter((n) => !keyed.has(n)));
   };
   /**
    * The list now pins our new certificate: every peer that applies it drops
@@ -572,7 +596,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
 
   return {
     port: server.port,
-    noSession: (name) => tryNegotiate(name, 'traffic'),
+    noSession: (name) => attempts.traffic(name),
     rekey: (name, reason) => {
       negotiator.requestRekey(name, reason);
     },
@@ -582,7 +606,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       serials.delete(name);
       restored.delete(name);
       negotiations.delete(name);
-      lastAttempt.delete(name);
+      attempts.forget(name);
     },
     recheckConnections: () => {
       let closed = server.recheck();

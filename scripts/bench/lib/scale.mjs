@@ -156,8 +156,9 @@ async function synCount(i) {
 /** Writes the list for one phase into n1's draft (net.dir/bnl) and every node's copy. */
 async function writeList(net, total) {
   const list = join(net.dir, 'bnl');
-  const base = join(h.work, 'bnl-base');
-  writeFileSync(list, readFileSync(base)); // the draft make-network left, n1..nLIVE, signed
+  // the signed list and its draft (`bnl` edits LIST.draft) as make-network left them: n1..nLIVE
+  writeFileSync(list, readFileSync(join(h.work, 'bnl-base')));
+  writeFileSync(`${list}.draft`, readFileSync(join(h.work, 'bnl-base.draft')));
   const t = nowMs();
   if (total === 3) {
     for (let k = 4; k <= opts.live; k++) await h.must(BNL, ['--file', list, 'remove', `n${k}`]);
@@ -171,7 +172,11 @@ async function writeList(net, total) {
     await h.must(BNL, ['--file', list, 'import-csv', csv], { timeoutMs: 600_000 });
   }
   await h.must(BNL, ['--file', list, 'sign', '--key', join(net.dir, 'bnl-signing.key')], { timeoutMs: 300_000 });
-  for (const n of net.nodes) await h.must('cp', [list, n.bnl]);
+  // fresh state per phase: the rollback guard (.highest) and trust sidecars go, serials restart
+  for (const n of net.nodes) {
+    for (const f of [`${n.bnl}.highest`, `${n.bnl}.trust`]) rmSync(f, { force: true });
+    await h.must('cp', [list, n.bnl]);
+  }
   return { bytes: readFileSync(list).length, buildMs: nowMs() - t };
 }
 
@@ -237,8 +242,10 @@ async function phase(net, name, total, count, idleS, { push = false } = {}) {
 async function pushPhase(net, ds) {
   const n1 = net.nodes[0];
   const before = (await control(n1.sock, 'bnl-status')).serial;
-  await h.must(BNL, ['--file', n1.bnl, 'modify', 'n2', 'tag=pushed'], { timeoutMs: 300_000 });
-  await h.must(BNL, ['--file', n1.bnl, 'sign', '--key', join(net.dir, 'bnl-signing.key')], { timeoutMs: 300_000 });
+  const list = join(net.dir, 'bnl');
+  await h.must(BNL, ['--file', list, 'modify', 'n2', 'tag=pushed'], { timeoutMs: 300_000 });
+  await h.must(BNL, ['--file', list, 'sign', '--key', join(net.dir, 'bnl-signing.key')], { timeoutMs: 300_000 });
+  await h.must('cp', [list, n1.bnl]);
   const want = before + 1;
   const rss = [];
   const sampler = setInterval(() => rss.push(MiB(rssKiB(ds[0].pid))), 200);
@@ -265,7 +272,7 @@ async function pushPhase(net, ds) {
   if (cliRes.code !== 0) problems.push(`push: cluevpn reload exited ${cliRes.code}: ${cliRes.stderr.trim().slice(-300)}`);
   return {
     cliMs: cliRes.at - tCli, cliOut: (cliRes.stdout + cliRes.stderr).trim().split('\n').join(' / '),
-    allMs: max(seenAt) - tCli, rssMax: max(rss), rssStart: rss[0], gossip,
+    allMs: missing.length ? NaN : max(seenAt) - tCli, rssMax: max(rss), rssStart: rss[0], gossip,
   };
 }
 
@@ -342,6 +349,7 @@ async function main() {
   const routes = await routeInstall();
   const net = await h.makeNetwork(Array.from({ length: opts.live }, (_, k) => ({ name: `n${k + 1}`, addr: `192.0.2.${k + 1}` })));
   writeFileSync(join(h.work, 'bnl-base'), readFileSync(join(net.dir, 'bnl')));
+  writeFileSync(join(h.work, 'bnl-base.draft'), readFileSync(join(net.dir, 'bnl.draft')));
   await h.must('ip', ['netns', 'exec', h.ns(1), 'iptables', '-w', '-A', ...SYN_RULE]);
   const phases = [];
   phases.push(await phase(net, 'small (3)', 3, 3, opts.shortIdle));
