@@ -4,8 +4,8 @@
  *
  *  1. `traffic(name)`: the data plane holds packets for the node: try now,
  *     unless the node is in backoff;
- *  2. `tick(candidates)` (every TICK_MS): a few nodes without keys, in random
- *     order so that no record is starved;
+ *  2. `tick(pool, wanted)` (every TICK_MS): a few nodes without keys, those
+ *     reached before first, then random ones, so that no record is starved;
  *  3. each failure doubles the node's pause (jittered), from FIRST_RETRY_MS
  *     up to MAX_RETRY_MS; a success forgets it;
  *  4. a node never reached since start ("cold": most records of a large
@@ -31,6 +31,8 @@ export const FIRST_RETRY_MS = 250;
 export const MAX_RETRY_MS = 300_000;
 /** Implementation: peers negotiated proactively per tick at most. */
 export const PROACTIVE_PER_TICK = 2;
+/** Implementation: random picks of one tick among a large pool (step 2). */
+export const TICK_PROBES = 64;
 /** Implementation: attempts toward cold nodes (never reached since start) at once, before the refill rate applies. */
 export const COLD_BURST = 32;
 /** Implementation: refill of the cold-attempt bucket, tokens per minute. */
@@ -78,21 +80,41 @@ export class AttemptPlanner {
     this.tryNow(name, 'traffic');
   }
 
-  /** Step 2: `candidates` are the nodes without keys; a few of them are tried. */
-  tick(candidates: readonly string[]): void {
+  /**
+   * Step 2: up to PROACTIVE_PER_TICK nodes of `pool` for which `wanted`
+   * holds (no keys, a current peer): nodes reached before first (they were
+   * up), then cold ones at random. A pool over TICK_PROBES nodes is sampled
+   * (TICK_PROBES random picks), so a tick costs the same for 10 000 records
+   * as for 64; every record still has the same chance at each tick.
+   */
+  tick(pool: readonly string[], wanted: (name: string) => boolean): void {
     const now = this.o.now();
-    const open = candidates.filter((n) => !this.inBackoff(n, now) && this.o.reachableFirst(n));
-    // nodes reached before first (they were up), then the cold ones at random
-    const warm = open.filter((n) => this.reached.has(n));
-    if (warm.length > 0) {
-      for (const n of warm.slice(0, PROACTIVE_PER_TICK)) this.tryNow(n, 'proactive');
-      if (warm.length >= PROACTIVE_PER_TICK) return;
-      open.splice(0, open.length, ...open.filter((n) => !this.reached.has(n)));
+    const open = (n: string): boolean => wanted(n) && !this.inBackoff(n, now) && this.o.reachableFirst(n);
+    let left = PROACTIVE_PER_TICK;
+    for (const n of this.reached) {
+      if (left === 0) return;
+      if (open(n)) {
+        this.tryNow(n, 'proactive');
+        left--;
+      }
     }
-    for (let i = 0; i < open.length && i < PROACTIVE_PER_TICK - warm.length; i++) {
-      const j = i + Math.floor(this.random() * (open.length - i));
-      [open[i], open[j]] = [open[j]!, open[i]!];
-      this.tryNow(open[i]!, 'proactive');
+    const cold = (n: string): boolean => !this.reached.has(n) && open(n);
+    if (pool.length <= TICK_PROBES) {
+      const all = pool.filter(cold);
+      for (let i = 0; i < all.length && left > 0; i++, left--) {
+        const j = i + Math.floor(this.random() * (all.length - i));
+        [all[i], all[j]] = [all[j]!, all[i]!];
+        this.tryNow(all[i]!, 'proactive');
+      }
+      return;
+    }
+    const tried = new Set<string>();
+    for (let probe = 0; probe < TICK_PROBES && left > 0; probe++) {
+      const n = pool[Math.floor(this.random() * pool.length)]!;
+      if (tried.has(n) || !cold(n)) continue;
+      tried.add(n);
+      this.tryNow(n, 'proactive');
+      left--;
     }
   }
 

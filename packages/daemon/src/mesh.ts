@@ -574,10 +574,14 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     reachableFirst,
     failed: (name, why, err, backoffMs) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: backoffMs }),
   });
+  /** The current list's node names, built once per list (the tick samples it). */
+  let names: { list: unknown; all: string[] } | undefined;
   /** Proactive negotiation: the planner picks among the peers without keys. */
   const proactive = (): void => {
+    const list = bnl.current;
+    if (names === undefined || names.list !== list) names = { list, all: (list?.bnl.nodes ?? []).map((n) => n.name) };
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
-    attempts.tick(others().filter((n) => !keyed.has(n)));
+    attempts.tick(names.all, (n) => n !== selfName && !keyed.has(n) && o.peerId(n) !== undefined);
   };
   /**
    * The list now pins our new certificate: every peer that applies it drops
@@ -589,6 +593,19 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     const peers = negotiator.sessions().map((x) => x.peer);
     if (peers.length > 0) negLog.notice('the list pins our certificate: renegotiating with every peer', { count: peers.length });
     for (const p of peers) negotiator.requestRekey(p, 'manual');
+  };
+  /**
+   * A peer's session summary for `peer()`: `status` asks for every peer of
+   * the list in one synchronous loop, so the summaries are built once per
+   * turn of the event loop, not once per peer (O(peers × sessions) before).
+   */
+  let sessionsNow: Map<string, SessionSummary> | undefined;
+  const sessionOf = (name: string): SessionSummary | null => {
+    if (sessionsNow === undefined) {
+      sessionsNow = new Map(negotiator.sessions().map((x) => [x.peer, x]));
+      queueMicrotask(() => (sessionsNow = undefined));
+    }
+    return sessionsNow.get(name) ?? null;
   };
   const first = setImmediate(proactive);
   const tick = setInterval(proactive, TICK_MS);
@@ -635,7 +652,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     pushToAll,
     pullRound,
     peer: (name) => ({
-      session: negotiator.sessions().find((s) => s.peer === name) ?? null,
+      session: sessionOf(name),
       restored: restored.has(name),
       negotiations: negotiations.get(name) ?? 0,
       bnlSerial: serials.get(name) ?? null,

@@ -31,6 +31,7 @@ function world(n: number, live: ReadonlySet<string> = new Set()) {
     failed: () => undefined,
   });
   const names = Array.from({ length: n }, (_, k) => `far${k}`);
+  const pool = [...names, ...live];
   const settle = () => new Promise<void>((r) => setImmediate(r));
   return {
     planner,
@@ -43,7 +44,7 @@ function world(n: number, live: ReadonlySet<string> = new Set()) {
       const end = now + minutes * 60_000;
       while (now < end) {
         each(now / 1000); // traffic first: it may take every token before the tick
-        if (now % TICK_MS === 0) planner.tick([...names, ...live].filter((x) => !keyed.has(x)));
+        if (now % TICK_MS === 0) planner.tick(pool, (x) => !keyed.has(x));
         await settle();
         now += 1000;
       }
