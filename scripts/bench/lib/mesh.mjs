@@ -204,17 +204,6 @@ async function main() {
     const missing = seenAt.map((x, k) => (Number.isFinite(x) ? null : net.nodes[k].name)).filter(Boolean);
     if (missing.length) problems.push(`push ${p}: never reached serial ${want} within 15 s: ${missing.join(' ')}`);
   }
-  // total resident memory and CPU of the daemons: since spawn, and averaged over IDLE_S s of rest
-  const cpuSinceSpawn = ds.map((d) => cpuSeconds(d.pid));
-  const wallSinceSpawn = (nowMs() - t0) / 1000;
-  await sleep(2000);
-  const cpuIdle0 = ds.map((d) => cpuSeconds(d.pid));
-  const tIdle = nowMs();
-  await sleep(IDLE_S * 1000);
-  const idleWall = (nowMs() - tIdle) / 1000;
-  const cpuIdle = ds.map((d, k) => cpuSeconds(d.pid) - cpuIdle0[k]);
-  const rss = ds.map((d) => rssKiB(d.pid) / 1024);
-  const loadavg = readFileSync('/proc/loadavg', 'utf8').trim();
   // final state as `cluevpn status --json` shows it (n1) and over the sockets (all)
   const st1 = await h.run(CLUEVPN, ['-c', n1.conf, 'status', '--json']);
   let n1Status = null;
@@ -225,6 +214,19 @@ async function main() {
   }
   const statuses = await Promise.all(ctl.map((c) => c.request('status').catch(() => null)));
   for (const c of ctl) c.close();
+
+  // total resident memory and CPU of the daemons: since spawn, and averaged over IDLE_S s of rest
+  // (after the control connections above are closed: the daemon closes idle ones)
+  const cpuSinceSpawn = ds.map((d) => cpuSeconds(d.pid));
+  const wallSinceSpawn = (nowMs() - t0) / 1000;
+  await sleep(2000);
+  const cpuIdle0 = ds.map((d) => cpuSeconds(d.pid));
+  const tIdle = nowMs();
+  await sleep(IDLE_S * 1000);
+  const idleWall = (nowMs() - tIdle) / 1000;
+  const cpuIdle = ds.map((d, k) => cpuSeconds(d.pid) - cpuIdle0[k]);
+  const rss = ds.map((d) => rssKiB(d.pid) / 1024);
+  const loadavg = readFileSync('/proc/loadavg', 'utf8').trim();
 
   // ---------------------------------------------------------------- report
   const out = process.stdout;
