@@ -26,7 +26,7 @@
 //     reload` send); figures: its answer time (bound 3 s), ms until
 //     every live node holds the new serial, n1's RSS max over --push-watch
 //     seconds of background pushing (every other node, bounded concurrency).
-//  D. --mesh M: scripts/bench/mesh --nodes M (its own lab) after the rest,
+//  D. --mesh M: scripts/bench/mesh --nodes M --pushes 2 --deadline 300 (its own lab) after the rest,
 //     its output passed through.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -362,7 +362,7 @@ async function main() {
   let meshOut = null;
   if (opts.mesh > 0) {
     h.log(`mesh of ${opts.mesh} (scripts/bench/mesh)`);
-    const r = await h.run(join(REPO, 'scripts/bench/mesh'), ['--nodes', String(opts.mesh), '--pushes', '1'], { timeoutMs: 1_800_000 });
+    const r = await h.run(join(REPO, 'scripts/bench/mesh'), ['--nodes', String(opts.mesh), '--pushes', '2', '--deadline', '300'], { timeoutMs: 1_800_000 });
     meshOut = `${r.stdout}${r.code !== 0 ? `\n(mesh exited ${r.code}: ${r.stderr.slice(-600)})` : ''}`;
     if (r.code !== 0) problems.push(`mesh --nodes ${opts.mesh} exited ${r.code}`);
   }
