@@ -53,7 +53,7 @@ export type LogFieldName =
   | 'subnet' | 'subnets' | 'device' | 'port' | 'path' | 'cmd' | 'hook' | 'status' | 'signal'
   | 'ms' | 'count' | 'pid' | 'level' | 'cipher' | 'compression' | 'epoch' | 'index' | 'version'
   | 'user' | 'group' | 'request' | 'added' | 'removed' | 'changed' | 'nodes' | 'targets' | 'failed' | 'pending' | 'loaded'
-  | 'fingerprint' | 'pin' | 'relay' | 'target';
+  | 'fingerprint' | 'pin' | 'relay' | 'target' | 'listms';
 
 /** Structured fields of one record. */
 export type LogFields = { [K in LogFieldName]?: unknown };

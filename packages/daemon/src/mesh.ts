@@ -65,6 +65,7 @@ import {
 } from '@cluevpn/negotiation';
 import type { DaemonConfig } from './config.js';
 import { DaemonError } from './errors.js';
+import { AttemptPlanner } from './attempts.js';
 import { inParallel } from './parallel.js';
 import type { Logger } from './logging.js';
 import { createRelayService, type RelayStats } from './relay.js';
@@ -76,12 +77,6 @@ export const PULL_FANOUT = 3;
 export const FORWARD_FANOUT = 3;
 /** Implementation: proactive-negotiation tick. */
 export const TICK_MS = 5_000;
-/** Implementation: first retry of a failed negotiation (doubles per failure, jittered). */
-export const FIRST_RETRY_MS = 250;
-/** Implementation: longest pause between negotiation attempts with an unreachable peer. */
-export const MAX_RETRY_MS = 300_000;
-/** Implementation: peers negotiated proactively per tick at most. */
-export const PROACTIVE_PER_TICK = 2;
 /** Implementation: delay of the first pull round after start (jittered). */
 export const INITIAL_PULL_MS = 1_000;
 /** Implementation: concurrent pushes of `pushToAll`. */
@@ -514,6 +509,32 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (msg.type === 'pull' || msg.type === 'pull-not-newer') serials.set(name, msg.serial);
   };
   const others = (): string[] => (bnl.current?.bnl.nodes ?? []).map((n) => n.name).filter((n) => n !== selfName && o.peerId(n) !== undefined);
+  /**
+   * Gossip targets: up to k−1 peers we hold keys with (they answered us, so
+   * they are up), the rest at random among every other node (so that a
+   * node we have no session with still hears from us, and partitions heal).
+   * With a large list of mostly unreachable records, a choice among all of
+   * them would almost never reach a live peer (3 of 10 000). Never `exclude`.
+   */
+  const gossipTargets = (k: number, exclude?: string): string[] => {
+    const all = others().filter((n) => n !== exclude);
+    const keyed = new Set(negotiator.sessions().map((x) => x.peer));
+    const picked = choosePullTargets(all.filter((n) => keyed.has(n)), Math.max(1, k - 1));
+    const chosen = new Set(picked);
+    const rest = choosePullTargets(all.filter((n) => !chosen.has(n)), k - picked.length);
+    return [...picked, ...rest];
+  };
+  /**
+   * The current list as a push and as a pull answer, each encoded once per
+   * list rather than once per peer (a 10 000-node list is 1.2 MB, 1.7 MB in
+   * base64): what stays per connection is its frame, bounded by the pushes
+   * in flight (PUSH_CONCURRENCY) and the pulls served at once.
+   */
+  let encoded: { hash: string; push: { m: string }; pullList: { m: string } } | undefined;
+  const encodedList = (cur: NonNullable<BnlStore['current']>): { push: { m: string }; pullList: { m: string } } => {
+    if (encoded?.hash !== cur.hash) encoded = { hash: cur.hash, push: wrap({ type: 'push', bnl: cur.bytes }), pullList: wrap({ type: 'pull-list', bnl: cur.bytes }) };
+    return encoded;
+  };
 
   /** After an offer: count, apply, forward. */
   const afterOffer = async (result: OfferResult, from: string, forward: boolean): Promise<void> => {
@@ -529,10 +550,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (result.conflict) gossipLog.error('two different lists with the same serial: the lower hash wins on every node; sign a new list', { serial: result.list.bnl.serial, code: result.conflict.code });
     gossipLog.notice('new list accepted', { peer: from, serial: result.list.bnl.serial });
     await o.apply(result, from);
-    if (forward) {
-      const targets = choosePullTargets(others().filter((n) => n !== from), FORWARD_FANOUT);
-      for (const t of targets) void pushTo(t);
-    }
+    if (forward) for (const t of gossipTargets(FORWARD_FANOUT, from)) void pushTo(t);
   };
 
   server.handle(GossipRequest.pull, (body, ctx) => {
@@ -540,7 +558,8 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (msg.type !== 'pull') throw new DaemonError('ERR_GOSSIP', `expected pull, got ${msg.type}`);
     gs.pullsServed++;
     noteSerial(ctx.peer.name, msg);
-    return wrap(handlePull(bnl, msg));
+    const reply = handlePull(bnl, msg);
+    return reply.type === 'pull-list' && bnl.current !== null && reply.bnl === bnl.current.bytes ? encodedList(bnl.current).pullList : wrap(reply);
   });
   server.handle(GossipRequest.push, async (body, ctx) => {
     const msg = unwrap(body);
@@ -557,9 +576,27 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (!cur || closed) return false;
     let c = conn;
     try {
-      c ??= await connect(name, false);
+      if (c === undefined) {
+        c = await connect(name, false); // gossip never goes through a relay
+        // A small request first, on a connection of our own: the peer answers
+        // it only after it authenticated us (a list sent at once, more than
+        // its pre-authentication budget of 64 KiB, is cut: every list over
+        // ~48 KB was), and the answer says whether it holds our list already.
+        const held = unwrap(await c.request(GossipRequest.pull, wrap(makePullRequest(bnl))));
+        noteSerial(name, held);
+        if (held.type === 'pull-not-newer' && held.hash === cur.hash) {
+          serials.set(name, cur.bnl.serial);
+          return true;
+        }
+        if (held.type === 'pull-list') {
+          // the peer holds a list that replaces ours: take it rather than push
+          const out = await handlePullReply(bnl, seen, held);
+          if (out.result) await afterOffer(out.result, name, out.forward);
+          return true;
+        }
+      }
       gs.pushesSent++;
-      const reply = unwrap(await c.request(GossipRequest.push, wrap({ type: 'push', bnl: cur.bytes })));
+      const reply = unwrap(await c.request(GossipRequest.push, encodedList(cur).push));
       if (reply.type !== 'push-reply') throw new DaemonError('ERR_GOSSIP', `expected push-reply, got ${reply.type}`);
       if (reply.status === 'rejected') {
         gossipLog.warn('peer refused our list', { peer: name, serial: cur.bnl.serial, code: reply.code });
@@ -595,13 +632,18 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   }
 
   const pullRound = async (): Promise<void> => {
-    await Promise.all(choosePullTargets(others(), PULL_FANOUT).map((n) => pullFrom(n)));
+    await Promise.all(gossipTargets(PULL_FANOUT).map((n) => pullFrom(n)));
   };
 
   const pushToAll = (): PushProgress => {
     const cur = bnl.current;
     if (cur) seen.add(cur.hash);
-    const targets = others();
+    // Peers we hold keys with first: they are up, so a list reaches the live
+    // part of a large network before the pushes toward unreachable records
+    // (each a connection timeout) fill the PUSH_CONCURRENCY slots.
+    const keyed = new Set(negotiator.sessions().map((x) => x.peer));
+    const all = others();
+    const targets = [...all.filter((n) => keyed.has(n)), ...all.filter((n) => !keyed.has(n))];
     const progress: PushProgress = { targets: targets.length, ok: 0, failed: 0, done: Promise.resolve() };
     progress.done = inParallel(targets, PUSH_CONCURRENCY, async (n) => {
       if (await pushTo(n)) progress.ok++;
@@ -626,40 +668,31 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
 
   /** False for a node listed without endpoints (behind NAT: it opens the connections) or with none known. */
   const reachableFirst = (name: string): boolean => (record(name)?.endpoints.length ?? 0) > 0 && o.controlAddresses(name).length > 0;
-  const lastAttempt = new Map<string, { at: number; backoffMs: number }>();
-  const inBackoff = (name: string, now: number): boolean => {
-    const a = lastAttempt.get(name);
-    return a !== undefined && now - a.at < a.backoffMs;
-  };
-  const tryNegotiate = (name: string, why: string): void => {
-    const now = Date.now();
-    // A node listed without an endpoint (behind NAT) is not reached first: it negotiates with us.
+  // Who is tried when: the planner owns the schedule (packages/daemon/src/attempts.ts).
+  const attempts = new AttemptPlanner({
+    now: Date.now,
+    attempt: (name) => negotiator.ensureSession(name),
     // Through a relay when our traffic needs it (src/relay.ts).
-    if (inBackoff(name, now) || !(reachableFirst(name) || (why === 'traffic' && relay.relaysFor(name).length > 0))) return;
-    const prev = lastAttempt.get(name)?.backoffMs;
-    // A peer that is still starting (connection refused) is retried soon;
-    // one that stays unreachable ever more rarely.
-    const entry = { at: now, backoffMs: jitteredInterval(prev === undefined ? FIRST_RETRY_MS : Math.min(prev * 2, MAX_RETRY_MS)) };
-    lastAttempt.set(name, entry);
-    negotiator.ensureSession(name).then(
-      () => lastAttempt.delete(name),
-      (err: unknown) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: entry.backoffMs }),
-    );
+    reachableFirst: (name, why) => reachableFirst(name) || (why === 'traffic' && relay.relaysFor(name).length > 0),
+    // Relays first: they are how nodes behind NAT find each other.
+    preferred: () => relayNames(),
+    failed: (name, why, err, backoffMs) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: backoffMs }),
+  });
+  /** The current list's node names, built once per list (the tick samples it). */
+  let names: { list: unknown; all: string[] } | undefined;
+  /** The current list's relays (not us), built once per list. */
+  let relays: { list: unknown; all: string[] } | undefined;
+  const relayNames = (): readonly string[] => {
+    const list = bnl.current;
+    if (relays === undefined || relays.list !== list) relays = { list, all: (list?.bnl.nodes ?? []).filter((n) => n.relay === true && n.name !== selfName).map((n) => n.name) };
+    return relays.all;
   };
-  /** Proactive negotiation: a few peers without keys, in random order so that no record is starved. */
+  /** Proactive negotiation: the planner picks among the peers without keys. */
   const proactive = (): void => {
+    const list = bnl.current;
+    if (names === undefined || names.list !== list) names = { list, all: (list?.bnl.nodes ?? []).map((n) => n.name) };
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
-    const now = Date.now();
-    const candidates = others().filter((n) => !keyed.has(n) && !inBackoff(n, now) && reachableFirst(n));
-    // Relays first: they are how nodes behind NAT find each other (src/relay.ts).
-    const relays = candidates.filter((n) => record(n)?.relay === true).length;
-    candidates.sort((a, b) => (record(b)?.relay === true ? 1 : 0) - (record(a)?.relay === true ? 1 : 0));
-    for (let i = 0; i < candidates.length && i < PROACTIVE_PER_TICK; i++) {
-      const span = i < relays ? relays : candidates.length;
-      const j = i + Math.floor(Math.random() * (span - i));
-      [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
-      tryNegotiate(candidates[i]!, 'proactive');
-    }
+    attempts.tick(names.all, (n) => n !== selfName && !keyed.has(n) && o.peerId(n) !== undefined);
   };
   /**
    * The list now pins our new certificate: every peer that applies it drops
@@ -672,13 +705,26 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     if (peers.length > 0) negLog.notice('the list pins our certificate: renegotiating with every peer', { count: peers.length });
     for (const p of peers) negotiator.requestRekey(p, 'manual');
   };
+  /**
+   * A peer's session summary for `peer()`: `status` asks for every peer of
+   * the list in one synchronous loop, so the summaries are built once per
+   * turn of the event loop, not once per peer (O(peers × sessions) before).
+   */
+  let sessionsNow: Map<string, SessionSummary> | undefined;
+  const sessionOf = (name: string): SessionSummary | null => {
+    if (sessionsNow === undefined) {
+      sessionsNow = new Map(negotiator.sessions().map((x) => [x.peer, x]));
+      queueMicrotask(() => (sessionsNow = undefined));
+    }
+    return sessionsNow.get(name) ?? null;
+  };
   const first = setImmediate(proactive);
   const tick = setInterval(proactive, TICK_MS);
   tick.unref();
 
   return {
     port: server.port,
-    noSession: (name) => tryNegotiate(name, 'traffic'),
+    noSession: (name) => attempts.traffic(name),
     rekey: (name, reason) => {
       negotiator.requestRekey(name, reason);
     },
@@ -692,7 +738,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       serials.delete(name);
       restored.delete(name);
       negotiations.delete(name);
-      lastAttempt.delete(name);
+      attempts.forget(name);
     },
     recheckConnections: () => {
       let closed = server.recheck();
@@ -721,7 +767,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     pushToAll,
     pullRound,
     peer: (name) => ({
-      session: negotiator.sessions().find((s) => s.peer === name) ?? null,
+      session: sessionOf(name),
       restored: restored.has(name),
       negotiations: negotiations.get(name) ?? 0,
       bnlSerial: serials.get(name) ?? null,

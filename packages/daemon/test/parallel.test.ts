@@ -17,3 +17,14 @@ test('inParallel runs every item once with at most `limit` in flight', async () 
   assert.equal(peak, 3);
   await inParallel([], 4, async () => assert.fail('no items, no calls'));
 });
+
+test('inParallel lets the event loop run between items that settle at once (no starved sockets)', async () => {
+  let done = 0;
+  let doneWhenIoRan = -1;
+  setImmediate(() => (doneWhenIoRan = done)); // stands for a socket's callback, queued before the fan-out
+  await inParallel(Array.from({ length: 1000 }, (_, k) => k), 16, async () => {
+    done++;
+  });
+  assert.equal(done, 1000);
+  assert.ok(doneWhenIoRan >= 0 && doneWhenIoRan < 100, `the event loop's turn came after ${doneWhenIoRan} of 1000 items`);
+});

@@ -160,10 +160,28 @@ export class Peer {
   /** Index into the peer array; also the UDP backend's endpoint slot. */
   readonly slot: number;
   subnets: Prefix[] = [];
-  /** The peer's subnets, for the spoof check on receive. */
-  readonly subnetSet = new PrefixTable();
+  /** Built on first use by {@link subnetSet}; dropped when the subnets change. */
+  private spoofSet: PrefixTable | null = null;
+  /**
+   * The peer's subnets as a table, for the spoof check on receive. Built on
+   * the first packet received from the peer, so that the records of a large
+   * list that never send (most of them) cost no table (issue 19).
+   */
+  get subnetSet(): PrefixTable {
+    if (this.spoofSet === null) {
+      const t = new PrefixTable();
+      for (const p of this.subnets) t.insert(p, 0);
+      this.spoofSet = t;
+    }
+    return this.spoofSet;
+  }
+  /** Replaces the subnets (the spoof table is rebuilt on next use). Only `PeerTable.setSubnets` calls it. */
+  replaceSubnets(prefixes: Prefix[]): void {
+    this.subnets = prefixes;
+    this.spoofSet = null;
+  }
   /** Endpoint in `DatagramBatch.sources` layout, valid when `hasEndpoint`. */
-  readonly endpointKey = Buffer.alloc(ENDPOINT_KEY_LEN);
+  readonly endpointKey = pooledBytes(ENDPOINT_KEY_LEN);
   hasEndpoint = false;
   endpointHost = '';
   endpointPort = 0;
@@ -171,8 +189,8 @@ export class Peer {
   primary: Session | null = null;
   /** Live sessions, newest first (includes the primary). */
   readonly sessions: Session[] = [];
-  readonly counters = new Float64Array(PEER_COUNTER_COUNT);
-  readonly drops = new Float64Array(DROP_REASON_COUNT);
+  readonly counters = pooledF64(PEER_COUNTER_COUNT);
+  readonly drops = pooledF64(DROP_REASON_COUNT);
   /** Installs refused because the peer already held {@link MAX_SESSIONS_PER_PEER} sessions. */
   sessionsRefused = 0;
   // rate-limit state of the events (monotonic ms; -Infinity = never)
@@ -215,6 +233,24 @@ export class Peer {
     this.slot = slot;
     this.num = /^[0-9]{1,10}$/.test(id) && Number(id) <= 0xffff_ffff ? Number(id) : -1;
   }
+}
+
+/**
+ * Zeroed bytes carved from Node's shared Buffer pool: a peer's small arrays
+ * get no ArrayBuffer and backing store of their own (three fewer per peer,
+ * ~600 bytes with their wrappers; 10 000 records of a large list never send,
+ * issue 19). The views keep their pool chunk alive; C reads them through
+ * `napi_get_typedarray_info`, which accounts for the offset.
+ */
+function pooledBytes(n: number): Buffer {
+  return Buffer.allocUnsafe(n).fill(0);
+}
+
+/** A zeroed Float64Array of `n` on the shared pool (aligned to 8 bytes). */
+function pooledF64(n: number): Float64Array {
+  const b = Buffer.allocUnsafe(n * 8 + 8);
+  const skip = (8 - (b.byteOffset % 8)) % 8;
+  return new Float64Array(b.buffer, b.byteOffset + skip, n).fill(0);
 }
 
 /** Parses and validates a subnet list (throws `ERR_DP_CONFIG`). */
@@ -328,22 +364,16 @@ export class PeerTable {
 
   /** Replaces a peer's subnets (routes and spoof set). */
   setSubnets(peer: Peer, prefixes: Prefix[]): void {
-    this.voidExpress();
-    this.routes.removeValue(peer.slot);
-    peer.subnetSet.clear();
+    // Refuse before changing anything: two peers claiming one exact prefix is a configuration error.
     for (const p of prefixes) {
-      const prev = this.routes.insert(p, peer.slot);
-      if (prev >= 0 && prev !== peer.slot) {
-        // Restore and refuse: two peers claiming one exact prefix is a configuration error.
-        this.routes.insert(p, prev);
-        this.routes.removeValue(peer.slot);
-        for (const q of peer.subnets) this.routes.insert(q, peer.slot);
-        for (const q of peer.subnets) peer.subnetSet.insert(q, 0);
-        throw new DataplaneError('ERR_DP_CONFIG', `subnet ${p.text} already belongs to peer ${this.bySlot[prev]?.id ?? prev}`);
-      }
-      peer.subnetSet.insert(p, 0);
+      const owner = this.routes.get(p);
+      if (owner >= 0 && owner !== peer.slot) throw new DataplaneError('ERR_DP_CONFIG', `subnet ${p.text} already belongs to peer ${this.bySlot[owner]?.id ?? owner}`);
     }
-    peer.subnets = prefixes;
+    this.voidExpress();
+    // Only this peer's own prefixes are touched: O(its subnets), not O(all routes).
+    for (const p of peer.subnets) this.routes.remove(p);
+    for (const p of prefixes) this.routes.insert(p, peer.slot);
+    peer.replaceSubnets(prefixes);
   }
 
   /** Sets the UDP endpoint (numeric host). Throws `ERR_DP_CONFIG`. */
@@ -361,7 +391,7 @@ export class PeerTable {
     const peer = this.get(id);
     this.voidExpress();
     while (peer.sessions.length > 0) this.retire(peer.sessions[peer.sessions.length - 1]);
-    this.routes.removeValue(peer.slot);
+    for (const p of peer.subnets) this.routes.remove(p);
     this.onEndpointCleared(peer.slot);
     this.byId.delete(id);
     if (peer.num >= 0 && this.byNum.get(peer.num) === peer) this.byNum.delete(peer.num);

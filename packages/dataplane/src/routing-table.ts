@@ -8,8 +8,12 @@
  * value stored at the prefix ending at `n` (-1 = none). Values are small
  * non-negative integers (the data plane stores peer slots).
  *
- * Insertions are incremental; removals rebuild the trie from the entry list
- * (control path, rare). A lookup walks at most 32 / 128 nodes.
+ * Insertions and removals are incremental: a removal clears the value at
+ * its node and leaves the path; the trie is rebuilt from the entry list once
+ * the removals since the last rebuild outnumber the entries (plus 64), so
+ * dead nodes stay bounded and a removal costs amortised O(prefix length),
+ * never O(entries) (a 10 000-node list that revokes 1 000 nodes must not
+ * rebuild 1 000 times). A lookup walks at most 32 / 128 nodes.
  */
 import type { Family, Prefix } from './ip-address.js';
 
@@ -27,6 +31,14 @@ export class PrefixTable {
   private value = new Int32Array(32).fill(-1);
   private nodes = 2;
   private readonly entries = new Map<string, { prefix: Prefix; value: number }>();
+  /** Removals since the last rebuild (their nodes may be dead weight). */
+  private removedSinceRebuild = 0;
+
+  /** Times the trie was rebuilt from the entry list since construction (removals amortise to few). */
+  get rebuilds(): number {
+    return this.rebuildCount;
+  }
+  private rebuildCount = 0;
 
   /** Number of prefixes stored. */
   get size(): number {
@@ -45,24 +57,27 @@ export class PrefixTable {
     return old === undefined ? -1 : old.value;
   }
 
-  /** Removes `prefix`; returns whether it was present. */
+  /** The value stored for exactly `prefix`, or -1. */
+  get(prefix: Prefix): number {
+    return this.entries.get(prefix.text)?.value ?? -1;
+  }
+
+  /** Removes `prefix`; returns whether it was present. Amortised O(prefix length). */
   remove(prefix: Prefix): boolean {
     if (!this.entries.delete(prefix.text)) return false;
-    this.rebuild();
+    let node = prefix.family === 4 ? 0 : 1;
+    for (let i = 0; i < prefix.length; i++) node = this.child[2 * node + ((prefix.bytes[i >> 3] >> (7 - (i & 7))) & 1)];
+    this.value[node] = -1; // the path exists: insert made it and only rebuild() drops nodes
+    if (++this.removedSinceRebuild > this.entries.size + 64) this.rebuild();
     return true;
   }
 
-  /** Removes every prefix mapped to `value`; returns how many. */
+  /** Removes every prefix mapped to `value`; returns how many. O(entries): callers that know the prefixes use `remove`. */
   removeValue(value: number): number {
-    let n = 0;
-    for (const [k, e] of this.entries) {
-      if (e.value === value) {
-        this.entries.delete(k);
-        n++;
-      }
-    }
-    if (n > 0) this.rebuild();
-    return n;
+    const gone: Prefix[] = [];
+    for (const e of this.entries.values()) if (e.value === value) gone.push(e.prefix);
+    for (const p of gone) this.remove(p);
+    return gone.length;
   }
 
   /** Removes everything. */
@@ -128,6 +143,8 @@ export class PrefixTable {
     this.child = new Int32Array(64);
     this.value = new Int32Array(32).fill(-1);
     this.nodes = 2;
+    this.removedSinceRebuild = 0;
+    this.rebuildCount++;
     for (const e of this.entries.values()) this.insertNode(e.prefix, e.value);
   }
 }

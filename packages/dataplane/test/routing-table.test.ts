@@ -114,3 +114,36 @@ describe('parsePrefix', () => {
     }
   });
 });
+
+describe('routing table at scale (issue 19)', () => {
+  const v4 = (k: number): string => `10.${100 + (k >> 16)}.${(k >> 8) & 255}.${k & 255}/32`;
+
+  it('removing 1 000 of 10 000 prefixes one by one rebuilds the trie at most once, and lookups stay right', () => {
+    const t = new PrefixTable();
+    const N = 10_000;
+    for (let k = 0; k < N; k++) t.insert(parsePrefix(v4(k)), k);
+    t.insert(parsePrefix('10.0.0.0/8'), N); // covers the removed ones afterwards
+    for (let k = 0; k < N; k += 10) assert.equal(t.remove(parsePrefix(v4(k))), true);
+    // a rebuild per removal made this quadratic in the list size (1 000 rebuilds of 10 000 entries)
+    assert.ok(t.rebuilds <= 1, `rebuilds: ${t.rebuilds}`);
+    assert.equal(t.size, N - N / 10 + 1);
+    for (let k = 0; k < N; k++) {
+      const addr = v4(k).slice(0, -3);
+      assert.equal(lookupText(t, addr), k % 10 === 0 ? N : k, addr);
+    }
+    assert.equal(t.remove(parsePrefix(v4(0))), false);
+  });
+
+  it('keeps dead nodes bounded: a churn of inserts and removals rebuilds now and then', () => {
+    const t = new PrefixTable();
+    for (let k = 0; k < 100; k++) t.insert(parsePrefix(v4(k)), k);
+    for (let round = 0; round < 50; round++) {
+      for (let k = 0; k < 100; k++) t.remove(parsePrefix(v4(k)));
+      for (let k = 0; k < 100; k++) t.insert(parsePrefix(v4(k)), k + round);
+    }
+    assert.ok(t.rebuilds >= 10 && t.rebuilds <= 50, `rebuilds: ${t.rebuilds}`);
+    assert.equal(lookupText(t, '10.100.0.42'), 42 + 49);
+    assert.equal(t.get(parsePrefix(v4(42))), 42 + 49);
+    assert.equal(t.get(parsePrefix('10.0.0.0/8')), -1);
+  });
+});
