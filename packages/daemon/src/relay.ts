@@ -45,6 +45,7 @@
  * Owner: this module owns splices and punch bursts; the endpoint book
  * still owns where each peer is (it is told through `punched`).
  */
+import type { RelayReport } from '@cluevpn/control';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type tls from 'node:tls';
 import type { BnlNode } from '@cluevpn/bnl';
@@ -103,22 +104,12 @@ export interface RelayDeps {
   connectDirect(name: string): Promise<ControlConnection>;
 }
 
-/** Counters of the relay service (monotonic except the `active` ones). */
-export interface RelayStats {
-  /** Relay role: `where-is` answered, splices made, open now, bytes copied, refusals by code. */
-  located: number;
-  splices: number;
-  splicesActive: number;
-  splicedBytes: number;
-  refused: Record<string, number>;
-  /** Member role: `where-is` sent, `peer-at` taken (punch bursts started), splices asked for and reverse legs opened. */
-  locateSent: number;
-  punches: number;
-  dialled: number;
-  reverseLegs: number;
-  /** Rendezvous messages dropped (malformed, from a non-relay, over budget), by reason. */
-  dropped: Record<string, number>;
-}
+/**
+ * Counters of the relay service (monotonic except the `active` ones): the
+ * control protocol's `RelayReport` (field docs there) less what the status
+ * adds (`relay`, from the list) and the data plane's forwarding counters.
+ */
+export type RelayStats = Omit<RelayReport, 'relay' | 'forwarded' | 'forwardedBytes' | 'unauthenticated' | 'members'>;
 
 /** The running service. */
 export interface RelayService {

@@ -101,6 +101,25 @@ interface Hold {
 }
 
 /**
+ * Steps 8 and 9 for one payload already at `out[payloadOff ..]`: LZ4 in
+ * place when the session compresses and it shrinks, then the header of
+ * `type` in the 20 bytes before. Returns the payload length to seal.
+ */
+export function compressAndFrame(ctx: PipelineContext, out: Buffer, payloadOff: number, len: number, s: Session, type: MessageTypeValue, counter: number): number {
+  let flags = 0;
+  let plen = len;
+  if (s.compressAlgo === CompressionAlgo.LZ4) {
+    const c = ctx.codec.compressInPlace(out, payloadOff, len, s.compressLevel);
+    if (c > 0) {
+      plen = c;
+      flags = Flags.COMPRESSED;
+    }
+  }
+  encodeHeader(out, payloadOff - HEADER_LEN, type, flags, s.remoteIndex, s.txEpoch, counter);
+  return plen;
+}
+
+/**
  * Step 6, shared with switch mode (switch.ts): takes the next counter of
  * session `s`, or returns -1 after counting 'counter-limit' and asking for a
  * rekey; asks once for the soft rekey. Voids the express send leases when
@@ -292,18 +311,8 @@ export class SendPipeline {
         payloadOff = n * this.arenaSlot + HEADER_LEN;
         buf.copy(out, payloadOff, off, off + len);
       }
-      // 8. compression
-      let flags = 0;
-      let plen = len;
-      if (s.compressAlgo === CompressionAlgo.LZ4) {
-        const c = ctx.codec.compressInPlace(out, payloadOff, len, s.compressLevel);
-        if (c > 0) {
-          plen = c;
-          flags = Flags.COMPRESSED;
-        }
-      }
-      // 9. header
-      encodeHeader(out, payloadOff - HEADER_LEN, MessageType.DATA, flags, s.remoteIndex, s.txEpoch, counter);
+      // 8. compression, 9. header
+      const plen = compressAndFrame(ctx, out, payloadOff, len, s, MessageType.DATA, counter);
       this.offs[n] = payloadOff - HEADER_LEN;
       this.payloadLens[n] = plen;
       this.wireLens[n] = plen + OVERHEAD;

@@ -32,13 +32,12 @@
  * Nothing is allocated per frame except when a new MAC is learned.
  */
 import { HEADER_LEN, TAG_LEN } from './backend.js';
-import { CompressionAlgo } from './compression.js';
 import { countDrop, type FrameFilter, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
-import { Flags, MessageType, OVERHEAD, encodeHeader } from './framing.js';
+import { MessageType, OVERHEAD } from './framing.js';
 import { MAC_LOCAL, MAC_UNKNOWN, MacTable, MacVerdict, isGroupMac, readMac, type MacTableOptions } from './mac-table.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
-import { takeTxCounter, type TunBatch } from './send.js';
+import { compressAndFrame, takeTxCounter, type TunBatch } from './send.js';
 
 /** Ethernet header: destination MAC, source MAC, EtherType (specification). */
 export const ETH_HEADER_LEN = 14;
@@ -150,16 +149,7 @@ export class SwitchPipeline implements FrameFilter {
     const out = this.arena;
     const payloadOff = n * this.slot + HEADER_LEN;
     buf.copy(out, payloadOff, off, off + len);
-    let flags = 0;
-    let plen = len;
-    if (s.compressAlgo === CompressionAlgo.LZ4) {
-      const c = ctx.codec.compressInPlace(out, payloadOff, len, s.compressLevel);
-      if (c > 0) {
-        plen = c;
-        flags = Flags.COMPRESSED;
-      }
-    }
-    encodeHeader(out, payloadOff - HEADER_LEN, MessageType.FRAME, flags, s.remoteIndex, s.txEpoch, counter);
+    const plen = compressAndFrame(ctx, out, payloadOff, len, s, MessageType.FRAME, counter);
     this.offs[n] = payloadOff - HEADER_LEN;
     this.payloadLens[n] = plen;
     this.wireLens[n] = plen + OVERHEAD;
