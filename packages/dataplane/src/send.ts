@@ -160,7 +160,7 @@ export class SendPipeline {
   private icmpArena: Buffer = Buffer.alloc(0);
   private icmpOffs = new Int32Array(0);
   private icmpLens = new Int32Array(0);
-  private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1) };
+  private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1), mac: Uint8Array.of(1) };
   private readonly holds = new Map<Peer, Hold>();
   private readonly holdSlot: number;
   private depth = 0;
@@ -436,6 +436,8 @@ export class SendPipeline {
   private relInner = new Int32Array(0);
   private relHandles = new Int32Array(0);
   private relSlots = new Int32Array(0);
+  /** All 1: the relay layer is authenticated, not encrypted (sealBatch's `macOnly`). */
+  private relMac = new Uint8Array(0);
   private relPeers: Array<Peer | null> = [];
   private relN = 0;
   /** Scratch of one relayed keepalive or rendezvous message. */
@@ -453,6 +455,7 @@ export class SendPipeline {
     this.relInner = new Int32Array(cap);
     this.relHandles = new Int32Array(cap);
     this.relSlots = new Int32Array(cap);
+    this.relMac = new Uint8Array(cap).fill(1);
     this.relPeers = new Array<Peer | null>(cap).fill(null);
   }
 
@@ -509,12 +512,12 @@ export class SendPipeline {
     return w;
   }
 
-  /** Step 10, relayed part: one seal, one send, the counters. */
+  /** Step 10, relayed part: one MAC pass (the inner datagrams are sealed already), one send, the counters. */
   private sendRelayed(): void {
     const ctx = this.ctx;
     const n = this.relN;
     this.relN = 0;
-    ctx.crypto.sealBatch(this.relArena, n, this.relOffs, this.relPlens, this.relHandles);
+    ctx.crypto.sealBatch(this.relArena, n, this.relOffs, this.relPlens, this.relHandles, this.relMac);
     const sent = ctx.socket.sendBatch(this.relArena, n, this.relOffs, this.relWire, this.relSlots);
     for (let k = 0; k < n; k++) {
       const peer = this.relPeers[k] as Peer;
@@ -827,7 +830,7 @@ export class SendPipeline {
     o.offs[0] = 0;
     o.lens[0] = RELAY_ID_LEN + plen + OVERHEAD;
     o.handles[0] = rs.txHandle;
-    ctx.crypto.sealBatch(b, 1, o.offs, o.lens, o.handles);
+    ctx.crypto.sealBatch(b, 1, o.offs, o.lens, o.handles, o.mac);
     o.lens[0] += OVERHEAD;
     o.slots[0] = via.slot;
     if (ctx.socket.sendBatch(b, 1, o.offs, o.lens, o.slots) !== 1) {
