@@ -14,7 +14,7 @@
 // bravo → charlie for THROUGHPUT_S s over the punched direct path; then UDP
 // between them blocked in h3 (iptables, both directions) until both say
 // `via rho`, and the same iperf3 again: relayed / direct.
-import { appendFileSync, existsSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { buildStamp, changedSince, control, createHarness, fmt, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
 
 const opts = { repeat: 5, backend: undefined, loglevel: undefined };
@@ -51,6 +51,25 @@ function probe(i, addr, timeoutMs) {
       res(m ? Number(m[1]) * 1000 : NaN);
     });
   });
+}
+
+/** CPU seconds (user + system) a process has used so far; NaN once it is gone. */
+function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100; // utime, stime (fields 14, 15), USER_HZ 100
+  } catch {
+    return NaN;
+  }
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat). */
+function machineJiffies() {
+  const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = v[3] + (v[4] ?? 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
 }
 
 async function peerOf(node, peer) {
@@ -140,10 +159,20 @@ async function main() {
     const charlie = h.startDaemon(3, charlieN, extra);
     const bravo = h.startDaemon(2, bravoN, extra);
     const server = h.spawnInHost(3, 'iperf3', ['-s']);
-    const iperf = async () => {
+    // Where the CPU goes during each iperf3 run: each daemon's CPU seconds, the machine's busy share (both cores).
+    const daemons = [['bravo', bravo], ['rho', rho], ['charlie', charlie]];
+    const iperf = async (label) => {
+      const c0 = daemons.map(([, d]) => cpuSeconds(d.pid));
+      const m0 = machineJiffies();
+      const t0 = nowMs();
       const r = await h.inHost(2, 'iperf3', ['-c', CHARLIE, '-t', String(THROUGHPUT_S), '-J'], { timeoutMs: (THROUGHPUT_S + 30) * 1000 });
+      const wall = (nowMs() - t0) / 1000;
+      const m1 = machineJiffies();
+      const cpu = daemons.map(([name, d], i) => `${name} ${fmt((cpuSeconds(d.pid) - c0[i]) / wall, 2)}`).join(', ');
+      h.log(`${label}: daemon CPU (cores busy, over ${fmt(wall, 1)} s): ${cpu}; machine ${fmt((100 * (m1.busy - m0.busy)) / (m1.total - m0.total))} % busy; loadavg ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
       try {
         const j = JSON.parse(r.stdout);
+        h.log(`${label}: iperf3 retransmits ${j.end?.sum_sent?.retransmits ?? 'n/a'}`);
         return (j.end?.sum_received?.bits_per_second ?? NaN) / 1e6;
       } catch (err) {
         problems.push(`iperf3 printed no JSON (exit ${r.code}): ${r.stderr.slice(-200)} (${err})`);
@@ -153,7 +182,7 @@ async function main() {
     const keyed = await until(async () => (await peerOf(bravoN, 'rho'))?.cipher && (await peerOf(charlieN, 'rho'))?.cipher, 20_000);
     const reached = keyed && Number.isFinite(await probe(2, CHARLIE, 15_000));
     if (reached && (await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'direct', 10_000))) {
-      direct = await iperf();
+      direct = await iperf('direct');
       const block = (op) => Promise.all([
         h.must('ip', ['netns', 'exec', h.ns(3), 'iptables', '-w', op, 'INPUT', '-s', '192.0.2.2', '-p', 'udp', '-j', 'DROP']),
         h.must('ip', ['netns', 'exec', h.ns(3), 'iptables', '-w', op, 'OUTPUT', '-d', '192.0.2.2', '-p', 'udp', '-j', 'DROP']),
@@ -162,10 +191,15 @@ async function main() {
       const t2 = nowMs();
       const via = await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'via rho' && (await peerOf(charlieN, 'bravo'))?.path === 'via rho', 30_000);
       h.log(`UDP bravo ↔ charlie blocked: ${via ? `both via rho after ${fmt(nowMs() - t2)} ms` : 'not relayed within 30 s'}`);
-      if (via) relayed = await iperf();
+      if (via) relayed = await iperf('via rho');
       else problems.push('bravo ↔ charlie not via rho within 30 s of blocking UDP');
       const rs = (await control(rhoN.sock, 'status')).relay;
       h.log(`rho forwarded ${rs?.forwarded ?? 'n/a'} datagrams, ${rs?.forwardedBytes ?? 'n/a'} bytes`);
+      for (const [n, of] of [[rhoN, 'bravo'], [rhoN, 'charlie'], [charlieN, 'bravo'], [bravoN, 'charlie']]) {
+        const p = await peerOf(n, of);
+        const drops = Object.entries(p?.drops ?? {}).filter(([, v]) => v > 0);
+        if (drops.length) h.log(`${n.name}: drops for ${of}: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      }
       await block('-D');
     } else problems.push('throughput: bravo → charlie not direct (no punch)');
     server.kill('SIGTERM');
