@@ -55,9 +55,9 @@ export interface DataplaneLimits {
   /**
    * Relay role: relay requests (type 4) forwarded per member and second, and
    * the burst (default 400000 / 20000). The two budgets bound what one member
-   * can make a relay forward; they are set above what one relay forwards on
-   * this project's 2-core machines (relayed ~0.5–1.5 Gbit/s), so that they
-   * cap a member that floods, not one TCP stream: the former 100000 /
+   * can make a relay forward; they are set above what one TCP stream through
+   * a relay reaches on this project's 2-core machines, so that they cap a
+   * member that floods, not an ordinary transfer: the former 100000 /
    * 125 MB/s (1 Gbit/s) was that stream's ceiling (BENCHMARKS.md, "Relayed
    * throughput (session 9)": relay-limit drops, relayed ~930 Mbit/s in every run).
    */

@@ -9,7 +9,9 @@
  * 3. Find the session by receiver index ('unknown-index').
  * 4. Epoch below the session's floor or its newest epoch: 'old-epoch'.
  * 5. Replay `check` in the current epoch (no state change): 'replayed'.
- * 6. One `openBatch` for everything that passed.
+ * 6. One `openBatch` for everything that passed (relay messages, types 4
+ *    and 5, with `macOnly`: their tag is a MAC over header and payload,
+ *    there is nothing to decrypt).
  * 7. Per datagram: not authentic → 'auth-failed' (+ burst event). Authentic:
  *    a newer epoch resets the window and raises `onRxEpoch`; replay
  *    `update` (catches duplicates within the batch); last-rx time.
@@ -50,13 +52,15 @@
  *     ('relay-malformed'); the target must be another peer with a primary
  *     session and an endpoint ('relay-no-target') — peers are the current
  *     list's members, so relaying is authorised against it; M's packet and
- *     byte buckets ('relay-limit'). Then the inner datagram, unread, is
- *     sealed as type 5 with the target's session, id of M in front, into the
- *     relay arena; after the batch, one `sealBatch` and one `sendBatch`;
- *     counted per member (from / to) and in total.
+ *     byte buckets ('relay-limit'). Then the request is rewritten in place
+ *     into the type 5 for the target (same length: the target session's
+ *     header, M's id, and after the batch one `sealBatch` with `macOnly`
+ *     for the new tags): the inner datagram is neither read, copied nor
+ *     encrypted again. One `sendBatch` from the socket's slab; counted per
+ *     member (from / to) and in total.
  * 14. Relayed datagram (type 5 from relay R): the source id must name a
- *     peer other than R ('relay-malformed'); the inner datagram is copied
- *     into the inner arena and, after the batch, run through steps 2–11 as
+ *     peer other than R ('relay-malformed'); the inner datagram, where it
+ *     lies in the socket's slab (not copied), is after the batch run through steps 2–11 as
  *     coming from the source — with its own session, replay window, spoof
  *     check and access rules — except that it moves no endpoint (step 8:
  *     R's address is not the source's), counts as relayed (`LAST_RELAYED_

@@ -31,11 +31,13 @@
  *     counters for what the socket took, 'send-failed' for the rest. A
  *     peer whose path goes through a relay (`Peer.relay`, set by the
  *     daemon's path selector through `Dataplane.setPath`): its sealed
- *     datagrams are copied, whole and unreadable to the relay, into the
- *     relay arena behind the peer's node id, sealed again as relay requests
- *     (type 4) with the relay's session, and sent to the relay in a second
- *     `sendBatch` (counted also as relayed tx). Keepalives follow the same
- *     path; `sendKeepalive(peer, true)` probes the direct one.
+ *     datagram, whole and unreadable to the relay, gets the peer's node id
+ *     and a relay request header (type 4) of the relay's session in front,
+ *     where it lies (every payload is placed with room for that), then a
+ *     second `sealBatch` over those datagrams only *authenticates* them
+ *     (`macOnly`: a MAC, nothing encrypted again), and they go to the relay
+ *     in the same `sendBatch` (counted also as relayed tx). Keepalives
+ *     follow the same path; `sendKeepalive(peer, true)` probes the direct one.
  * 11. One TUN `writeBatch` for the queued ICMP replies.
  * 12. Express lease: when a small read (≤ EXPRESS_MAX_BATCH packets: what
  *     idle traffic looks like) was sent whole, framed in place, and its last
