@@ -52,6 +52,23 @@ function jsMac(name: string, key: Buffer, hdr: Buffer, payload: Buffer): Buffer 
   return Buffer.concat([hdr, payload, c.getAuthTag()]);
 }
 
+/** One copy of `dgram` per byte position with one bit flipped, plus one intact copy last, laid out back to back for `openBatch`. */
+function flippedCopies(dgram: Buffer) {
+  const copies: Buffer[] = [];
+  for (let pos = 0; pos < dgram.length; pos++) {
+    const c = Buffer.from(dgram);
+    c[pos] ^= 1 << pos % 8;
+    copies.push(c);
+  }
+  copies.push(Buffer.from(dgram));
+  return {
+    buf: Buffer.concat(copies),
+    offs: Int32Array.from(copies, (_, i) => i * dgram.length),
+    lens: new Int32Array(copies.length).fill(dgram.length),
+    count: copies.length,
+  };
+}
+
 /** Lays `packets` (header ‖ payload) out in one buffer with `gap` spare bytes each; returns the arrays. */
 function layout(packets: Buffer[], gap = TAG_LEN + 8) {
   let total = 0;
@@ -181,16 +198,9 @@ describe('native crypto backend', () => {
           assert.deepEqual(Buffer.from(d), want, `packet ${i} in its mode`);
         }
         const dgram = jsMac(name, key, header(), randomBytes(48));
-        const copies: Buffer[] = [];
-        for (let pos = 0; pos < dgram.length; pos++) {
-          const c = Buffer.from(dgram);
-          c[pos] ^= 1 << pos % 8;
-          copies.push(c);
-        }
-        copies.push(Buffer.from(dgram));
-        const all = Buffer.concat(copies);
-        const ok = new Uint8Array(copies.length).fill(7);
-        be.openBatch(all, copies.length, Int32Array.from(copies, (_, i) => i * dgram.length), new Int32Array(copies.length).fill(dgram.length), new Int32Array(copies.length).fill(h), ok, new Uint8Array(copies.length).fill(1));
+        const { buf: all, offs: at, lens: ls, count } = flippedCopies(dgram);
+        const ok = new Uint8Array(count).fill(7);
+        be.openBatch(all, count, at, ls, new Int32Array(count).fill(h), ok, new Uint8Array(count).fill(1));
         for (let pos = 0; pos < dgram.length; pos++) assert.equal(ok[pos], 0, `byte ${pos} flipped must fail`);
         assert.equal(ok[dgram.length], 1, 'the intact copy passes');
         be.destroyKey(h);
@@ -201,19 +211,9 @@ describe('native crypto backend', () => {
         const key = randomBytes(32);
         const h = be.createKey(id, key);
         const dgram = jsSeal(name, key, header(), randomBytes(48));
-        // One copy per byte position with one bit flipped, plus one intact copy last.
-        const copies: Buffer[] = [];
-        for (let pos = 0; pos < dgram.length; pos++) {
-          const c = Buffer.from(dgram);
-          c[pos] ^= 1 << pos % 8;
-          copies.push(c);
-        }
-        copies.push(Buffer.from(dgram));
-        const buf = Buffer.concat(copies);
-        const offs = Int32Array.from(copies, (_, i) => i * dgram.length);
-        const lens = new Int32Array(copies.length).fill(dgram.length);
-        const ok = new Uint8Array(copies.length).fill(7);
-        be.openBatch(buf, copies.length, offs, lens, new Int32Array(copies.length).fill(h), ok);
+        const { buf, offs, lens, count } = flippedCopies(dgram);
+        const ok = new Uint8Array(count).fill(7);
+        be.openBatch(buf, count, offs, lens, new Int32Array(count).fill(h), ok);
         for (let pos = 0; pos < dgram.length; pos++) assert.equal(ok[pos], 0, `byte ${pos} flipped must fail`);
         assert.equal(ok[dgram.length], 1, 'the intact copy passes');
         be.destroyKey(h);

@@ -81,6 +81,16 @@ async function makeTrio(limits?: Partial<DataplaneLimits>): Promise<Trio> {
 
 const peerOf = (dp: Dataplane, id: string) => dp.stats().peers.find((p) => p.id === id)!;
 
+/** A's relay request for one packet of `payload` bytes to C, captured before delivery (the network stops delivering). */
+async function captureRequest(t: Trio, payload: number): Promise<Buffer> {
+  t.a.setPath('3', '2');
+  t.net.autoDeliver = false;
+  t.net.sent.length = 0;
+  t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', payload));
+  await waitFor(() => t.net.sent.length === 1, 5000, 'A sent');
+  return Buffer.from(t.net.sent[0]!.data);
+}
+
 describe('relaying (types 4 and 5)', () => {
   it('carries data both ways through the relay, end-to-end sealed, counted on all three, without moving endpoints', async () => {
     const t = await makeTrio();
@@ -254,12 +264,7 @@ describe('relaying (types 4 and 5)', () => {
   it('the relay layer authenticates, it does not encrypt again: the inner datagram crosses both hops byte for byte', async () => {
     const t = await makeTrio();
     try {
-      t.a.setPath('3', '2');
-      t.net.autoDeliver = false;
-      t.net.sent.length = 0;
-      t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', 200));
-      await waitFor(() => t.net.sent.length === 1, 5000, 'A sent');
-      const req = Buffer.from(t.net.sent[0]!.data);
+      const req = await captureRequest(t, 200);
       assert.equal(readType(req, 0), MessageType.RELAY);
       assert.equal(req.readUInt32BE(HEADER_LEN), 3, 'target id in clear');
       const inner = req.subarray(HEADER_LEN + RELAY_ID_LEN, req.length - TAG_LEN);
@@ -282,12 +287,7 @@ describe('relaying (types 4 and 5)', () => {
   it('inner bytes changed in flight: the relay drops and counts it (MAC fails), forwards nothing; the same on the relay → target hop', async () => {
     const t = await makeTrio();
     try {
-      t.a.setPath('3', '2');
-      t.net.autoDeliver = false;
-      t.net.sent.length = 0;
-      t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', 200));
-      await waitFor(() => t.net.sent.length === 1, 5000, 'A sent');
-      const req = Buffer.from(t.net.sent[0]!.data);
+      const req = await captureRequest(t, 200);
       const before = t.r.stats();
       // one bit flipped in: the target id, the inner header, the inner ciphertext, the inner tag, the outer tag
       const positions = [HEADER_LEN + 3, HEADER_LEN + RELAY_ID_LEN + 4, HEADER_LEN + RELAY_ID_LEN + HEADER_LEN + 50, req.length - TAG_LEN - 1, req.length - 1];
@@ -322,17 +322,12 @@ describe('relaying (types 4 and 5)', () => {
   it("a non-member that copies a member's receiver index from the wire still gets nothing forwarded", async () => {
     const t = await makeTrio();
     try {
-      t.a.setPath('3', '2');
-      t.net.autoDeliver = false;
-      t.net.sent.length = 0;
-      t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', 40));
-      await waitFor(() => t.net.sent.length === 1, 5000, 'A sent');
-      const seen = t.net.sent[0]!.data;
+      const seen = await captureRequest(t, 40);
       // a stranger's own relay request under A's receiver index at R, a fresh counter, a made-up tag
       const forged = Buffer.alloc(seen.length, 0x5a);
-      encodeHeader(forged, 0, MessageType.RELAY, 0, Buffer.from(seen).readUInt32BE(4), 1, 1000);
+      encodeHeader(forged, 0, MessageType.RELAY, 0, seen.readUInt32BE(4), 1, 1000);
       forged.writeUInt32BE(3, HEADER_LEN);
-      Buffer.from(seen).copy(forged, HEADER_LEN + RELAY_ID_LEN, HEADER_LEN + RELAY_ID_LEN, seen.length - TAG_LEN);
+      seen.copy(forged, HEADER_LEN + RELAY_ID_LEN, HEADER_LEN + RELAY_ID_LEN, seen.length - TAG_LEN);
       const before = t.r.stats();
       t.net.deliver(t.r.port, [forged], { host: LOCAL, port: 40001 });
       const after = t.r.stats();
