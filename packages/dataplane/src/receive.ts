@@ -76,7 +76,7 @@ import { EXPRESS_MAX_BATCH, HEADER_LEN, SOURCE_LEN, TAG_LEN, type DatagramBatch 
 import { DecompressError } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
-import { Flags, MessageType, OVERHEAD, RELAY_ID_LEN, RENDEZVOUS_MAX_PAYLOAD, checkHeader, encodeHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
+import { Flags, MessageType, OVERHEAD, RELAY_ID_LEN, checkHeader, encodeHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
 import { relayedMtu, takeTxCounter } from './send.js';
 import { decodeEndpoint } from './ip-address.js';
 import { clampMss } from './mss-clamp.js';
