@@ -50,7 +50,7 @@ export function jsCryptoBackend(): CryptoBackend {
     destroyKey(handle: number): void {
       keys.delete(handle);
     },
-    sealBatch(buf, count, offs, lens, handles): void {
+    sealBatch(buf, count, offs, lens, handles, macOnly): void {
       for (let i = 0; i < count; i++) {
         const k = keys.get(handles[i]);
         const off = offs[i];
@@ -63,14 +63,15 @@ export function jsCryptoBackend(): CryptoBackend {
         const c = createCipheriv(k.algo as 'aes-256-gcm', k.key, buf.subarray(off + NONCE_OFFSET, off + HEADER_LEN), {
           authTagLength: TAG_LEN,
         });
-        c.setAAD(buf.subarray(off, off + HEADER_LEN));
-        const ct = c.update(buf.subarray(off + HEADER_LEN, off + HEADER_LEN + len));
-        ct.copy(buf, off + HEADER_LEN);
+        // authenticate only: header and payload are the associated data, nothing is encrypted
+        const mac = macOnly !== undefined && macOnly[i] === 1;
+        c.setAAD(buf.subarray(off, off + HEADER_LEN + (mac ? len : 0)));
+        if (!mac) c.update(buf.subarray(off + HEADER_LEN, off + HEADER_LEN + len)).copy(buf, off + HEADER_LEN);
         c.final();
         c.getAuthTag().copy(buf, off + HEADER_LEN + len);
       }
     },
-    openBatch(buf, count, offs, lens, handles, ok): void {
+    openBatch(buf, count, offs, lens, handles, ok, macOnly): void {
       for (let i = 0; i < count; i++) {
         ok[i] = 0;
         const k = keys.get(handles[i]);
@@ -80,9 +81,10 @@ export function jsCryptoBackend(): CryptoBackend {
         const d = createDecipheriv(k.algo as 'aes-256-gcm', k.key, buf.subarray(off + NONCE_OFFSET, off + HEADER_LEN), {
           authTagLength: TAG_LEN,
         });
-        d.setAAD(buf.subarray(off, off + HEADER_LEN));
+        const mac = macOnly !== undefined && macOnly[i] === 1;
+        d.setAAD(buf.subarray(off, off + HEADER_LEN + (mac ? len : 0)));
         d.setAuthTag(buf.subarray(off + HEADER_LEN + len, off + HEADER_LEN + len + TAG_LEN));
-        const pt = d.update(buf.subarray(off + HEADER_LEN, off + HEADER_LEN + len));
+        const pt = mac ? null : d.update(buf.subarray(off + HEADER_LEN, off + HEADER_LEN + len));
         try {
           d.final();
         } catch {
@@ -90,7 +92,7 @@ export function jsCryptoBackend(): CryptoBackend {
           // verdict, not an error. ok[i] stays 0; the caller counts 'auth-failed'.
           continue;
         }
-        pt.copy(buf, off + HEADER_LEN);
+        if (pt !== null) pt.copy(buf, off + HEADER_LEN);
         ok[i] = 1;
       }
     },

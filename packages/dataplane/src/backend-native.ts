@@ -136,8 +136,8 @@ interface Addon {
   createKey(cipher: number, key: Uint8Array): number;
   destroyKey(handle: number): void;
   liveKeys(): number;
-  sealBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array): void;
-  openBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array): void;
+  sealBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, macOnly?: Uint8Array): void;
+  openBatch(buf: Uint8Array, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array, macOnly?: Uint8Array): void;
   UdpSocket: new (bindAddress: string | null, port: number, batchSize: number, slotSize: number, headroom: number, bufferBytes: number, gso: boolean, gro: boolean) => AddonUdpSocket;
 }
 
@@ -237,16 +237,16 @@ export function nativeCryptoBackend(): CryptoBackend {
         rethrow(err);
       }
     },
-    sealBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array): void {
+    sealBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, macOnly?: Uint8Array): void {
       try {
-        a.sealBatch(buf, count, offs, lens, handles);
+        a.sealBatch(buf, count, offs, lens, handles, macOnly);
       } catch (err) {
         rethrow(err);
       }
     },
-    openBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array): void {
+    openBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array, macOnly?: Uint8Array): void {
       try {
-        a.openBatch(buf, count, offs, lens, handles, ok);
+        a.openBatch(buf, count, offs, lens, handles, ok, macOnly);
       } catch (err) {
         rethrow(err);
       }

@@ -55,16 +55,28 @@ export interface CryptoBackend {
    * is written right after it, so the datagram is
    * `buf[offs[i] .. offs[i] + HEADER_LEN + lens[i] + TAG_LEN]`.
    * The caller guarantees that room exists.
+   *
+   * `macOnly` (optional, per packet): a packet whose flag is 1 is
+   * authenticated, not encrypted: header and payload are both the
+   * associated data, the plaintext is empty, and only the tag is written
+   * (a MAC: GMAC for AES-256-GCM, Poly1305 for ChaCha20-Poly1305). The
+   * relay layer uses it (message types 4 and 5, framing.ts): its payload is
+   * a datagram already sealed end to end. Nonces are shared with the
+   * encrypted messages of the same key (one counter per session), so
+   * they never repeat.
    */
-  sealBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array): void;
+  sealBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, macOnly?: Uint8Array): void;
   /**
    * Authenticates and decrypts in place: for `i < count`, the datagram of
    * `lens[i]` bytes (header + ciphertext + tag) at `offs[i]`. Sets `ok[i]` to
    * 1 when authentic (the plaintext then replaces the ciphertext, length
    * `lens[i] - HEADER_LEN - TAG_LEN`), 0 otherwise (contents unspecified).
    * A handle of 0 or a datagram shorter than header + tag yields 0.
+   * `macOnly[i] === 1`: datagram `i` was sealed with `macOnly` (see
+   * {@link sealBatch}); only its tag is checked, nothing is decrypted or
+   * written.
    */
-  openBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array): void;
+  openBatch(buf: Buffer, count: number, offs: Int32Array, lens: Int32Array, handles: Int32Array, ok: Uint8Array, macOnly?: Uint8Array): void;
 }
 
 /**

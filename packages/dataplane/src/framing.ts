@@ -61,25 +61,38 @@ export const MessageType = {
    */
   RENDEZVOUS: 3,
   /**
-   * Relay request, member → relay, sealed with their session: the payload
-   * is the target's node id (u32 BE) and one complete datagram the member
-   * sealed for the target with *their* session (relay.ts in the daemon
-   * decides when; the relay cannot read it):
+   * Relay request, member → relay, *authenticated* (not encrypted) with
+   * their session: the payload is the target's node id (u32 BE) and one
+   * complete datagram the member sealed for the target with *their*
+   * session (relay.ts in the daemon decides when; the relay cannot read
+   * it). The payload travels in clear: the tag is the AEAD's over header
+   * and payload as associated data with an empty plaintext (a MAC: GMAC /
+   * Poly1305, `macOnly` in backend.ts), nonce and replay window as for any
+   * message of the session. Nothing is encrypted twice; a changed byte
+   * anywhere (id, inner header, inner ciphertext, tag) fails the relay's
+   * check ('auth-failed', `relaying.unauthenticated`).
    *
    * ```
+   * +---------------------------------------------------------------+
+   * |  header (type 4, member→relay session's index, epoch, counter) |
    * +---------------------------------------------------------------+
    * |            target node id (u32, big endian)                   |
    * +---------------------------------------------------------------+
    * |  the inner datagram: header ‖ ciphertext ‖ tag (member→target) |
    * +---------------------------------------------------------------+
+   * |  tag: MAC over all of the above (member→relay session)         |
+   * +---------------------------------------------------------------+
    * ```
    */
   RELAY: 4,
   /**
-   * Relayed datagram, relay → target, sealed with their session: the same
-   * layout with the *source's* node id. The target opens the inner datagram
-   * with its session with the source, as if it came from it directly,
-   * except that it does not move the source's endpoint (receive.ts).
+   * Relayed datagram, relay → target, authenticated the same way with the
+   * relay↔target session: the same layout and length with the *source's*
+   * node id (the relay rewrites the request in place: header, id, tag; the
+   * inner datagram is neither read nor copied). The target checks the MAC,
+   * then opens the inner datagram with its session with the source, as if
+   * it came from it directly, except that it does not move the source's
+   * endpoint (receive.ts).
    */
   RELAYED: 5,
   /**

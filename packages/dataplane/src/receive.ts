@@ -9,7 +9,9 @@
  * 3. Find the session by receiver index ('unknown-index').
  * 4. Epoch below the session's floor or its newest epoch: 'old-epoch'.
  * 5. Replay `check` in the current epoch (no state change): 'replayed'.
- * 6. One `openBatch` for everything that passed.
+ * 6. One `openBatch` for everything that passed (relay messages, types 4
+ *    and 5, with `macOnly`: their tag is a MAC over header and payload,
+ *    there is nothing to decrypt).
  * 7. Per datagram: not authentic → 'auth-failed' (+ burst event). Authentic:
  *    a newer epoch resets the window and raises `onRxEpoch`; replay
  *    `update` (catches duplicates within the batch); last-rx time.
@@ -50,13 +52,15 @@
  *     ('relay-malformed'); the target must be another peer with a primary
  *     session and an endpoint ('relay-no-target') — peers are the current
  *     list's members, so relaying is authorised against it; M's packet and
- *     byte buckets ('relay-limit'). Then the inner datagram, unread, is
- *     sealed as type 5 with the target's session, id of M in front, into the
- *     relay arena; after the batch, one `sealBatch` and one `sendBatch`;
- *     counted per member (from / to) and in total.
+ *     byte buckets ('relay-limit'). Then the request is rewritten in place
+ *     into the type 5 for the target (same length: the target session's
+ *     header, M's id, and after the batch one `sealBatch` with `macOnly`
+ *     for the new tags): the inner datagram is neither read, copied nor
+ *     encrypted again. One `sendBatch` from the socket's slab; counted per
+ *     member (from / to) and in total.
  * 14. Relayed datagram (type 5 from relay R): the source id must name a
- *     peer other than R ('relay-malformed'); the inner datagram is copied
- *     into the inner arena and, after the batch, run through steps 2–11 as
+ *     peer other than R ('relay-malformed'); the inner datagram, where it
+ *     lies in the socket's slab (not copied), is after the batch run through steps 2–11 as
  *     coming from the source — with its own session, replay window, spoof
  *     check and access rules — except that it moves no endpoint (step 8:
  *     R's address is not the source's), counts as relayed (`LAST_RELAYED_
@@ -72,12 +76,14 @@ import { EXPRESS_MAX_BATCH, HEADER_LEN, SOURCE_LEN, TAG_LEN, type DatagramBatch 
 import { DecompressError } from './compression.js';
 import { countDrop, type PipelineContext } from './context.js';
 import { DropReason } from './drop-reasons.js';
-import { Flags, MessageType, OVERHEAD, RELAY_ID_LEN, RENDEZVOUS_MAX_PAYLOAD, checkHeader, encodeHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
+import { Flags, MessageType, OVERHEAD, RELAY_ID_LEN, checkHeader, encodeHeader, readCounter, readEpoch, readFlags, readReceiverIndex, readType } from './framing.js';
 import { relayedMtu, takeTxCounter } from './send.js';
 import { decodeEndpoint } from './ip-address.js';
 import { clampMss } from './mss-clamp.js';
 import { PeerCounter, type Peer, type Session } from './peer-table.js';
 import { IpOffset, contains } from './routing-table.js';
+
+const EMPTY = Buffer.alloc(0);
 
 /** The receive pipeline of one data plane. */
 export class ReceivePipeline {
@@ -87,6 +93,8 @@ export class ReceivePipeline {
   private lens = new Int32Array(0);
   private handles = new Int32Array(0);
   private ok = new Uint8Array(0);
+  /** Per datagram of step 6: 1 for a relay message (types 4 and 5), whose tag is a MAC over it (nothing to decrypt). */
+  private macOnly = new Uint8Array(0);
   private source = new Int32Array(0);
   private counters = new Float64Array(0);
   private epochs = new Float64Array(0);
@@ -115,6 +123,7 @@ export class ReceivePipeline {
     this.lens = new Int32Array(cap);
     this.handles = new Int32Array(cap);
     this.ok = new Uint8Array(cap);
+    this.macOnly = new Uint8Array(cap);
     this.source = new Int32Array(cap);
     this.counters = new Float64Array(cap);
     this.epochs = new Float64Array(cap);
@@ -132,8 +141,8 @@ export class ReceivePipeline {
 
   // ---- relaying (steps 13 and 14): allocated on first use ----
   private relayCap = 0;
-  private fwdSlot = 0;
-  private fwdArena: Buffer = Buffer.alloc(0);
+  /** The socket batch's buffer that the forwarded datagrams are rewritten in (step 13; valid during `onDatagrams`). */
+  private fwdBuf: Buffer = Buffer.alloc(0);
   private fwdOffs = new Int32Array(0);
   private fwdPlens = new Int32Array(0);
   private fwdWire = new Int32Array(0);
@@ -142,22 +151,17 @@ export class ReceivePipeline {
   private fwdFrom: Array<Peer | null> = [];
   private fwdTo: Array<Session | null> = [];
   private fwdN = 0;
-  private innerSlot = 0;
   private innerN = 0;
   private innerFrom: Array<Peer | null> = [];
   private inner: DatagramBatch = { count: 0, buffer: Buffer.alloc(0), offsets: new Int32Array(0), lengths: new Int32Array(0), sources: Buffer.alloc(0) };
   /** True while step 14 runs an inner batch through steps 2–11. */
   private relayed = false;
 
-  /** Sizes the relay arenas for `this.cap` datagrams (rare: first relay message, or a larger batch than any before). */
+  /** Sizes the relay arrays for `this.cap` datagrams (rare: first relay message, or a larger batch than any before). */
   private growRelay(): void {
     if (this.relayCap >= this.cap) return;
     const cap = this.cap;
     this.relayCap = cap;
-    const innerMax = OVERHEAD + Math.max(this.ctx.mtu, RENDEZVOUS_MAX_PAYLOAD);
-    this.innerSlot = (innerMax + 63) & ~63;
-    this.fwdSlot = (OVERHEAD + RELAY_ID_LEN + innerMax + 63) & ~63;
-    this.fwdArena = Buffer.alloc(cap * this.fwdSlot);
     this.fwdOffs = new Int32Array(cap);
     this.fwdPlens = new Int32Array(cap);
     this.fwdWire = new Int32Array(cap);
@@ -166,9 +170,7 @@ export class ReceivePipeline {
     this.fwdFrom = new Array<Peer | null>(cap).fill(null);
     this.fwdTo = new Array<Session | null>(cap).fill(null);
     this.innerFrom = new Array<Peer | null>(cap).fill(null);
-    const offsets = new Int32Array(cap);
-    for (let i = 0; i < cap; i++) offsets[i] = i * this.innerSlot;
-    this.inner = { count: 0, buffer: Buffer.alloc(cap * this.innerSlot), offsets, lengths: new Int32Array(cap), sources: Buffer.alloc(cap * SOURCE_LEN) };
+    this.inner = { count: 0, buffer: Buffer.alloc(0), offsets: new Int32Array(cap), lengths: new Int32Array(cap), sources: Buffer.alloc(cap * SOURCE_LEN) };
   }
 
   /** Processes one UDP batch (steps 1–14). Never throws for any datagram content. */
@@ -185,6 +187,7 @@ export class ReceivePipeline {
       } finally {
         this.relayed = false;
         for (let i = 0; i < inner.count; i++) this.innerFrom[i] = null;
+        inner.buffer = EMPTY; // the socket's slab, borrowed for this call only
       }
     }
   }
@@ -235,8 +238,10 @@ export class ReceivePipeline {
         countDrop(ctx, s.peer, DropReason.REPLAYED);
         continue;
       }
+      const t = readType(buf, off);
       this.offs[n] = off;
       this.lens[n] = len;
+      this.macOnly[n] = t === MessageType.RELAY || t === MessageType.RELAYED ? 1 : 0;
       this.handles[n] = s.rxHandle;
       this.sessions[n] = s;
       this.source[n] = i;
@@ -246,7 +251,7 @@ export class ReceivePipeline {
     }
     if (n === 0) return;
     // 6: one AEAD call
-    ctx.crypto.openBatch(buf, n, this.offs, this.lens, this.handles, this.ok);
+    ctx.crypto.openBatch(buf, n, this.offs, this.lens, this.handles, this.ok, this.macOnly);
     const now = performance.now();
     this.now = now;
     const wall = Date.now();
@@ -300,7 +305,7 @@ export class ReceivePipeline {
       const off = this.offs[j];
       const type = readType(buf, off);
       if (type === MessageType.RELAY) {
-        this.forward(peer, buf, off + HEADER_LEN, this.lens[j] - OVERHEAD, now);
+        this.forward(peer, buf, off, this.lens[j] - OVERHEAD, now);
         continue;
       }
       if (type === MessageType.RELAYED) {
@@ -397,9 +402,15 @@ export class ReceivePipeline {
     });
   }
 
-  /** Step 13 for one authenticated relay request from `from`: checks, then stages the inner datagram, sealed for the target. */
-  private forward(from: Peer, buf: Buffer, pOff: number, plen: number, now: number): void {
+  /**
+   * Step 13 for one authenticated relay request from `from` at `buf[off ..]`
+   * (`plen` payload bytes: target id, inner datagram): checks, then rewrites
+   * it in place into the relayed datagram for the target (same length: new
+   * header, the source's id, new tag), sent after the batch.
+   */
+  private forward(from: Peer, buf: Buffer, off: number, plen: number, now: number): void {
     const ctx = this.ctx;
+    const pOff = off + HEADER_LEN;
     if (!ctx.relaying || from.num < 0) {
       countDrop(ctx, from, DropReason.RELAY_REFUSED);
       return;
@@ -438,12 +449,11 @@ export class ReceivePipeline {
     if (counter < 0) return;
     this.growRelay();
     const k = this.fwdN++;
-    const o = k * this.fwdSlot;
-    const out = this.fwdArena;
-    encodeHeader(out, o, MessageType.RELAYED, 0, ts.remoteIndex, ts.txEpoch, counter);
-    out.writeUInt32BE(from.num, o + HEADER_LEN);
-    buf.copy(out, o + HEADER_LEN + RELAY_ID_LEN, iOff, iOff + ilen);
-    this.fwdOffs[k] = o;
+    // in place: the inner datagram stays where it is, unread and uncopied
+    encodeHeader(buf, off, MessageType.RELAYED, 0, ts.remoteIndex, ts.txEpoch, counter);
+    buf.writeUInt32BE(from.num, pOff);
+    this.fwdBuf = buf;
+    this.fwdOffs[k] = off;
     this.fwdPlens[k] = RELAY_ID_LEN + ilen;
     this.fwdWire[k] = RELAY_ID_LEN + ilen + OVERHEAD;
     this.fwdHandles[k] = ts.txHandle;
@@ -452,7 +462,7 @@ export class ReceivePipeline {
     this.fwdTo[k] = ts;
   }
 
-  /** Step 13, after the batch: one seal, one send, the counters. */
+  /** Step 13, after the batch: one MAC pass (nothing encrypted again), one send, the counters. */
   private flushForward(): void {
     const ctx = this.ctx;
     let n = 0;
@@ -474,8 +484,9 @@ export class ReceivePipeline {
     }
     this.fwdN = 0;
     if (n > 0) {
-      ctx.crypto.sealBatch(this.fwdArena, n, this.fwdOffs, this.fwdPlens, this.fwdHandles);
-      const sent = ctx.socket.sendBatch(this.fwdArena, n, this.fwdOffs, this.fwdWire, this.fwdSlots);
+      const mac = this.macAll(n);
+      ctx.crypto.sealBatch(this.fwdBuf, n, this.fwdOffs, this.fwdPlens, this.fwdHandles, mac);
+      const sent = ctx.socket.sendBatch(this.fwdBuf, n, this.fwdOffs, this.fwdWire, this.fwdSlots);
       for (let k = 0; k < n; k++) {
         const from = this.fwdFrom[k] as Peer;
         const to = (this.fwdTo[k] as Session).peer;
@@ -494,19 +505,32 @@ export class ReceivePipeline {
       this.fwdFrom[k] = null;
       this.fwdTo[k] = null;
     }
+    this.fwdBuf = EMPTY;
   }
 
-  /** Step 14 for one authenticated relayed datagram from relay `via`: stages its inner datagram for after the batch. */
+  /** `macOnly` flags of 1 for `n` packets (step 13's sealBatch). */
+  private macAll(n: number): Uint8Array {
+    if (this.ones.length < n) this.ones = new Uint8Array(this.cap).fill(1);
+    return this.ones;
+  }
+  private ones = new Uint8Array(0);
+
+  /**
+   * Step 14 for one authenticated relayed datagram from relay `via`: stages
+   * its inner datagram, where it lies in the socket's slab (not copied), for
+   * after the batch.
+   */
   private stageInner(via: Peer, buf: Buffer, pOff: number, plen: number, sources: Buffer, so: number): void {
     const src = this.ctx.peers.byNum.get(buf.readUInt32BE(pOff));
     const ilen = plen - RELAY_ID_LEN;
     this.growRelay();
-    if (src === undefined || src === via || ilen > this.innerSlot) {
+    if (src === undefined || src === via) {
       countDrop(this.ctx, via, DropReason.RELAY_MALFORMED);
       return;
     }
     const k = this.innerN++;
-    buf.copy(this.inner.buffer, this.inner.offsets[k], pOff + RELAY_ID_LEN, pOff + plen);
+    this.inner.buffer = buf;
+    this.inner.offsets[k] = pOff + RELAY_ID_LEN;
     this.inner.lengths[k] = ilen;
     // the relay's address, as the socket reported it: step 8 must not take it for the source's
     sources.copy(this.inner.sources, k * SOURCE_LEN, so, so + SOURCE_LEN);

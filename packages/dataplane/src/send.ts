@@ -31,11 +31,13 @@
  *     counters for what the socket took, 'send-failed' for the rest. A
  *     peer whose path goes through a relay (`Peer.relay`, set by the
  *     daemon's path selector through `Dataplane.setPath`): its sealed
- *     datagrams are copied, whole and unreadable to the relay, into the
- *     relay arena behind the peer's node id, sealed again as relay requests
- *     (type 4) with the relay's session, and sent to the relay in a second
- *     `sendBatch` (counted also as relayed tx). Keepalives follow the same
- *     path; `sendKeepalive(peer, true)` probes the direct one.
+ *     datagram, whole and unreadable to the relay, gets the peer's node id
+ *     and a relay request header (type 4) of the relay's session in front,
+ *     where it lies (every payload is placed with room for that), then a
+ *     second `sealBatch` over those datagrams only *authenticates* them
+ *     (`macOnly`: a MAC, nothing encrypted again), and they go to the relay
+ *     in the same `sendBatch` (counted also as relayed tx). Keepalives
+ *     follow the same path; `sendKeepalive(peer, true)` probes the direct one.
  * 11. One TUN `writeBatch` for the queued ICMP replies.
  * 12. Express lease: when a small read (≤ EXPRESS_MAX_BATCH packets: what
  *     idle traffic looks like) was sent whole, framed in place, and its last
@@ -87,6 +89,14 @@ export interface TunBatch {
  * 64 × 64 = 4096 counters, inside the peer's replay window of 8160.
  */
 export const TX_LEASE_BLOCK = 64;
+
+/**
+ * Room a payload needs in front of it and behind it to be framed where it
+ * lies, relayed or not: the relay layer's header and the peer's node id, then
+ * the data header; the data tag, then the relay layer's tag.
+ */
+const FRONT_ROOM = HEADER_LEN + RELAY_ID_LEN + HEADER_LEN;
+const BACK_ROOM = 2 * TAG_LEN;
 
 /** Bytes per slot of the send arena and the ICMP arena (implementation). */
 const ICMP_SLOT = IcmpConst.V6_MAX_REPLY;
@@ -154,13 +164,15 @@ export class SendPipeline {
   private payloadLens = new Int32Array(0);
   private wireLens = new Int32Array(0);
   private innerLens = new Int32Array(0);
+  /** 1 for a datagram framed as a relay request (step 10). */
+  private viaRelay = new Uint8Array(0);
   private handles = new Int32Array(0);
   private slots = new Int32Array(0);
   private sessions: Array<Session | null> = [];
   private icmpArena: Buffer = Buffer.alloc(0);
   private icmpOffs = new Int32Array(0);
   private icmpLens = new Int32Array(0);
-  private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1) };
+  private readonly one = { offs: new Int32Array(1), lens: new Int32Array(1), handles: new Int32Array(1), slots: new Int32Array(1), mac: Uint8Array.of(1) };
   private readonly holds = new Map<Peer, Hold>();
   private readonly holdSlot: number;
   private depth = 0;
@@ -173,8 +185,8 @@ export class SendPipeline {
   constructor(ctx: PipelineContext) {
     this.ctx = ctx;
     const t = ctx.tun;
-    this.inPlace = t.headroom >= HEADER_LEN && t.slotSize - t.headroom - ctx.mtu >= TAG_LEN;
-    this.arenaSlot = (HEADER_LEN + ctx.mtu + TAG_LEN + 63) & ~63;
+    this.inPlace = t.headroom >= FRONT_ROOM && t.slotSize - t.headroom - ctx.mtu >= BACK_ROOM;
+    this.arenaSlot = (FRONT_ROOM + ctx.mtu + BACK_ROOM + 63) & ~63;
     this.holdSlot = (2 * HOLD_ROOM + ctx.mtu + 63) & ~63;
     this.grow(64);
   }
@@ -193,6 +205,11 @@ export class SendPipeline {
     this.payloadLens = new Int32Array(cap);
     this.wireLens = new Int32Array(cap);
     this.innerLens = new Int32Array(cap);
+    this.viaRelay = new Uint8Array(cap);
+    this.macOffs = new Int32Array(cap);
+    this.macLens = new Int32Array(cap);
+    this.macHandles = new Int32Array(cap);
+    this.macOnes = new Uint8Array(cap).fill(1);
     this.handles = new Int32Array(cap);
     this.slots = new Int32Array(cap);
     this.sessions = new Array<Session | null>(cap).fill(null);
@@ -308,7 +325,7 @@ export class SendPipeline {
       let payloadOff: number;
       if (this.inPlace) payloadOff = off;
       else {
-        payloadOff = n * this.arenaSlot + HEADER_LEN;
+        payloadOff = n * this.arenaSlot + FRONT_ROOM;
         buf.copy(out, payloadOff, off, off + len);
       }
       // 8. compression, 9. header
@@ -326,7 +343,8 @@ export class SendPipeline {
     if (n > 0) {
       if (ctx.peers.generation !== generation) n = this.dropRetired(n);
       ctx.crypto.sealBatch(out, n, this.offs, this.payloadLens, this.handles);
-      if (nRelayed > 0) n = this.wrapRelayed(out, n, now);
+      if (nRelayed > 0) n = this.frameRelayed(out, n, now);
+      else this.viaRelay.fill(0, 0, n);
       const sent = n > 0 ? ctx.socket.sendBatch(out, n, this.offs, this.wireLens, this.slots) : 0;
       // 12. express lease
       if (count <= EXPRESS_MAX_BATCH && n > 0 && sent === n && this.expressOn && ctx.peers.generation === generation) {
@@ -336,11 +354,15 @@ export class SendPipeline {
         const peer = (this.sessions[j] as Session).peer;
         this.sessions[j] = null;
         if (j < sent) {
-          peer.counters[PeerCounter.TX_PACKETS]++;
-          peer.counters[PeerCounter.TX_BYTES] += this.innerLens[j];
+          const c = peer.counters;
+          c[PeerCounter.TX_PACKETS]++;
+          c[PeerCounter.TX_BYTES] += this.innerLens[j];
+          if (this.viaRelay[j] === 1) {
+            c[PeerCounter.RELAYED_TX_PACKETS]++;
+            c[PeerCounter.RELAYED_TX_BYTES] += this.innerLens[j];
+          }
         } else countDrop(ctx, peer, DropReason.SEND_FAILED);
       }
-      if (this.relN > 0) this.sendRelayed();
     }
     // 11. ICMP replies
     if (nIcmp > 0) this.writeIcmp(nIcmp);
@@ -426,107 +448,67 @@ export class SendPipeline {
     }
   }
 
-  // ---- step 10 for relayed peers: allocated on first use ----
-  private relCap = 0;
-  private relSlot = 0;
-  private relArena: Buffer = Buffer.alloc(0);
-  private relOffs = new Int32Array(0);
-  private relPlens = new Int32Array(0);
-  private relWire = new Int32Array(0);
-  private relInner = new Int32Array(0);
-  private relHandles = new Int32Array(0);
-  private relSlots = new Int32Array(0);
-  private relPeers: Array<Peer | null> = [];
-  private relN = 0;
+  // ---- step 10 for relayed peers ----
+  private macOffs = new Int32Array(0);
+  private macLens = new Int32Array(0);
+  private macHandles = new Int32Array(0);
+  /** All 1: the relay layer is authenticated, not encrypted (sealBatch's `macOnly`). */
+  private macOnes = new Uint8Array(0);
   /** Scratch of one relayed keepalive or rendezvous message. */
   private readonly relOne = Buffer.alloc(2 * OVERHEAD + RELAY_ID_LEN + RENDEZVOUS_MAX_PAYLOAD);
 
-  private growRelay(): void {
-    if (this.relCap >= this.cap) return;
-    const cap = this.cap;
-    this.relCap = cap;
-    this.relSlot = (2 * OVERHEAD + RELAY_ID_LEN + this.ctx.mtu + 63) & ~63;
-    this.relArena = Buffer.alloc(cap * this.relSlot);
-    this.relOffs = new Int32Array(cap);
-    this.relPlens = new Int32Array(cap);
-    this.relWire = new Int32Array(cap);
-    this.relInner = new Int32Array(cap);
-    this.relHandles = new Int32Array(cap);
-    this.relSlots = new Int32Array(cap);
-    this.relPeers = new Array<Peer | null>(cap).fill(null);
-  }
-
   /**
-   * Step 10: moves the sealed datagrams of relayed peers out of the batch
-   * into the relay arena, each behind its peer's id and a relay-request
-   * header of the relay's session; compacts the rest. Returns the count
-   * left for direct sending.
+   * Step 10 for relayed peers, after the data seal: each such datagram gets,
+   * where it lies (FRONT_ROOM / BACK_ROOM), the peer's node id and a relay
+   * request header of the relay's session in front and, after one MAC pass
+   * over the lot, the relay layer's tag behind; it is then sent to the relay.
+   * Compacts away the datagrams whose relay lost its session or endpoint
+   * meanwhile. Returns the count left to send; sets `viaRelay`.
    */
-  private wrapRelayed(out: Buffer, n: number, now: number): number {
+  private frameRelayed(out: Buffer, n: number, now: number): number {
     const ctx = this.ctx;
-    this.growRelay();
     let w = 0;
+    let k = 0;
     for (let j = 0; j < n; j++) {
       const s = this.sessions[j] as Session;
       const peer = s.peer;
       const via = peer.relay;
-      if (via === null) {
-        if (w !== j) {
-          this.offs[w] = this.offs[j];
-          this.payloadLens[w] = this.payloadLens[j];
-          this.wireLens[w] = this.wireLens[j];
-          this.innerLens[w] = this.innerLens[j];
-          this.handles[w] = this.handles[j];
-          this.slots[w] = this.slots[j];
-          this.sessions[w] = s;
+      let relayed = 0;
+      if (via !== null) {
+        const rs = via.primary;
+        if (rs === null || !via.hasEndpoint) {
+          countDrop(ctx, peer, DropReason.NO_ENDPOINT);
           this.sessions[j] = null;
+          continue;
         }
-        w++;
-        continue;
+        const counter = takeTxCounter(ctx, rs, now);
+        if (counter < 0) {
+          this.sessions[j] = null;
+          continue;
+        }
+        const o = this.offs[j] - RELAY_ID_LEN - HEADER_LEN;
+        encodeHeader(out, o, MessageType.RELAY, 0, rs.remoteIndex, rs.txEpoch, counter);
+        out.writeUInt32BE(peer.num, o + HEADER_LEN);
+        this.macOffs[k] = o;
+        this.macLens[k] = RELAY_ID_LEN + this.wireLens[j];
+        this.macHandles[k++] = rs.txHandle;
+        this.offs[j] = o;
+        this.wireLens[j] += RELAY_ID_LEN + OVERHEAD;
+        this.slots[j] = via.slot;
+        relayed = 1;
       }
-      this.sessions[j] = null;
-      const rs = via.primary;
-      if (rs === null || !via.hasEndpoint) {
-        countDrop(ctx, peer, DropReason.NO_ENDPOINT);
-        continue;
+      if (w !== j) {
+        this.offs[w] = this.offs[j];
+        this.wireLens[w] = this.wireLens[j];
+        this.innerLens[w] = this.innerLens[j];
+        this.slots[w] = this.slots[j];
+        this.sessions[w] = s;
+        this.sessions[j] = null;
       }
-      const counter = takeTxCounter(ctx, rs, now);
-      if (counter < 0) continue;
-      const k = this.relN++;
-      const o = k * this.relSlot;
-      const wire = this.wireLens[j];
-      encodeHeader(this.relArena, o, MessageType.RELAY, 0, rs.remoteIndex, rs.txEpoch, counter);
-      this.relArena.writeUInt32BE(peer.num, o + HEADER_LEN);
-      out.copy(this.relArena, o + HEADER_LEN + RELAY_ID_LEN, this.offs[j], this.offs[j] + wire);
-      this.relOffs[k] = o;
-      this.relPlens[k] = RELAY_ID_LEN + wire;
-      this.relWire[k] = RELAY_ID_LEN + wire + OVERHEAD;
-      this.relInner[k] = this.innerLens[j];
-      this.relHandles[k] = rs.txHandle;
-      this.relSlots[k] = via.slot;
-      this.relPeers[k] = peer;
+      this.viaRelay[w++] = relayed;
     }
+    if (k > 0) ctx.crypto.sealBatch(out, k, this.macOffs, this.macLens, this.macHandles, this.macOnes);
     return w;
-  }
-
-  /** Step 10, relayed part: one seal, one send, the counters. */
-  private sendRelayed(): void {
-    const ctx = this.ctx;
-    const n = this.relN;
-    this.relN = 0;
-    ctx.crypto.sealBatch(this.relArena, n, this.relOffs, this.relPlens, this.relHandles);
-    const sent = ctx.socket.sendBatch(this.relArena, n, this.relOffs, this.relWire, this.relSlots);
-    for (let k = 0; k < n; k++) {
-      const peer = this.relPeers[k] as Peer;
-      this.relPeers[k] = null;
-      if (k < sent) {
-        const c = peer.counters;
-        c[PeerCounter.TX_PACKETS]++;
-        c[PeerCounter.TX_BYTES] += this.relInner[k];
-        c[PeerCounter.RELAYED_TX_PACKETS]++;
-        c[PeerCounter.RELAYED_TX_BYTES] += this.relInner[k];
-      } else countDrop(ctx, peer, DropReason.SEND_FAILED);
-    }
   }
 
   private noteAddrs(buf: Buffer, family: 4 | 6, dstOff: number, srcOff: number): void {
@@ -827,7 +809,7 @@ export class SendPipeline {
     o.offs[0] = 0;
     o.lens[0] = RELAY_ID_LEN + plen + OVERHEAD;
     o.handles[0] = rs.txHandle;
-    ctx.crypto.sealBatch(b, 1, o.offs, o.lens, o.handles);
+    ctx.crypto.sealBatch(b, 1, o.offs, o.lens, o.handles, o.mac);
     o.lens[0] += OVERHEAD;
     o.slots[0] = via.slot;
     if (ctx.socket.sendBatch(b, 1, o.offs, o.lens, o.slots) !== 1) {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { type CipherGCMTypes, createCipheriv, createDecipheriv, randomBytes, randomInt } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { CipherId, type CipherIdValue, HEADER_LEN, NONCE_OFFSET, TAG_LEN } from '../src/backend.js';
+import { jsCryptoBackend } from '../src/backend-js.js';
 import { nativeAvailable, nativeCryptoBackend, nativeLiveKeys, nativeUnavailableReason } from '../src/backend-native.js';
 
 const CIPHERS: ReadonlyArray<[CipherIdValue, 'aes-256-gcm' | 'chacha20-poly1305']> = [
@@ -41,6 +42,31 @@ function jsOpen(name: string, key: Buffer, dgram: Buffer): Buffer | null {
     assert.ok(err instanceof Error, 'decipher failure is an Error');
     return null;
   }
+}
+
+/** Node's reference MAC (`macOnly`): header ‖ payload as associated data, empty plaintext; returns header ‖ payload ‖ tag. */
+function jsMac(name: string, key: Buffer, hdr: Buffer, payload: Buffer): Buffer {
+  const c = createCipheriv(name as CipherGCMTypes, key, hdr.subarray(NONCE_OFFSET, HEADER_LEN), { authTagLength: TAG_LEN });
+  c.setAAD(Buffer.concat([hdr, payload]));
+  c.final();
+  return Buffer.concat([hdr, payload, c.getAuthTag()]);
+}
+
+/** One copy of `dgram` per byte position with one bit flipped, plus one intact copy last, laid out back to back for `openBatch`. */
+function flippedCopies(dgram: Buffer) {
+  const copies: Buffer[] = [];
+  for (let pos = 0; pos < dgram.length; pos++) {
+    const c = Buffer.from(dgram);
+    c[pos] ^= 1 << pos % 8;
+    copies.push(c);
+  }
+  copies.push(Buffer.from(dgram));
+  return {
+    buf: Buffer.concat(copies),
+    offs: Int32Array.from(copies, (_, i) => i * dgram.length),
+    lens: new Int32Array(copies.length).fill(dgram.length),
+    count: copies.length,
+  };
 }
 
 /** Lays `packets` (header ‖ payload) out in one buffer with `gap` spare bytes each; returns the arrays. */
@@ -133,24 +159,61 @@ describe('native crypto backend', () => {
         be.destroyKey(h);
       });
 
+      it('macOnly: the tag is the reference MAC over header and payload, the payload stays in clear, both backends agree', () => {
+        const key = randomBytes(32);
+        for (const be of [nativeCryptoBackend(), jsCryptoBackend()]) {
+          const h = be.createKey(id, key);
+          for (const n of [0, 1, 100, 1456]) {
+            const hdr = header();
+            const payload = randomBytes(n);
+            const { buf, offs, lens } = layout([Buffer.concat([hdr, payload])]);
+            be.sealBatch(buf, 1, offs, lens, Int32Array.of(h), Uint8Array.of(1));
+            const dgram = Buffer.from(buf.subarray(0, HEADER_LEN + n + TAG_LEN));
+            assert.deepEqual(dgram, jsMac(name, key, hdr, payload), `reference MAC for ${n} bytes`);
+            assert.deepEqual(dgram.subarray(HEADER_LEN, HEADER_LEN + n), payload, 'payload not encrypted');
+            // open with macOnly: authentic, nothing changed; without it (as a data packet) it is not authentic
+            const ok = new Uint8Array(2);
+            const two = Buffer.concat([dgram, dgram]);
+            const L = dgram.length;
+            be.openBatch(two, 2, Int32Array.of(0, L), Int32Array.of(L, L), Int32Array.of(h, h), ok, Uint8Array.of(1, 0));
+            assert.deepEqual([...ok], [1, n === 0 ? 1 : 0], 'verified as a MAC; as a ciphertext only when empty (then both are the same tag)');
+            assert.deepEqual(two.subarray(0, L), dgram, 'verify writes nothing');
+          }
+          be.destroyKey(h);
+        }
+      });
+
+      it('macOnly: a mixed batch seals and opens each packet in its own mode; every flipped bit of a MAC datagram fails', () => {
+        const be = nativeCryptoBackend();
+        const key = randomBytes(32);
+        const h = be.createKey(id, key);
+        const pkts = [0, 1, 2, 3].map(() => Buffer.concat([header(), randomBytes(64)]));
+        const plain = pkts.map((p) => Buffer.from(p));
+        const { buf, offs, lens } = layout(pkts);
+        const modes = Uint8Array.of(1, 0, 0, 1);
+        be.sealBatch(buf, 4, offs, lens, new Int32Array(4).fill(h), modes);
+        for (let i = 0; i < 4; i++) {
+          const d = buf.subarray(offs[i], offs[i] + HEADER_LEN + 64 + TAG_LEN);
+          const want = modes[i] ? jsMac(name, key, plain[i].subarray(0, HEADER_LEN), plain[i].subarray(HEADER_LEN)) : jsSeal(name, key, plain[i].subarray(0, HEADER_LEN), plain[i].subarray(HEADER_LEN));
+          assert.deepEqual(Buffer.from(d), want, `packet ${i} in its mode`);
+        }
+        const dgram = jsMac(name, key, header(), randomBytes(48));
+        const { buf: all, offs: at, lens: ls, count } = flippedCopies(dgram);
+        const ok = new Uint8Array(count).fill(7);
+        be.openBatch(all, count, at, ls, new Int32Array(count).fill(h), ok, new Uint8Array(count).fill(1));
+        for (let pos = 0; pos < dgram.length; pos++) assert.equal(ok[pos], 0, `byte ${pos} flipped must fail`);
+        assert.equal(ok[dgram.length], 1, 'the intact copy passes');
+        be.destroyKey(h);
+      });
+
       it('detects tampering of every header, payload and tag byte', () => {
         const be = nativeCryptoBackend();
         const key = randomBytes(32);
         const h = be.createKey(id, key);
         const dgram = jsSeal(name, key, header(), randomBytes(48));
-        // One copy per byte position with one bit flipped, plus one intact copy last.
-        const copies: Buffer[] = [];
-        for (let pos = 0; pos < dgram.length; pos++) {
-          const c = Buffer.from(dgram);
-          c[pos] ^= 1 << pos % 8;
-          copies.push(c);
-        }
-        copies.push(Buffer.from(dgram));
-        const buf = Buffer.concat(copies);
-        const offs = Int32Array.from(copies, (_, i) => i * dgram.length);
-        const lens = new Int32Array(copies.length).fill(dgram.length);
-        const ok = new Uint8Array(copies.length).fill(7);
-        be.openBatch(buf, copies.length, offs, lens, new Int32Array(copies.length).fill(h), ok);
+        const { buf, offs, lens, count } = flippedCopies(dgram);
+        const ok = new Uint8Array(count).fill(7);
+        be.openBatch(buf, count, offs, lens, new Int32Array(count).fill(h), ok);
         for (let pos = 0; pos < dgram.length; pos++) assert.equal(ok[pos], 0, `byte ${pos} flipped must fail`);
         assert.equal(ok[dgram.length], 1, 'the intact copy passes');
         be.destroyKey(h);
@@ -329,6 +392,18 @@ describe('native crypto backend', () => {
     for (const c of codes) assert.ok(c === undefined || c === 'ERR_DP_NATIVE' || c === 'ERR_DP_KEY', `code ${c}`);
     assert.ok(codes.has('ERR_DP_NATIVE') && codes.has(undefined), 'both outcomes were exercised');
     assert.ok(backing.subarray(0, 256).every((b) => b === 0x5c) && backing.subarray(768).every((b) => b === 0x5c), 'no write outside');
+    be.destroyKey(h);
+  });
+
+  it('macOnly must be a Uint8Array covering the batch (ERR_DP_NATIVE before any byte is written)', () => {
+    const be = nativeCryptoBackend();
+    const h = be.createKey(CipherId.AES_256_GCM, randomBytes(32));
+    const buf = Buffer.alloc(200, 0x5c);
+    const H = Int32Array.of(h, h);
+    assert.equal(codeOf(() => be.sealBatch(buf, 2, Int32Array.of(0, 100), Int32Array.of(10, 10), H, new Uint8Array(1))), 'ERR_DP_NATIVE');
+    assert.equal(codeOf(() => be.sealBatch(buf, 1, Int32Array.of(0), Int32Array.of(10), H, [1] as unknown as Uint8Array)), 'ERR_DP_NATIVE');
+    assert.equal(codeOf(() => be.openBatch(buf, 2, Int32Array.of(0, 100), Int32Array.of(46, 46), H, new Uint8Array(2), new Uint8Array(1))), 'ERR_DP_NATIVE');
+    assert.ok(buf.every((b) => b === 0x5c), 'nothing written');
     be.destroyKey(h);
   });
 

@@ -13,7 +13,7 @@ import { createMemoryTun, type MemoryTun } from '@cluevpn/tun/testing';
 import { jsCryptoBackend } from '../src/backend-js.js';
 import type { DataplaneLimits } from '../src/context.js';
 import { createDataplane, type Dataplane } from '../src/dataplane.js';
-import { HEADER_LEN, MessageType, OVERHEAD, RELAY_ID_LEN, encodeHeader, readType } from '../src/framing.js';
+import { HEADER_LEN, MessageType, OVERHEAD, RELAY_ID_LEN, TAG_LEN, encodeHeader, readType } from '../src/framing.js';
 import { createMemoryUdpNetwork, type MemoryUdpNetwork } from '../src/testing.js';
 import { ipv4Packet, sessionPair, waitFor } from './pipeline-helpers.js';
 
@@ -80,6 +80,16 @@ async function makeTrio(limits?: Partial<DataplaneLimits>): Promise<Trio> {
 }
 
 const peerOf = (dp: Dataplane, id: string) => dp.stats().peers.find((p) => p.id === id)!;
+
+/** A's relay request for one packet of `payload` bytes to C, captured before delivery (the network stops delivering). */
+async function captureRequest(t: Trio, payload: number): Promise<Buffer> {
+  t.a.setPath('3', '2');
+  t.net.autoDeliver = false;
+  t.net.sent.length = 0;
+  t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', payload));
+  await waitFor(() => t.net.sent.length === 1, 5000, 'A sent');
+  return Buffer.from(t.net.sent[0]!.data);
+}
 
 describe('relaying (types 4 and 5)', () => {
   it('carries data both ways through the relay, end-to-end sealed, counted on all three, without moving endpoints', async () => {
@@ -246,6 +256,86 @@ describe('relaying (types 4 and 5)', () => {
       t.tuns.a.inject(ipv4Packet('10.0.1.5', '10.0.3.5', limit - 20 + 30));
       await waitFor(() => t.tuns.c.written.length === 3, 5000, 'one whole and two fragments at C');
       assert.ok(t.tuns.c.written.every((p) => p.length <= limit));
+    } finally {
+      t.close();
+    }
+  });
+
+  it('the relay layer authenticates, it does not encrypt again: the inner datagram crosses both hops byte for byte', async () => {
+    const t = await makeTrio();
+    try {
+      const req = await captureRequest(t, 200);
+      assert.equal(readType(req, 0), MessageType.RELAY);
+      assert.equal(req.readUInt32BE(HEADER_LEN), 3, 'target id in clear');
+      const inner = req.subarray(HEADER_LEN + RELAY_ID_LEN, req.length - TAG_LEN);
+      assert.equal(readType(inner, 0), MessageType.DATA, "A's datagram for C, not encrypted again");
+      assert.equal(inner.length, OVERHEAD + 220, 'inner: header, the 220-byte packet sealed, tag');
+      t.net.deliver(t.r.port, [req], { host: LOCAL, port: t.a.port });
+      await waitFor(() => t.net.sent.length === 2, 5000, 'R forwarded');
+      const fwd = Buffer.from(t.net.sent[1]!.data);
+      assert.equal(readType(fwd, 0), MessageType.RELAYED);
+      assert.equal(fwd.length, req.length, 'same length: rewritten in place');
+      assert.equal(fwd.readUInt32BE(HEADER_LEN), 1, 'source id');
+      assert.deepEqual(fwd.subarray(HEADER_LEN + RELAY_ID_LEN, fwd.length - TAG_LEN), inner, 'the inner datagram unchanged');
+      t.net.deliver(t.c.port, [fwd], { host: LOCAL, port: t.r.port });
+      await waitFor(() => t.tuns.c.written.length === 1, 5000, 'delivered');
+    } finally {
+      t.close();
+    }
+  });
+
+  it('inner bytes changed in flight: the relay drops and counts it (MAC fails), forwards nothing; the same on the relay → target hop', async () => {
+    const t = await makeTrio();
+    try {
+      const req = await captureRequest(t, 200);
+      const before = t.r.stats();
+      // one bit flipped in: the target id, the inner header, the inner ciphertext, the inner tag, the outer tag
+      const positions = [HEADER_LEN + 3, HEADER_LEN + RELAY_ID_LEN + 4, HEADER_LEN + RELAY_ID_LEN + HEADER_LEN + 50, req.length - TAG_LEN - 1, req.length - 1];
+      for (const pos of positions) {
+        const bad = Buffer.from(req);
+        bad[pos] ^= 0x10;
+        t.net.deliver(t.r.port, [bad], { host: LOCAL, port: t.a.port });
+      }
+      const after = t.r.stats();
+      assert.equal((after.drops['auth-failed'] ?? 0) - (before.drops['auth-failed'] ?? 0), positions.length, 'each dropped as auth-failed');
+      assert.equal(after.relaying.unauthenticated - before.relaying.unauthenticated, positions.length, 'and counted as unauthenticated relay datagrams');
+      assert.equal(after.relaying.forwarded, before.relaying.forwarded, 'nothing forwarded');
+      assert.equal(t.net.sent.length, 1, 'the relay sent nothing');
+      // the intact request still passes (nothing above moved its replay window)
+      t.net.deliver(t.r.port, [req], { host: LOCAL, port: t.a.port });
+      assert.equal(t.r.stats().relaying.forwarded, before.relaying.forwarded + 1);
+      await waitFor(() => t.net.sent.length === 2, 5000, 'R forwarded');
+      // relay → target: a changed inner byte fails C's check of R's MAC; nothing reaches C's TUN
+      const fwd = Buffer.from(t.net.sent[1]!.data);
+      const badFwd = Buffer.from(fwd);
+      badFwd[HEADER_LEN + RELAY_ID_LEN + HEADER_LEN + 50] ^= 0x10;
+      t.net.deliver(t.c.port, [badFwd], { host: LOCAL, port: t.r.port });
+      assert.equal(peerOf(t.c, '2').drops['auth-failed'], 1, "dropped at C under R's session");
+      assert.equal(peerOf(t.c, '1').relayed.rxPackets, 0);
+      t.net.deliver(t.c.port, [fwd], { host: LOCAL, port: t.r.port });
+      await waitFor(() => t.tuns.c.written.length === 1, 5000, 'the intact one delivered');
+    } finally {
+      t.close();
+    }
+  });
+
+  it("a non-member that copies a member's receiver index from the wire still gets nothing forwarded", async () => {
+    const t = await makeTrio();
+    try {
+      const seen = await captureRequest(t, 40);
+      // a stranger's own relay request under A's receiver index at R, a fresh counter, a made-up tag
+      const forged = Buffer.alloc(seen.length, 0x5a);
+      encodeHeader(forged, 0, MessageType.RELAY, 0, seen.readUInt32BE(4), 1, 1000);
+      forged.writeUInt32BE(3, HEADER_LEN);
+      seen.copy(forged, HEADER_LEN + RELAY_ID_LEN, HEADER_LEN + RELAY_ID_LEN, seen.length - TAG_LEN);
+      const before = t.r.stats();
+      t.net.deliver(t.r.port, [forged], { host: LOCAL, port: 40001 });
+      const after = t.r.stats();
+      assert.equal((after.drops['auth-failed'] ?? 0) - (before.drops['auth-failed'] ?? 0), 1);
+      assert.equal(after.relaying.unauthenticated - before.relaying.unauthenticated, 1);
+      assert.equal(after.relaying.forwarded, before.relaying.forwarded);
+      assert.equal(t.net.sent.length, 1, 'the relay sent nothing');
+      assert.equal(peerOf(t.r, '1').endpoint?.port, t.a.port, "A's endpoint did not move to the stranger");
     } finally {
       t.close();
     }

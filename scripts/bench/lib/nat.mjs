@@ -13,11 +13,16 @@
 // restarted with keepalive=2 (path selection needs keepalives), iperf3 TCP
 // bravo → charlie for THROUGHPUT_S s over the punched direct path; then UDP
 // between them blocked in h3 (iptables, both directions) until both say
-// `via rho`, and the same iperf3 again: relayed / direct.
-import { appendFileSync, existsSync, rmSync } from 'node:fs';
+// `via rho`, and the same iperf3 again: relayed / direct; then unblocked.
+// --throughput-rounds N (default 1) repeats that pair N times, alternated
+// (direct again once both say `direct`), and reports the median ratio.
+// Each iperf3 run also logs each daemon's CPU (cores busy), the machine's
+// busy share and TCP retransmits; the end, rho's relay counters and the
+// drops per peer (relay-limit: a member's relay budget was hit).
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { buildStamp, changedSince, control, createHarness, fmt, max, median, nowMs, printTable, sleep, tail, verdict } from './mesh-harness.mjs';
 
-const opts = { repeat: 5, backend: undefined, loglevel: undefined };
+const opts = { repeat: 5, backend: undefined, loglevel: undefined, throughputRounds: 1 };
 {
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -25,8 +30,9 @@ const opts = { repeat: 5, backend: undefined, loglevel: undefined };
     if (a === '--repeat' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) opts.repeat = Number(argv[++i]);
     else if (a === '--backend' && ['native', 'js'].includes(argv[i + 1])) opts.backend = argv[++i];
     else if (a === '--loglevel' && /^[0-7]$/.test(argv[i + 1] ?? '')) opts.loglevel = argv[++i];
+    else if (a === '--throughput-rounds' && /^[1-9][0-9]*$/.test(argv[i + 1] ?? '')) opts.throughputRounds = Number(argv[++i]);
     else {
-      process.stderr.write(`nat: bad argument '${a}' (--repeat N, --backend native|js, --loglevel 0-7)\n`);
+      process.stderr.write(`nat: bad argument '${a}' (--repeat N, --backend native|js, --loglevel 0-7, --throughput-rounds N)\n`);
       process.exit(2);
     }
   }
@@ -51,6 +57,25 @@ function probe(i, addr, timeoutMs) {
       res(m ? Number(m[1]) * 1000 : NaN);
     });
   });
+}
+
+/** CPU seconds (user + system) a process has used so far; NaN once it is gone. */
+function cpuSeconds(pid) {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100; // utime, stime (fields 14, 15), USER_HZ 100
+  } catch {
+    return NaN;
+  }
+}
+
+/** Busy and total jiffies of the whole machine (/proc/stat). */
+function machineJiffies() {
+  const v = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const idle = v[3] + (v[4] ?? 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
 }
 
 async function peerOf(node, peer) {
@@ -130,9 +155,10 @@ async function main() {
     await Promise.all([h.stopDaemon(bravo), h.stopDaemon(charlie)]);
     await sleep(1000); // let the exits settle before the next spawn is timed
   }
-  // relayed / direct throughput
-  let direct = NaN;
-  let relayed = NaN;
+  // relayed / direct throughput: one pair of runs per round, alternated
+  const directs = [];
+  const relayeds = [];
+  const ratios = [];
   {
     wipe(charlieN);
     wipe(bravoN);
@@ -140,10 +166,20 @@ async function main() {
     const charlie = h.startDaemon(3, charlieN, extra);
     const bravo = h.startDaemon(2, bravoN, extra);
     const server = h.spawnInHost(3, 'iperf3', ['-s']);
-    const iperf = async () => {
+    // Where the CPU goes during each iperf3 run: each daemon's CPU seconds, the machine's busy share (both cores).
+    const daemons = [['bravo', bravo], ['rho', rho], ['charlie', charlie]];
+    const iperf = async (label) => {
+      const c0 = daemons.map(([, d]) => cpuSeconds(d.pid));
+      const m0 = machineJiffies();
+      const t0 = nowMs();
       const r = await h.inHost(2, 'iperf3', ['-c', CHARLIE, '-t', String(THROUGHPUT_S), '-J'], { timeoutMs: (THROUGHPUT_S + 30) * 1000 });
+      const wall = (nowMs() - t0) / 1000;
+      const m1 = machineJiffies();
+      const cpu = daemons.map(([name, d], i) => `${name} ${fmt((cpuSeconds(d.pid) - c0[i]) / wall, 2)}`).join(', ');
+      h.log(`${label}: daemon CPU (cores busy, over ${fmt(wall, 1)} s): ${cpu}; machine ${fmt((100 * (m1.busy - m0.busy)) / (m1.total - m0.total))} % busy; loadavg ${readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`);
       try {
         const j = JSON.parse(r.stdout);
+        h.log(`${label}: iperf3 retransmits ${j.end?.sum_sent?.retransmits ?? 'n/a'}`);
         return (j.end?.sum_received?.bits_per_second ?? NaN) / 1e6;
       } catch (err) {
         problems.push(`iperf3 printed no JSON (exit ${r.code}): ${r.stderr.slice(-200)} (${err})`);
@@ -152,25 +188,41 @@ async function main() {
     };
     const keyed = await until(async () => (await peerOf(bravoN, 'rho'))?.cipher && (await peerOf(charlieN, 'rho'))?.cipher, 20_000);
     const reached = keyed && Number.isFinite(await probe(2, CHARLIE, 15_000));
-    if (reached && (await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'direct', 10_000))) {
-      direct = await iperf();
+    const bothDirect = async () => (await peerOf(bravoN, 'charlie'))?.path === 'direct' && (await peerOf(charlieN, 'bravo'))?.path === 'direct';
+    if (reached && (await until(bothDirect, 10_000))) {
       const block = (op) => Promise.all([
         h.must('ip', ['netns', 'exec', h.ns(3), 'iptables', '-w', op, 'INPUT', '-s', '192.0.2.2', '-p', 'udp', '-j', 'DROP']),
         h.must('ip', ['netns', 'exec', h.ns(3), 'iptables', '-w', op, 'OUTPUT', '-d', '192.0.2.2', '-p', 'udp', '-j', 'DROP']),
       ]);
-      await block('-A');
-      const t2 = nowMs();
-      const via = await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'via rho' && (await peerOf(charlieN, 'bravo'))?.path === 'via rho', 30_000);
-      h.log(`UDP bravo ↔ charlie blocked: ${via ? `both via rho after ${fmt(nowMs() - t2)} ms` : 'not relayed within 30 s'}`);
-      if (via) relayed = await iperf();
-      else problems.push('bravo ↔ charlie not via rho within 30 s of blocking UDP');
+      for (let round = 1; round <= opts.throughputRounds; round++) {
+        if (round > 1 && !(await until(bothDirect, 30_000))) {
+          problems.push(`throughput round ${round}: not direct again within 30 s of unblocking UDP`);
+          break;
+        }
+        const direct = await iperf('direct');
+        await block('-A');
+        const t2 = nowMs();
+        const via = await until(async () => (await peerOf(bravoN, 'charlie'))?.path === 'via rho' && (await peerOf(charlieN, 'bravo'))?.path === 'via rho', 30_000);
+        h.log(`UDP bravo ↔ charlie blocked: ${via ? `both via rho after ${fmt(nowMs() - t2)} ms` : 'not relayed within 30 s'}`);
+        const relayed = via ? await iperf('via rho') : NaN;
+        if (!via) problems.push('bravo ↔ charlie not via rho within 30 s of blocking UDP');
+        await block('-D');
+        directs.push(direct);
+        relayeds.push(relayed);
+        ratios.push(relayed / direct);
+        h.log(`round ${round}: iperf3 bravo → charlie ${THROUGHPUT_S} s: direct ${fmt(direct)} Mbit/s, via rho ${fmt(relayed)} Mbit/s, ratio ${fmt(relayed / direct, 2)}`);
+        if (!via) break;
+      }
       const rs = (await control(rhoN.sock, 'status')).relay;
       h.log(`rho forwarded ${rs?.forwarded ?? 'n/a'} datagrams, ${rs?.forwardedBytes ?? 'n/a'} bytes`);
-      await block('-D');
+      for (const [n, of] of [[rhoN, 'bravo'], [rhoN, 'charlie'], [charlieN, 'bravo'], [bravoN, 'charlie']]) {
+        const p = await peerOf(n, of);
+        const drops = Object.entries(p?.drops ?? {}).filter(([, v]) => v > 0);
+        if (drops.length) h.log(`${n.name}: drops for ${of}: ${drops.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+      }
     } else problems.push('throughput: bravo → charlie not direct (no punch)');
     server.kill('SIGTERM');
     await Promise.all([h.stopDaemon(bravo), h.stopDaemon(charlie)]);
-    h.log(`iperf3 bravo → charlie ${THROUGHPUT_S} s: direct ${fmt(direct)} Mbit/s, via rho ${fmt(relayed)} Mbit/s`);
   }
   await h.stopDaemon(rho);
 
@@ -184,9 +236,10 @@ async function main() {
     ['  of which charlie\'s own start-up, ms (log "cluevpnd started")', fmt(median(startedAt)), fmt(max(startedAt)), '-', 'n/a'],
     ['both behind NAT: first ping → first reply, ms (splice + rendezvous + punch)', fmt(median(punch)), fmt(max(punch)), '-', 'n/a'],
     ['punch success (bravo → charlie `direct`)', `${punched}/${opts.repeat}`, '', '100 %', verdict(punched === opts.repeat)],
-    [`relayed throughput / direct throughput (iperf3 TCP ${THROUGHPUT_S} s, bravo → charlie: ${fmt(relayed)} / ${fmt(direct)} Mbit/s)`, fmt(relayed / direct, 2), '', `≥ ${TARGET_RELAY_RATIO}`, verdict(Number.isFinite(relayed / direct) ? relayed / direct >= TARGET_RELAY_RATIO : false)],
+    [`relayed throughput / direct throughput (iperf3 TCP ${THROUGHPUT_S} s, bravo → charlie: ${fmt(median(relayeds))} / ${fmt(median(directs))} Mbit/s)`, fmt(median(ratios), 2), '', `≥ ${TARGET_RELAY_RATIO}`, verdict(ratios.length === opts.throughputRounds && ratios.every(Number.isFinite) ? median(ratios) >= TARGET_RELAY_RATIO : false)],
   ]);
   process.stdout.write(`\nper round (ms): first ${first.map((x) => fmt(x)).join(', ')}; punch ${punch.map((x) => fmt(x)).join(', ')}\n`);
+  process.stdout.write(`throughput rounds (direct / via rho, Mbit/s): ${directs.map((d, i) => `${fmt(d)} / ${fmt(relayeds[i])} = ${fmt(ratios[i], 2)}`).join('; ')}\n`);
   if (problems.length) {
     process.stdout.write(`\nproblems:\n${problems.map((p) => `  - ${p}`).join('\n')}\n`);
     for (const n of net.nodes) process.stdout.write(`\n${n.name} log (tail):\n${tail(n.log, 15)}\n`);

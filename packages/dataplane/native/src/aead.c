@@ -13,6 +13,13 @@
  *   seal: buf[off .. off+20) header = AAD, nonce = header[8..20),
  *         payload buf[off+20 .. off+20+len) -> ciphertext, tag at off+20+len.
  *   open: datagram buf[off .. off+len), len >= 36; ok[i] = 1 iff authentic.
+ *   With the optional per-packet flags `macOnly` (seal's 6th argument,
+ *   open's 7th), a packet whose flag is 1 is authenticated, not encrypted:
+ *   header AND payload are the associated data, the plaintext is empty, so
+ *   the tag is a MAC (GMAC for AES-256-GCM, Poly1305 for ChaCha20-Poly1305)
+ *   and the payload stays as it is on both sides. The relay layer (message
+ *   types 4 and 5) uses it: its payload is a datagram already sealed end to
+ *   end, which needs no second encryption.
  *
  * Programmer errors (bad types, count beyond an array, an offset/length
  * outside the buffer, an unknown handle given to seal) throw before any byte
@@ -189,15 +196,27 @@ typedef struct {
   int32_t count;
   int32_t *offs, *lens, *handles;
   uint8_t *ok;
+  uint8_t *mac; /* per-packet "authenticate only" flags, or NULL (none) */
 } batch_args;
 
-/* Parses (buf, count, offs, lens, handles[, ok]); throws and returns 0 on a programmer error. */
+/* Parses (buf, count, offs, lens, handles[, ok][, macOnly]); throws and returns 0 on a programmer error. */
 static int parse_batch(napi_env env, napi_callback_info info, int with_ok, batch_args *a, const char *name) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < (size_t)(with_ok ? 6 : 5)) {
     dp_throw(env, "ERR_DP_NATIVE", 0, "%s: %d arguments expected", name, with_ok ? 6 : 5);
     return 0;
+  }
+  /* The optional macOnly flags: absent or undefined means none. */
+  size_t mi = with_ok ? 6 : 5, nm = 0;
+  a->mac = NULL;
+  if (argc > mi) {
+    napi_valuetype mt;
+    if (napi_typeof(env, argv[mi], &mt) != napi_ok) mt = napi_null;
+    if (mt != napi_undefined && !dp_get_u8(env, argv[mi], &a->mac, &nm)) {
+      dp_throw(env, "ERR_DP_NATIVE", 0, "%s: macOnly must be a Uint8Array or undefined", name);
+      return 0;
+    }
   }
   size_t no, nl, nh, nk = 0;
   if (!dp_get_u8(env, argv[0], &a->buf, &a->buflen) || !dp_get_int(env, argv[1], &a->count) ||
@@ -208,7 +227,7 @@ static int parse_batch(napi_env env, napi_callback_info info, int with_ok, batch
     return 0;
   }
   if (a->count < 0 || (size_t)a->count > no || (size_t)a->count > nl || (size_t)a->count > nh ||
-      (with_ok && (size_t)a->count > nk)) {
+      (with_ok && (size_t)a->count > nk) || (a->mac != NULL && (size_t)a->count > nm)) {
     dp_throw(env, "ERR_DP_NATIVE", 0, "%s: count %d outside the arrays", name, a->count);
     return 0;
   }
@@ -230,6 +249,27 @@ static int seal_one(EVP_CIPHER_CTX *ctx, uint8_t *p, int len) {
   if (outl != len) return 0;
   if (EVP_EncryptFinal_ex(ctx, pt + outl, &fl) != 1 || fl != 0) return 0;
   return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, DP_TAG_LEN, pt + len) == 1;
+}
+
+/* Authenticates packet p (header and len payload bytes, all associated data) in place: only the tag is written, at p + 20 + len. */
+static int mac_one(EVP_CIPHER_CTX *ctx, uint8_t *p, int len) {
+  int outl = 0, fl = 0;
+  if (EVP_EncryptInit_ex(ctx, NULL, NULL, NULL, p + DP_NONCE_OFFSET) != 1) return 0;
+  if (EVP_EncryptUpdate(ctx, NULL, &outl, p, DP_HEADER_LEN + len) != 1) return 0;
+  if (EVP_EncryptFinal_ex(ctx, p + DP_HEADER_LEN + len, &fl) != 1 || fl != 0) return 0;
+  return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, DP_TAG_LEN, p + DP_HEADER_LEN + len) == 1;
+}
+
+/* Checks the tag of datagram p[0 .. len) whose header and payload are all associated data; reads only. */
+static int verify_one(EVP_CIPHER_CTX *ctx, const uint8_t *p, int len) {
+  int adlen = len - DP_TAG_LEN;
+  int outl = 0, fl = 0;
+  uint8_t none[16];
+  if (EVP_DecryptInit_ex(ctx, NULL, NULL, NULL, p + DP_NONCE_OFFSET) != 1) return 0;
+  if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, DP_TAG_LEN, (void *)(p + adlen)) != 1) return 0;
+  if (EVP_DecryptUpdate(ctx, NULL, &outl, p, adlen) != 1) return 0;
+  /* Tag comparison inside OpenSSL is constant time (CRYPTO_memcmp). */
+  return EVP_DecryptFinal_ex(ctx, none, &fl) == 1;
 }
 
 /* Opens datagram p[0 .. len) into `out` (len - 36 bytes; out == p + 20 decrypts in place). */
@@ -265,7 +305,7 @@ int dp_aead_seal_one(napi_env env, int32_t handle, uint8_t *p, int len) {
   return k != NULL && seal_one(k->enc, p, len);
 }
 
-/* sealBatch(buf, count, offs, lens, handles) */
+/* sealBatch(buf, count, offs, lens, handles[, macOnly]) */
 static napi_value seal_batch(napi_env env, napi_callback_info info) {
   batch_args a;
   if (!parse_batch(env, info, 0, &a, "sealBatch")) return NULL;
@@ -289,7 +329,8 @@ static napi_value seal_batch(napi_env env, napi_callback_info info) {
       k = lookup(t, h);
       last_h = h;
     }
-    if (k == NULL || !in_bounds(off, len, DP_HEADER_LEN + DP_TAG_LEN, a.buflen) || !seal_one(k->enc, a.buf + off, len))
+    if (k == NULL || !in_bounds(off, len, DP_HEADER_LEN + DP_TAG_LEN, a.buflen) ||
+        !(a.mac != NULL && a.mac[i] ? mac_one(k->enc, a.buf + off, len) : seal_one(k->enc, a.buf + off, len)))
       failed++;
   }
   if (failed) {
@@ -299,7 +340,7 @@ static napi_value seal_batch(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* openBatch(buf, count, offs, lens, handles, ok) */
+/* openBatch(buf, count, offs, lens, handles, ok[, macOnly]) */
 static napi_value open_batch(napi_env env, napi_callback_info info) {
   batch_args a;
   if (!parse_batch(env, info, 1, &a, "openBatch")) return NULL;
@@ -320,7 +361,8 @@ static napi_value open_batch(napi_env env, napi_callback_info info) {
       last_h = h;
     }
     if (k != NULL && len >= DP_HEADER_LEN + DP_TAG_LEN && in_bounds(off, len, 0, a.buflen)) {
-      good = (uint8_t)open_one(k->dec, a.buf + off, len, a.buf + off + DP_HEADER_LEN);
+      good = (uint8_t)(a.mac != NULL && a.mac[i] ? verify_one(k->dec, a.buf + off, len)
+                                                 : open_one(k->dec, a.buf + off, len, a.buf + off + DP_HEADER_LEN));
       if (!good) errors = 1;
     }
     a.ok[i] = good;
