@@ -53,7 +53,9 @@ import { checkPrivilegeBoundary } from './protected-paths.js';
 import { prepareStateDir } from './state-dir.js';
 import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
-import { createEndpointBook, resolveCandidates, type Endpoint } from './endpoints.js';
+import { resolveCandidates, type Endpoint } from './endpoints.js';
+import { createPeerDirectory } from './peers.js';
+import { createKernelRoutes, type KernelRoutes } from './routes.js';
 import { engineSwitches } from './switches.js';
 import { switchModeNotice, switchReport } from './switch-mode.js';
 import { applyPolicy } from './policy.js';
@@ -133,27 +135,18 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = root;
   const startedAt = Date.now();
   const undo: { what: string; fn: () => unknown }[] = [];
-  /** Data-plane peer id (the BNL id as a string) ↔ node name; each peer's endpoints. */
-  const idToName = new Map<string, string>();
-  const nameToId = new Map<string, string>();
-  const endpoints = createEndpointBook({
-    config,
-    logger: log.child('endpoints'),
-    use: (name, ep) => {
-      const id = nameToId.get(name);
-      if (id !== undefined && ep !== null) dataplane?.setEndpoint(id, ep.host, ep.port);
-    },
-  });
+  /** The data plane's peers: ids ↔ names, endpoints (peers.ts). */
+  const peers = createPeerDirectory({ config, logger: log.child('endpoints') });
   let mesh: Mesh | undefined;
   /** Applying lists one at a time, in the order they were accepted. */
   let applying: Promise<unknown> = Promise.resolve();
   let tun: TunDevice | undefined;
+  let routes: KernelRoutes | undefined;
   let dataplane: Dataplane | undefined;
   let hooks: HookRunner | undefined;
   let control: ControlServer | undefined;
   let store: BnlStore;
   let self: BnlNode;
-  let privilegesDropped = false;
 
   const stopAll = async (): Promise<void> => {
     while (undo.length > 0) {
@@ -173,7 +166,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   if (account !== null) checkPrivilegeBoundary(config, { name: account.name, uid: account.uid, gids: [account.gid, ...account.groups] });
 
   try {
-    undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() });
+    undo.push({ what: 'endpoint look-ups', fn: () => peers.close() });
     // 1. pidfile, state directory
     writePidfile(config.pidfile);
     undo.push({ what: 'pidfile', fn: () => removePidfile(config.pidfile) });
@@ -206,11 +199,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const dev = tun;
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
+    const rt = createKernelRoutes({ tun: dev, mode: config.mode, logger: log });
+    routes = rt;
     if (config.mode === 'switch') switchModeNotice(list.bnl, log);
     else for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
     // All routes in one rtnetlink exchange (a 1 000-node list took 3 s with one `ip` process per route).
     let t = performance.now();
-    await addRoutes(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
+    await rt.add(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
     listMs += performance.now() - t;
 
     // 4. data plane
@@ -229,41 +224,42 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       ...(opts.backend ? { backend: opts.backend } : {}),
       events: {
         onNoSession: (peerId) => {
-          const name = idToName.get(peerId);
+          const name = peers.nameOf(peerId);
           if (name !== undefined) mesh?.noSession(name);
         },
         onRekeyNeeded: (peerId, reason) => {
-          const name = idToName.get(peerId);
+          const name = peers.nameOf(peerId);
           if (name !== undefined) mesh?.rekey(name, rekeyReasonOf(reason));
           dpLog.info('rekey needed', { peer: name, reason });
         },
         onAuthFailures: (peerId, count) => {
-          const name = idToName.get(peerId);
+          const name = peers.nameOf(peerId);
           dpLog.warn('authentication failures: renegotiating', { peer: name, count });
           if (name !== undefined) mesh?.rekey(name, 'auth-failures');
         },
         onRxEpoch: (peerId, localIndex, epoch) => {
-          const name = idToName.get(peerId);
+          const name = peers.nameOf(peerId);
           if (name !== undefined) mesh?.rxEpoch(name, localIndex, epoch);
         },
         onEndpointChange: (peerId, host, port) => {
-          const name = idToName.get(peerId);
-          if (name !== undefined) endpoints.roamed(name, host, port);
+          const name = peers.nameOf(peerId);
+          if (name !== undefined) peers.roamed(name, host, port);
           dpLog.info('peer roamed', { peer: name, endpoint: `${host}:${port}` });
         },
         onRendezvous: (peerId, payload) => {
-          const name = idToName.get(peerId);
+          const name = peers.nameOf(peerId);
           if (name !== undefined) mesh?.rendezvous(name, payload);
         },
       },
     }).catch((err: unknown) => { throw portClash(err, 'udp', config.port); }); // ERR_PORT_IN_USE naming the holder
     const dp = dataplane;
     undo.push({ what: 'dataplane', fn: () => dp.close() });
-    undo.push({ what: 'endpoint look-ups', fn: () => endpoints.close() }); // before the data plane closes
+    undo.push({ what: 'endpoint look-ups', fn: () => peers.close() }); // before the data plane closes
+    peers.attach(dp);
     dp.setLocalSubnets(self.subnets);
     dp.setLocalMacs(self.mac ?? []);
     t = performance.now();
-    for (const n of list.bnl.nodes) if (n.name !== self.name) await addPeer(n);
+    for (const n of list.bnl.nodes) if (n.name !== self.name) await peers.add(n);
     listMs += performance.now() - t;
     applyPolicy(dp, list.bnl, self.name, log); // access rules (policy.ts)
 
@@ -274,10 +270,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       bnl: store,
       dataplane: dp,
       selfName: self.name,
-      peerId: (name) => nameToId.get(name),
-      controlAddresses: (name) => endpoints.candidates(name),
-      reached: (name, where) => endpoints.reached(name, where),
-      punched: (name, where) => endpoints.punched(name, where),
+      peerId: (name) => peers.idOf(name),
+      controlAddresses: (name) => peers.candidates(name),
+      reached: (name, where) => peers.reached(name, where),
+      punched: (name, where) => peers.punched(name, where),
       apply: (result, source) => {
         const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
@@ -331,7 +327,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const dropped = dropPrivileges({ user: config.user, group: config.group }, log);
     if (dropped !== null) {
       // With CAP_NET_ADMIN kept (the native drop), routes still follow the BNL.
-      privilegesDropped = !dropped.keptNetAdmin;
+      if (!dropped.keptNetAdmin) rt.freeze();
       checkWritableAfterDrop([dirname(config.bnl), dirname(config.statedb)]);
     }
   } catch (err) {
@@ -354,43 +350,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   // After the first packets can flow: node:v8 costs ~3 ms to load (see heap.ts).
   setImmediate(keepYoungGenerationSmall);
 
-  async function addRoutes(cidrs: readonly string[]): Promise<void> {
-    if (cidrs.length === 0 || config.mode === 'switch') return; // switch mode routes nothing: the bridge forwards
-    if (privilegesDropped) {
-      for (const cidr of cidrs) log.warn('cannot add a kernel route after dropping privileges; relying on an existing covering route', { subnet: cidr });
-      return;
-    }
-    const results = await tun!.addRoutes(cidrs);
-    results.forEach((err, k) => {
-      if (err !== null) log.error('cannot add route', { subnet: cidrs[k], err });
-    });
-  }
-
-  async function delRoute(cidr: string): Promise<void> {
-    if (privilegesDropped || config.mode === 'switch') return;
-    try {
-      await tun!.removeRoute(cidr);
-    } catch (err) {
-      log.warn('cannot remove route', { subnet: cidr, err });
-    }
-  }
-
-  async function addPeer(n: BnlNode): Promise<void> {
-    const endpoint = await endpoints.set(n);
-    const id = String(n.id);
-    dataplane!.addPeer({ id, name: n.name, subnets: n.subnets, macs: n.mac ?? [], ...(endpoint ? { endpoint } : {}) });
-    idToName.set(id, n.name);
-    nameToId.set(n.name, id);
-  }
-
-  /** Forgets a peer everywhere: data plane (sessions and keys), negotiation (stored keys), maps. */
+  /** Forgets a peer everywhere: negotiation (stored keys), then the data plane (sessions and keys), ids and endpoints. */
   function forgetPeer(n: BnlNode): void {
-    const id = String(n.id);
     mesh?.removePeer(n.name);
-    dataplane!.removePeer(id);
-    idToName.delete(id);
-    nameToId.delete(n.name);
-    endpoints.remove(n.name);
+    peers.remove(n);
   }
 
   /** Applies a new list: its access rules, then its diff to routes, the data plane and hooks. */
@@ -407,14 +370,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       forgetPeer(n);
       for (const s of n.subnets) {
-        await delRoute(s);
+        await routes!.remove(s);
         await hk.run('subnetdowncmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
       }
       log.notice('node removed', { peer: n.name, id: n.id });
     }
     const added = diff.added.filter((n) => n.name !== self.name);
-    for (const n of added) await addPeer(n);
-    await addRoutes(added.flatMap((n) => n.subnets));
+    for (const n of added) await peers.add(n);
+    await routes!.add(added.flatMap((n) => n.subnets));
     for (const n of added) {
       for (const s of n.subnets) await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
       log.notice('node added', { peer: n.name, id: n.id });
@@ -432,20 +395,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
         // the old certificate survives.
         if (c.fields.includes('fingerprint')) log.notice('node re-pinned: its sessions and keys are dropped', { peer: c.name });
         forgetPeer(c.before);
-        await addPeer(c.after);
+        await peers.add(c.after);
       } else {
-        const endpoint = await endpoints.set(c.after);
-        dataplane!.updatePeer(String(c.after.id), { subnets: c.after.subnets, macs: c.after.mac ?? [], ...(endpoint ? { endpoint } : {}) });
+        await peers.update(c.after);
       }
       if (c.fields.includes('subnets')) {
         const before = new Set(c.before.subnets);
         const after = new Set(c.after.subnets);
         for (const s of c.before.subnets) if (!after.has(s)) {
-          await delRoute(s);
+          await routes!.remove(s);
           await hk.run('subnetdowncmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
         }
         const fresh = c.after.subnets.filter((s) => !before.has(s));
-        await addRoutes(fresh);
+        await routes!.add(fresh);
         for (const s of fresh) {
           await hk.run('subnetupcmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
         }
@@ -513,7 +475,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       signedAt: new Date(cur.bnl.timestamp).toISOString(),
       nodes: cur.bnl.nodes.length,
       path: config.bnl,
-      peers: Object.fromEntries([...nameToId.keys()].map((name) => [name, mesh?.peer(name).bnlSerial ?? null])),
+      peers: Object.fromEntries([...peers.names()].map((name) => [name, mesh?.peer(name).bnlSerial ?? null])),
     };
   }
 
@@ -531,7 +493,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       name: p.name,
       id: Number(p.id),
       endpoint,
-      path: primary !== null && p.relay !== null ? `via ${idToName.get(p.relay) ?? p.relay}` : primary !== null && endpoint !== null && lastRx !== null && lastRx < fresh ? 'direct' : null,
+      path: primary !== null && p.relay !== null ? `via ${peers.nameOf(p.relay) ?? p.relay}` : primary !== null && endpoint !== null && lastRx !== null && lastRx < fresh ? 'direct' : null,
       observedEndpoint: lastRx === null ? null : endpoint,
       state,
       cipher: primary?.cipher ?? null,
@@ -601,7 +563,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       loaded: loadedAs(),
       ...(mesh ? { relay: relayReport(st) } : {}),
       mode: config.mode,
-      ...(st.switch !== null ? { switch: switchReport(st.switch, idToName) } : {}),
+      ...(st.switch !== null ? { switch: switchReport(st.switch, peers) } : {}),
     };
   }
 
