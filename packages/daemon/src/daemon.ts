@@ -33,7 +33,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BnlStore, createTrust, parsePublicKey, type Bnl, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
+import { BnlStore, createTrust, parsePublicKey, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
 import { createDataplane, type Dataplane, type DataplaneStats, type PeerStats, type RekeyReason as DataplaneRekeyReason } from '@cluevpn/dataplane';
 import type { RekeyReason } from '@cluevpn/negotiation';
@@ -45,7 +45,7 @@ import { loadedAs } from './entry.js';
 import { CLUEVPN_VERSION } from '@cluevpn/control';
 import { keepYoungGenerationSmall } from './heap.js';
 import { DaemonError } from './errors.js';
-import { createHookRunner, type HookRunner } from './hooks.js';
+import { createHookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges, resolveAccount } from './privileges.js';
@@ -55,10 +55,10 @@ import { dnsPromises } from './lazy.js';
 import { deviceClash, portClash } from './clash.js';
 import { resolveCandidates, type Endpoint } from './endpoints.js';
 import { createPeerDirectory } from './peers.js';
-import { createKernelRoutes, type KernelRoutes } from './routes.js';
+import { createKernelRoutes } from './routes.js';
+import { createListApplier, type ListApplier } from './list-applier.js';
 import { engineSwitches } from './switches.js';
 import { switchModeNotice, switchReport } from './switch-mode.js';
-import { applyPolicy } from './policy.js';
 
 /** Version reported by `status`, `--version` and the "cluevpnd started" log line (the release's, see @cluevpn/control). */
 
@@ -138,15 +138,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   /** The data plane's peers: ids ↔ names, endpoints (peers.ts). */
   const peers = createPeerDirectory({ config, logger: log.child('endpoints') });
   let mesh: Mesh | undefined;
-  /** Applying lists one at a time, in the order they were accepted. */
-  let applying: Promise<unknown> = Promise.resolve();
   let tun: TunDevice | undefined;
-  let routes: KernelRoutes | undefined;
   let dataplane: Dataplane | undefined;
-  let hooks: HookRunner | undefined;
   let control: ControlServer | undefined;
   let store: BnlStore;
   let self: BnlNode;
+  let applier: ListApplier;
 
   const stopAll = async (): Promise<void> => {
     while (undo.length > 0) {
@@ -199,14 +196,15 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const dev = tun;
     undo.push({ what: 'tun', fn: () => dev.close() });
     dev.up();
-    const rt = createKernelRoutes({ tun: dev, mode: config.mode, logger: log });
-    routes = rt;
+    const routes = createKernelRoutes({ tun: dev, mode: config.mode, logger: log });
+    // Created now, run from step 7 on (upcmd first): a list applied before then finds it.
+    const hooks = createHookRunner({
+      commands: config,
+      env: { TUNDEV: dev.name, NETNAME: config.netname, NODE: self.name, NODEID: String(self.id) },
+      logger: log.child('hooks'),
+    });
     if (config.mode === 'switch') switchModeNotice(list.bnl, log);
     else for (const a of hostAddresses(self.subnets)) await dev.addAddress(a);
-    // All routes in one rtnetlink exchange (a 1 000-node list took 3 s with one `ip` process per route).
-    let t = performance.now();
-    await rt.add(list.bnl.nodes.filter((n) => n.name !== self.name).flatMap((n) => n.subnets));
-    listMs += performance.now() - t;
 
     // 4. data plane
     const dpLog = log.child('dataplane');
@@ -256,12 +254,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     undo.push({ what: 'dataplane', fn: () => dp.close() });
     undo.push({ what: 'endpoint look-ups', fn: () => peers.close() }); // before the data plane closes
     peers.attach(dp);
-    dp.setLocalSubnets(self.subnets);
-    dp.setLocalMacs(self.mac ?? []);
-    t = performance.now();
-    for (const n of list.bnl.nodes) if (n.name !== self.name) await peers.add(n);
+    applier = createListApplier({ selfName: self.name, dataplane: dp, peers, routes, hooks, mesh: () => mesh, logger: log });
+    const t = performance.now();
+    await applier.start(list.bnl); // access rules, peers, their routes (list-applier.ts)
     listMs += performance.now() - t;
-    applyPolicy(dp, list.bnl, self.name, log); // access rules (policy.ts)
 
     // 5. mesh: state, control channel, negotiation, gossip
     mesh = await startMesh({
@@ -274,13 +270,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       controlAddresses: (name) => peers.candidates(name),
       reached: (name, where) => peers.reached(name, where),
       punched: (name, where) => peers.punched(name, where),
-      apply: (result, source) => {
-        const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() =>
+      apply: (result, source) =>
+        applier.apply(result.diff, result.list.bnl).then(() =>
           log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
-        );
-        applying = done.catch(() => undefined);
-        return done;
-      },
+        ),
     }).catch((err: unknown) => { throw portClash(err, 'tcp', config.port); });
     const ms = mesh;
     undo.push({ what: 'mesh', fn: () => ms.close() });
@@ -312,22 +305,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     }
 
     // 7. hooks
-    hooks = createHookRunner({
-      commands: config,
-      env: { TUNDEV: dev.name, NETNAME: config.netname, NODE: self.name, NODEID: String(self.id) },
-      logger: log.child('hooks'),
-    });
-    const hk = hooks;
-    undo.push({ what: 'downcmd', fn: () => hk.run('downcmd', {}, { timeoutMs: 1000 }) });
-    await hk.run('upcmd');
-    for (const s of self.subnets) await hk.run('mysubnetupcmd', { SUBNET: s });
-    for (const n of list.bnl.nodes) if (n.name !== self.name) for (const s of n.subnets) await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
+    undo.push({ what: 'downcmd', fn: () => hooks.run('downcmd', {}, { timeoutMs: 1000 }) });
+    await hooks.run('upcmd');
+    for (const s of self.subnets) await hooks.run('mysubnetupcmd', { SUBNET: s });
+    await applier.startHooks(list.bnl);
 
     // 8. privileges
     const dropped = dropPrivileges({ user: config.user, group: config.group }, log);
     if (dropped !== null) {
       // With CAP_NET_ADMIN kept (the native drop), routes still follow the BNL.
-      if (!dropped.keptNetAdmin) rt.freeze();
+      if (!dropped.keptNetAdmin) routes.freeze();
       checkWritableAfterDrop([dirname(config.bnl), dirname(config.statedb)]);
     }
   } catch (err) {
@@ -349,72 +336,6 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   });
   // After the first packets can flow: node:v8 costs ~3 ms to load (see heap.ts).
   setImmediate(keepYoungGenerationSmall);
-
-  /** Forgets a peer everywhere: negotiation (stored keys), then the data plane (sessions and keys), ids and endpoints. */
-  function forgetPeer(n: BnlNode): void {
-    mesh?.removePeer(n.name);
-    peers.remove(n);
-  }
-
-  /** Applies a new list: its access rules, then its diff to routes, the data plane and hooks. */
-  async function applyDiff(diff: BnlDiff, list: Bnl): Promise<void> {
-    const hk = hooks!;
-    // The new access rules first (policy.ts): a node the list adds meets them, never the old ones.
-    applyPolicy(dataplane!, list, self.name, log);
-    // First: connections authorised under the previous list (a revoked node, an old pin) go now.
-    mesh?.recheckConnections();
-    for (const n of diff.removed) {
-      if (n.name === self.name) {
-        log.error('this node was removed from the BNL; it keeps running but peers will refuse it', { node: n.name });
-        continue;
-      }
-      forgetPeer(n);
-      for (const s of n.subnets) {
-        await routes!.remove(s);
-        await hk.run('subnetdowncmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
-      }
-      log.notice('node removed', { peer: n.name, id: n.id });
-    }
-    const added = diff.added.filter((n) => n.name !== self.name);
-    for (const n of added) await peers.add(n);
-    await routes!.add(added.flatMap((n) => n.subnets));
-    for (const n of added) {
-      for (const s of n.subnets) await hk.run('subnetupcmd', { SUBNET: s, PEER: n.name, PEERID: String(n.id) });
-      log.notice('node added', { peer: n.name, id: n.id });
-    }
-    for (const c of diff.changed) {
-      if (c.name === self.name) {
-        if (c.fields.includes('subnets')) dataplane!.setLocalSubnets(c.after.subnets);
-        if (c.fields.includes('mac')) dataplane!.setLocalMacs(c.after.mac ?? []);
-        if (c.fields.includes('fingerprint')) mesh?.followOwnPin();
-        continue;
-      }
-      if (c.fields.includes('id') || c.fields.includes('fingerprint')) {
-        // The id is the data-plane identity, the pin the certificate's: replace the peer
-        // entirely (revoke, then add), so that no session or stored key negotiated under
-        // the old certificate survives.
-        if (c.fields.includes('fingerprint')) log.notice('node re-pinned: its sessions and keys are dropped', { peer: c.name });
-        forgetPeer(c.before);
-        await peers.add(c.after);
-      } else {
-        await peers.update(c.after);
-      }
-      if (c.fields.includes('subnets')) {
-        const before = new Set(c.before.subnets);
-        const after = new Set(c.after.subnets);
-        for (const s of c.before.subnets) if (!after.has(s)) {
-          await routes!.remove(s);
-          await hk.run('subnetdowncmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
-        }
-        const fresh = c.after.subnets.filter((s) => !before.has(s));
-        await routes!.add(fresh);
-        for (const s of fresh) {
-          await hk.run('subnetupcmd', { SUBNET: s, PEER: c.name, PEERID: String(c.after.id) });
-        }
-      }
-      log.info('node changed', { peer: c.name, changed: c.fields });
-    }
-  }
 
   /**
    * A reload: the credentials (`cert`, `privkey`, `cacert`), then the BNL.
@@ -449,9 +370,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       }
       throw new DaemonError('ERR_BNL_INVALID', `BNL on disk refused (${r.code}): ${r.reason}`);
     }
-    const done = applying.then(() => applyDiff(r.diff, r.list.bnl));
-    applying = done.catch(() => undefined);
-    await done;
+    await applier.apply(r.diff, r.list.bnl);
     log.notice('BNL applied from disk', { serial: r.list.bnl.serial, added: r.diff.added.length, removed: r.diff.removed.length, changed: r.diff.changed.length });
     // Wait for the pushes a while, not for every unreachable node's timeout:
     // the rest finish in the background and are logged then.
