@@ -59,6 +59,12 @@ export function createControlDialer(o: ControlDialerOptions): ControlDialer {
   const negLog = o.logger;
   /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
   const outgoing = new Set<ControlConnection>();
+  /** Step 3: an open dialled connection is re-checked until it closes. */
+  const track = (c: ControlConnection): ControlConnection => {
+    outgoing.add(c);
+    c.onClose(() => outgoing.delete(c));
+    return c;
+  };
 
   const connect = async (name: string, viaRelay = true): Promise<ControlConnection> => {
     const listedNone = (o.record(name)?.endpoints.length ?? 0) === 0;
@@ -75,10 +81,7 @@ export function createControlDialer(o: ControlDialerOptions): ControlDialer {
   const connectViaRelay = async (name: string): Promise<ControlConnection> => {
     const { stream, relay: via } = await o.relays.dial(name);
     try {
-      const c = await connectControl({ host: via, port: 0, peerName: name, socket: stream, credentials: o.credentials(), authorize, limits, logger: negLog });
-      outgoing.add(c);
-      c.onClose(() => outgoing.delete(c));
-      return c;
+      return track(await connectControl({ host: via, port: 0, peerName: name, socket: stream, credentials: o.credentials(), authorize, limits, logger: negLog }));
     } catch (err) {
       stream.destroy();
       throw err;
@@ -92,9 +95,7 @@ export function createControlDialer(o: ControlDialerOptions): ControlDialer {
       try {
         const c = await connectControl({ host: where.host, port: where.port, peerName: name, credentials: o.credentials(), authorize, limits, logger: negLog });
         o.reached(name, where);
-        outgoing.add(c);
-        c.onClose(() => outgoing.delete(c));
-        return c;
+        return track(c);
       } catch (err) {
         lastErr = err;
         if (addresses.length > 1) negLog.debug('control address did not answer', { peer: name, endpoint: `${where.host}:${where.port}`, err });
