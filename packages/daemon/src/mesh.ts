@@ -6,7 +6,7 @@
  *  start:
  *   1. open the state store (send epochs, negotiated sessions); read
  *      the credentials in use (`credentials.ts`, `ERR_STARTUP` naming a file
- *      that fails), our dialled connections (`control-dial.ts`)
+ *      that fails); the dialler of our control connections (`control-dial.ts`)
  *   2. negotiator: stored sessions of nodes no longer in the list (or
  *      re-pinned) are deleted (`session-events.ts` `pruneStoredSessions`);
  *      the others are resumed at once — each peer is
