@@ -71,6 +71,18 @@ function rig() {
 
 const L1 = list(1, [node('alpha', 1, ['10.0.0.1/32']), node('beta', 2, ['10.0.0.2/32', '10.2.0.0/16']), node('gamma', 3, ['10.0.0.3/32'])]);
 
+/** Runs `fn` on a rig whose applier has applied L1 at start, with the journal cleared. */
+async function afterStart(fn: (r: ReturnType<typeof rig>) => Promise<void>): Promise<void> {
+  const r = rig();
+  try {
+    await r.applier.start(L1);
+    r.calls.length = 0;
+    await fn(r);
+  } finally {
+    r.close();
+  }
+}
+
 test('the list at start: our subnets, the access rules, then every other node a peer, then their routes in one batch; no hook until startHooks', async () => {
   const r = rig();
   try {
@@ -89,10 +101,7 @@ test('the list at start: our subnets, the access rules, then every other node a 
 });
 
 test('a newer list: rules, connections re-checked, removed nodes forgotten by the mesh then the data plane, added and changed nodes, each directory entry in step', async () => {
-  const r = rig();
-  try {
-    await r.applier.start(L1);
-    r.calls.length = 0;
+  await afterStart(async (r) => {
     // gamma removed, delta added, beta's subnets changed
     const L2 = list(2, [node('alpha', 1, ['10.0.0.1/32']), node('beta', 2, ['10.0.0.2/32', '10.4.0.0/16']), node('delta', 4, ['10.0.0.4/32'])]);
     await r.applier.apply(diffBnl(L1, L2), L2);
@@ -115,16 +124,11 @@ test('a newer list: rules, connections re-checked, removed nodes forgotten by th
     assert.equal(r.peers.idOf('gamma'), undefined);
     assert.equal(r.peers.nameOf('3'), undefined);
     assert.equal(r.peers.nameOf('4'), 'delta');
-  } finally {
-    r.close();
-  }
+  });
 });
 
 test('a changed id or pin replaces the peer (revoke, then add); a change of our own record moves our subnets and follows our pin', async () => {
-  const r = rig();
-  try {
-    await r.applier.start(L1);
-    r.calls.length = 0;
+  await afterStart(async (r) => {
     const L2 = list(2, [node('alpha', 1, ['10.0.0.1/32', '10.1.0.0/16'], { fingerprint: 'aa'.repeat(32) }), node('beta', 7, ['10.0.0.2/32', '10.2.0.0/16']), node('gamma', 3, ['10.0.0.3/32'], { fingerprint: 'bb'.repeat(32) })]);
     await r.applier.apply(diffBnl(L1, L2), L2);
     assert.deepEqual(r.calls, [
@@ -141,16 +145,11 @@ test('a changed id or pin replaces the peer (revoke, then add); a change of our 
     ]);
     assert.equal(r.peers.nameOf('2'), undefined, 'the old id is gone');
     assert.equal(r.peers.idOf('beta'), '7');
-  } finally {
-    r.close();
-  }
+  });
 });
 
 test('lists are applied one at a time in the order given, and a list that fails does not stop the next', async () => {
-  const r = rig();
-  try {
-    await r.applier.start(L1);
-    r.calls.length = 0;
+  await afterStart(async (r) => {
     const L2 = list(2, [...L1.nodes, node('delta', 4, ['10.0.0.4/32'])]);
     const L3 = list(3, L2.nodes.filter((n) => n.name !== 'gamma'));
     r.gateHooks(true);
@@ -175,7 +174,5 @@ test('lists are applied one at a time in the order given, and a list that fails 
     await assert.rejects(bad, /refused/);
     await next;
     assert.ok(r.calls.includes('mesh.removePeer delta'), 'the list after a failed one is applied');
-  } finally {
-    r.close();
-  }
+  });
 });
