@@ -4,12 +4,16 @@
  * gossip (pull and push) over the same channel.
  *
  *  start:
- *   1. open the state store (send epochs, negotiated sessions)
+ *   1. open the state store (send epochs, negotiated sessions); read
+ *      the credentials in use (`credentials.ts`, `ERR_STARTUP` naming a file
+ *      that fails); the dialler of our control connections (`control-dial.ts`)
  *   2. negotiator: stored sessions of nodes no longer in the list (or
- *      re-pinned) are deleted; the others are resumed at once — each peer is
+ *      re-pinned) are deleted (`session-events.ts` `pruneStoredSessions`);
+ *      the others are resumed at once — each peer is
  *      asked over the control channel for a send epoch it reserved for us
  *      (durable on both sides before anything is sent), and the session is
- *      installed in the data plane once granted, without renegotiating.
+ *      installed in the data plane once granted, without renegotiating
+ *      (`session-events.ts`).
  *      This starts before the control server exists, so that the TLS
  *      handshake and the peer's grant overlap with the rest of start-up.
  *   3. control server on [::]:port; a peer is accepted only when its CN is a
@@ -18,45 +22,25 @@
  *      every request, and again on every open connection (ours and theirs)
  *      when a list is accepted (`recheckConnections`); the BNL's endpoint
  *      addresses get the reserved pre-authentication budget
- *   4. gossip handlers `bnl-pull` and `bnl-push`
+ *   4. gossip handlers `bnl-pull` and `bnl-push` (`gossip.ts`)
  *   5. timers: pull from a few random peers every `pullinterval` (jittered);
  *      proactive negotiation of a few peers per tick
  *
- * Gossip messages are `@cluevpn/bnl`'s binary messages, base64 in the JSON
- * body (`{ m }`). Incoming lists follow one order: parse, verify, dedupe (by
- * hash), apply, forward to a few random peers — never re-flooded.
+ * Each of those parts owns its state (see packages/daemon/README.md, "Parts,
+ * and who owns what"); the mesh wires them and keeps the state store, the
+ * control server, the relay service and the path selector. Gossip
+ * (`gossip.ts`) owns the pull and push protocol and its timer; the mesh
+ * hands it the lists to apply (`MeshOptions.apply`: the list applier).
  */
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import {
-  BNL_MAX_BYTES,
-  SeenSet,
-  choosePullTargets,
-  decodeGossip,
-  encodeGossip,
-  handlePull,
-  handlePullReply,
-  handlePush,
-  jitteredInterval,
-  makePullRequest,
-  type BnlNode,
-  type BnlStore,
-  type GossipMessage,
-  type OfferResult,
-} from '@cluevpn/bnl';
+import { BNL_MAX_BYTES, type BnlNode, type BnlStore, type OfferResult } from '@cluevpn/bnl';
 import type { Dataplane } from '@cluevpn/dataplane';
 import {
-  CredentialsError,
   Negotiator,
   StateStore,
-  loadCredentials,
-  normalizeFingerprint,
   authorizePeer,
-  connectControl,
   createControlServer,
-  type ControlConnection,
-  type ControlCredentials,
   type ControlServer,
-  type LoadedCredentials,
   type NegotiatorStats,
   type PeerIdentity,
   type PeerPolicy,
@@ -66,38 +50,19 @@ import {
 import type { DaemonConfig } from './config.js';
 import { DaemonError } from './errors.js';
 import { AttemptPlanner } from './attempts.js';
-import { inParallel } from './parallel.js';
+import { createGossip, type GossipStats, type PushProgress } from './gossip.js';
+import { perList } from './per-list.js';
+import { createControlDialer } from './control-dial.js';
+import { createSessionEvents, pruneStoredSessions } from './session-events.js';
+import { createCredentialKeeper, type CredentialKeeper, type CredentialsReload } from './credentials.js';
 import type { Logger } from './logging.js';
 import { createRelayService, type RelayStats } from './relay.js';
 import { createPathSelector, type PathStats } from './relay-path.js';
 
-/** Implementation: peers asked per pull round. */
-export const PULL_FANOUT = 3;
-/** Implementation: peers an accepted pushed/pulled list is forwarded to. */
-export const FORWARD_FANOUT = 3;
 /** Implementation: proactive-negotiation tick. */
 export const TICK_MS = 5_000;
-/** Implementation: delay of the first pull round after start (jittered). */
-export const INITIAL_PULL_MS = 1_000;
-/** Implementation: concurrent pushes of `pushToAll`. */
-export const PUSH_CONCURRENCY = 16;
 /** Implementation: largest control frame (a 4 MiB BNL in base64 plus slack). */
 export const MAX_CONTROL_FRAME = Math.ceil((BNL_MAX_BYTES * 4) / 3) + 64 * 1024;
-
-/** Counters of one `pushToAll`, updated as pushes finish. */
-export interface PushProgress {
-  /** Nodes pushed to (every other node of the list). */
-  readonly targets: number;
-  /** Nodes that took the list or had it. */
-  ok: number;
-  /** Nodes that refused it or could not be reached. */
-  failed: number;
-  /** Settles when every push has finished. */
-  done: Promise<void>;
-}
-
-/** Specification: request types of the gossip over the control channel. */
-export const GossipRequest = { pull: 'bnl-pull', push: 'bnl-push' } as const;
 
 /** What the mesh needs from the daemon. */
 export interface MeshOptions {
@@ -116,18 +81,6 @@ export interface MeshOptions {
   punched?(name: string, where: { host: string; port: number }): void;
   /** Applies an accepted list (peers, routes, hooks); called once per accepted list. */
   apply(result: Extract<OfferResult, { accepted: true }>, source: string): Promise<void>;
-}
-
-/** Gossip counters (monotonic). */
-export interface GossipStats {
-  pullsSent: number;
-  pullsFailed: number;
-  pullsServed: number;
-  pushesSent: number;
-  pushesFailed: number;
-  pushesReceived: number;
-  listsAccepted: number;
-  listsRejected: Record<string, number>;
 }
 
 /** Per-peer view for `status`. */
@@ -195,34 +148,6 @@ export interface Mesh {
   close(): Promise<void>;
 }
 
-/** What a credential reload did. */
-export interface CredentialsReload {
-  /** False when the files hold the certificate already in use. */
-  switched: boolean;
-  /** Fingerprint (lower hex) of the certificate in use now. */
-  fingerprint: string;
-}
-
-/** Reads and checks the credential files (`loadCredentials`); a refusal is `code` naming the file. */
-function readCredentials(config: DaemonConfig, selfName: string, code: 'ERR_STARTUP' | 'ERR_CREDENTIALS'): LoadedCredentials {
-  try {
-    return loadCredentials({ cert: config.cert, privkey: config.privkey, cacert: config.cacert }, selfName);
-  } catch (err) {
-    if (err instanceof CredentialsError) throw new DaemonError(code, err.message, { cause: err });
-    throw err;
-  }
-}
-
-function wrap(msg: GossipMessage): { m: string } {
-  return { m: Buffer.from(encodeGossip(msg)).toString('base64') };
-}
-
-function unwrap(body: unknown): GossipMessage {
-  const m = (body as { m?: unknown } | null)?.m;
-  if (typeof m !== 'string') throw new DaemonError('ERR_GOSSIP', 'gossip body without message');
-  return decodeGossip(Buffer.from(m, 'base64'));
-}
-
 /** Starts steps 1–5 above. On failure nothing is left open. */
 export async function startMesh(o: MeshOptions): Promise<Mesh> {
   const { config, bnl, dataplane, selfName } = o;
@@ -239,119 +164,36 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     throw new DaemonError('ERR_STATE', `state database ${config.statedb}: ${(err as Error).message}${code === 'ERR_STATE_CORRUPT' ? ' (move it aside and start again: peers renegotiate)' : ''}`, { cause: err });
   }
 
-  // Replaced as a whole by `reloadCredentials`: new connections (accepted and
-  // dialled) use the new object; open ones keep what they authenticated with.
-  let loaded: LoadedCredentials;
+  /** The current list's records by name (every request is authorised against it). */
+  const byName = perList(bnl, (list) => new Map((list?.bnl.nodes ?? []).map((n) => [n.name, n])));
+  const record = (name: string): BnlNode | undefined => byName().get(name);
+  // The credentials in use (credentials.ts)
+  let creds: CredentialKeeper;
   try {
-    loaded = readCredentials(config, selfName, 'ERR_STARTUP');
+    creds = createCredentialKeeper({ config, selfName, bnl, record, logger: negLog });
   } catch (err) {
     state.close();
     throw err;
   }
-  let credentials: ControlCredentials = loaded.credentials;
-  /** The current list's records by name, built once per list (every request is authorised against it). */
-  let byName: { list: unknown; nodes: Map<string, BnlNode> } | undefined;
-  const record = (name: string): BnlNode | undefined => {
-    const list = bnl.current;
-    if (byName === undefined || byName.list !== list) byName = { list, nodes: new Map((list?.bnl.nodes ?? []).map((n) => [n.name, n])) };
-    return byName.nodes.get(name);
-  };
   const policy: PeerPolicy = {
     isMember: (name) => name !== selfName && record(name) !== undefined,
     pinnedFingerprint: (name) => record(name)?.fingerprint,
     requiredOu: config.restrictouname,
   };
   const authorize = (id: PeerIdentity) => authorizePeer(id, policy);
-  /** The pin the current list holds for us (lower hex), or undefined when it pins none. */
-  const ownPin = (): string | undefined => {
-    const pin = record(selfName)?.fingerprint;
-    return pin === undefined ? undefined : normalizeFingerprint(pin) ?? pin;
-  };
-  /**
-   * Warns when the list pins another certificate for us than the one we
-   * present: peers refuse us until both agree (the operator installs the
-   * pinned certificate and reloads, or pushes a list with our pin).
-   */
-  const checkOwnPin = (): boolean => {
-    const pin = ownPin();
-    if (pin === undefined || pin === loaded.fingerprint.hex) return true;
-    negLog.warn('this node\'s certificate is not the one its BNL record pins: peers refuse it until they agree (install the pinned certificate and reload, or push a list with this pin)', {
-      path: config.cert,
-      fingerprint: loaded.fingerprint.hex,
-      pin,
-      serial: bnl.current?.bnl.serial,
-    });
-    return false;
-  };
-  checkOwnPin();
-  /** Uses checked credentials for every new control connection, accepted and dialled. */
-  const switchTo = (next: LoadedCredentials): void => {
-    try {
-      server.setCredentials(next.credentials);
-    } catch (err) {
-      throw new DaemonError('ERR_CREDENTIALS', `cert ${config.cert}: the TLS library refused the new credentials: ${(err as Error).message}`, { cause: err });
-    }
-    const before = loaded.fingerprint.hex;
-    loaded = next;
-    credentials = next.credentials; // dialled connections: a new shared client context
-    negLog.notice('credentials switched: new control connections use them', { path: config.cert, fingerprint: next.fingerprint.hex, reason: `was ${before}`, count: next.cas.length });
-  };
+  creds.checkOwnPin();
   const limits = { maxFrameBytes: MAX_CONTROL_FRAME };
-  /** Our dialled connections (gossip and negotiation), re-checked with the accepted ones. */
-  const outgoing = new Set<ControlConnection>();
-
-  /**
-   * A control connection to `name`: its addresses in turn, the one in use
-   * first, until one answers; a node listed without an endpoint (behind
-   * NAT), or one none of whose addresses answers, through a relay
-   * (src/relay.ts: the relay splices, TLS stays end to end) — for
-   * negotiation only: gossip does not load the relays (nodes behind NAT
-   * pull from the public ones themselves).
-   */
-  const connect = async (name: string, viaRelay = true): Promise<ControlConnection> => {
-    const listedNone = (record(name)?.endpoints.length ?? 0) === 0;
-    if (!viaRelay) return connectDirect(name);
-    if (listedNone && relay.relaysFor(name).length > 0) return connectViaRelay(name);
-    try {
-      return await connectDirect(name);
-    } catch (err) {
-      if (relay.relaysFor(name).length === 0) throw err;
-      negLog.debug('control channel unreachable, trying relays', { peer: name, err });
-      return connectViaRelay(name);
-    }
-  };
-  const connectViaRelay = async (name: string): Promise<ControlConnection> => {
-    const { stream, relay: via } = await relay.dial(name);
-    try {
-      const c = await connectControl({ host: via, port: 0, peerName: name, socket: stream, credentials, authorize, limits, logger: negLog });
-      outgoing.add(c);
-      c.onClose(() => outgoing.delete(c));
-      return c;
-    } catch (err) {
-      stream.destroy();
-      throw err;
-    }
-  };
-  /** A control connection dialled to `name`'s own addresses. */
-  const connectDirect = async (name: string): Promise<ControlConnection> => {
-    const addresses = o.controlAddresses(name);
-    if (addresses.length === 0) throw new DaemonError('ERR_GOSSIP', `no known address for ${name}`);
-    let lastErr: unknown;
-    for (const where of addresses) {
-      try {
-        const c = await connectControl({ host: where.host, port: where.port, peerName: name, credentials, authorize, limits, logger: negLog });
-        o.reached(name, where);
-        outgoing.add(c);
-        c.onClose(() => outgoing.delete(c));
-        return c;
-      } catch (err) {
-        lastErr = err;
-        if (addresses.length > 1) negLog.debug('control address did not answer', { peer: name, endpoint: `${where.host}:${where.port}`, err });
-      }
-    }
-    o.reached(name, null);
-    throw lastErr;
-  };
+  // Our dialled connections (control-dial.ts)
+  const dialer = createControlDialer({
+    credentials: () => creds.current(),
+    authorize,
+    limits,
+    logger: negLog,
+    record,
+    controlAddresses: (name) => o.controlAddresses(name),
+    reached: (name, where) => o.reached(name, where),
+    relays: { relaysFor: (name) => relay.relaysFor(name), dial: (name) => relay.dial(name) },
+  });
 
   // The endpoint addresses of the current list (and every address the endpoint
   // book knows for them, DNS names resolved), for the reserved pre-authentication budget.
@@ -397,7 +239,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       const id = o.peerId(name);
       return id !== undefined && dataplane.sendKeepalive(id);
     },
-    connectDirect: (name) => connectDirect(name),
+    connectDirect: (name) => dialer.connectDirect(name),
   });
   // 2b. path selection for relayed data (src/relay-path.ts): direct, or via a relay when the direct path does not work
   const paths = createPathSelector(
@@ -423,67 +265,20 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     setImmediate(() => relay.sessionUp(peer)).unref();
   };
 
-  // 2. negotiator
-  const restored = new Set<string>();
-  const negotiations = new Map<string, number>();
-  const withPeer = (name: string, what: string, fn: (id: string) => void): void => {
-    const id = o.peerId(name);
-    if (id === undefined) {
-      negLog.warn(`${what} for a node that is not a peer`, { peer: name });
-      return;
-    }
-    try {
-      fn(id);
-    } catch (err) {
-      negLog.error(`${what} failed`, { peer: name, err });
-    }
-  };
+  // 2. negotiator, its sessions installed in the data plane (session-events.ts)
+  const sessions = createSessionEvents({ dataplane, state, peerId: o.peerId, record, sessionUp, logger: negLog });
   const negotiator = new Negotiator({
     localName: selfName,
     cryptAlgos: config.cryptalgos,
     compAlgos: config.compalgos,
     store: state,
-    transport: { connect: (name) => connect(name, true) },
+    transport: { connect: (name) => dialer.connect(name, true) },
     logger: negLog,
     rekeyIntervalMs: config.rekeyMs,
     isMember: policy.isMember,
-    events: {
-      onSession: (peer, params, options) => {
-        if (options.primary) {
-          restored.add(peer); // only a resumed stored session is installed as the primary at once
-          state.setSessionPin(peer, record(peer)?.fingerprint ?? ''); // the peer just proved it holds the keys under this pin
-        }
-        withPeer(peer, 'install session', (id) => dataplane.installSession(id, params, options));
-        if (options.primary) sessionUp(peer);
-      },
-      onPromote: (peer, localIndex) => {
-        restored.delete(peer);
-        state.setSessionPin(peer, record(peer)?.fingerprint ?? ''); // stored just before: keyed under the current pin
-        negotiations.set(peer, (negotiations.get(peer) ?? 0) + 1);
-        withPeer(peer, 'promote session', (id) => dataplane.promoteSession(id, localIndex));
-        sessionUp(peer);
-      },
-      onRetire: (peer, localIndex) => withPeer(peer, 'retire session', (id) => dataplane.retireSession(id, localIndex)),
-      onTxEpoch: (peer, localIndex, epoch) => withPeer(peer, 'move send epoch', (id) => dataplane.setTxEpoch(id, localIndex, epoch)),
-    },
+    events: sessions.events,
   });
-  // Keys of nodes that left the list while we were down (or were kept by an
-  // older version), and of nodes re-pinned meanwhile (revoke-then-add, as
-  // when the list arrives at run time), are not restored: delete them first.
-  for (const s of state.listSessions()) {
-    s.txKey.fill(0);
-    s.rxKey.fill(0);
-    if (!policy.isMember(s.peer)) {
-      state.deleteSession(s.peer);
-      negLog.notice('stored session of a node not in the list deleted', { peer: s.peer });
-      continue;
-    }
-    const pin = state.sessionPin(s.peer);
-    if (pin !== undefined && pin !== (record(s.peer)?.fingerprint ?? '')) {
-      state.deleteSession(s.peer);
-      negLog.notice('stored session of a re-pinned node deleted', { peer: s.peer });
-    }
-  }
+  pruneStoredSessions(state, policy.isMember, record, negLog);
   // Resuming starts before the control server exists: the TLS handshake and the
   // peer's epoch grant overlap with setting up the server (restart → first packet).
   negotiator.start();
@@ -491,7 +286,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   // 3. control server
   let server: ControlServer;
   try {
-    server = await createControlServer({ host: '::', port: config.port, credentials, authorize, isListedSource, limits, logger: log.child('control-channel') });
+    server = await createControlServer({ host: '::', port: config.port, credentials: creds.current(), authorize, isListedSource, limits, logger: log.child('control-channel') });
   } catch (err) {
     negotiator.stop();
     state.close();
@@ -502,169 +297,20 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
   relay.attach(server);
 
   // 4. gossip
-  const seen = new SeenSet();
-  const serials = new Map<string, number>();
-  const gs: GossipStats = { pullsSent: 0, pullsFailed: 0, pullsServed: 0, pushesSent: 0, pushesFailed: 0, pushesReceived: 0, listsAccepted: 0, listsRejected: {} };
-  const noteSerial = (name: string, msg: GossipMessage): void => {
-    if (msg.type === 'pull' || msg.type === 'pull-not-newer') serials.set(name, msg.serial);
-  };
-  const others = (): string[] => (bnl.current?.bnl.nodes ?? []).map((n) => n.name).filter((n) => n !== selfName && o.peerId(n) !== undefined);
-  /**
-   * Gossip targets: up to k−1 peers we hold keys with (they answered us, so
-   * they are up), the rest at random among every other node (so that a
-   * node we have no session with still hears from us, and partitions heal).
-   * With a large list of mostly unreachable records, a choice among all of
-   * them would almost never reach a live peer (3 of 10 000). Never `exclude`.
-   */
-  const gossipTargets = (k: number, exclude?: string): string[] => {
-    const all = others().filter((n) => n !== exclude);
-    const keyed = new Set(negotiator.sessions().map((x) => x.peer));
-    const picked = choosePullTargets(all.filter((n) => keyed.has(n)), Math.max(1, k - 1));
-    const chosen = new Set(picked);
-    const rest = choosePullTargets(all.filter((n) => !chosen.has(n)), k - picked.length);
-    return [...picked, ...rest];
-  };
-  /**
-   * The current list as a push and as a pull answer, each encoded once per
-   * list rather than once per peer (a 10 000-node list is 1.2 MB, 1.7 MB in
-   * base64): what stays per connection is its frame, bounded by the pushes
-   * in flight (PUSH_CONCURRENCY) and the pulls served at once.
-   */
-  let encoded: { hash: string; push: { m: string }; pullList: { m: string } } | undefined;
-  const encodedList = (cur: NonNullable<BnlStore['current']>): { push: { m: string }; pullList: { m: string } } => {
-    if (encoded?.hash !== cur.hash) encoded = { hash: cur.hash, push: wrap({ type: 'push', bnl: cur.bytes }), pullList: wrap({ type: 'pull-list', bnl: cur.bytes }) };
-    return encoded;
-  };
-
-  /** After an offer: count, apply, forward. */
-  const afterOffer = async (result: OfferResult, from: string, forward: boolean): Promise<void> => {
-    if (!result.accepted) {
-      if (result.code !== 'ERR_BNL_DUPLICATE' && result.code !== 'ERR_BNL_STALE') {
-        gs.listsRejected[result.code] = (gs.listsRejected[result.code] ?? 0) + 1;
-        gossipLog.warn('list refused', { peer: from, code: result.code, reason: result.reason });
-      }
-      return;
-    }
-    gs.listsAccepted++;
-    serials.set(from, result.list.bnl.serial);
-    if (result.conflict) gossipLog.error('two different lists with the same serial: the lower hash wins on every node; sign a new list', { serial: result.list.bnl.serial, code: result.conflict.code });
-    gossipLog.notice('new list accepted', { peer: from, serial: result.list.bnl.serial });
-    await o.apply(result, from);
-    if (forward) for (const t of gossipTargets(FORWARD_FANOUT, from)) void pushTo(t);
-  };
-
-  server.handle(GossipRequest.pull, (body, ctx) => {
-    const msg = unwrap(body);
-    if (msg.type !== 'pull') throw new DaemonError('ERR_GOSSIP', `expected pull, got ${msg.type}`);
-    gs.pullsServed++;
-    noteSerial(ctx.peer.name, msg);
-    const reply = handlePull(bnl, msg);
-    return reply.type === 'pull-list' && bnl.current !== null && reply.bnl === bnl.current.bytes ? encodedList(bnl.current).pullList : wrap(reply);
-  });
-  server.handle(GossipRequest.push, async (body, ctx) => {
-    const msg = unwrap(body);
-    if (msg.type !== 'push') throw new DaemonError('ERR_GOSSIP', `expected push, got ${msg.type}`);
-    gs.pushesReceived++;
-    const out = await handlePush(bnl, seen, msg);
-    if (out.result) await afterOffer(out.result, ctx.peer.name, out.forward);
-    else if (out.reply.type === 'push-reply' && out.reply.status === 'duplicate' && bnl.current) serials.set(ctx.peer.name, bnl.current.bnl.serial);
-    return wrap(out.reply);
+  const gossip = createGossip({
+    config,
+    logger: gossipLog,
+    bnl,
+    selfName,
+    server,
+    isPeer: (name) => o.peerId(name) !== undefined,
+    keyedPeers: () => negotiator.sessions().map((x) => x.peer),
+    connect: (name) => dialer.connect(name, false),
+    apply: (result, source) => o.apply(result, source),
   });
 
-  async function pushTo(name: string, conn?: ControlConnection): Promise<boolean> {
-    const cur = bnl.current;
-    if (!cur || closed) return false;
-    let c = conn;
-    try {
-      if (c === undefined) {
-        c = await connect(name, false); // gossip never goes through a relay
-        // A small request first, on a connection of our own: the peer answers
-        // it only after it authenticated us (a list sent at once, more than
-        // its pre-authentication budget of 64 KiB, is cut: every list over
-        // ~48 KB was), and the answer says whether it holds our list already.
-        const held = unwrap(await c.request(GossipRequest.pull, wrap(makePullRequest(bnl))));
-        noteSerial(name, held);
-        if (held.type === 'pull-not-newer' && held.hash === cur.hash) {
-          serials.set(name, cur.bnl.serial);
-          return true;
-        }
-        if (held.type === 'pull-list') {
-          // the peer holds a list that replaces ours: take it rather than push
-          const out = await handlePullReply(bnl, seen, held);
-          if (out.result) await afterOffer(out.result, name, out.forward);
-          return true;
-        }
-      }
-      gs.pushesSent++;
-      const reply = unwrap(await c.request(GossipRequest.push, encodedList(cur).push));
-      if (reply.type !== 'push-reply') throw new DaemonError('ERR_GOSSIP', `expected push-reply, got ${reply.type}`);
-      if (reply.status === 'rejected') {
-        gossipLog.warn('peer refused our list', { peer: name, serial: cur.bnl.serial, code: reply.code });
-        return false;
-      }
-      serials.set(name, cur.bnl.serial);
-      return true;
-    } catch (err) {
-      gs.pushesFailed++;
-      gossipLog.info('push failed', { peer: name, err });
-      return false;
-    } finally {
-      if (conn === undefined) c?.close();
-    }
-  }
-
-  async function pullFrom(name: string): Promise<void> {
-    let c: ControlConnection | undefined;
-    try {
-      c = await connect(name, false);
-      gs.pullsSent++;
-      const reply = unwrap(await c.request(GossipRequest.pull, wrap(makePullRequest(bnl))));
-      noteSerial(name, reply);
-      const out = await handlePullReply(bnl, seen, reply);
-      if (out.result) await afterOffer(out.result, name, out.forward);
-      if (out.pushBack) await pushTo(name, c);
-    } catch (err) {
-      gs.pullsFailed++;
-      gossipLog.info('pull failed', { peer: name, err });
-    } finally {
-      c?.close();
-    }
-  }
-
-  const pullRound = async (): Promise<void> => {
-    await Promise.all(gossipTargets(PULL_FANOUT).map((n) => pullFrom(n)));
-  };
-
-  const pushToAll = (): PushProgress => {
-    const cur = bnl.current;
-    if (cur) seen.add(cur.hash);
-    // Peers we hold keys with first: they are up, so a list reaches the live
-    // part of a large network before the pushes toward unreachable records
-    // (each a connection timeout) fill the PUSH_CONCURRENCY slots.
-    const keyed = new Set(negotiator.sessions().map((x) => x.peer));
-    const all = others();
-    const targets = [...all.filter((n) => keyed.has(n)), ...all.filter((n) => !keyed.has(n))];
-    const progress: PushProgress = { targets: targets.length, ok: 0, failed: 0, done: Promise.resolve() };
-    progress.done = inParallel(targets, PUSH_CONCURRENCY, async (n) => {
-      if (await pushTo(n)) progress.ok++;
-      else progress.failed++;
-    });
-    return progress;
-  };
-
-  // 5. timers
-  let pullTimer: NodeJS.Timeout | undefined;
-  let closed = false;
-  const schedulePull = (delayMs: number): void => {
-    if (closed) return;
-    pullTimer = setTimeout(() => {
-      void pullRound().finally(() => schedulePull(jitteredInterval(config.pullintervalMs)));
-    }, delayMs);
-    pullTimer.unref();
-  };
-  // The first round soon after start: catch up on lists signed while we were
-  // down, and learn which serial our peers hold (the convergence view).
-  schedulePull(jitteredInterval(Math.min(INITIAL_PULL_MS, config.pullintervalMs)));
+  // 5. timers: the first pull round soon after start (gossip.ts), proactive negotiation
+  gossip.start();
 
   /** False for a node listed without endpoints (behind NAT: it opens the connections) or with none known. */
   const reachableFirst = (name: string): boolean => (record(name)?.endpoints.length ?? 0) > 0 && o.controlAddresses(name).length > 0;
@@ -678,21 +324,14 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     preferred: () => relayNames(),
     failed: (name, why, err, backoffMs) => negLog.info('negotiation failed', { peer: name, reason: why, err, ms: backoffMs }),
   });
-  /** The current list's node names, built once per list (the tick samples it). */
-  let names: { list: unknown; all: string[] } | undefined;
-  /** The current list's relays (not us), built once per list. */
-  let relays: { list: unknown; all: string[] } | undefined;
-  const relayNames = (): readonly string[] => {
-    const list = bnl.current;
-    if (relays === undefined || relays.list !== list) relays = { list, all: (list?.bnl.nodes ?? []).filter((n) => n.relay === true && n.name !== selfName).map((n) => n.name) };
-    return relays.all;
-  };
+  /** The current list's node names (the tick samples it). */
+  const names = perList(bnl, (list) => (list?.bnl.nodes ?? []).map((n) => n.name));
+  /** The current list's relays (not us). */
+  const relayNames = perList(bnl, (list): readonly string[] => (list?.bnl.nodes ?? []).filter((n) => n.relay === true && n.name !== selfName).map((n) => n.name));
   /** Proactive negotiation: the planner picks among the peers without keys. */
   const proactive = (): void => {
-    const list = bnl.current;
-    if (names === undefined || names.list !== list) names = { list, all: (list?.bnl.nodes ?? []).map((n) => n.name) };
     const keyed = new Set(negotiator.sessions().map((s) => s.peer));
-    attempts.tick(names.all, (n) => n !== selfName && !keyed.has(n) && o.peerId(n) !== undefined);
+    attempts.tick(names(), (n) => n !== selfName && !keyed.has(n) && o.peerId(n) !== undefined);
   };
   /**
    * The list now pins our new certificate: every peer that applies it drops
@@ -735,47 +374,38 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     relayIsOn: () => relay.isRelay(),
     removePeer: (name) => {
       negotiator.removePeer(name);
-      serials.delete(name);
-      restored.delete(name);
-      negotiations.delete(name);
+      gossip.forget(name);
+      sessions.forget(name);
       attempts.forget(name);
     },
     recheckConnections: () => {
-      let closed = server.recheck();
-      for (const c of [...outgoing]) if (!c.recheck()) closed++;
+      const closed = server.recheck() + dialer.recheck();
       if (closed > 0) negLog.notice('control connections closed: peers no longer pass the current list', { count: closed });
       return closed;
     },
     reloadCredentials: () => {
-      const next = readCredentials(config, selfName, 'ERR_CREDENTIALS');
-      const c = next.credentials;
-      if (c.certPem === credentials.certPem && c.keyPem === credentials.keyPem && c.caPem === credentials.caPem) {
-        checkOwnPin();
-        return { switched: false, fingerprint: loaded.fingerprint.hex };
-      }
-      switchTo(next);
-      // Not pinned yet: the list that pins it may be out already (peers that
-      // hold it refused our old certificate, so their push did not reach us).
-      if (!checkOwnPin()) void pullRound();
-      return { switched: true, fingerprint: next.fingerprint.hex };
+      const { switched, fingerprint, agrees } = creds.reload(server);
+      // Switched but not pinned yet: the list that pins it may be out already (peers
+      // that hold it refused our old certificate, so their push did not reach us).
+      if (switched && !agrees) void gossip.pullRound();
+      return { switched, fingerprint };
     },
     followOwnPin: () => {
-      if (!checkOwnPin()) return false;
-      if (ownPin() !== undefined) renegotiateAll();
+      if (!creds.checkOwnPin()) return false;
+      if (creds.ownPin() !== undefined) renegotiateAll();
       return true;
     },
-    pushToAll,
-    pullRound,
+    pushToAll: () => gossip.pushToAll(),
+    pullRound: () => gossip.pullRound(),
     peer: (name) => ({
       session: sessionOf(name),
-      restored: restored.has(name),
-      negotiations: negotiations.get(name) ?? 0,
-      bnlSerial: serials.get(name) ?? null,
+      restored: sessions.restored(name),
+      negotiations: sessions.negotiations(name),
+      bnlSerial: gossip.serialOf(name) ?? null,
     }),
-    stats: () => ({ gossip: { ...gs, listsRejected: { ...gs.listsRejected } }, negotiation: negotiator.stats(), control: server.stats() }),
+    stats: () => ({ gossip: gossip.stats(), negotiation: negotiator.stats(), control: server.stats() }),
     close: async () => {
-      closed = true;
-      if (pullTimer) clearTimeout(pullTimer);
+      gossip.close();
       clearImmediate(first);
       clearInterval(tick);
       paths.close();

@@ -25,9 +25,9 @@ export function switchModeNotice(list: Bnl, log: Logger): void {
 }
 
 /** The data plane's switch stats for `status`, peers named by node name. */
-export function switchReport(st: NonNullable<DataplaneStats['switch']>, idToName: ReadonlyMap<string, string>): SwitchReport {
+export function switchReport(st: NonNullable<DataplaneStats['switch']>, peers: { nameOf(id: string): string | undefined }): SwitchReport {
   return {
     ...st,
-    macs: st.macs.map((m) => ({ ...m, owner: m.owner === 'local' ? 'local' : (idToName.get(m.owner) ?? m.owner) })),
+    macs: st.macs.map((m) => ({ ...m, owner: m.owner === 'local' ? 'local' : (peers.nameOf(m.owner) ?? m.owner) })),
   };
 }
