@@ -2,28 +2,24 @@
 import { spawnSync } from 'node:child_process';
 import { openSync, readFileSync, readSync, closeSync } from 'node:fs';
 import { basename } from 'node:path';
+import { parseOptions, usageHelpers } from './lab.mjs';
 import { buildStamp, changedSince, control, createHarness, fmt, max, nowMs, printTable, rssKiB, sleep, tail, verdict } from './mesh-harness.mjs';
 
 const opts = { nodes: 3, idle: 30, flood: 2000, hold: 0 };
-{
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const v = argv[i + 1] ?? '';
-    if (!/^[0-9]+$/.test(v)) usage(`${a} needs a number`);
-    if (a === '--nodes') opts.nodes = Number(v);
-    else if (a === '--idle-seconds') opts.idle = Number(v);
-    else if (a === '--flood') opts.flood = Number(v);
-    else if (a === '--hold-seconds') opts.hold = Number(v);
-    else usage(`unknown argument '${a}'`);
-    i++;
-  }
-  if (opts.nodes < 2 || opts.nodes > 20) usage('--nodes must be 2..20');
-}
-function usage(msg) {
-  process.stderr.write(`memory-small: ${msg} (--nodes N, --idle-seconds S, --flood N, --hold-seconds S)\n`);
-  process.exit(2);
-}
+const { usageError } = usageHelpers('memory-small');
+const count = (s, name) => {
+  if (!/^[0-9]+$/.test(s)) usageError(`${name} needs a number, not '${s}' (--nodes N, --idle-seconds S, --flood N, --hold-seconds S)`);
+  return Number(s);
+};
+parseOptions('memory-small', process.argv.slice(2), (a, value) => {
+  if (a === '--nodes') opts.nodes = count(value(), a);
+  else if (a === '--idle-seconds') opts.idle = count(value(), a);
+  else if (a === '--flood') opts.flood = count(value(), a);
+  else if (a === '--hold-seconds') opts.hold = count(value(), a);
+  else return false;
+  return true;
+});
+if (opts.nodes < 2 || opts.nodes > 20) usageError('--nodes must be 2..20');
 const TARGET_MIB = 48;
 const MiB = (kib) => kib / 1024;
 const h = createHarness('memory-small', 'bmsm');
