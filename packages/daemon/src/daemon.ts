@@ -46,7 +46,7 @@ import { CLUEVPN_VERSION } from '@cluevpn/control';
 import { keepYoungGenerationSmall } from './heap.js';
 import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
-import type { Logger, RootLogger } from './logging.js';
+import { isoTimestamp, type Logger, type RootLogger } from './logging.js';
 import { removePidfile, writePidfile } from './pidfile.js';
 import { checkWritableAfterDrop, dropPrivileges, resolveAccount } from './privileges.js';
 import { checkPrivilegeBoundary } from './protected-paths.js';
@@ -510,7 +510,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const cur: SignedBnl = store.current!;
     return {
       serial: cur.bnl.serial,
-      signedAt: new Date(cur.bnl.timestamp).toISOString(),
+      signedAt: isoTimestamp(new Date(cur.bnl.timestamp)),
       nodes: cur.bnl.nodes.length,
       path: config.bnl,
       peers: Object.fromEntries([...nameToId.keys()].map((name) => [name, mesh?.peer(name).bnlSerial ?? null])),
