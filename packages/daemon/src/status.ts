@@ -12,6 +12,7 @@ import type { BnlStatusReport, MemoryReport, PeerStatus, StatusReport } from './
 import type { DaemonConfig } from './config.js';
 import { CLUEVPN_VERSION } from '@cluevpn/control';
 import { loadedAs } from './entry.js';
+import { isoTimestamp } from './logging.js';
 import type { Mesh } from './mesh.js';
 import type { PeerDirectory } from './peers.js';
 import { switchReport } from './switch-mode.js';
@@ -48,7 +49,7 @@ export function createStatusReporter(o: StatusSources): StatusReporter {
     const cur: SignedBnl = store.current!;
     return {
       serial: cur.bnl.serial,
-      signedAt: new Date(cur.bnl.timestamp).toISOString(),
+      signedAt: isoTimestamp(new Date(cur.bnl.timestamp)),
       nodes: cur.bnl.nodes.length,
       path: config.bnl,
       peers: Object.fromEntries([...peers.names()].map((name) => [name, mesh.peer(name).bnlSerial ?? null])),

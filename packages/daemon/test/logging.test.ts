@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, renameSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, formatRecord, type LogFields } from '../src/logging.js';
+import { createLogger, formatRecord, isoTimestamp, type LogFields } from '../src/logging.js';
 
 function memoryLogger(level: number) {
   const lines: string[] = [];
@@ -68,6 +68,30 @@ test('file method appends and reopens after rotation', async () => {
     assert.match(readFileSync(`${file}.1`, 'utf8'), /info cluevpnd: first peer=a\n$/);
     assert.match(readFileSync(file, 'utf8'), /warning cluevpnd: second\n$/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('isoTimestamp is toISOString, from the UTC fields (years 0-9999), and toISOString itself outside them', () => {
+  const times = [0, 1, 9, 10, 99, 100, 999, 951782400000, 1765155970123, Date.UTC(2024, 1, 29, 23, 59, 59, 999), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(0, 0, 1), -1, -62198755200001, 253402300800000, 8.64e15, -8.64e15];
+  for (const t of times) assert.equal(isoTimestamp(new Date(t)), new Date(t).toISOString(), `time ${t}`);
+  assert.throws(() => isoTimestamp(new Date(Number.NaN)), RangeError);
+});
+
+test('log lines are stamped without Date.prototype.toISOString (it loads ICU time-zone data: 640 KiB resident)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmn-log-'));
+  const real = Object.getOwnPropertyDescriptor(Date.prototype, 'toISOString')!;
+  let calls = 0;
+  Object.defineProperty(Date.prototype, 'toISOString', { ...real, value: function (this: Date) { calls++; return real.value.call(this); } });
+  try {
+    const file = join(dir, 'd.log');
+    const log = createLogger({ level: 6, method: 'file', file });
+    log.info('stamped');
+    await log.close();
+    assert.match(readFileSync(file, 'utf8'), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info cluevpnd: stamped\n$/);
+    assert.equal(calls, 0);
+  } finally {
+    Object.defineProperty(Date.prototype, 'toISOString', real);
     rmSync(dir, { recursive: true, force: true });
   }
 });
