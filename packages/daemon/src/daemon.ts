@@ -31,7 +31,7 @@
  * routes removed), treat a changed id or pin as revoke-then-add, update
  * changed endpoints and subnets, run the subnet hooks.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BnlStore, createTrust, parsePublicKey, type Bnl, type BnlDiff, type BnlNode, type SignedBnl } from '@cluevpn/bnl';
 import { openTun, type TunDevice } from '@cluevpn/tun';
@@ -43,7 +43,7 @@ import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { loadedAs } from './entry.js';
 import { CLUEVPN_VERSION } from '@cluevpn/control';
-import { keepYoungGenerationSmall } from './heap.js';
+import { LARGE_LIST_BYTES, collectGarbage, keepYoungGenerationSmall } from './heap.js';
 import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
@@ -168,6 +168,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
 
   /** The list's cost at start (load and verify, routes, peer table), logged with 'cluevpnd started' (scripts/bench/scale). */
   let listMs = 0;
+  /** The list file is large (heap.ts, LARGE_LIST_BYTES): garbage is collected after start and after each apply. */
+  let largeList = false;
   // 0. the privilege boundary, before anything changes
   const account = resolveAccount({ user: config.user, group: config.group });
   if (account !== null) checkPrivilegeBoundary(config, { name: account.name, uid: account.uid, gids: [account.gid, ...account.groups] });
@@ -182,6 +184,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // 2. BNL
     const trust = createTrust(readTrustKeys(config));
     const bnlLog = log.child('bnl');
+    largeList = (statSync(config.bnl, { throwIfNoEntry: false })?.size ?? 0) >= LARGE_LIST_BYTES;
+    if (largeList) keepYoungGenerationSmall(); // before the load grows it (heap.ts)
     listMs = performance.now();
     try {
       store = await BnlStore.open({ path: config.bnl, trust, logger: bnlLog });
@@ -279,9 +283,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       reached: (name, where) => endpoints.reached(name, where),
       punched: (name, where) => endpoints.punched(name, where),
       apply: (result, source) => {
-        const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() =>
-          log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
-        );
+        const done = applying.then(() => applyDiff(result.diff, result.list.bnl)).then(() => {
+          log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length });
+          if (result.list.bytes.length >= LARGE_LIST_BYTES) setImmediate(collectGarbage); // the old list and the diff's garbage (heap.ts)
+        });
         applying = done.catch(() => undefined);
         return done;
       },
@@ -353,6 +358,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   });
   // After the first packets can flow: node:v8 costs ~3 ms to load (see heap.ts).
   setImmediate(keepYoungGenerationSmall);
+  if (largeList) setTimeout(collectGarbage, 1000).unref(); // start-up's garbage (heap.ts)
 
   async function addRoutes(cidrs: readonly string[]): Promise<void> {
     if (cidrs.length === 0 || config.mode === 'switch') return; // switch mode routes nothing: the bridge forwards

@@ -28,3 +28,36 @@ const requireBuiltin = createRequire(import.meta.url);
 export function keepYoungGenerationSmall(): void {
   (requireBuiltin('node:v8') as typeof V8Module).setFlagsFromString('--semi-space-growth-factor=1');
 }
+
+/**
+ * Lists at least this large (bytes of the signed file; about 2 000 nodes)
+ * start with the young generation already kept small and get a full
+ * collection after start and after each apply (below). Measured in process
+ * with a 10 000-node list (load and 9 999 peers): 32 MiB of semispaces
+ * otherwise, grown during the load and never given back; the load takes
+ * about 1.3–1.5× as long with 1 MiB semispaces (more scavenges). Small
+ * lists keep the cheaper start (node:v8 loaded after the first packets).
+ */
+export const LARGE_LIST_BYTES = 256 * 1024;
+
+let fullGc: (() => void) | undefined;
+
+/**
+ * One full, compacting garbage collection, then the young generation kept
+ * small: for the end of start-up and of a list's apply, the two moments a
+ * large list leaves tens of MiB of garbage behind (the parsed JSON, the
+ * canonical re-encoding, the routes' netlink messages) and nothing runs that
+ * would collect it soon — V8 only collects the old generation when it
+ * reaches a limit it set from the heap's peak, so a daemon that loaded a
+ * 10 000-node list stayed at that peak (issue 19, BENCHMARKS.md "Scale,
+ * session 9"). V8 exposes `gc` only behind `--expose-gc`, a command-line
+ * flag that would cost every start its code cache (see above): the flag is
+ * set at run time and `gc` taken from a fresh context, once.
+ */
+export function collectGarbage(): void {
+  if (fullGc === undefined) {
+    (requireBuiltin('node:v8') as typeof V8Module).setFlagsFromString('--expose-gc');
+    fullGc = (requireBuiltin('node:vm') as typeof import('node:vm')).runInNewContext('gc') as () => void;
+  }
+  fullGc();
+}

@@ -26,7 +26,6 @@
  * body (`{ m }`). Incoming lists follow one order: parse, verify, dedupe (by
  * hash), apply, forward to a few random peers — never re-flooded.
  */
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import {
   BNL_MAX_BYTES,
   SeenSet,
@@ -67,6 +66,7 @@ import type { DaemonConfig } from './config.js';
 import { DaemonError } from './errors.js';
 import { AttemptPlanner } from './attempts.js';
 import { inParallel } from './parallel.js';
+import { ListedAddresses } from './listed-addresses.js';
 import type { Logger } from './logging.js';
 import { createRelayService, type RelayStats } from './relay.js';
 import { createPathSelector, type PathStats } from './relay-path.js';
@@ -355,25 +355,20 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
 
   // The endpoint addresses of the current list (and every address the endpoint
   // book knows for them, DNS names resolved), for the reserved pre-authentication budget.
-  let listed: { list: unknown; at: number; addrs: BlockList } | undefined;
+  let listed: { list: unknown; at: number; addrs: ListedAddresses } | undefined;
   const isListedSource = (ip: string): boolean => {
     const list = bnl.current;
     const now = Date.now();
     if (listed === undefined || listed.list !== list || now - listed.at > TICK_MS) {
-      const addrs = new BlockList();
-      const add = (host: string): void => {
-        if (isIPv4(host)) addrs.addAddress(host, 'ipv4');
-        else if (isIPv6(host)) addrs.addAddress(host, 'ipv6');
-      };
+      const addrs = new ListedAddresses();
       for (const n of list?.bnl.nodes ?? []) {
         if (n.name === selfName) continue;
-        for (const ep of n.endpoints) add(ep.host);
-        for (const a of o.controlAddresses(n.name)) add(a.host);
+        for (const ep of n.endpoints) addrs.add(ep.host);
+        for (const a of o.controlAddresses(n.name)) addrs.add(a.host);
       }
       listed = { list, at: now, addrs };
     }
-    if (isIPv4(ip)) return listed.addrs.check(ip, 'ipv4');
-    return isIPv6(ip) && listed.addrs.check(ip, 'ipv6');
+    return listed.addrs.has(ip);
   };
 
   // 2a. relays and rendezvous (src/relay.ts); its control handlers are attached with the server

@@ -284,6 +284,12 @@ export class PeerTable {
   readonly byNum = new Map<number, Peer>();
   /** Destination prefix → peer slot. */
   readonly routes = new PrefixTable();
+  /**
+   * The peers that have a primary session: the only ones the keepalive and
+   * path-MTU timers look at, so that their ticks cost nothing for the
+   * records of a large list that never get keys (issue 19).
+   */
+  readonly withPrimary = new Set<Peer>();
   private readonly freeSlots: number[] = [];
   /** Bumped whenever a session is retired, so a pipeline can tell that a handle it collected died. */
   generation = 0;
@@ -391,6 +397,7 @@ export class PeerTable {
     const peer = this.get(id);
     this.voidExpress();
     while (peer.sessions.length > 0) this.retire(peer.sessions[peer.sessions.length - 1]);
+    this.withPrimary.delete(peer);
     for (const p of peer.subnets) this.routes.remove(p);
     this.onEndpointCleared(peer.slot);
     this.byId.delete(id);
@@ -465,6 +472,7 @@ export class PeerTable {
     if (peer.primary === s) return;
     this.voidExpress();
     peer.primary = s;
+    this.withPrimary.add(peer);
     s.promoted = true;
   }
 
@@ -490,6 +498,10 @@ export class PeerTable {
           peer.primary = x;
           break;
         }
+      }
+      if (peer.primary === null) {
+        this.withPrimary.delete(peer);
+        peer.kaSeen = -1; // what the keepalive tick did for a peer without a primary
       }
     }
     if (this.byIndex.get(s.localIndex) === s) this.byIndex.delete(s.localIndex);
