@@ -43,7 +43,7 @@ import { INLINE_PUBKEY_RE } from './config.js';
 import { startControlServer, type BnlStatusReport, type ControlServer, type MemoryReport, type PeerStatus, type ReloadResult, type StatusReport } from './control.js';
 import { loadedAs } from './entry.js';
 import { CLUEVPN_VERSION } from '@cluevpn/control';
-import { LARGE_LIST_BYTES, collectGarbage, keepYoungGenerationSmall } from './heap.js';
+import { LARGE_LIST_BYTES, collectGarbage, keepHeapTight, keepYoungGenerationSmall } from './heap.js';
 import { DaemonError } from './errors.js';
 import { createHookRunner, type HookRunner } from './hooks.js';
 import type { Logger, RootLogger } from './logging.js';
@@ -185,7 +185,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     const trust = createTrust(readTrustKeys(config));
     const bnlLog = log.child('bnl');
     largeList = (statSync(config.bnl, { throwIfNoEntry: false })?.size ?? 0) >= LARGE_LIST_BYTES;
-    if (largeList) keepYoungGenerationSmall(); // before the load grows it (heap.ts)
+    if (largeList) keepHeapTight(); // before the load grows the heap (heap.ts)
     listMs = performance.now();
     try {
       store = await BnlStore.open({ path: config.bnl, trust, logger: bnlLog });

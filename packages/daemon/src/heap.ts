@@ -40,6 +40,20 @@ export function keepYoungGenerationSmall(): void {
  */
 export const LARGE_LIST_BYTES = 256 * 1024;
 
+/**
+ * For a large list (LARGE_LIST_BYTES), before it is loaded: the young
+ * generation kept small, and the old generation's next limit set at 1.25×
+ * what survived the last full collection instead of V8's own factor (up to
+ * 4× after a fast-growing start): a daemon holding a 10 000-node list had
+ * 118 MiB of heap used at rest, most of it garbage waiting for that limit
+ * (scripts/bench/scale, BENCHMARKS.md "Scale, session 9"). V8 reads
+ * `heap_growing_percent` each time it sets the limit.
+ */
+export function keepHeapTight(): void {
+  keepYoungGenerationSmall();
+  (requireBuiltin('node:v8') as typeof V8Module).setFlagsFromString('--heap-growing-percent=25');
+}
+
 let fullGc: (() => void) | undefined;
 
 /**
