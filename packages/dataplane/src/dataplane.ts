@@ -699,7 +699,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
           innerMtu: peer.innerMtu < mtu ? peer.innerMtu : mtu,
           pmtuPhase: peer.pmtu?.phase ?? 'unknown',
           pmtuAgeMs: peer.pmtu === null || peer.pmtu.doneAtMs === 0 ? null : Math.round(performance.now() - peer.pmtu.doneAtMs),
-          drops: dropTableToRecord(peer.drops),
+          drops: peer.drops === null ? {} : dropTableToRecord(peer.drops),
           sessions: peer.sessions.map((s) => ({
             localIndex: s.localIndex,
             remoteIndex: s.remoteIndex,

@@ -190,7 +190,15 @@ export class Peer {
   /** Live sessions, newest first (includes the primary). */
   readonly sessions: Session[] = [];
   readonly counters = pooledF64(PEER_COUNTER_COUNT);
-  readonly drops = pooledF64(DROP_REASON_COUNT);
+  /**
+   * Drop counters by reason, made at the peer's first drop ({@link countDrop}):
+   * the records of a large list never drop anything (issue 19).
+   */
+  drops: Float64Array | null = null;
+  /** Counts `n` drops for `reason`. */
+  countDrop(reason: number, n = 1): void {
+    (this.drops ??= pooledF64(DROP_REASON_COUNT))[reason]! += n;
+  }
   /** Installs refused because the peer already held {@link MAX_SESSIONS_PER_PEER} sessions. */
   sessionsRefused = 0;
   // rate-limit state of the events (monotonic ms; -Infinity = never)

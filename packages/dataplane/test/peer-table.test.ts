@@ -48,3 +48,14 @@ test('at the last exact generation express is switched off instead of wrapping o
   assert.equal(exhausted, 2, 'both cells report it');
   assert.equal(t.expressGen[0], EXPRESS_GEN_LAST, 'never moves onto a value that equals an older one');
 });
+
+test('a peer holds no drop counters until its first drop (records of a large list never drop: issue 19)', () => {
+  const t = table();
+  const p = t.add('7', 'n7', ['10.0.7.0/24'], { host: '192.0.2.7', port: 3406 });
+  const drops = (): Float64Array | null => p.drops;
+  assert.equal(drops(), null);
+  p.countDrop(3);
+  p.countDrop(3, 4);
+  assert.equal(drops()?.[3], 5);
+  assert.equal(drops()?.filter((x) => x !== 0).length, 1);
+});
