@@ -400,7 +400,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       logger: log.child('path'),
       keepaliveMs: config.mode === 'switch' ? 0 : config.keepaliveMs,
       peers: () =>
-        dataplane.stats().peers.map((p) => {
+        dataplane.stats({ activeOnly: true }).peers.map((p) => {
           const primary = p.sessions.find((x) => x.primary);
           return { id: p.id, name: p.name, keyed: primary !== undefined, installedAtMs: primary?.installedAtMs ?? 0, lastDirectRxMs: p.lastRxMs ?? 0, relay: p.relay, hasEndpoint: p.endpoint !== null };
         }),

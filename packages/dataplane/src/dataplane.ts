@@ -345,8 +345,14 @@ export interface Dataplane {
    * endpoint. Cheap (no snapshot); `ERR_DP_PEER` for an unknown id.
    */
   observedEndpoint(peerId: string): { host: string; port: number; lastRxMs: number } | null;
-  /** A snapshot of the counters (allocates; not for the hot path). */
-  stats(): DataplaneStats;
+  /**
+   * A snapshot of the counters (allocates; not for the hot path). With
+   * `activeOnly`, `peers` lists only the peers that hold a session or are
+   * relayed (the totals still count every peer): what a timer needs, without
+   * a record for each of the thousands of nodes of a large list that never
+   * got keys (issue 19).
+   */
+  stats(options?: { activeOnly?: boolean }): DataplaneStats;
   /** Stops both pipelines, closes the socket and destroys every key. Idempotent. Does not close the TUN. */
   close(): void;
 }
@@ -659,14 +665,16 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       }
       return send.sendRendezvous(peers.get(peerId), payload);
     },
-    stats(): DataplaneStats {
+    stats(options?: { activeOnly?: boolean }): DataplaneStats {
       const out: PeerStats[] = [];
       let kaSent = 0;
       let kaReceived = 0;
+      const activeOnly = options?.activeOnly === true;
       for (const peer of peers.byId.values()) {
         const c = peer.counters;
         kaSent += c[PeerCounter.KEEPALIVES_TX];
         kaReceived += c[PeerCounter.KEEPALIVES_RX];
+        if (activeOnly && peer.sessions.length === 0 && peer.relay === null) continue;
         out.push({
           id: peer.id,
           name: peer.name,
