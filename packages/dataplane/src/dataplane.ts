@@ -646,7 +646,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (via !== null && (peer.num < 0 || via.num < 0)) throw new DataplaneError('ERR_DP_CONFIG', 'relaying needs numeric node ids');
       if (peer.relay === via) return;
       peers.voidExpress();
-      peer.relay = via;
+      peers.setRelay(peer, via);
     },
     setRelaying(on: boolean): void {
       live();

@@ -298,6 +298,8 @@ export class PeerTable {
    * records of a large list that never get keys (issue 19).
    */
   readonly withPrimary = new Set<Peer>();
+  /** The peers whose data goes through a relay (`Peer.relay` set): removing a relay looks only at these, not at every peer. */
+  readonly relayed = new Set<Peer>();
   private readonly freeSlots: number[] = [];
   /** Bumped whenever a session is retired, so a pipeline can tell that a handle it collected died. */
   generation = 0;
@@ -400,6 +402,13 @@ export class PeerTable {
     peer.endpointPort = port;
   }
 
+  /** Sets the relay `peer`'s data goes through (null: directly); the caller voids express leases. */
+  setRelay(peer: Peer, via: Peer | null): void {
+    peer.relay = via;
+    if (via === null) this.relayed.delete(peer);
+    else this.relayed.add(peer);
+  }
+
   /** Removes a peer, its routes, sessions and keys. Throws `ERR_DP_PEER` if unknown. */
   remove(id: string): void {
     const peer = this.get(id);
@@ -411,7 +420,8 @@ export class PeerTable {
     this.byId.delete(id);
     if (peer.num >= 0 && this.byNum.get(peer.num) === peer) this.byNum.delete(peer.num);
     // no peer keeps a removed relay: back to direct until the owner chooses again
-    for (const p of this.byId.values()) if (p.relay === peer) p.relay = null;
+    this.setRelay(peer, null);
+    for (const p of this.relayed) if (p.relay === peer) this.setRelay(p, null);
     this.bySlot[peer.slot] = undefined;
     this.freeSlots.push(peer.slot);
   }

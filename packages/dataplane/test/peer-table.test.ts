@@ -59,3 +59,19 @@ test('a peer holds no drop counters until its first drop (records of a large lis
   assert.equal(drops()?.[3], 5);
   assert.equal(drops()?.filter((x) => x !== 0).length, 1);
 });
+
+test('removing a peer looks only at the relayed peers, not at every peer (no O(n) scan per removal: issue 19)', () => {
+  const t = table();
+  const relay = t.add('1', 'r', ['10.0.1.0/24'], { host: '192.0.2.1', port: 3406 });
+  const member = t.add('2', 'm', ['10.0.2.0/24'], { host: '192.0.2.2', port: 3406 });
+  t.setRelay(member, relay);
+  let reads = 0;
+  for (let k = 3; k < 250; k++) {
+    const p = t.add(String(k), `n${k}`, [`10.1.${k}.0/24`]);
+    Object.defineProperty(p, 'relay', { get: () => (reads++, null), set: () => {}, configurable: true });
+  }
+  t.remove('1');
+  assert.equal(reads, 0, 'no unrelated peer was looked at');
+  assert.equal(member.relay, null, 'the member relayed through the removed relay goes direct');
+  assert.equal(t.relayed.size, 0);
+});
