@@ -44,10 +44,12 @@ export const LARGE_LIST_BYTES = 256 * 1024;
  * For a large list (LARGE_LIST_BYTES), before it is loaded: the young
  * generation kept small, and the old generation's next limit set at 1.25×
  * what survived the last full collection instead of V8's own factor (up to
- * 4× after a fast-growing start): a daemon holding a 10 000-node list had
- * 118 MiB of heap used at rest, most of it garbage waiting for that limit
- * (scripts/bench/scale, BENCHMARKS.md "Scale, session 9"). V8 reads
- * `heap_growing_percent` each time it sets the limit.
+ * 4× after a fast-growing start): in one run a daemon holding a
+ * 10 000-node list had 118 MiB of heap used at rest, most of it garbage
+ * waiting for that limit (scripts/bench/scale, BENCHMARKS.md "Scale,
+ * session 9"; the main source of that garbage, the path selector's
+ * per-second stats, was removed since; the cap was not measured alone
+ * after that). V8 reads `heap_growing_percent` each time it sets the limit.
  */
 export function keepHeapTight(): void {
   keepYoungGenerationSmall();
@@ -57,11 +59,10 @@ export function keepHeapTight(): void {
 let fullGc: (() => void) | undefined;
 
 /**
- * One full, compacting garbage collection, then the young generation kept
- * small: for the end of start-up and of a list's apply, the two moments a
- * large list leaves tens of MiB of garbage behind (the parsed JSON, the
- * canonical re-encoding, the routes' netlink messages) and nothing runs that
- * would collect it soon — V8 only collects the old generation when it
+ * One full, compacting garbage collection: for the end of start-up and of
+ * a list's apply, the two moments a large list leaves tens of MiB of
+ * garbage behind (the parsed JSON, the canonical re-encoding, the diff) and
+ * nothing runs that would collect it soon — V8 only collects the old generation when it
  * reaches a limit it set from the heap's peak, so a daemon that loaded a
  * 10 000-node list stayed at that peak (issue 19, BENCHMARKS.md "Scale,
  * session 9"). V8 exposes `gc` only behind `--expose-gc`, a command-line
