@@ -37,6 +37,7 @@
  * but the mesh handle, which the data plane's events and the applier ask
  * for because the mesh starts after the data plane it needs.
  */
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { BnlNode } from '@cluevpn/bnl';
 import { createDataplane } from '@cluevpn/dataplane';
@@ -48,7 +49,7 @@ import { dataplaneEvents } from './dataplane-events.js';
 import { openDevice } from './device.js';
 import { resolveCandidates, type Endpoint } from './endpoints.js';
 import { loadedAs } from './entry.js';
-import { keepYoungGenerationSmall } from './heap.js';
+import { LARGE_LIST_BYTES, collectGarbage, keepHeapTight, keepYoungGenerationSmall } from './heap.js';
 import { createHookRunner } from './hooks.js';
 import { createListApplier } from './list-applier.js';
 import type { Logger, RootLogger } from './logging.js';
@@ -118,6 +119,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     prepareStateDir(config, account, log);
 
     // 2. BNL
+    /** The list file is large (heap.ts, LARGE_LIST_BYTES): the heap is kept tight, garbage collected after start and after each apply. */
+    const largeList = (statSync(config.bnl, { throwIfNoEntry: false })?.size ?? 0) >= LARGE_LIST_BYTES;
+    if (largeList) keepHeapTight(); // before the load grows the heap (heap.ts)
     const { store, list, self, ms: loadMs } = await loadStoredList(config, log);
 
     // 3. device, routes, hook runner
@@ -168,9 +172,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       reached: (name, where) => peers.reached(name, where),
       punched: (name, where) => peers.punched(name, where),
       apply: (result, source) =>
-        applier.apply(result.diff, result.list.bnl).then(() =>
-          log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length }),
-        ),
+        applier.apply(result.diff, result.list.bnl).then(() => {
+          log.notice('BNL applied', { serial: result.list.bnl.serial, peer: source, added: result.diff.added.length, removed: result.diff.removed.length, changed: result.diff.changed.length });
+          if (result.list.bytes.length >= LARGE_LIST_BYTES) setImmediate(collectGarbage); // the old list and the diff's garbage (heap.ts)
+        }),
     }).catch((err: unknown) => { throw portClash(err, 'tcp', config.port); });
     mesh = m;
     parts.push('mesh', () => m.close());
@@ -230,6 +235,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     });
     // After the first packets can flow: node:v8 costs ~3 ms to load (see heap.ts).
     setImmediate(keepYoungGenerationSmall);
+    if (largeList) setTimeout(collectGarbage, 1000).unref(); // start-up's garbage (heap.ts)
 
     let stopping: Promise<void> | undefined;
     return {

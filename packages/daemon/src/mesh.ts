@@ -32,7 +32,6 @@
  * (`gossip.ts`) owns the pull and push protocol and its timer; the mesh
  * hands it the lists to apply (`MeshOptions.apply`: the list applier).
  */
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { BNL_MAX_BYTES, type BnlNode, type BnlStore, type OfferResult } from '@cluevpn/bnl';
 import type { Dataplane } from '@cluevpn/dataplane';
 import {
@@ -55,6 +54,7 @@ import { perList } from './per-list.js';
 import { createControlDialer } from './control-dial.js';
 import { createSessionEvents, pruneStoredSessions } from './session-events.js';
 import { createCredentialKeeper, type CredentialKeeper, type CredentialsReload } from './credentials.js';
+import { ListedAddresses } from './listed-addresses.js';
 import type { Logger } from './logging.js';
 import { createRelayService, type RelayStats } from './relay.js';
 import { createPathSelector, type PathStats } from './relay-path.js';
@@ -197,25 +197,20 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
 
   // The endpoint addresses of the current list (and every address the endpoint
   // book knows for them, DNS names resolved), for the reserved pre-authentication budget.
-  let listed: { list: unknown; at: number; addrs: BlockList } | undefined;
+  let listed: { list: unknown; at: number; addrs: ListedAddresses } | undefined;
   const isListedSource = (ip: string): boolean => {
     const list = bnl.current;
     const now = Date.now();
     if (listed === undefined || listed.list !== list || now - listed.at > TICK_MS) {
-      const addrs = new BlockList();
-      const add = (host: string): void => {
-        if (isIPv4(host)) addrs.addAddress(host, 'ipv4');
-        else if (isIPv6(host)) addrs.addAddress(host, 'ipv6');
-      };
+      const addrs = new ListedAddresses();
       for (const n of list?.bnl.nodes ?? []) {
         if (n.name === selfName) continue;
-        for (const ep of n.endpoints) add(ep.host);
-        for (const a of o.controlAddresses(n.name)) add(a.host);
+        for (const ep of n.endpoints) addrs.add(ep.host);
+        for (const a of o.controlAddresses(n.name)) addrs.add(a.host);
       }
       listed = { list, at: now, addrs };
     }
-    if (isIPv4(ip)) return listed.addrs.check(ip, 'ipv4');
-    return isIPv6(ip) && listed.addrs.check(ip, 'ipv6');
+    return listed.addrs.has(ip);
   };
 
   // 2a. relays and rendezvous (src/relay.ts); its control handlers are attached with the server
@@ -247,7 +242,7 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
       logger: log.child('path'),
       keepaliveMs: config.mode === 'switch' ? 0 : config.keepaliveMs,
       peers: () =>
-        dataplane.stats().peers.map((p) => {
+        dataplane.stats({ activeOnly: true }).peers.map((p) => {
           const primary = p.sessions.find((x) => x.primary);
           return { id: p.id, name: p.name, keyed: primary !== undefined, installedAtMs: primary?.installedAtMs ?? 0, lastDirectRxMs: p.lastRxMs ?? 0, relay: p.relay, hasEndpoint: p.endpoint !== null };
         }),

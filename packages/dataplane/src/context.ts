@@ -139,5 +139,5 @@ export interface FrameFilter {
 /** Counts a drop globally and, when known, for the peer. */
 export function countDrop(ctx: PipelineContext, peer: Peer | null, reason: DropReasonValue): void {
   ctx.drops[reason]++;
-  if (peer !== null) peer.drops[reason]++;
+  if (peer !== null) peer.countDrop(reason);
 }

@@ -345,8 +345,14 @@ export interface Dataplane {
    * endpoint. Cheap (no snapshot); `ERR_DP_PEER` for an unknown id.
    */
   observedEndpoint(peerId: string): { host: string; port: number; lastRxMs: number } | null;
-  /** A snapshot of the counters (allocates; not for the hot path). */
-  stats(): DataplaneStats;
+  /**
+   * A snapshot of the counters (allocates; not for the hot path). With
+   * `activeOnly`, `peers` lists only the peers that hold a session or are
+   * relayed (the totals still count every peer): what a timer needs, without
+   * a record for each of the thousands of nodes of a large list that never
+   * got keys (issue 19).
+   */
+  stats(options?: { activeOnly?: boolean }): DataplaneStats;
   /** Stops both pipelines, closes the socket and destroys every key. Idempotent. Does not close the TUN. */
   close(): void;
 }
@@ -640,7 +646,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       if (via !== null && (peer.num < 0 || via.num < 0)) throw new DataplaneError('ERR_DP_CONFIG', 'relaying needs numeric node ids');
       if (peer.relay === via) return;
       peers.voidExpress();
-      peer.relay = via;
+      peers.setRelay(peer, via);
     },
     setRelaying(on: boolean): void {
       live();
@@ -659,14 +665,16 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
       }
       return send.sendRendezvous(peers.get(peerId), payload);
     },
-    stats(): DataplaneStats {
+    stats(options?: { activeOnly?: boolean }): DataplaneStats {
       const out: PeerStats[] = [];
       let kaSent = 0;
       let kaReceived = 0;
+      const activeOnly = options?.activeOnly === true;
       for (const peer of peers.byId.values()) {
         const c = peer.counters;
         kaSent += c[PeerCounter.KEEPALIVES_TX];
         kaReceived += c[PeerCounter.KEEPALIVES_RX];
+        if (activeOnly && peer.sessions.length === 0 && peer.relay === null) continue;
         out.push({
           id: peer.id,
           name: peer.name,
@@ -699,7 +707,7 @@ export async function createDataplane(options: DataplaneOptions): Promise<Datapl
           innerMtu: peer.innerMtu < mtu ? peer.innerMtu : mtu,
           pmtuPhase: peer.pmtu?.phase ?? 'unknown',
           pmtuAgeMs: peer.pmtu === null || peer.pmtu.doneAtMs === 0 ? null : Math.round(performance.now() - peer.pmtu.doneAtMs),
-          drops: dropTableToRecord(peer.drops),
+          drops: peer.drops === null ? {} : dropTableToRecord(peer.drops),
           sessions: peer.sessions.map((s) => ({
             localIndex: s.localIndex,
             remoteIndex: s.remoteIndex,

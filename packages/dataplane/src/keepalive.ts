@@ -7,7 +7,9 @@
  *
  * One coarse timer per data plane, not per peer and nothing per packet:
  *
- * 1. Every tick (`tickMs`, about a second; unref'd) walk the peers once.
+ * 1. Every tick (`tickMs`, about a second; unref'd) walk the peers that
+ *    have a primary session once (`PeerTable.withPrimary`: the records of a
+ *    large list without keys cost nothing).
  * 2. A peer without a primary session or without an endpoint is skipped
  *    (a keepalive could not be sent; counting a drop each tick would be
  *    noise).
@@ -102,7 +104,7 @@ export class KeepaliveScheduler {
   tick(nowMs: number, wallMs: number): number {
     let sent = 0;
     const silence = noReplyMs(this.intervalMs);
-    for (const peer of this.peers.byId.values()) {
+    for (const peer of this.peers.withPrimary) {
       const s = peer.primary;
       if (s === null || !peer.hasEndpoint) {
         peer.kaSeen = -1;

@@ -190,7 +190,15 @@ export class Peer {
   /** Live sessions, newest first (includes the primary). */
   readonly sessions: Session[] = [];
   readonly counters = pooledF64(PEER_COUNTER_COUNT);
-  readonly drops = pooledF64(DROP_REASON_COUNT);
+  /**
+   * Drop counters by reason, made at the peer's first drop ({@link countDrop}):
+   * the records of a large list never drop anything (issue 19).
+   */
+  drops: Float64Array | null = null;
+  /** Counts `n` drops for `reason`. */
+  countDrop(reason: number, n = 1): void {
+    (this.drops ??= pooledF64(DROP_REASON_COUNT))[reason]! += n;
+  }
   /** Installs refused because the peer already held {@link MAX_SESSIONS_PER_PEER} sessions. */
   sessionsRefused = 0;
   // rate-limit state of the events (monotonic ms; -Infinity = never)
@@ -284,6 +292,14 @@ export class PeerTable {
   readonly byNum = new Map<number, Peer>();
   /** Destination prefix → peer slot. */
   readonly routes = new PrefixTable();
+  /**
+   * The peers that have a primary session: the only ones the keepalive and
+   * path-MTU timers look at, so that their ticks cost nothing for the
+   * records of a large list that never get keys (issue 19).
+   */
+  readonly withPrimary = new Set<Peer>();
+  /** The peers whose data goes through a relay (`Peer.relay` set): removing a relay looks only at these, not at every peer. */
+  readonly relayed = new Set<Peer>();
   private readonly freeSlots: number[] = [];
   /** Bumped whenever a session is retired, so a pipeline can tell that a handle it collected died. */
   generation = 0;
@@ -386,17 +402,26 @@ export class PeerTable {
     peer.endpointPort = port;
   }
 
+  /** Sets the relay `peer`'s data goes through (null: directly); the caller voids express leases. */
+  setRelay(peer: Peer, via: Peer | null): void {
+    peer.relay = via;
+    if (via === null) this.relayed.delete(peer);
+    else this.relayed.add(peer);
+  }
+
   /** Removes a peer, its routes, sessions and keys. Throws `ERR_DP_PEER` if unknown. */
   remove(id: string): void {
     const peer = this.get(id);
     this.voidExpress();
     while (peer.sessions.length > 0) this.retire(peer.sessions[peer.sessions.length - 1]);
+    this.withPrimary.delete(peer);
     for (const p of peer.subnets) this.routes.remove(p);
     this.onEndpointCleared(peer.slot);
     this.byId.delete(id);
     if (peer.num >= 0 && this.byNum.get(peer.num) === peer) this.byNum.delete(peer.num);
     // no peer keeps a removed relay: back to direct until the owner chooses again
-    for (const p of this.byId.values()) if (p.relay === peer) p.relay = null;
+    this.setRelay(peer, null);
+    for (const p of this.relayed) if (p.relay === peer) this.setRelay(p, null);
     this.bySlot[peer.slot] = undefined;
     this.freeSlots.push(peer.slot);
   }
@@ -465,6 +490,7 @@ export class PeerTable {
     if (peer.primary === s) return;
     this.voidExpress();
     peer.primary = s;
+    this.withPrimary.add(peer);
     s.promoted = true;
   }
 
@@ -490,6 +516,10 @@ export class PeerTable {
           peer.primary = x;
           break;
         }
+      }
+      if (peer.primary === null) {
+        this.withPrimary.delete(peer);
+        peer.kaSeen = -1; // what the keepalive tick did for a peer without a primary
       }
     }
     if (this.byIndex.get(s.localIndex) === s) this.byIndex.delete(s.localIndex);

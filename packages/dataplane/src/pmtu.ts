@@ -304,7 +304,7 @@ export class PmtuScheduler implements PmtuHooks {
     const tb = this.sender.tooBigCount();
     const shrank = tb > this.tooBigSeen;
     this.tooBigSeen = tb;
-    for (const peer of this.peers.byId.values()) {
+    for (const peer of this.peers.withPrimary) {
       if (peer.primary === null || !peer.hasEndpoint) continue;
       let st = peer.pmtu;
       if (st === null) st = peer.pmtu = new PathMtuSearch(this.timers);

@@ -579,7 +579,7 @@ export class SendPipeline {
   /** Empties a hold, counting its packets as dropped ('no-session'). */
   private discard(peer: Peer, h: Hold): void {
     this.ctx.drops[DropReason.NO_SESSION] += h.batch.count;
-    peer.drops[DropReason.NO_SESSION] += h.batch.count;
+    peer.countDrop(DropReason.NO_SESSION, h.batch.count);
     h.batch.count = 0;
   }
 

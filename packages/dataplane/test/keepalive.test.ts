@@ -8,9 +8,10 @@ import { describe, it } from 'node:test';
 import { EventDispatcher, silentLogger } from '../src/events.js';
 import { MessageType } from '../src/framing.js';
 import { KeepaliveScheduler, keepaliveTickMs, noReplyMs } from '../src/keepalive.js';
-import { Peer, PeerCounter, type PeerTable, type Session } from '../src/peer-table.js';
+import { jsCryptoBackend } from '../src/backend-js.js';
+import { Peer, PeerCounter, PeerTable, type Session } from '../src/peer-table.js';
 import { makePair } from './pipeline-harness.js';
-import { ipv4Packet, waitFor } from './pipeline-helpers.js';
+import { ipv4Packet, sessionPair, waitFor } from './pipeline-helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -27,7 +28,7 @@ function fakeTable(): { table: PeerTable; peer: Peer; sent: number[]; send: (p: 
     sent.push(now.ms);
     return true;
   };
-  return { table: { byId: new Map([['b', peer]]) } as unknown as PeerTable, peer, sent, send, now };
+  return { table: { withPrimary: new Set([peer]) } as unknown as PeerTable, peer, sent, send, now };
 }
 
 describe('keepalives', () => {
@@ -95,6 +96,29 @@ describe('keepalives', () => {
     f.peer.primary = null;
     for (let t = 10_000; t < 20_000; t += 100) k.tick(t, t);
     assert.deepEqual(f.sent, []);
+  });
+
+  it('the tick reads only peers with a primary session: records of a large list without keys cost it nothing (issue 19)', () => {
+    const table = new PeerTable(jsCryptoBackend(), () => {}, () => {});
+    const keyed = table.add('1', 'n1', ['10.0.1.0/24'], { host: '192.0.2.1', port: 3406 });
+    const records: Peer[] = [];
+    for (let k = 2; k < 200; k++) records.push(table.add(String(k), `n${k}`, [`10.1.${k}.0/24`], { host: '192.0.2.9', port: 4000 + k }));
+    let reads = 0;
+    for (const p of records) {
+      Object.defineProperty(p, 'primary', { get: () => (reads++, null), set: () => {}, configurable: true });
+    }
+    const sent: string[] = [];
+    const k = new KeepaliveScheduler(table, (p) => (sent.push(p.id), true), 1000);
+    k.tick(0, 0);
+    assert.equal(reads, 0, 'no peer without keys was looked at');
+    assert.deepEqual(sent, [], 'no session yet');
+    const s = table.install(keyed, sessionPair().a, 0);
+    k.tick(100, 100);
+    assert.deepEqual(sent, ['1'], 'the keyed peer gets its first keepalive');
+    assert.deepEqual([...table.withPrimary].map((p) => p.id), ['1']);
+    table.retire(s);
+    assert.equal(table.withPrimary.size, 0, 'retiring the last session takes the peer out');
+    assert.equal(reads, 0);
   });
 
   it('a session that becomes primary sends its first keepalive on the next turn of the event loop, not at the next tick', async () => {

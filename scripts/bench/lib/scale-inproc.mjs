@@ -15,7 +15,8 @@
 //   remove   dataplane.removePeer for 10 % of them (a revocation burst)
 //   lpm      ns per longest-prefix lookup in the data plane's PrefixTable
 //            with the N prefixes (random addresses inside them; 2 M lookups)
-//   heap     V8 heap retained by the peer table (after gc)
+//   heap     V8 heap retained by the peer table (after gc), and the
+//            ArrayBuffer bytes (the Buffer pool slabs of its small arrays)
 // `tun N` opens a real TUN and adds N /32 routes to it in one rtnetlink
 // exchange (TunDevice.addRoutes, what the daemon does at start).
 import { createRequire } from 'node:module';
@@ -101,6 +102,7 @@ for (const nStr of ns) {
   // peers
   gc();
   const heap0 = process.memoryUsage().heapUsed;
+  const ab0 = process.memoryUsage().arrayBuffers;
   const tun = createMemoryTun({ mtu: 1420 });
   const plane = await dp.createDataplane({ tun, port: 0, backends: { crypto: dp.jsCryptoBackend(), udp: createMemoryUdpNetwork(), name: 'memory' } });
   const others = store.current.bnl.nodes.slice(1);
@@ -109,6 +111,7 @@ for (const nStr of ns) {
   r.addPeersMs = now() - t;
   gc();
   r.peerHeapBytesPerPeer = (process.memoryUsage().heapUsed - heap0) / others.length;
+  r.peerArrayBufferBytesPerPeer = (process.memoryUsage().arrayBuffers - ab0) / others.length; // Node's Buffer pool slabs the peers' small arrays live in
   const victims = others.filter((_, k) => k % 10 === 0);
   t = now();
   for (const node of victims) plane.removePeer(String(node.id));

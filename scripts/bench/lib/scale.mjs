@@ -195,6 +195,7 @@ async function phase(net, name, total, count, idleS, { push = false } = {}) {
   const pinger = h.spawnInHost(1, 'python3', [join(REPO, 'scripts/bench/lib/first-reply.py'), '10.99.0.2', '20', '0.01']);
   const pingDone = new Promise((r) => pinger.on('exit', r));
   const ready = await Promise.all(ds.map((d) => h.waitReady(d, 120_000)));
+  const readyCpuS = (() => { try { return cpuSeconds(ds[0].pid); } catch { return NaN; } })(); // n1's CPU from spawn to its control socket (about: seen within the poll), whatever the load
   ds.forEach((d, k) => {
     if (!Number.isFinite(ready[k])) problems.push(`${name}: ${d.node.name} did not start:\n${tail(d.node.log, 10)}\n${d.child.out.slice(-600)}`);
   });
@@ -229,7 +230,7 @@ async function phase(net, name, total, count, idleS, { push = false } = {}) {
   const rollup = smapsRollup(pid);
   const split = smapsSplit(pid);
   const r = {
-    name, total, count, listBytes: list.bytes, readyMs: ready[0] - t0, readyAllMs: max(ready) - t0, listMs, loadMs, pingMs,
+    name, total, count, listBytes: list.bytes, readyMs: ready[0] - t0, readyCpuS, readyAllMs: max(ready) - t0, listMs, loadMs, pingMs,
     idleS: idleWall, cpuPct, synPerMin: (syns / idleWall) * 60, syns,
     rssMax: max(samples.map((s) => s.rss)), rssLast: samples.at(-1).rss, rssAll: samples.at(-1).all,
     mem: st2.memory, rollup, split, peersUp: st2.peers.filter((p) => p.state === 'up' || p.state === 'keyed').length,
@@ -295,6 +296,7 @@ function report(A, routes, phases, meshOut) {
     ['data plane: add every peer, ms', fmt(c.addPeersMs, 1), fmt(n.addPeersMs, 1), ratio('addPeersMs')],
     ['data plane: remove 10 % of the peers, ms', fmt(c.removePeersMs, 1), fmt(n.removePeersMs, 1), ratio('removePeersMs')],
     ['data plane: V8 heap per peer, bytes', fmt(c.peerHeapBytesPerPeer), fmt(n.peerHeapBytesPerPeer), ratio('peerHeapBytesPerPeer')],
+    ['data plane: ArrayBuffer (Buffer pool) per peer, bytes', fmt(c.peerArrayBufferBytesPerPeer), fmt(n.peerArrayBufferBytesPerPeer), ratio('peerArrayBufferBytesPerPeer')],
     ['LPM lookup (PrefixTable), ns', fmt(c.lpmNsPerLookup, 1), fmt(n.lpmNsPerLookup, 1), ratio('lpmNsPerLookup')],
     ['TUN: add every route (one rtnetlink exchange), ms', fmt(routes[0]?.addRoutesMs), fmt(routes[1]?.addRoutesMs), routes[0] && routes[1] ? fmt(routes[1].addRoutesMs / routes[0].addRoutesMs, 1) : 'n/a'],
   ]);
@@ -314,6 +316,7 @@ function report(A, routes, phases, meshOut) {
     row('list bytes', (p) => p.listBytes),
     row('daemons running', (p) => p.count),
     row('spawn → control socket, ms', (p) => fmt(p.readyMs)),
+    row('  CPU of n1 from spawn to its control socket, ms', (p) => fmt(p.readyCpuS * 1000)),
     row('list at start: load + verify, routes, peer table (listMs), ms', (p) => fmt(p.listMs), `≤ ${T.applyMs} (${opts.nodes})`, big.listMs <= T.applyMs),
     row('  of which load + verify (BNL loaded ms=)', (p) => fmt(p.loadMs)),
     row('spawn → first echo reply n1 → n2, ms', (p) => fmt(p.pingMs), `≤ ${T.pingMs} (${opts.nodes})`, big.pingMs <= T.pingMs),
