@@ -29,11 +29,11 @@
  *    waits another such period before asking again. The silence is counted
  *    on the scheduler's *awake* clock: a gap between two ticks counts as at
  *    most two ticks. A process that did not run for a while (a starved
- *    machine: 40 daemons on 2 busy cores stalled for tens of seconds) has
- *    the peer's keepalives waiting in its socket, unread; counting the
- *    stall as the peer's silence renegotiated live sessions, and each
- *    negotiation loaded the machine further: the 40-node mesh's
- *    renegotiation loop (BENCHMARKS.md, session 9). The peer lost our session (it restarted,
+ *    machine: 40 daemons on 2 busy cores, start-up took 88 s in one run)
+ *    has the peer's keepalives waiting in its socket, unread, and the
+ *    timer may fire before the receive path reads them: that stall is
+ *    not the peer's silence. (The 40-node mesh's renegotiation loop had
+ *    another cause, the lab's: BENCHMARKS.md, session 9.) The peer lost our session (it restarted,
  *    and could not resume it because it cannot reach us: we are behind
  *    NAT); a new negotiation from our side repairs it, like WireGuard's
  *    handshake after keepalive-timeout + rekey-timeout without an answer.

@@ -18,7 +18,7 @@
 //     zeroed before the push and read 1 s after convergence (TLS handshakes,
 //     the push, forwards and pulls — everything on the control channel).
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { BNL, CLUEVPN, buildStamp, changedSince, createHarness, fmt, grepFile, max, median, nowMs, openControl, printTable, rssKiB, sleep, tail, verdict } from './mesh-harness.mjs';
 
@@ -65,6 +65,36 @@ function cpuSeconds(pid) {
   }
 }
 const N = opts.nodes;
+
+/**
+ * The kernel's neighbour (ARP/NDP) table is one table for every network
+ * namespace of the machine, `gc_thresh3` entries at most (1 024 by
+ * default). A full mesh needs N·(N−1) entries (1 560 at 40 nodes, plus other
+ * labs'): past the limit the kernel cannot create an entry and drops the
+ * datagram silently (`sendmmsg` succeeds, `UdpSndbufErrors` counts it,
+ * dmesg "neighbor table overflow"). At 40 nodes one keepalive in five
+ * vanished, so peers went silent and renegotiated ('no-reply') in a loop.
+ * The limits are raised (never lowered) before the lab starts.
+ */
+function raiseNeighbourLimits() {
+  const need = 2 * N * N + 1024;
+  const out = [];
+  for (const fam of ['ipv4', 'ipv6']) {
+    const dir = `/proc/sys/net/${fam}/neigh/default`;
+    const cur = [1, 2, 3].map((k) => Number(readFileSync(`${dir}/gc_thresh${k}`, 'utf8').trim()));
+    if (cur[2] >= 2 * need) continue;
+    writeFileSync(`${dir}/gc_thresh2`, String(Math.max(cur[1], need)));
+    writeFileSync(`${dir}/gc_thresh3`, String(Math.max(cur[2], 2 * need)));
+    out.push(`${fam} gc_thresh2/3 ${cur[1]}/${cur[2]} → ${Math.max(cur[1], need)}/${Math.max(cur[2], 2 * need)}`);
+  }
+  return out;
+}
+/** Kernel count of neighbour-table overflows (ARP, all namespaces): `table_fulls` summed over CPUs. */
+function arpTableFulls() {
+  const lines = readFileSync('/proc/net/stat/arp_cache', 'utf8').trim().split('\n');
+  const col = lines[0].trim().split(/\s+/).indexOf('table_fulls');
+  return col < 0 ? NaN : lines.slice(1).reduce((a, l) => a + parseInt(l.trim().split(/\s+/)[col], 16), 0);
+}
 const h = createHarness('mesh', 'bmesh');
 const problems = [];
 const addr = (j) => `10.99.0.${j}`;
@@ -122,6 +152,8 @@ async function counters(op) {
 const stamp = buildStamp();
 
 async function main() {
+  for (const line of raiseNeighbourLimits()) h.log(`neighbour table limits raised (one table for every namespace): ${line}`);
+  const fulls0 = arpTableFulls();
   h.log(`lab bmesh (${N} hosts), network n1..n${N} from make-network`);
   await h.labUp(N);
   const spec = Array.from({ length: N }, (_, k) => ({ name: `n${k + 1}`, addr: `192.0.2.${k + 1}` }));
@@ -238,6 +270,8 @@ async function main() {
   const cpuIdle = ds.map((d, k) => cpuSeconds(d.pid) - cpuIdle0[k]);
   const rss = ds.map((d) => rssKiB(d.pid) / 1024);
   const loadavg = readFileSync('/proc/loadavg', 'utf8').trim();
+  const arpFulls = arpTableFulls() - fulls0;
+  if (arpFulls > 0) problems.push(`the kernel's neighbour table overflowed ${arpFulls} times during the run (datagrams dropped silently; other labs share the table)`);
 
   // ---------------------------------------------------------------- report
   const out = process.stdout;
@@ -258,6 +292,7 @@ async function main() {
     [`CPU of all daemons since spawn (${fmt(wallSinceSpawn)} s), s; % of one core`, `${fmt(cpuSinceSpawn.reduce((a, b) => a + b, 0), 1)}; ${fmt((cpuSinceSpawn.reduce((a, b) => a + b, 0) / wallSinceSpawn) * 100, 1)} %`, '', ''],
     [`CPU of all daemons at rest (${fmt(idleWall)} s after the pushes), % of one core (max per daemon)`, `${fmt((cpuIdle.reduce((a, b) => a + b, 0) / idleWall) * 100, 1)} % (${fmt((Math.max(...cpuIdle) / idleWall) * 100, 2)} %)`, '', ''],
     ['load average at the end (/proc/loadavg)', loadavg, '', ''],
+    ['neighbour-table overflows during the run (kernel, every namespace)', fmt(arpFulls), '0', verdict(arpFulls === 0)],
     [`'cluevpn reload' wall time (Node start + reload + push), median ms`, fmt(median(pushes.map((x) => x.cliMs))), '', ''],
   ]);
   out.write(`\nper node: ready ms after spawn; ms until it held each pushed serial (from 'cluevpn reload'); control-channel bytes (TCP 3406, in/out) during push 1 and median of the others\n\n`);
