@@ -240,8 +240,8 @@ async function main() {
     await sleep(1000);
     const traffic = await counters('read');
     const conv = seenAt.map((x) => x - tCli);
-    const fromN1 = max(seenAt) - seenAt[0];
-    pushes.push({ p, want, conv, allMs: max(conv), fromN1Ms: fromN1, cliMs: cliRes.ms, cliOut: (cliRes.stdout + cliRes.stderr).trim(), cliCode: cliRes.code, traffic });
+    const fromN1 = seenAt.every(Number.isFinite) ? max(seenAt) - seenAt[0] : NaN; // a node that never got it: no "all" figure
+    pushes.push({ p, want, conv, allMs: conv.every(Number.isFinite) ? max(conv) : NaN, fromN1Ms: fromN1, cliMs: cliRes.ms, cliOut: (cliRes.stdout + cliRes.stderr).trim(), cliCode: cliRes.code, traffic });
     h.log(`push ${p} (serial ${want}): all ${N} nodes after ${fmt(max(conv))} ms from 'cluevpn reload' (${fmt(fromN1)} ms after n1 held it); cli: ${cliRes.code} ${(cliRes.stdout + cliRes.stderr).trim().split('\n')[0]}`);
     if (cliRes.code !== 0) problems.push(`push ${p}: cluevpn reload exited ${cliRes.code}: ${cliRes.stderr.trim()}`);
     const missing = seenAt.map((x, k) => (Number.isFinite(x) ? null : net.nodes[k].name)).filter(Boolean);
