@@ -79,8 +79,10 @@ export const FORWARD_FANOUT = 3;
 export const TICK_MS = 5_000;
 /** Implementation: delay of the first pull round after start (jittered). */
 export const INITIAL_PULL_MS = 1_000;
-/** Implementation: concurrent pushes of `pushToAll`. */
+/** Implementation: concurrent pushes of `pushToAll` to nodes we hold no keys with. */
 export const PUSH_CONCURRENCY = 16;
+/** Implementation: concurrent pushes of `pushToAll` to peers we hold keys with (they answer: short pushes). */
+export const KEYED_PUSH_CONCURRENCY = 64;
 /** Implementation: largest control frame (a 4 MiB BNL in base64 plus slack). */
 export const MAX_CONTROL_FRAME = Math.ceil((BNL_MAX_BYTES * 4) / 3) + 64 * 1024;
 
@@ -641,14 +643,18 @@ export async function startMesh(o: MeshOptions): Promise<Mesh> {
     // Peers we hold keys with first: they are up, so a list reaches the live
     // part of a large network before the pushes toward unreachable records
     // (each a connection timeout) fill the PUSH_CONCURRENCY slots.
+    // Those keyed peers get slots of their own (KEYED_PUSH_CONCURRENCY): they answer, so
+    // their pushes are short; the rest keep PUSH_CONCURRENCY (mostly connection timeouts).
     const keyed = new Set(negotiator.sessions().map((x) => x.peer));
     const all = others();
-    const targets = [...all.filter((n) => keyed.has(n)), ...all.filter((n) => !keyed.has(n))];
-    const progress: PushProgress = { targets: targets.length, ok: 0, failed: 0, done: Promise.resolve() };
-    progress.done = inParallel(targets, PUSH_CONCURRENCY, async (n) => {
+    const live = all.filter((n) => keyed.has(n));
+    const rest = all.filter((n) => !keyed.has(n));
+    const progress: PushProgress = { targets: all.length, ok: 0, failed: 0, done: Promise.resolve() };
+    const one = async (n: string): Promise<void> => {
       if (await pushTo(n)) progress.ok++;
       else progress.failed++;
-    });
+    };
+    progress.done = Promise.all([inParallel(live, KEYED_PUSH_CONCURRENCY, one), inParallel(rest, PUSH_CONCURRENCY, one)]).then(() => undefined);
     return progress;
   };
 
