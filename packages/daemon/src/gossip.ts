@@ -13,7 +13,7 @@
  *  2. a pushed or pulled list that is accepted is applied, then forwarded
  *     to `FORWARD_FANOUT` peers
  *  3. `pushToAll` (a reload): every other node, peers with keys first,
- *     `PUSH_CONCURRENCY` at a time
+ *     `KEYED_PUSH_CONCURRENCY` at a time to peers we hold keys with, `PUSH_CONCURRENCY` to the rest
  *
  * Owns: the seen-hash set, each peer's last known serial, the gossip
  * counters, the list encoded once per list, the pull timer.
@@ -44,8 +44,10 @@ export const PULL_FANOUT = 3;
 export const FORWARD_FANOUT = 3;
 /** Implementation: delay of the first pull round after start (jittered). */
 export const INITIAL_PULL_MS = 1_000;
-/** Implementation: concurrent pushes of `pushToAll`. */
+/** Implementation: concurrent pushes of `pushToAll` to nodes we hold no keys with. */
 export const PUSH_CONCURRENCY = 16;
+/** Implementation: concurrent pushes of `pushToAll` to peers we hold keys with (they answer: short pushes). */
+export const KEYED_PUSH_CONCURRENCY = 64;
 
 /** Counters of one `pushToAll`, updated as pushes finish. */
 export interface PushProgress {
@@ -269,14 +271,18 @@ export function createGossip(o: GossipOptions): Gossip {
     // Peers we hold keys with first: they are up, so a list reaches the live
     // part of a large network before the pushes toward unreachable records
     // (each a connection timeout) fill the PUSH_CONCURRENCY slots.
+    // Those keyed peers get slots of their own (KEYED_PUSH_CONCURRENCY): they answer, so
+    // their pushes are short; the rest keep PUSH_CONCURRENCY (mostly connection timeouts).
     const keyed = new Set(o.keyedPeers());
     const all = others();
-    const targets = [...all.filter((n) => keyed.has(n)), ...all.filter((n) => !keyed.has(n))];
-    const progress: PushProgress = { targets: targets.length, ok: 0, failed: 0, done: Promise.resolve() };
-    progress.done = inParallel(targets, PUSH_CONCURRENCY, async (n) => {
+    const live = all.filter((n) => keyed.has(n));
+    const rest = all.filter((n) => !keyed.has(n));
+    const progress: PushProgress = { targets: all.length, ok: 0, failed: 0, done: Promise.resolve() };
+    const one = async (n: string): Promise<void> => {
       if (await pushTo(n)) progress.ok++;
       else progress.failed++;
-    });
+    };
+    progress.done = Promise.all([inParallel(live, KEYED_PUSH_CONCURRENCY, one), inParallel(rest, PUSH_CONCURRENCY, one)]).then(() => undefined);
     return progress;
   };
 

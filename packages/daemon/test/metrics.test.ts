@@ -66,7 +66,7 @@ const quietLogger = () => silentLogger;
 test('metrics: one status snapshot per scrape, counters and gauges from it, removed peers and unknown values left out', async () => {
   let calls = 0;
   let st = report([peer('beta', { pmtu: 1280, innerMtu: 1216, pmtuAgeMs: 1000 }), peer('gamma', { state: 'idle', keyAgeMs: null, lastRxMs: null, bnlSerial: null, endpoint: null, drops: {}, rxPackets: 0 })], { 'unknown-index': 4 });
-  const control: ControlStats = { connections: 1, unauthenticated: 1, accepted: 5, handshakesStarted: 7, refused: { 'not-member': 2 }, cutOff: {} };
+  const control: ControlStats = { connections: 1, unauthenticated: 1, accepted: 5, handshakesStarted: 7, resumed: 2, refused: { 'not-member': 2 }, cutOff: {} };
   const m = createDaemonMetrics({
     status: () => {
       calls++;

@@ -23,12 +23,19 @@
  *    send path's included, plus keepalives) is compared with the last
  *    tick's: a change restarts the idle clock; `keepaliveMs` without a
  *    change sends one keepalive and restarts it.
- * 5. No reply: nothing authenticated from the peer (by wall clock: its
- *    last packet or keepalive, directly or through a relay, else the session's install time) for
- *    {@link noReplyMs} — two keepalive intervals and 5 s, so a peer with
- *    the same `keepalive` has sent at least one keepalive meanwhile — asks
- *    for a rekey (`onRekeyNeeded(peer, 'no-reply')`) and waits another such
- *    period before asking again. The peer lost our session (it restarted,
+ * 5. No reply: nothing authenticated from the peer (its last packet or
+ *    keepalive, directly or through a relay, else the session's install
+ *    time) for {@link noReplyMs} — two keepalive intervals and 5 s, so a
+ *    peer with the same `keepalive` has sent at least one keepalive
+ *    meanwhile — asks for a rekey (`onRekeyNeeded(peer, 'no-reply')`) and
+ *    waits another such period before asking again. The silence is counted
+ *    on the scheduler's *awake* clock: a gap between two ticks counts as at
+ *    most two ticks. A process that did not run for a while (a starved
+ *    machine: 40 daemons on 2 busy cores, start-up took 88 s in one run)
+ *    has the peer's keepalives waiting in its socket, unread, and the
+ *    timer may fire before the receive path reads them: that stall is
+ *    not the peer's silence. (The 40-node mesh's renegotiation loop had
+ *    another cause, the lab's: BENCHMARKS.md, session 9.) The peer lost our session (it restarted,
  *    and could not resume it because it cannot reach us: we are behind
  *    NAT); a new negotiation from our side repairs it, like WireGuard's
  *    handshake after keepalive-timeout + rekey-timeout without an answer.
@@ -60,6 +67,9 @@ export function keepaliveTickMs(keepaliveMs: number): number {
  */
 export class KeepaliveScheduler {
   private timer: NodeJS.Timeout | null = null;
+  /** Awake clock (step 5): monotonic ms the scheduler ran, each gap between ticks counted as at most two ticks. */
+  private awakeMs = 0;
+  private lastTickMs = NaN;
 
   constructor(
     private readonly peers: PeerTable,
@@ -100,10 +110,13 @@ export class KeepaliveScheduler {
     this.soonPending = null;
   }
 
-  /** One pass over the peers at monotonic time `nowMs` and wall-clock time `wallMs` (steps 2–5). Returns the keepalives sent. */
-  tick(nowMs: number, wallMs: number): number {
+  /** One pass over the peers at monotonic time `nowMs` (steps 2–5; `wallMs` is kept for callers, the silence is on the awake clock). Returns the keepalives sent. */
+  tick(nowMs: number, _wallMs: number): number {
     let sent = 0;
     const silence = noReplyMs(this.intervalMs);
+    if (Number.isFinite(this.lastTickMs)) this.awakeMs += Math.min(Math.max(0, nowMs - this.lastTickMs), 2 * keepaliveTickMs(this.intervalMs));
+    this.lastTickMs = nowMs;
+    const awake = this.awakeMs;
     for (const peer of this.peers.withPrimary) {
       const s = peer.primary;
       if (s === null || !peer.hasEndpoint) {
@@ -111,9 +124,13 @@ export class KeepaliveScheduler {
         continue;
       }
       const c = peer.counters;
-      const heard = Math.max(c[PeerCounter.LAST_RX_MS], c[PeerCounter.LAST_RELAYED_RX_MS], s.installedAtMs, peer.kaNoReplyAskedMs);
-      if (this.events !== undefined && wallMs - heard >= silence) {
-        peer.kaNoReplyAskedMs = wallMs;
+      const heardWall = Math.max(c[PeerCounter.LAST_RX_MS], c[PeerCounter.LAST_RELAYED_RX_MS], s.installedAtMs);
+      if (heardWall > peer.kaHeardWallMs) {
+        peer.kaHeardWallMs = heardWall;
+        peer.kaHeardAwakeMs = awake;
+      }
+      if (this.events !== undefined && awake - Math.max(peer.kaHeardAwakeMs, peer.kaNoReplyAskedAwakeMs) >= silence) {
+        peer.kaNoReplyAskedAwakeMs = awake;
         this.events.rekeyNeeded(peer, 'no-reply', nowMs);
       }
       const seen = c[PeerCounter.TX_PACKETS] + c[PeerCounter.KEEPALIVES_TX];

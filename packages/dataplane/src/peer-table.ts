@@ -208,11 +208,14 @@ export class Peer {
   authWindowStartMs = -Infinity;
   authFailuresInWindow = 0;
   // keepalive state (keepalive.ts): sent datagrams (tx packets + keepalives) seen at
-  // the last tick (-1 = not tracked), monotonic ms it last changed, wall-clock ms of
-  // the last 'no-reply' rekey request (0 = none)
+  // the last tick (-1 = not tracked), monotonic ms it last changed; the newest
+  // wall-clock "heard" value seen (-1 = none yet) and the scheduler's awake time when
+  // it was seen; awake time of the last 'no-reply' rekey request (-Infinity = none)
   kaSeen = -1;
   kaSinceMs = 0;
-  kaNoReplyAskedMs = 0;
+  kaHeardWallMs = -1;
+  kaHeardAwakeMs = 0;
+  kaNoReplyAskedAwakeMs = -Infinity;
   /** The node id as a number when the id is a decimal u32 (relay messages carry it), else -1. */
   readonly num: number;
   /**

@@ -87,6 +87,31 @@ describe('keepalives', () => {
     assert.equal(asked.length, 4, 'a word from the peer stops it');
   });
 
+  it("a stall of our own process is not the peer's silence: no 'no-reply' rekey after it, one after a real silence", () => {
+    const f = fakeTable();
+    const asked: number[] = [];
+    const events = new EventDispatcher({ onRekeyNeeded: (id, reason) => asked.push(reason === 'no-reply' && id === 'b' ? f.now.ms : -1) }, silentLogger, 1000, 8);
+    const k = new KeepaliveScheduler(f.table, f.send, 10_000, events);
+    for (; f.now.ms < 100_000; f.now.ms += 1000) {
+      if (f.now.ms % 10_000 === 0) f.peer.counters[PeerCounter.LAST_RX_MS] = f.now.ms;
+      k.tick(f.now.ms, f.now.ms);
+    }
+    // The process does not run from 100 s to 160 s (the peer's keepalives wait in the socket);
+    // the timer fires first when it runs again, before the receive path has read them.
+    f.now.ms = 160_000;
+    k.tick(f.now.ms, f.now.ms);
+    assert.deepEqual(asked, [], 'the stall is not counted as the peer\'s silence');
+    f.peer.counters[PeerCounter.LAST_RX_MS] = f.now.ms; // now read
+    for (f.now.ms += 1000; f.now.ms < 200_000; f.now.ms += 1000) {
+      if (f.now.ms % 10_000 === 0) f.peer.counters[PeerCounter.LAST_RX_MS] = f.now.ms;
+      k.tick(f.now.ms, f.now.ms);
+    }
+    assert.deepEqual(asked, [], 'the peer answers every 10 s');
+    // a real silence from 190 s (the last word) is still noticed after 25 s awake
+    for (; f.now.ms < 230_000; f.now.ms += 1000) k.tick(f.now.ms, f.now.ms);
+    assert.deepEqual(asked, [215_000]);
+  });
+
   it('skips peers without a session or an endpoint (nothing counted)', () => {
     const f = fakeTable();
     const k = new KeepaliveScheduler(f.table, f.send, 1000);

@@ -43,7 +43,23 @@
  * The client verifies the server's chain (`rejectUnauthorized: true`),
  * that the server's CN is the node it meant to reach, and then the same
  * `authorize` checks — again before every request and on `recheck()`.
+ *
+ * Resumption: a client keeps the TLS 1.3 session ticket of its last direct
+ * connection to each peer (per credentials, at most `RESUME_CACHE_MAX`,
+ * up to `RESUME_LIFETIME_S` and never past the server certificate's end)
+ * and offers it on the next one. A resumed handshake has no certificate
+ * signature (the costly RSA work of a full one: about a third of the CPU
+ * per connection), but keeps an (EC)DHE exchange, so the exporter and the
+ * negotiated keys stay forward secret and unique per connection. Both ends
+ * still authorise the peer against the current list (`authorize`: member,
+ * pin, OU) on every connection and request: the server reads the client's
+ * certificate from the session and checks its dates again; the client uses
+ * the identity its full handshake authenticated (only the server that
+ * issued the ticket can complete the resumption). New credentials (a CA
+ * rollover) make a new client context with an empty cache, and rotate the
+ * server's ticket keys, so nothing verified under the old CAs is resumed.
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -164,6 +180,8 @@ export interface ControlStats {
   accepted: number;
   /** TLS handshakes started (connections that passed every check of step 1). */
   handshakesStarted: number;
+  /** Of the accepted connections, those that resumed a TLS session (no certificate signature: see "Resumption"). */
+  resumed: number;
   /** Refused connections by reason (`RefusalReason`, `rate-limited`, `too-many-connections`, `too-many-from-ip`, `too-many-from-prefix`, `evicted`, `first-byte-timeout`, `tls-error`, `handshake-timeout`). */
   refused: Record<string, number>;
   /** Authenticated connections cut off, by reason (`idle-timeout`, `frame-too-large`, `protocol-error`, `queue-full`, `revoked`). */
@@ -267,7 +285,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
   const limits: ControlLimits = { ...DEFAULT_CONTROL_LIMITS, ...opts.limits };
   const log = opts.logger ?? silentLogger;
   const handlers = new Map<string, RequestHandler>();
-  const stats: ControlStats = { connections: 0, unauthenticated: 0, accepted: 0, handshakesStarted: 0, refused: {}, cutOff: {} };
+  const stats: ControlStats = { connections: 0, unauthenticated: 0, accepted: 0, handshakesStarted: 0, resumed: 0, refused: {}, cutOff: {} };
   const perIp = new Map<string, number>();
   const raws = new Map<string, net.Socket>();
   const open = new Set<net.Socket>();
@@ -346,6 +364,7 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     requestCert: true,
     rejectUnauthorized: false, // checked in secureConnection, see step 3 above
     handshakeTimeout: limits.handshakeTimeoutMs,
+    sessionTimeout: RESUME_LIFETIME_S, // lifetime of the session tickets we issue ("Resumption")
   });
 
   const refuse = (socket: tls.TLSSocket, reason: RefusalReason, detail: string, u: { ip: string; source: string }): void => {
@@ -388,12 +407,19 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
       refuse(socket, 'pre-auth-bytes', `${raw.bytesRead} bytes before authentication`, u);
       return;
     }
+    // A resumed session's chain was verified when the ticket was issued; its dates are checked again now.
+    const resumed = socket.isSessionReused();
+    if (resumed && !withinValidity(socket.getPeerCertificate(), Date.now())) {
+      refuse(socket, 'expired', 'resumed session of a certificate outside its validity', u);
+      return;
+    }
     const decision = opts.authorize(id);
     if (!decision.ok) {
       refuse(socket, decision.reason, decision.detail, u);
       return;
     }
     stats.accepted++;
+    if (resumed) stats.resumed++;
     serveConnection(socket, id, addr);
   });
 
@@ -625,6 +651,8 @@ export async function createControlServer(opts: ControlServerOptions): Promise<C
     },
     setCredentials(credentials) {
       tlsServer.setSecureContext(contextOptions(credentials));
+      // Tickets issued under the old credentials (their CAs) are resumed no more.
+      tlsServer.setTicketKeys(randomBytes(48));
     },
     adopt(stream) {
       stats.handshakesStarted++;
@@ -717,6 +745,31 @@ function clientContext(c: ControlCredentials): tls.SecureContext {
 }
 
 /**
+ * Implementation: lifetime of the TLS session tickets a control server
+ * issues (seconds), and how long a client keeps one (slightly less).
+ */
+export const RESUME_LIFETIME_S = 3600;
+/** Implementation: TLS sessions a client keeps per credentials (the least recently stored is dropped). */
+export const RESUME_CACHE_MAX = 512;
+
+/** A session a client may resume, with the identity its full handshake authenticated. */
+interface Resumable {
+  session: Buffer;
+  peer: PeerIdentity;
+  /** Wall-clock ms after which the session is not offered: the ticket's age or the server certificate's end, whichever is first. */
+  usableUntil: number;
+}
+/** Per client TLS context (so per credentials): peer name and address → session. */
+const resumeCaches = new WeakMap<tls.SecureContext, Map<string, Resumable>>();
+
+/** True when `now` is within the certificate's validity (`getPeerCertificate()` dates). */
+function withinValidity(cert: { valid_from?: string; valid_to?: string } | undefined, now: number): boolean {
+  const from = Date.parse(cert?.valid_from ?? '');
+  const to = Date.parse(cert?.valid_to ?? '');
+  return Number.isFinite(from) && Number.isFinite(to) && from <= now && now <= to;
+}
+
+/**
  * Connects to a control server and authenticates it. Rejects with
  * `PeerRefusedError` (reason: chain failure, `wrong-peer`, or the
  * `authorize` reason) or `ChannelError` (`ERR_CHANNEL_TIMEOUT`, `ERR_CHANNEL_CLOSED`).
@@ -726,10 +779,22 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
   const log = opts.logger ?? silentLogger;
   return new Promise<ControlConnection>((resolve, reject) => {
     let settled = false;
+    const secureContext = clientContext(opts.credentials);
+    // Resumption (direct connections only; a relayed one is keyed by its relay, not the peer).
+    let cache = resumeCaches.get(secureContext);
+    if (cache === undefined) resumeCaches.set(secureContext, (cache = new Map()));
+    const key = opts.socket === undefined ? `${opts.peerName}|${opts.host}|${opts.port}` : undefined;
+    let offered = key === undefined ? undefined : cache.get(key);
+    if (offered !== undefined && (Date.now() >= offered.usableUntil || offered.peer.name !== opts.peerName)) {
+      cache.delete(key!);
+      offered = undefined;
+    }
+    let authenticated: { peer: PeerIdentity; validTo: number } | undefined;
     const socket = tls.connect({
       ...(opts.socket !== undefined ? { socket: opts.socket } : { host: opts.host, port: opts.port }),
       ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}),
-      secureContext: clientContext(opts.credentials),
+      ...(offered !== undefined ? { session: offered.session } : {}),
+      secureContext,
       minVersion: 'TLSv1.3',
       rejectUnauthorized: true,
       checkServerIdentity: (_host, cert) => {
@@ -755,11 +820,33 @@ export function connectControl(opts: ConnectOptions): Promise<ControlConnection>
       fail(new ChannelError('ERR_CHANNEL_CLOSED', `control connection to ${opts.peerName} failed: ${code || err.message}`, { cause: err }));
     });
     socket.once('close', () => fail(new ChannelError('ERR_CHANNEL_CLOSED', `control connection to ${opts.peerName} closed during the handshake`)));
+    // TLS 1.3 tickets arrive after the handshake: each replaces the peer's entry (the newest first to go last).
+    if (key !== undefined) {
+      socket.on('session', (session: Buffer) => {
+        if (authenticated === undefined) return;
+        cache.delete(key);
+        cache.set(key, { session, peer: authenticated.peer, usableUntil: Math.min(Date.now() + (RESUME_LIFETIME_S - 60) * 1000, authenticated.validTo) });
+        for (const old of cache.keys()) {
+          if (cache.size <= RESUME_CACHE_MAX) break;
+          cache.delete(old);
+        }
+      });
+    }
     socket.once('secureConnect', () => {
-      const id = identityOf(socket);
+      // A resumed session proves the server holds the secret of the full handshake that
+      // authenticated `offered.peer` (OpenSSL keeps no server certificate on the client side then).
+      const reused = socket.isSessionReused();
+      if (reused && offered === undefined) return fail(new PeerRefusedError('no-certificate', 'resumed a session that was not offered'));
+      const cert = reused ? undefined : socket.getPeerCertificate();
+      const id = reused ? offered!.peer : identityOf(socket);
       if (id === undefined) return fail(new PeerRefusedError('no-certificate', 'server sent no certificate'));
+      if (id.name !== opts.peerName) return fail(new PeerRefusedError('wrong-peer', `reached "${id.name}" instead of "${opts.peerName}"`));
       const decision = opts.authorize ? opts.authorize(id) : ({ ok: true } as AuthDecision);
-      if (!decision.ok) return fail(new PeerRefusedError(decision.reason, decision.detail));
+      if (!decision.ok) {
+        if (key !== undefined) cache.delete(key);
+        return fail(new PeerRefusedError(decision.reason, decision.detail));
+      }
+      authenticated = { peer: id, validTo: reused ? offered!.usableUntil : Date.parse(cert?.valid_to ?? '') || 0 };
       settled = true;
       clearTimeout(hsTimer);
       resolve(clientConnection(socket, id, limits, log, opts.authorize));

@@ -138,6 +138,58 @@ describe('mutual TLS', () => {
     }
   });
 
+  test('the next connection resumes the TLS session: a fresh exporter, and the current list still decides on both ends', async () => {
+    const s = await startServer();
+    const me = creds('bravo');
+    const connect = (authorize = policyAuthorizer(policy)) => connectControl({ host: '127.0.0.1', port: s.port, peerName: 'alpha', credentials: me, authorize });
+    const echo = async (c: Awaited<ReturnType<typeof connect>>) => ((await c.request('echo', 1)) as { exporter: string }).exporter;
+    try {
+      const c1 = await connect();
+      const x1 = await echo(c1);
+      c1.close();
+      assert.equal(s.stats().resumed, 0, 'the first connection is a full handshake');
+      const c2 = await connect();
+      const x2 = await echo(c2);
+      assert.equal(x2, c2.exporter.toString('base64'), 'both ends share the exporter');
+      c2.close();
+      assert.equal(s.stats().resumed, 1, 'the second connection resumed');
+      assert.equal(c2.peer.name, 'alpha');
+      assert.notEqual(x2, x1, 'a resumed connection has its own exporter');
+      // the client: a server re-pinned since the ticket was issued is refused on resumption
+      await assert.rejects(
+        connect(policyAuthorizer({ ...policy, pinnedFingerprint: (n) => (n === 'alpha' ? '00'.repeat(32) : undefined) })),
+        (e: unknown) => e instanceof PeerRefusedError && e.reason === 'fingerprint-mismatch',
+      );
+      // the server: a client removed from the list is refused though it offers a valid ticket
+      const c3 = await connect();
+      await echo(c3);
+      c3.close();
+      const resumedBefore = s.stats().resumed;
+      const refusedBefore = s.stats().refused['not-member'] ?? 0;
+      members.delete('bravo');
+      try {
+        const err = await attempt(s, me);
+        assert.ok(err instanceof Error, 'a removed member is refused');
+        await until(() => (s.stats().refused['not-member'] ?? 0) === refusedBefore + 1, 'refusal not-member');
+      } finally {
+        members.add('bravo');
+      }
+      assert.equal(s.stats().resumed, resumedBefore, 'the refused connection is not counted as resumed');
+      // new server credentials rotate the ticket keys: nothing issued before is resumed
+      const c4 = await connect();
+      await echo(c4);
+      c4.close();
+      s.setCredentials(creds('alpha'));
+      const atSwitch = s.stats().resumed;
+      const c5 = await connect();
+      await echo(c5);
+      c5.close();
+      assert.equal(s.stats().resumed, atSwitch, 'no resumption across a credentials switch');
+    } finally {
+      await s.close();
+    }
+  });
+
   test('IPv6 loopback works', async () => {
     const s6 = await startServer({}, '::1');
     try {

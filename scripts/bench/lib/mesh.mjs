@@ -11,17 +11,18 @@
 //  4. BNL convergence, PUSHES times: on n1 edit the list (push 1 adds a node
 //     record n<N+1> nobody runs, later pushes change its tag), `bnl sign`,
 //     then `cluevpn -c n1 reload`; every node's control socket is polled
-//     (`bnl-status`, every 20 ms) until it holds the new serial. Figures: from
+//     (`bnl-status`, every 20 ms, each node on its own) until it holds the
+//     new serial (the time is taken when its answer arrives). Figures: from
 //     the CLI's spawn, and from n1 holding it itself. Per-node control-channel
 //     traffic of each push: iptables counters on TCP port 3406 in each host,
 //     zeroed before the push and read 1 s after convergence (TLS handshakes,
 //     the push, forwards and pulls — everything on the control channel).
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { BNL, CLUEVPN, buildStamp, changedSince, createHarness, fmt, grepFile, max, median, nowMs, openControl, printTable, rssKiB, sleep, tail, verdict } from './mesh-harness.mjs';
 
-const opts = { nodes: 12, pushes: 3, concurrency: 8, deadlineS: 60 };
+const opts = { nodes: 12, pushes: 3, concurrency: 8, deadlineS: 60, loglevel: null };
 {
   const argv = process.argv.slice(2);
   const num = (i, a) => {
@@ -34,6 +35,10 @@ const opts = { nodes: 12, pushes: 3, concurrency: 8, deadlineS: 60 };
     else if (a === '--pushes') opts.pushes = num(++i, a);
     else if (a === '--concurrency') opts.concurrency = num(++i, a);
     else if (a === '--deadline') opts.deadlineS = num(++i, a);
+    else if (a === '--loglevel') {
+      if (!/^[0-7]$/.test(argv[++i] ?? '')) usage('--loglevel needs 0..7 (syslog levels: 5 notice, 6 info, 7 debug)');
+      opts.loglevel = argv[i];
+    }
     else usage(`unknown argument '${a}'`);
   }
   if (opts.nodes < 2 || opts.nodes > 200) usage('--nodes must be 2..200');
@@ -60,6 +65,36 @@ function cpuSeconds(pid) {
   }
 }
 const N = opts.nodes;
+
+/**
+ * The kernel's neighbour (ARP/NDP) table is one table for every network
+ * namespace of the machine, `gc_thresh3` entries at most (1 024 by
+ * default). A full mesh needs N·(N−1) entries (1 560 at 40 nodes, plus other
+ * labs'): past the limit the kernel cannot create an entry and drops the
+ * datagram silently (`sendmmsg` succeeds, `UdpSndbufErrors` counts it,
+ * dmesg "neighbor table overflow"). At 40 nodes one keepalive in five
+ * vanished, so peers went silent and renegotiated ('no-reply') in a loop.
+ * The limits are raised (never lowered) before the lab starts.
+ */
+function raiseNeighbourLimits() {
+  const need = 2 * N * N + 1024;
+  const out = [];
+  for (const fam of ['ipv4', 'ipv6']) {
+    const dir = `/proc/sys/net/${fam}/neigh/default`;
+    const cur = [1, 2, 3].map((k) => Number(readFileSync(`${dir}/gc_thresh${k}`, 'utf8').trim()));
+    if (cur[2] >= 2 * need) continue;
+    writeFileSync(`${dir}/gc_thresh2`, String(Math.max(cur[1], need)));
+    writeFileSync(`${dir}/gc_thresh3`, String(Math.max(cur[2], 2 * need)));
+    out.push(`${fam} gc_thresh2/3 ${cur[1]}/${cur[2]} → ${Math.max(cur[1], need)}/${Math.max(cur[2], 2 * need)}`);
+  }
+  return out;
+}
+/** Kernel count of neighbour-table overflows (ARP, all namespaces): `table_fulls` summed over CPUs. */
+function arpTableFulls() {
+  const lines = readFileSync('/proc/net/stat/arp_cache', 'utf8').trim().split('\n');
+  const col = lines[0].trim().split(/\s+/).indexOf('table_fulls');
+  return col < 0 ? NaN : lines.slice(1).reduce((a, l) => a + parseInt(l.trim().split(/\s+/)[col], 16), 0);
+}
 const h = createHarness('mesh', 'bmesh');
 const problems = [];
 const addr = (j) => `10.99.0.${j}`;
@@ -117,16 +152,18 @@ async function counters(op) {
 const stamp = buildStamp();
 
 async function main() {
+  for (const line of raiseNeighbourLimits()) h.log(`neighbour table limits raised (one table for every namespace): ${line}`);
+  const fulls0 = arpTableFulls();
   h.log(`lab bmesh (${N} hosts), network n1..n${N} from make-network`);
   await h.labUp(N);
   const spec = Array.from({ length: N }, (_, k) => ({ name: `n${k + 1}`, addr: `192.0.2.${k + 1}` }));
-  const net = await h.makeNetwork(spec);
+  const net = await h.makeNetwork(spec, { extra: opts.loglevel === null ? [] : ['--loglevel', opts.loglevel] });
   await counters('add');
 
   // 1. start all daemons
   const t0 = nowMs();
   const ds = net.nodes.map((n, k) => h.startDaemon(k + 1, n));
-  const ready = await Promise.all(ds.map((d) => h.waitReady(d, 30_000)));
+  const ready = await Promise.all(ds.map((d) => h.waitReady(d, 90_000)));
   ds.forEach((d, k) => {
     if (!Number.isFinite(ready[k])) problems.push(`${d.node.name} never opened its control socket:\n${tail(d.node.log, 10)}\n${d.child.out.slice(-500)}`);
   });
@@ -183,22 +220,28 @@ async function main() {
     await counters('zero');
     const tCli = nowMs();
     const cli = h.run(CLUEVPN, ['-c', n1.conf, 'reload'], { timeoutMs: 30_000 });
+    // Each node polled on its own (every 20 ms until it holds the serial), so
+    // one daemon slow to answer does not delay the times seen for the others.
     const seenAt = new Array(N).fill(NaN);
     const stop = tCli + 15_000;
-    while (seenAt.some((x) => !Number.isFinite(x)) && nowMs() < stop) {
-      const s = await serialOf();
-      const at = nowMs();
-      s.forEach((v, k) => {
-        if (v >= want && !Number.isFinite(seenAt[k])) seenAt[k] = at;
-      });
-      await sleep(20);
-    }
+    await Promise.all(
+      ctl.map(async (c, k) => {
+        while (nowMs() < stop) {
+          const v = await c.request('bnl-status').then((b) => b.serial, () => NaN);
+          if (v >= want) {
+            seenAt[k] = nowMs();
+            return;
+          }
+          await sleep(20);
+        }
+      }),
+    );
     const cliRes = await cli;
     await sleep(1000);
     const traffic = await counters('read');
     const conv = seenAt.map((x) => x - tCli);
-    const fromN1 = max(seenAt) - seenAt[0];
-    pushes.push({ p, want, conv, allMs: max(conv), fromN1Ms: fromN1, cliMs: cliRes.ms, cliOut: (cliRes.stdout + cliRes.stderr).trim(), cliCode: cliRes.code, traffic });
+    const fromN1 = seenAt.every(Number.isFinite) ? max(seenAt) - seenAt[0] : NaN; // a node that never got it: no "all" figure
+    pushes.push({ p, want, conv, allMs: conv.every(Number.isFinite) ? max(conv) : NaN, fromN1Ms: fromN1, cliMs: cliRes.ms, cliOut: (cliRes.stdout + cliRes.stderr).trim(), cliCode: cliRes.code, traffic });
     h.log(`push ${p} (serial ${want}): all ${N} nodes after ${fmt(max(conv))} ms from 'cluevpn reload' (${fmt(fromN1)} ms after n1 held it); cli: ${cliRes.code} ${(cliRes.stdout + cliRes.stderr).trim().split('\n')[0]}`);
     if (cliRes.code !== 0) problems.push(`push ${p}: cluevpn reload exited ${cliRes.code}: ${cliRes.stderr.trim()}`);
     const missing = seenAt.map((x, k) => (Number.isFinite(x) ? null : net.nodes[k].name)).filter(Boolean);
@@ -227,12 +270,14 @@ async function main() {
   const cpuIdle = ds.map((d, k) => cpuSeconds(d.pid) - cpuIdle0[k]);
   const rss = ds.map((d) => rssKiB(d.pid) / 1024);
   const loadavg = readFileSync('/proc/loadavg', 'utf8').trim();
+  const arpFulls = arpTableFulls() - fulls0;
+  if (arpFulls > 0) problems.push(`the kernel's neighbour table overflowed ${arpFulls} times during the run (datagrams dropped silently; other labs share the table)`);
 
   // ---------------------------------------------------------------- report
   const out = process.stdout;
   const rebuilt = changedSince(stamp);
   if (rebuilt.length) problems.push(`dist of ${rebuilt.join(', ')} was rebuilt during the run: the figures may mix builds`);
-  out.write(`\nmesh: ${N} cluevpnd in bmesh-h1..h${N} (full mesh, default settings), ${opts.pushes} pushes, ping concurrency ${opts.concurrency}\n${stamp.text}\n\n`);
+  out.write(`\nmesh: ${N} cluevpnd in bmesh-h1..h${N} (full mesh, default settings${opts.loglevel === null ? '' : `, log level ${opts.loglevel}`}), ${opts.pushes} pushes, ping concurrency ${opts.concurrency}\n${stamp.text}\n\n`);
   const pushAll = pushes.map((x) => x.allMs);
   printTable([
     ['figure', 'value', 'target', 'verdict'],
@@ -247,6 +292,7 @@ async function main() {
     [`CPU of all daemons since spawn (${fmt(wallSinceSpawn)} s), s; % of one core`, `${fmt(cpuSinceSpawn.reduce((a, b) => a + b, 0), 1)}; ${fmt((cpuSinceSpawn.reduce((a, b) => a + b, 0) / wallSinceSpawn) * 100, 1)} %`, '', ''],
     [`CPU of all daemons at rest (${fmt(idleWall)} s after the pushes), % of one core (max per daemon)`, `${fmt((cpuIdle.reduce((a, b) => a + b, 0) / idleWall) * 100, 1)} % (${fmt((Math.max(...cpuIdle) / idleWall) * 100, 2)} %)`, '', ''],
     ['load average at the end (/proc/loadavg)', loadavg, '', ''],
+    ['neighbour-table overflows during the run (kernel, every namespace)', fmt(arpFulls), '0', verdict(arpFulls === 0)],
     [`'cluevpn reload' wall time (Node start + reload + push), median ms`, fmt(median(pushes.map((x) => x.cliMs))), '', ''],
   ]);
   out.write(`\nper node: ready ms after spawn; ms until it held each pushed serial (from 'cluevpn reload'); control-channel bytes (TCP 3406, in/out) during push 1 and median of the others\n\n`);
