@@ -17,17 +17,45 @@ export interface Prefix {
   readonly text: string;
 }
 
-function parseIPv4(text: string): Uint8Array | null {
-  const parts = text.split('.');
-  if (parts.length !== 4) return null;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i];
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) return null;
-    const v = Number(p);
-    if (v > 255) return null;
-    out[i] = v;
+/**
+ * A strict dotted quad (four decimal parts 0-255, no leading zeros) as an
+ * unsigned 32-bit number, or -1. A scanner, not `split` and a regular
+ * expression per part: every record of a 10 000-node list passes here for
+ * its endpoint and its subnets at start (issue 19).
+ */
+function ipv4Value(text: string): number {
+  const n = text.length;
+  if (n < 7 || n > 15) return -1;
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let parts = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? text.charCodeAt(i) : 0x2e; // the end closes the last part like a '.'
+    if (c >= 0x30 && c <= 0x39) {
+      if (digits > 0 && part === 0) return -1; // leading zero
+      part = part * 10 + (c - 0x30);
+      if (++digits > 3 || part > 255) return -1;
+    } else if (c === 0x2e) {
+      if (digits === 0 || ++parts > 4) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+    } else {
+      return -1;
+    }
   }
+  return parts === 4 ? value : -1;
+}
+
+function parseIPv4(text: string): Uint8Array | null {
+  const v = ipv4Value(text);
+  if (v < 0) return null;
+  const out = new Uint8Array(4);
+  out[0] = v >>> 24;
+  out[1] = (v >>> 16) & 0xff;
+  out[2] = (v >>> 8) & 0xff;
+  out[3] = v & 0xff;
   return out;
 }
 

@@ -264,6 +264,9 @@ function pooledF64(n: number): Float64Array {
   return new Float64Array(b.buffer, b.byteOffset + skip, n).fill(0);
 }
 
+/** Where `PeerTable.add` validates an endpoint before the peer exists (one buffer, not one per peer). */
+const endpointScratch = Buffer.alloc(ENDPOINT_KEY_LEN);
+
 /** Parses and validates a subnet list (throws `ERR_DP_CONFIG`). */
 export function parseSubnets(subnets: readonly string[]): Prefix[] {
   if (!Array.isArray(subnets)) throw new DataplaneError('ERR_DP_CONFIG', 'subnets must be an array of CIDR strings');
@@ -354,7 +357,7 @@ export class PeerTable {
     if (typeof id !== 'string' || id === '') throw new DataplaneError('ERR_DP_CONFIG', 'peer id must be a non-empty string');
     if (this.byId.has(id)) throw new DataplaneError('ERR_DP_PEER', `peer ${id} already exists`);
     const prefixes = parseSubnets(subnets);
-    if (endpoint !== undefined) encodeEndpoint(endpoint.host, endpoint.port, Buffer.alloc(ENDPOINT_KEY_LEN)); // validate first
+    if (endpoint !== undefined) encodeEndpoint(endpoint.host, endpoint.port, endpointScratch); // validate first
     const slot = this.freeSlots.length > 0 ? (this.freeSlots.pop() as number) : this.bySlot.length;
     if (slot >= MAX_PEERS) throw new DataplaneError('ERR_DP_CONFIG', `at most ${MAX_PEERS} peers`);
     const peer = new Peer(id, typeof name === 'string' && name !== '' ? name : id, slot);
