@@ -8,11 +8,15 @@
  *    'bad-flags', 'malformed', 'oversize', 'bad-counter').
  * 3. Find the session by receiver index ('unknown-index').
  * 4. Epoch below the session's floor or its newest epoch: 'old-epoch'.
- * 5. Replay `check` in the current epoch (no state change): 'replayed'.
+ * 5. Replay `check` in the current epoch (no state change): 'replayed'
+ *    (counted in step 7 at the datagram's place, as 'old-epoch' if a
+ *    datagram before it in the batch moved the epoch on).
  * 6. One `openBatch` for everything that passed (relay messages, types 4
  *    and 5, with `macOnly`: their tag is a MAC over header and payload,
  *    there is nothing to decrypt).
- * 7. Per datagram: not authentic → 'auth-failed' (+ burst event). Authentic:
+ * 7. Per datagram, in order: steps 3–5 again against the state the
+ *    datagrams before it left, so that no verdict depends on where a batch
+ *    ends; then not authentic → 'auth-failed' (+ burst event). Authentic:
  *    a newer epoch resets the window and raises `onRxEpoch`; replay
  *    `update` (catches duplicates within the batch); last-rx time.
  * 8. Roaming: the newest authentic packet from a new source address moves
@@ -98,6 +102,13 @@ export class ReceivePipeline {
   private source = new Int32Array(0);
   private counters = new Float64Array(0);
   private epochs = new Float64Array(0);
+  /**
+   * Step 5's replay drops, whose reason is given in step 7 at their place
+   * in the batch (see `dropDeferred`): source index, session, epoch.
+   */
+  private deferSrc: number[] = [];
+  private deferSess: Session[] = [];
+  private deferEpoch: number[] = [];
   private sessions: Array<Session | null> = [];
   private plainOffs = new Int32Array(0);
   private plainLens = new Int32Array(0);
@@ -235,7 +246,10 @@ export class ReceivePipeline {
         continue;
       }
       if (epoch === s.rxEpoch && !s.window.check(counter)) {
-        countDrop(ctx, s.peer, DropReason.REPLAYED);
+        // dropped, but counted in step 7 at its place: an earlier datagram of this batch may move the epoch past it
+        this.deferSrc.push(i);
+        this.deferSess.push(s);
+        this.deferEpoch.push(epoch);
         continue;
       }
       const t = readType(buf, off);
@@ -249,7 +263,10 @@ export class ReceivePipeline {
       this.epochs[n] = epoch;
       n++;
     }
-    if (n === 0) return;
+    if (n === 0) {
+      this.dropDeferred(count);
+      return;
+    }
     // 6: one AEAD call
     ctx.crypto.openBatch(buf, n, this.offs, this.lens, this.handles, this.ok, this.macOnly);
     const now = performance.now();
@@ -262,7 +279,24 @@ export class ReceivePipeline {
       const s = this.sessions[j] as Session;
       this.sessions[j] = null;
       const peer = s.peer;
-      // 7: verdict, epoch, replay
+      this.dropDeferred(this.source[j]);
+      // 7: steps 3–5 again with the state the datagrams before this one
+      // left (the verdict of a datagram does not depend on where a batch
+      // ends), then the AEAD's verdict, epoch, replay
+      if (s.retired) {
+        countDrop(ctx, peer, DropReason.UNKNOWN_INDEX);
+        continue;
+      }
+      const epoch = this.epochs[j];
+      const counter = this.counters[j];
+      if (epoch < s.rxEpoch) {
+        countDrop(ctx, peer, DropReason.OLD_EPOCH);
+        continue;
+      }
+      if (epoch === s.rxEpoch && !s.window.check(counter)) {
+        countDrop(ctx, peer, DropReason.REPLAYED);
+        continue;
+      }
       if (this.ok[j] !== 1) {
         countDrop(ctx, peer, DropReason.AUTH_FAILED);
         if (readType(buf, this.offs[j]) === MessageType.RELAY) ctx.relayUnauthenticated++;
@@ -270,12 +304,6 @@ export class ReceivePipeline {
         ctx.events.authFailure(peer, now);
         continue;
       }
-      if (s.retired) {
-        countDrop(ctx, peer, DropReason.UNKNOWN_INDEX);
-        continue;
-      }
-      const epoch = this.epochs[j];
-      const counter = this.counters[j];
       let newest: boolean;
       let epochAdvanced = false;
       if (epoch > s.rxEpoch) {
@@ -283,9 +311,6 @@ export class ReceivePipeline {
         s.window.reset();
         epochAdvanced = true;
         newest = true;
-      } else if (epoch < s.rxEpoch) {
-        countDrop(ctx, peer, DropReason.OLD_EPOCH);
-        continue;
       } else newest = counter > s.window.newest;
       if (!s.window.update(counter)) {
         countDrop(ctx, peer, DropReason.REPLAYED);
@@ -365,11 +390,33 @@ export class ReceivePipeline {
         else if (count <= EXPRESS_MAX_BATCH) lease = s;
       }
     }
+    this.dropDeferred(count);
     // 12: express lease
     if (lease !== null && this.expressOn && lease.expressGen !== ctx.peers.expressGen[0] && !lease.retired) this.lease(lease);
     // 11: into the TUN
     if (nPlain > 0) this.writeTun(buf, this.plainOffs, this.plainLens, nPlain);
     if (nDec > 0) this.writeTun(this.decArena, this.decOffs, this.decLens, nDec);
+  }
+
+  /**
+   * Counts step 5's replay drops of the batch that came before datagram
+   * `before`, each with the reason a datagram-by-datagram pipeline would
+   * give it now: 'old-epoch' when a datagram between moved its session's
+   * epoch past it, else 'replayed'. (The window and the epoch only move
+   * forward, so a datagram step 5 refused stays refused; only the reason
+   * could depend on where the batch ended.)
+   */
+  private dropDeferred(before: number): void {
+    const src = this.deferSrc;
+    if (src.length === 0 || src[0] >= before) return;
+    let k = 0;
+    for (; k < src.length && src[k] < before; k++) {
+      const s = this.deferSess[k];
+      countDrop(this.ctx, s.peer, this.deferEpoch[k] < s.rxEpoch ? DropReason.OLD_EPOCH : DropReason.REPLAYED);
+    }
+    src.splice(0, k);
+    this.deferSess.splice(0, k);
+    this.deferEpoch.splice(0, k);
   }
 
   /** True once the socket's express path is set up (Dataplane). */

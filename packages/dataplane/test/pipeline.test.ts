@@ -329,6 +329,36 @@ describe('pipelines over the memory network', () => {
     }
   });
 
+  it('gives each datagram the verdict of a one-by-one pipeline, wherever the batch ends (epoch moved on earlier in the batch)', async () => {
+    // A datagram refused before any key is used (replayed) or after (forged)
+    // must get the reason it gets when the datagrams before it were their
+    // own batches: 'old-epoch' once an earlier datagram moved the epoch on.
+    const verdicts = async (oneBatch: boolean): Promise<Partial<Record<string, number>>> => {
+      const p = await makePair();
+      try {
+        const old = await capture(p, [ipv4Packet('10.0.1.5', '10.0.2.9', 20), ipv4Packet('10.0.1.5', '10.0.2.9', 20)]);
+        deliverToB(p, [old[0]]); // epoch 1, counter 0: accepted
+        p.a.dp.installSession('b', { ...p.sessions.a, localIndex: p.sessions.a.localIndex + 1, txEpoch: 2 });
+        const [fresh] = await capture(p, [ipv4Packet('10.0.1.5', '10.0.2.9', 20)]);
+        const forged = Buffer.from(old[1]); // epoch 1, counter 1 (not seen yet), bad tag
+        forged[forged.length - 1] ^= 1;
+        const rest = [Buffer.from(old[0]), forged]; // a replay and a forgery, both of epoch 1
+        if (oneBatch) deliverToB(p, [fresh, ...rest]);
+        else {
+          deliverToB(p, [fresh]);
+          for (const d of rest) deliverToB(p, [d]);
+        }
+        assert.equal(p.b.tun.takeWritten().length, 2, 'the first old and the fresh datagram delivered');
+        return drops(p, 'b');
+      } finally {
+        p.close();
+      }
+    };
+    const apart = await verdicts(false);
+    assert.deepEqual(apart, { 'old-epoch': 2 });
+    assert.deepEqual(await verdicts(true), apart);
+  });
+
   it('rejects packets of an old epoch after a newer one authenticated, and below the floor', async () => {
     const p = await makePair();
     try {
