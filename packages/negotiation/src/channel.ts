@@ -933,20 +933,25 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
     failAll(new ChannelError('ERR_CHANNEL_CLOSED', `control connection to ${peer.name} failed`, { cause: err }));
   });
   socket.on('close', () => failAll(new ChannelError('ERR_CHANNEL_CLOSED', `control connection to ${peer.name} closed`)));
+  /** The frame of a request with a fresh id, or why none may be sent now (refused by the current list, or too large). */
+  const frameRequest = (type: string, body: unknown): { id: number; frame: Buffer } | Error => {
+    const refused = refusedNow();
+    if (refused) return refused;
+    const id = nextId++;
+    try {
+      return { id, frame: encodeFrame({ v: CONTROL_PROTOCOL_VERSION, type, id, body }, limits.maxFrameBytes) };
+    } catch (err) {
+      return err as Error;
+    }
+  };
   return {
     peer,
     exporter,
     request(type, body) {
       if (closedErr) return Promise.reject(closedErr);
-      const refused = refusedNow();
-      if (refused) return Promise.reject(refused);
-      const id = nextId++;
-      let frame: Buffer;
-      try {
-        frame = encodeFrame({ v: CONTROL_PROTOCOL_VERSION, type, id, body }, limits.maxFrameBytes);
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
+      const next = frameRequest(type, body);
+      if (next instanceof Error) return Promise.reject(next);
+      const { id, frame } = next;
       return new Promise<unknown>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(id);
@@ -962,15 +967,9 @@ function clientConnection(socket: tls.TLSSocket, peer: PeerIdentity, limits: Con
     upgrade(type, body) {
       if (closedErr) return Promise.reject(closedErr);
       if (upgraded || pending.size > 0) return Promise.reject(new ChannelError('ERR_CHANNEL_PROTOCOL', `upgrade to ${peer.name} with other requests open`));
-      const refused = refusedNow();
-      if (refused) return Promise.reject(refused);
-      const id = nextId++;
-      let frame: Buffer;
-      try {
-        frame = encodeFrame({ v: CONTROL_PROTOCOL_VERSION, type, id, body }, limits.maxFrameBytes);
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
+      const next = frameRequest(type, body);
+      if (next instanceof Error) return Promise.reject(next);
+      const { id, frame } = next;
       return new Promise<{ body: unknown; stream: tls.TLSSocket }>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(id);
